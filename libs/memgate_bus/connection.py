@@ -1,0 +1,68 @@
+"""One NATS connection per process, with JetStream and the streams memgate needs."""
+
+from __future__ import annotations
+
+import logging
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from memgate_bus.subjects import EXCHANGE_STREAM, EXCHANGE_SUBJECTS
+
+log = logging.getLogger("memgate.bus")
+
+
+class Bus:
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream(timeout=5)
+
+    @classmethod
+    async def connect(cls, url: str, *, name: str) -> "Bus":
+        async def disconnected() -> None:
+            log.warning("NATS disconnected from %s", url)
+
+        async def reconnected() -> None:
+            log.info("NATS reconnected to %s", url)
+
+        async def error(exc: Exception) -> None:
+            log.warning("NATS error: %s", exc)
+
+        nc = await nats.connect(
+            url,
+            name=name,
+            max_reconnect_attempts=-1,  # keep trying: the outbox holds events meanwhile
+            reconnect_time_wait=0.5,
+            disconnected_cb=disconnected,
+            reconnected_cb=reconnected,
+            error_cb=error,
+        )
+        return cls(nc)
+
+    async def ensure_streams(self) -> None:
+        config = StreamConfig(
+            name=EXCHANGE_STREAM,
+            subjects=EXCHANGE_SUBJECTS,
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=7 * 24 * 3600,  # seconds; observers that fall a week behind have bigger problems
+            duplicate_window=120,
+        )
+        try:
+            await self.js.stream_info(EXCHANGE_STREAM)
+            await self.js.update_stream(config)
+        except NotFoundError:
+            await self.js.add_stream(config)
+
+    @property
+    def connected(self) -> bool:
+        return self.nc.is_connected
+
+    async def close(self) -> None:
+        # Services are stopped before this, so nothing is in flight; drain() would wait on
+        # the observer's idle pull subscription for its whole timeout.
+        if not self.nc.is_closed:
+            await self.nc.close()

@@ -1,0 +1,104 @@
+"""Publishing `ExchangeCompleted` so that no completed exchange is ever lost.
+
+The edge publishes to JetStream and waits for the stream's ack. If NATS cannot take the
+event, it goes to an on-disk spool (one fsynced file per event) and a background task
+republishes it when NATS is back. JetStream's duplicate window (keyed by exchange id)
+makes a republish after a lost ack harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+
+from opentelemetry import trace
+
+from memgate_bus.connection import Bus
+from memgate_bus.subjects import EXCHANGE_SUBJECT
+from memgate_bus.tracing import inject_headers
+from memgate_core.events import ExchangeCompleted, exchange_encoder
+
+log = logging.getLogger("memgate.bus.publisher")
+tracer = trace.get_tracer("memgate.bus")
+
+
+class ExchangePublisher:
+    def __init__(self, bus: Bus, spool_dir: Path, *, publish_timeout: float = 2.0) -> None:
+        self.bus = bus
+        self.spool_dir = spool_dir
+        self.publish_timeout = publish_timeout
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def publish(self, event: ExchangeCompleted) -> bool:
+        """Publish or spool; returns True when JetStream acked it directly."""
+        with tracer.start_as_current_span("exchange.publish", kind=trace.SpanKind.PRODUCER) as span:
+            span.set_attribute("memgate.exchange_id", event.exchange_id)
+            payload = exchange_encoder.encode(event)
+            headers = inject_headers({"Nats-Msg-Id": event.exchange_id})
+            try:
+                await self._send(payload, headers)
+                return True
+            except Exception as exc:  # noqa: BLE001 - any failure means: keep it on disk
+                log.warning("NATS publish failed (%s); spooling exchange %s", type(exc).__name__, event.exchange_id)
+                span.set_attribute("memgate.spooled", True)
+                await asyncio.to_thread(self._spool, event.exchange_id, payload, headers)
+                return False
+
+    async def _send(self, payload: bytes, headers: dict[str, str]) -> None:
+        if not self.bus.connected:
+            raise ConnectionError("NATS is not connected")
+        await self.bus.js.publish(EXCHANGE_SUBJECT, payload, headers=headers, timeout=self.publish_timeout)
+
+    def _spool(self, exchange_id: str, payload: bytes, headers: dict[str, str]) -> None:
+        final = self.spool_dir / f"{exchange_id}.json"
+        tmp = final.with_suffix(".tmp")
+        traceparent = headers.get("traceparent", "")
+        with open(tmp, "wb") as f:
+            f.write(traceparent.encode() + b"\n" + payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+
+    def spooled(self) -> list[Path]:
+        return sorted(self.spool_dir.glob("*.json"))
+
+    async def drain_spool(self) -> int:
+        """Republish spooled events, oldest first; returns how many went out."""
+        sent = 0
+        for path in self.spooled():
+            traceparent, _, payload = path.read_bytes().partition(b"\n")
+            headers = {"Nats-Msg-Id": path.stem}
+            if traceparent:
+                headers["traceparent"] = traceparent.decode()
+            try:
+                await self._send(payload, headers)
+            except Exception:  # noqa: BLE001
+                break
+            path.unlink(missing_ok=True)
+            sent += 1
+        if sent:
+            log.info("republished %d spooled exchange(s)", sent)
+        return sent
+
+    def start(self, interval: float = 1.0) -> None:
+        async def loop() -> None:
+            while True:
+                try:
+                    if self.spooled():
+                        await self.drain_spool()
+                except Exception:  # noqa: BLE001 - the loop must survive anything
+                    log.exception("spool drain failed")
+                await asyncio.sleep(interval)
+
+        self._drainer = asyncio.create_task(loop(), name="exchange-spool-drainer")
+
+    async def stop(self) -> None:
+        if self._drainer:
+            self._drainer.cancel()
+            try:
+                await self._drainer
+            except asyncio.CancelledError:
+                pass

@@ -1,0 +1,1 @@
+"""Shared building blocks of memgate: configuration, wire events, errors, ids, tokens."""

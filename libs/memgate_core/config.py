@@ -1,0 +1,77 @@
+"""Configuration from the environment (the public contract in DESIGN.md).
+
+One immutable `Settings` per process; every service receives it, nothing reads
+`os.environ` elsewhere (provider settings are read by `memgate_providers.registry`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+
+class Settings(msgspec.Struct, frozen=True):
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    data_dir: Path = Path(".memgate")
+    database_url: str | None = None  # unset: embedded Postgres under data_dir
+    nats_url: str | None = None  # unset: embedded nats-server under data_dir
+    qdrant_url: str | None = None  # unset: Qdrant Edge in-process under data_dir
+    qdrant_api_key: str | None = None
+    bootstrap_key: str | None = None
+    observer_model: str = "google/gemini-2.5-flash"
+    reflector_model: str | None = None
+    context_budget_tokens: int = 4000
+    context_timeout_ms: int = 300
+    activation_tokens: int = 30_000  # unobserved message tokens that activate observations
+    keep_raw_tokens: int = 4_000  # newest raw tokens kept when observations activate
+    max_body_bytes: int = 4 * 1024 * 1024
+    health_port: int = 8081  # split services (observer, context) expose /healthz here
+    traces_file: Path | None = None  # JSON-lines span export, used by tests and debugging
+    log_level: str = "INFO"
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None or self.nats_url is None
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"memgate: {name} must be an integer, got {raw!r}") from None
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if env is None else env
+
+    def opt(name: str) -> str | None:
+        return env.get(name) or None
+
+    traces = opt("MEMGATE_TRACES_FILE")
+    return Settings(
+        http_host=env.get("MEMGATE_HTTP_HOST", "127.0.0.1"),
+        http_port=_int(env, "MEMGATE_HTTP_PORT", 8080),
+        data_dir=Path(env.get("MEMGATE_DATA_DIR", ".memgate")).resolve(),
+        database_url=opt("MEMGATE_DATABASE_URL"),
+        nats_url=opt("MEMGATE_NATS_URL"),
+        qdrant_url=opt("MEMGATE_QDRANT_URL"),
+        qdrant_api_key=opt("MEMGATE_QDRANT_API_KEY"),
+        bootstrap_key=opt("MEMGATE_BOOTSTRAP_KEY"),
+        observer_model=env.get("MEMGATE_OBSERVER_MODEL", "google/gemini-2.5-flash"),
+        reflector_model=opt("MEMGATE_REFLECTOR_MODEL"),
+        context_budget_tokens=_int(env, "MEMGATE_CONTEXT_BUDGET_TOKENS", 4000),
+        context_timeout_ms=_int(env, "MEMGATE_CONTEXT_TIMEOUT_MS", 300),
+        activation_tokens=_int(env, "MEMGATE_ACTIVATION_TOKENS", 30_000),
+        keep_raw_tokens=_int(env, "MEMGATE_KEEP_RAW_TOKENS", 4_000),
+        max_body_bytes=_int(env, "MEMGATE_MAX_BODY_BYTES", 4 * 1024 * 1024),
+        health_port=_int(env, "MEMGATE_HEALTH_PORT", 8081),
+        traces_file=Path(traces) if traces else None,
+        log_level=env.get("MEMGATE_LOG_LEVEL", "INFO").upper(),
+    )

@@ -1,0 +1,30 @@
+"""Postgres access: the pool, migrations, and one repository per domain."""
+
+from __future__ import annotations
+
+from memgate_store.database import Database, migrate
+from memgate_store.keys import KeyRepository
+from memgate_store.observations import Observation, ObservationRepository
+from memgate_store.sessions import SessionRepository
+from memgate_store.threads import ThreadRepository
+
+
+class Stores:
+    """Every repository over one pool; services take what they need from it."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.keys = KeyRepository(db)
+        self.threads = ThreadRepository(db)
+        self.observations = ObservationRepository(db)
+        self.sessions = SessionRepository(db)
+
+    @classmethod
+    async def connect(cls, url: str, *, max_size: int = 10) -> "Stores":
+        return cls(await Database.connect(url, max_size=max_size))
+
+    async def close(self) -> None:
+        await self.db.close()
+
+
+__all__ = ["Database", "Observation", "Stores", "migrate"]

@@ -1,0 +1,71 @@
+"""The Postgres pool and the migration runner."""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+
+import asyncpg
+
+log = logging.getLogger("memgate.store")
+
+# Any constant works: it serialises concurrent `migrate` runs (several pods starting at once).
+_MIGRATION_LOCK = 0x6D656D67
+
+
+class Database:
+    """Owns one asyncpg pool per process."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @classmethod
+    async def connect(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> "Database":
+        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=30)
+        assert pool is not None
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def ready(self) -> bool:
+        try:
+            async with self.pool.acquire(timeout=1) as conn:
+                return await conn.fetchval("SELECT 1") == 1
+        except Exception:
+            return False
+
+
+def _migrations() -> list[tuple[int, str, str]]:
+    folder = importlib.resources.files("memgate_store") / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        if entry.name.endswith(".sql"):
+            version = int(entry.name.split("_", 1)[0])
+            found.append((version, entry.name, entry.read_text()))
+    return sorted(found)
+
+
+async def migrate(url: str) -> list[str]:
+    """Apply pending migrations, each in its own transaction; returns the names applied."""
+    conn = await asyncpg.connect(url)
+    applied: list[str] = []
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, name, sql in _migrations():
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
+            log.info("applied migration %s", name)
+            applied.append(name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+        await conn.close()
+    return applied

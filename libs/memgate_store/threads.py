@@ -1,0 +1,153 @@
+"""Threads and their messages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timezone
+
+import msgspec
+
+from memgate_core.events import MessageRecord
+from memgate_core.tokens import count_tokens
+from memgate_store.database import Database
+
+
+class ThreadSummary(msgspec.Struct, frozen=True):
+    thread_id: str
+    resource_id: str
+    created_at: datetime
+    updated_at: datetime
+    message_count: int
+    observation_count: int
+
+
+class StoredMessage(msgspec.Struct, frozen=True):
+    id: str
+    thread_id: str
+    exchange_id: str
+    role: str
+    content: str
+    tokens: int
+    created_at: datetime
+    interrupted: bool
+
+
+class ResourceSummary(msgspec.Struct, frozen=True):
+    resource_id: str
+    thread_count: int
+    updated_at: datetime
+
+
+_THREAD_SUMMARY = """
+    SELECT t.thread_id, t.resource_id, t.created_at, t.updated_at,
+           (SELECT count(*) FROM messages m WHERE m.tenant = t.tenant AND m.thread_id = t.thread_id) AS message_count,
+           (SELECT count(*) FROM observations o WHERE o.tenant = t.tenant AND o.thread_id = t.thread_id) AS observation_count
+    FROM threads t
+"""
+
+
+class ThreadRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def bind(self, tenant: str, thread_id: str, resource_id: str) -> str:
+        """Create the thread if new; return the resource it is bound to (maybe another one)."""
+        return await self.db.pool.fetchval(
+            """
+            WITH created AS (
+                INSERT INTO threads (tenant, thread_id, resource_id) VALUES ($1, $2, $3)
+                ON CONFLICT DO NOTHING RETURNING resource_id
+            )
+            SELECT resource_id FROM created
+            UNION ALL
+            SELECT resource_id FROM threads WHERE tenant = $1 AND thread_id = $2
+            LIMIT 1
+            """,
+            tenant, thread_id, resource_id,
+        )
+
+    async def add_messages(
+        self,
+        tenant: str,
+        thread_id: str,
+        resource_id: str,
+        exchange_id: str,
+        messages: Sequence[MessageRecord],
+        *,
+        interrupted: bool = False,
+    ) -> int:
+        """Insert messages idempotently (by id); returns how many were new."""
+        if not messages:
+            return 0
+        rows = [
+            (
+                m.id, tenant, thread_id, exchange_id, m.role, m.content, count_tokens(m.content),
+                datetime.fromtimestamp(m.created_at, timezone.utc), interrupted and m.role == "assistant",
+            )
+            for m in messages
+        ]
+        async with self.db.pool.acquire() as conn, conn.transaction():
+            # The thread may have been created by another edge or deleted meanwhile.
+            await conn.execute(
+                "INSERT INTO threads (tenant, thread_id, resource_id) VALUES ($1, $2, $3) "
+                "ON CONFLICT (tenant, thread_id) DO UPDATE SET updated_at = now()",
+                tenant, thread_id, resource_id,
+            )
+            inserted = await conn.fetch(
+                """
+                INSERT INTO messages (id, tenant, thread_id, exchange_id, role, content, tokens, created_at, interrupted)
+                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                                     $7::int[], $8::timestamptz[], $9::bool[])
+                ON CONFLICT (id) DO NOTHING
+                RETURNING id
+                """,
+                *map(list, zip(*rows)),
+            )
+        return len(inserted)
+
+    async def get(self, tenant: str, thread_id: str) -> ThreadSummary | None:
+        row = await self.db.pool.fetchrow(_THREAD_SUMMARY + " WHERE t.tenant = $1 AND t.thread_id = $2", tenant, thread_id)
+        return ThreadSummary(**dict(row)) if row else None
+
+    async def list(
+        self, tenant: str, *, resource_id: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[ThreadSummary]:
+        rows = await self.db.pool.fetch(
+            _THREAD_SUMMARY
+            + " WHERE t.tenant = $1 AND ($2::text IS NULL OR t.resource_id = $2)"
+            " ORDER BY t.updated_at DESC, t.thread_id LIMIT $3 OFFSET $4",
+            tenant, resource_id, limit, offset,
+        )
+        return [ThreadSummary(**dict(r)) for r in rows]
+
+    async def resources(self, tenant: str, *, limit: int = 100, offset: int = 0) -> list[ResourceSummary]:
+        rows = await self.db.pool.fetch(
+            "SELECT resource_id, count(*) AS thread_count, max(updated_at) AS updated_at FROM threads "
+            "WHERE tenant = $1 GROUP BY resource_id ORDER BY max(updated_at) DESC LIMIT $2 OFFSET $3",
+            tenant, limit, offset,
+        )
+        return [ResourceSummary(**dict(r)) for r in rows]
+
+    async def messages(
+        self, tenant: str, thread_id: str, *, limit: int = 1000, uncovered_only: bool = False
+    ) -> list[StoredMessage]:
+        """The thread's newest `limit` messages, oldest first (optionally only those still raw)."""
+        rows = await self.db.pool.fetch(
+            """
+            SELECT * FROM (
+                SELECT id, thread_id, exchange_id, role, content, tokens, created_at, interrupted
+                FROM messages WHERE tenant = $1 AND thread_id = $2 AND (NOT $4 OR NOT covered)
+                ORDER BY created_at DESC, id DESC LIMIT $3
+            ) newest ORDER BY created_at, id
+            """,
+            tenant, thread_id, limit, uncovered_only,
+        )
+        return [StoredMessage(**dict(r)) for r in rows]
+
+    async def delete(self, tenant: str, thread_id: str) -> bool:
+        status = await self.db.pool.execute("DELETE FROM threads WHERE tenant = $1 AND thread_id = $2", tenant, thread_id)
+        return status.endswith(" 1")
+
+    async def delete_resource(self, tenant: str, resource_id: str) -> int:
+        status = await self.db.pool.execute("DELETE FROM threads WHERE tenant = $1 AND resource_id = $2", tenant, resource_id)
+        return int(status.rsplit(" ", 1)[1])

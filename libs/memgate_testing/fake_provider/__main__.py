@@ -1,0 +1,3 @@
+from memgate_testing.fake_provider._cli import main
+
+main()

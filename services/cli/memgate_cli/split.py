@@ -1,0 +1,46 @@
+"""`memgate edge | observer | context`: one service per process (the Kubernetes shape)."""
+
+from __future__ import annotations
+
+import logging
+
+from memgate_cli.runtime import HttpServer, Runtime, build_edge, health_app
+from memgate_cli.up import _wait_for_signal
+from memgate_context import ContextService
+from memgate_core.config import Settings
+from memgate_observer.choose import choose_observer
+from memgate_observer.service import ObserverService
+from memgate_telemetry import setup_tracing, shutdown_tracing
+
+log = logging.getLogger("memgate")
+
+
+async def run_service(settings: Settings, which: str, *, database_url: str, nats_url: str) -> int:
+    setup_tracing(f"memgate-{which}", settings.traces_file)
+    runtime = await Runtime.open(settings, database_url=database_url, nats_url=nats_url, name=f"memgate-{which}")
+    started: list = []  # type: ignore[type-arg]
+    try:
+        if which == "edge":
+            observer, notice = choose_observer(settings.observer_model, runtime.providers)
+            app, publisher = build_edge(runtime, notices=[notice] if notice else [], observer_name=observer.name)
+            publisher.start()
+            started.append(publisher)
+            http = HttpServer(app, settings.http_host, settings.http_port)
+        else:
+            service = (ContextService(runtime.bus, runtime.stores, runtime.index, runtime.embedder)
+                       if which == "context" else
+                       ObserverService(settings, runtime.bus, runtime.stores, runtime.index, runtime.embedder,
+                                       runtime.providers))
+            await service.start()
+            started.append(service)
+            http = HttpServer(health_app(runtime), settings.http_host, settings.health_port)
+        await http.start()
+        started.append(http)
+        log.info("memgate %s running", which)
+        await _wait_for_signal()
+        return 0
+    finally:
+        for service in reversed(started):
+            await service.stop()
+        await runtime.close()
+        shutdown_tracing()

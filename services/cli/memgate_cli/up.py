@@ -1,0 +1,112 @@
+"""`memgate up`: embedded engines plus edge, observer and context in one process.
+
+Start order follows the data flow's dependencies; stop order is the reverse, so nothing
+is left running after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+
+from memgate_cli.embedded import DataDirLock, EmbeddedNats, EmbeddedPostgres, write_runtime_file
+from memgate_cli.runtime import HttpServer, Runtime, build_edge
+from memgate_context import ContextService
+from memgate_core.config import Settings
+from memgate_observer.service import ObserverService
+from memgate_store import migrate
+from memgate_store.keys import KEY_PREFIX
+from memgate_telemetry import setup_tracing, shutdown_tracing
+
+log = logging.getLogger("memgate")
+
+
+async def bootstrap_key(runtime: Runtime) -> str:
+    """A line for the banner about the API key to use."""
+    keys = runtime.stores.keys
+    configured = runtime.settings.bootstrap_key
+    if configured:
+        if not configured.startswith(KEY_PREFIX) or len(configured) < 20:
+            raise SystemExit("memgate: MEMGATE_BOOTSTRAP_KEY must start with 'msk_' and be at least 20 characters.")
+        await keys.insert(configured, "default", name="bootstrap")
+        return "API key:    from MEMGATE_BOOTSTRAP_KEY (tenant default)"
+    if await keys.count() == 0:
+        _, plaintext = await keys.create("default", name="first key")
+        return f"API key:    {plaintext}  (tenant default; shown once, keep it)"
+    return "API keys:   already created; make another with `memgate keys create --tenant default`"
+
+
+async def run_up(settings: Settings) -> int:
+    started = time.perf_counter()
+    lock = DataDirLock(settings.data_dir)
+    lock.acquire()
+    setup_tracing("memgate", settings.traces_file)
+    pg = EmbeddedPostgres(settings.data_dir)
+    nats = EmbeddedNats(settings.data_dir, port=int(os.environ["MEMGATE_NATS_PORT"]) if os.environ.get("MEMGATE_NATS_PORT") else None)
+    runtime = None
+    services: list = []  # type: ignore[type-arg]
+    try:
+        database_url = settings.database_url or await asyncio.to_thread(pg.start)
+        nats_url = settings.nats_url or await asyncio.to_thread(nats.start)
+        await migrate(database_url)
+        runtime = await Runtime.open(settings, database_url=database_url, nats_url=nats_url, name="memgate-up")
+        key_line = await bootstrap_key(runtime)
+
+        context = ContextService(runtime.bus, runtime.stores, runtime.index, runtime.embedder)
+        observer = ObserverService(settings, runtime.bus, runtime.stores, runtime.index, runtime.embedder,
+                                   runtime.providers)
+        notices = [observer.notice] if observer.notice else []
+        app, publisher = build_edge(runtime, notices=notices, observer_name=observer.observer_name)
+        http = HttpServer(app, settings.http_host, settings.http_port)
+        for service in (context, observer, publisher, http):
+            if service is publisher:
+                publisher.start()
+            else:
+                await service.start()
+            services.append(service)
+
+        base = f"http://{settings.http_host}:{settings.http_port}"
+        write_runtime_file(settings.data_dir, {"pid": os.getpid(), "http": base, "nats_url": nats_url,
+                                               "database_url": database_url})
+        lines = [
+            f"memgate is up in {time.perf_counter() - started:.1f}s",
+            f"  API:        {base}/v1",
+            f"  Dashboard:  {base}/dashboard",
+            f"  Data dir:   {settings.data_dir}",
+            f"  {key_line}",
+            f"  Observer:   {observer.observer_name}",
+        ]
+        if observer.notice:
+            lines.append(f"  Note:       {observer.notice}")
+        lines.append("Press Ctrl-C to stop.")
+        print("\n".join(lines), flush=True)
+
+        await _wait_for_signal()
+        print("memgate: stopping...", flush=True)
+        return 0
+    finally:
+        for service in reversed(services):
+            try:
+                log.debug("stopping %s", type(service).__name__)
+                await service.stop()
+            except Exception:  # noqa: BLE001
+                log.exception("error while stopping %s", type(service).__name__)
+        if runtime is not None:
+            log.debug("closing clients")
+            await runtime.close()
+        shutdown_tracing()
+        await asyncio.to_thread(nats.stop)
+        await asyncio.to_thread(pg.stop)
+        (settings.data_dir / "runtime.json").unlink(missing_ok=True)
+        lock.release()
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

@@ -1,0 +1,1 @@
+"""memgate edge: the public HTTP surface (OpenAI API, memory API, dashboard, health)."""

@@ -1,0 +1,38 @@
+"""The edge's Litestar application: routes, dependencies, error handling, templates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from litestar import Litestar
+from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.template import TemplateConfig
+
+from memgate_edge.chat.controller import ChatController
+from memgate_edge.dashboard.controller import DashboardController
+from memgate_edge.deps import EdgeDeps
+from memgate_edge.errors import EXCEPTION_HANDLERS
+from memgate_edge.health import HealthController
+from memgate_edge.memory.controller import MemoryController
+from memgate_edge.memory.service import MemoryService
+
+
+def create_app(deps: EdgeDeps) -> Litestar:
+    memory = MemoryService(deps.stores, deps.index, deps.embedder, deps.chat)
+    return Litestar(
+        route_handlers=[ChatController, MemoryController, DashboardController, HealthController],
+        dependencies={
+            "deps": Provide(lambda: deps, use_cache=True, sync_to_thread=False),
+            "memory": Provide(lambda: memory, use_cache=True, sync_to_thread=False),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=deps.settings.max_body_bytes,
+        template_config=TemplateConfig(
+            directory=Path(__file__).parent / "dashboard" / "templates", engine=JinjaTemplateEngine
+        ),
+        openapi_config=OpenAPIConfig(title="memgate", version="0.1.0", path="/docs"),
+        logging_config=None,  # the process configures logging once (memgate_cli)
+        debug=False,
+    )

@@ -1,0 +1,95 @@
+"""Finishing an exchange: store its messages (read-your-writes) and publish the event.
+
+Both happen before the client sees the end of the response, so a follow-up sent the
+instant a response ends already finds this exchange in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import msgspec
+
+from memgate_bus import ExchangePublisher
+from memgate_core.events import ExchangeCompleted, MessageRecord, Usage
+from memgate_core.ids import new_id
+from memgate_edge.auth import Principal
+from memgate_edge.chat.request import ChatRequest, new_turn, text_of
+from memgate_store.threads import ThreadRepository
+from memgate_telemetry.metrics import EXCHANGES_PUBLISHED
+
+log = logging.getLogger("memgate.edge.exchange")
+
+
+class PendingExchange(msgspec.Struct):
+    """What the edge knows about an exchange before the answer arrives."""
+
+    exchange_id: str
+    tenant: str
+    thread_id: str
+    resource_id: str
+    model: str
+    provider: str
+    turn: list[MessageRecord]
+    started_at: float
+
+    @classmethod
+    def begin(cls, request: ChatRequest, principal: Principal, provider: str) -> "PendingExchange":
+        assert request.memory is not None
+        now = time.time()
+        turn = [
+            MessageRecord(id=new_id("msg"), role=m["role"], content=text_of(m.get("content")), created_at=now,
+                          name=m.get("name") if isinstance(m.get("name"), str) else None)
+            for m in new_turn(request.messages)
+        ]
+        return cls(new_id("exc"), principal.tenant, request.memory.thread_id, request.memory.resource_id,
+                   request.model, provider, turn, now)
+
+
+def usage_of(data: Any) -> Usage | None:
+    usage = data.get("usage") if isinstance(data, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    return Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+
+
+class ExchangeRecorder:
+    def __init__(self, threads: ThreadRepository, publisher: ExchangePublisher) -> None:
+        self.threads = threads
+        self.publisher = publisher
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def finish(
+        self, pending: PendingExchange, answer: str, usage: Usage | None, *, interrupted: bool = False
+    ) -> None:
+        now = time.time()
+        # The answer must sort after the question even when both share a clock tick.
+        answer_record = MessageRecord(new_id("msg"), "assistant", answer, max(now, pending.started_at + 1e-6))
+        event = ExchangeCompleted(
+            exchange_id=pending.exchange_id, tenant=pending.tenant, resource_id=pending.resource_id,
+            thread_id=pending.thread_id, model=pending.model, provider=pending.provider,
+            messages=[*pending.turn, answer_record], started_at=pending.started_at, completed_at=now,
+            interrupted=interrupted, usage=usage,
+        )
+        stored, published = await asyncio.gather(self._store(event), self.publisher.publish(event))
+        EXCHANGES_PUBLISHED.labels("published" if published else "spooled").inc()
+
+    async def _store(self, event: ExchangeCompleted) -> bool:
+        try:
+            await self.threads.add_messages(
+                event.tenant, event.thread_id, event.resource_id, event.exchange_id, event.messages,
+                interrupted=event.interrupted,
+            )
+            return True
+        except Exception:  # noqa: BLE001 - the event still carries the messages to the observer
+            log.exception("storing messages of exchange %s failed; the observer will store them", event.exchange_id)
+            return False
+
+    def finish_in_background(self, pending: PendingExchange, answer: str, usage: Usage | None) -> None:
+        """For interrupted streams: the client is gone, but what was produced is still recorded."""
+        task = asyncio.create_task(self.finish(pending, answer, usage, interrupted=True))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

@@ -1,0 +1,119 @@
+"""Validating a chat request: the body fields memgate needs, and the memory headers.
+
+The body is kept as a dict so every field memgate does not own reaches the provider untouched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from memgate_core.errors import InvalidRequest
+from memgate_core.ids import validate_client_id
+
+THREAD_HEADER = "x-thread-id"
+RESOURCE_HEADER = "x-resource-id"
+
+
+class MemoryScope(msgspec.Struct, frozen=True):
+    thread_id: str
+    resource_id: str
+
+
+class ChatRequest(msgspec.Struct):
+    body: dict[str, Any]
+    model: str
+    stream: bool
+    memory: MemoryScope | None
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return self.body["messages"]
+
+
+def parse_chat_request(raw: bytes, headers: dict[str, str]) -> ChatRequest:
+    if not raw:
+        raise InvalidRequest("Request body is empty; expected a JSON object.", code="invalid_json")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"Request body is not valid UTF-8 (byte {exc.start}).", code="invalid_encoding") from None
+    try:
+        body = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"Request body is not valid JSON: {exc}.", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("Request body must be a JSON object.", code="invalid_json")
+
+    model = body.get("model")
+    if model is None:
+        raise InvalidRequest("Missing required parameter: 'model'.", code="missing_required_parameter", param="model")
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequest("'model' must be a non-empty string.", code="invalid_type", param="model")
+
+    messages = body.get("messages")
+    if messages is None:
+        raise InvalidRequest("Missing required parameter: 'messages'.", code="missing_required_parameter", param="messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("'messages' must be a non-empty array.", code="invalid_type", param="messages")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise InvalidRequest(f"messages[{i}] must be an object with a string 'role'.",
+                                 code="invalid_type", param=f"messages[{i}]")
+        content = message.get("content")
+        if content is not None and not isinstance(content, (str, list)):
+            raise InvalidRequest(f"messages[{i}].content must be a string or an array of content parts.",
+                                 code="invalid_type", param=f"messages[{i}].content")
+
+    stream = body.get("stream", False)
+    if stream is not None and not isinstance(stream, bool):
+        raise InvalidRequest("'stream' must be a boolean.", code="invalid_type", param="stream")
+
+    return ChatRequest(body=body, model=model, stream=bool(stream), memory=parse_memory_scope(headers))
+
+
+def parse_memory_scope(headers: dict[str, str]) -> MemoryScope | None:
+    thread_id = headers.get(THREAD_HEADER)
+    resource_id = headers.get(RESOURCE_HEADER)
+    if thread_id is None and resource_id is None:
+        return None
+    if thread_id is None:
+        # A resource alone has no thread to remember in; say so rather than silently ignoring it.
+        raise InvalidRequest("x-resource-id was sent without x-thread-id; memory needs both headers.",
+                             code="missing_thread_id", param=THREAD_HEADER)
+    if resource_id is None:
+        raise InvalidRequest("x-thread-id requires x-resource-id (the user or entity the thread belongs to).",
+                             code="missing_resource_id", param=RESOURCE_HEADER)
+    return MemoryScope(validate_client_id(thread_id, THREAD_HEADER), validate_client_id(resource_id, RESOURCE_HEADER))
+
+
+def text_of(content: Any) -> str:
+    """The text of a message's content (a string or a list of content parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+            elif isinstance(part, dict) and part.get("type") in ("image_url", "input_audio", "file"):
+                parts.append(f"[{part['type']}]")
+        return "\n".join(parts)
+    return ""
+
+
+def latest_user_text(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return text_of(message.get("content"))
+    return ""
+
+
+def new_turn(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages of this turn: everything after the last assistant message, minus system ones."""
+    start = 0
+    for i, message in enumerate(messages):
+        if message.get("role") == "assistant":
+            start = i + 1
+    return [m for m in messages[start:] if m.get("role") in ("user", "tool")]

@@ -1,0 +1,142 @@
+"""The chat request's whole path: validate → context → inject → provider → record."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Any
+
+import msgspec
+from litestar import Response
+from litestar.response import Stream
+from opentelemetry import trace
+
+from memgate_core.context import ContextLookup
+from memgate_core.errors import InvalidRequest, NotFound, UpstreamError
+from memgate_edge.auth import Principal
+from memgate_edge.chat.exchange import ExchangeRecorder, PendingExchange, usage_of
+from memgate_edge.chat.request import ChatRequest, MemoryScope, latest_user_text, parse_chat_request
+from memgate_edge.chat.streaming import relay
+from memgate_edge.context_client import ContextClient, ContextResult
+from memgate_providers import ProviderClient
+from memgate_store.threads import ThreadRepository
+from memgate_telemetry.metrics import CHAT_LATENCY, CHAT_REQUESTS
+
+tracer = trace.get_tracer("memgate.edge")
+
+THREAD_CACHE_SIZE = 50_000
+
+
+class ChatService:
+    def __init__(
+        self, providers: ProviderClient, threads: ThreadRepository, contexts: ContextClient,
+        recorder: ExchangeRecorder, *, budget_tokens: int,
+    ) -> None:
+        self.providers = providers
+        self.threads = threads
+        self.contexts = contexts
+        self.recorder = recorder
+        self.budget_tokens = budget_tokens
+        # (tenant, thread) -> bound resource; a thread's resource never changes while it exists.
+        self._bound: OrderedDict[tuple[str, str], str] = OrderedDict()
+
+    async def complete(self, raw: bytes, headers: dict[str, str], principal: Principal) -> Response[Any]:
+        started = time.perf_counter()
+        request = parse_chat_request(raw, headers)
+        provider, route = self.providers.registry.route(request.model)
+        if not provider.spec.configured and not principal.provider_key:
+            raise InvalidRequest(
+                f"Provider '{route.provider}' has no API key: set {provider.spec.key_env} (or "
+                f"MEMGATE_PROVIDER_{route.provider.upper()}_API_KEY), or send your own key with "
+                "X-Memory-Gateway-Authorization.", code="provider_not_configured", param="model",
+            )
+        span = trace.get_current_span()
+        span.set_attribute("memgate.provider", route.provider)
+        span.set_attribute("memgate.stream", request.stream)
+
+        memory_headers: dict[str, str] = {"x-memory": "off"}
+        pending = None
+        messages = request.messages
+        if request.memory is not None:
+            await self._check_binding(principal.tenant, request.memory)
+            result = await self.contexts.lookup(ContextLookup(
+                tenant=principal.tenant, resource_id=request.memory.resource_id,
+                thread_id=request.memory.thread_id, query=latest_user_text(messages),
+                budget_tokens=self.budget_tokens,
+            ))
+            memory_headers = _memory_headers(result)
+            if result.block is not None and result.block.text:
+                messages = [{"role": "system", "content": result.block.text}, *messages]
+            pending = PendingExchange.begin(request, principal, route.provider)
+
+        upstream_body = msgspec.json.encode({**request.body, "model": route.model, "messages": messages})
+        upstream = await self.providers.open(provider, upstream_body, api_key=principal.provider_key)
+        labels = (route.provider, "true" if request.stream else "false")
+        CHAT_REQUESTS.labels(route.provider, "ok", labels[1], "on" if pending else "off").inc()
+
+        if request.stream:
+            return Stream(relay(upstream, pending, self.recorder), media_type="text/event-stream",
+                          headers={**memory_headers, "cache-control": "no-cache"})
+        try:
+            raw_answer = await upstream.aread()
+        finally:
+            await upstream.aclose()
+        if pending is not None:
+            answer, usage = _answer_of(raw_answer)
+            await self.recorder.finish(pending, answer, usage)
+        CHAT_LATENCY.labels(*labels).observe(time.perf_counter() - started)
+        return Response(raw_answer, media_type=upstream.headers.get("content-type", "application/json"),
+                        headers=memory_headers)
+
+    async def _check_binding(self, tenant: str, scope: MemoryScope) -> None:
+        key = (tenant, scope.thread_id)
+        bound = self._bound.get(key)
+        if bound is None:
+            bound = await self.threads.bind(tenant, scope.thread_id, scope.resource_id)
+            self._bound[key] = bound
+            if len(self._bound) > THREAD_CACHE_SIZE:
+                self._bound.popitem(last=False)
+        if bound != scope.resource_id:
+            # Same answer as for a thread that does not exist: ids of others are not revealed.
+            raise NotFound(f"Thread '{scope.thread_id}' was not found for resource '{scope.resource_id}'.",
+                           code="thread_not_found", param="x-thread-id")
+
+    def forget_thread(self, tenant: str, thread_id: str) -> None:
+        self._bound.pop((tenant, thread_id), None)
+
+    def forget_tenant_threads(self, tenant: str) -> None:
+        for key in [k for k in self._bound if k[0] == tenant]:
+            del self._bound[key]
+
+
+def _answer_of(raw: bytes) -> tuple[str, Any]:
+    try:
+        data = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        raise UpstreamError("Upstream provider returned a response that is not JSON.") from None
+    text = ""
+    if isinstance(data, dict):
+        choices = data.get("choices") or []
+        if choices and isinstance(choices[0], dict):
+            message = choices[0].get("message") or {}
+            if isinstance(message, dict) and isinstance(message.get("content"), str):
+                text = message["content"]
+    return text, usage_of(data)
+
+
+def _memory_headers(result: ContextResult) -> dict[str, str]:
+    headers = {"x-memory-lookup-ms": f"{result.elapsed_ms:.2f}"}
+    if result.block is None:
+        headers.update({"x-memory": "degraded", "x-memory-degraded": "true",
+                        "x-memory-degraded-reason": result.degraded_reason or "unknown",
+                        "x-memory-observations": "0", "x-memory-messages": "0", "x-memory-tokens": "0"})
+        return headers
+    block = result.block
+    headers.update({
+        "x-memory": "injected" if block.text else "empty",
+        "x-memory-degraded": "false",
+        "x-memory-observations": str(block.observation_count),
+        "x-memory-messages": str(len(block.recent_messages)),
+        "x-memory-tokens": str(block.tokens),
+    })
+    return headers

@@ -1,0 +1,56 @@
+"""Asking the context service for the memory block, within a small time budget.
+
+Memory never breaks chat: on timeout or failure the request goes on without memory and
+the response says memory was degraded.
+"""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+from opentelemetry import trace
+
+from memgate_bus import Bus, inject_headers
+from memgate_bus.subjects import CONTEXT_LOOKUP_SUBJECT
+from memgate_core.context import ContextBlock, ContextFailure, ContextLookup, block_decoder, lookup_encoder
+from memgate_telemetry.metrics import CONTEXT_LOOKUP, MEMORY_DEGRADED
+
+tracer = trace.get_tracer("memgate.edge")
+
+
+class ContextResult(msgspec.Struct):
+    block: ContextBlock | None
+    degraded_reason: str | None
+    elapsed_ms: float
+
+
+class ContextClient:
+    def __init__(self, bus: Bus, *, timeout_ms: int) -> None:
+        self.bus = bus
+        self.timeout = timeout_ms / 1000
+
+    async def lookup(self, q: ContextLookup) -> ContextResult:
+        started = time.perf_counter()
+        with tracer.start_as_current_span("context.request", kind=trace.SpanKind.CLIENT) as span:
+            reason = None
+            block = None
+            try:
+                reply = await self.bus.nc.request(
+                    CONTEXT_LOOKUP_SUBJECT, lookup_encoder.encode(q), timeout=self.timeout, headers=inject_headers()
+                )
+                decoded = block_decoder.decode(reply.data)
+                if isinstance(decoded, ContextFailure):
+                    reason = "context_error"
+                else:
+                    block = decoded
+            except TimeoutError:
+                reason = "context_timeout"
+            except Exception as exc:  # noqa: BLE001 - no responders, NATS down, bad reply...
+                reason = "context_unavailable" if "NoResponders" in type(exc).__name__ else "context_error"
+            elapsed = time.perf_counter() - started
+            CONTEXT_LOOKUP.observe(elapsed)
+            if reason:
+                MEMORY_DEGRADED.labels(reason).inc()
+                span.set_attribute("memgate.degraded", reason)
+            return ContextResult(block, reason, elapsed * 1000)

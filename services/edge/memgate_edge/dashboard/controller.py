@@ -1,0 +1,92 @@
+"""The dashboard: sign in with an API key, browse threads, messages and observations."""
+
+from __future__ import annotations
+
+from itertools import groupby
+from typing import Any
+
+from litestar import Controller, Request, get, post
+from litestar.datastructures import Cookie
+from litestar.response import Redirect, Template
+
+from memgate_core.errors import AuthenticationFailed, NotFound
+from memgate_edge.deps import EdgeDeps
+from memgate_edge.memory.service import MemoryService
+
+SESSION_COOKIE = "memgate_session"
+
+
+class DashboardController(Controller):
+    path = "/dashboard"
+    include_in_schema = False
+
+    async def _tenant(self, request: Request[Any, Any, Any], deps: EdgeDeps) -> str | None:
+        token = request.cookies.get(SESSION_COOKIE)
+        return await deps.stores.sessions.tenant_for(token) if token else None
+
+    def _page(self, name: str, deps: EdgeDeps, **context: Any) -> Template:
+        return Template(template_name=name, context={"notices": deps.notices, "observer": deps.observer_name, **context})
+
+    @get("/")
+    async def index(self) -> Redirect:
+        return Redirect("/dashboard/threads")
+
+    @get("/login")
+    async def login_form(self, deps: EdgeDeps) -> Template:
+        """The sign-in form."""
+        return self._page("login.html", deps, tenant=None, error=None)
+
+    @post("/login", status_code=303)
+    async def login(self, request: Request[Any, Any, Any], deps: EdgeDeps) -> Template | Redirect:
+        """Exchange an API key for a session cookie."""
+        form = await request.form()
+        key = str(form.get("api_key", "")).strip()
+        try:
+            principal = await deps.auth.authenticate({"authorization": f"Bearer {key}"})
+        except AuthenticationFailed:
+            page = self._page("login.html", deps, tenant=None, error="That API key is not valid.")
+            page.status_code = 401
+            return page
+        token = await deps.stores.sessions.open(principal.tenant)
+        cookie = Cookie(key=SESSION_COOKIE, value=token, httponly=True, samesite="strict", path="/dashboard",
+                        max_age=12 * 3600)
+        return Redirect("/dashboard/threads", cookies=[cookie], status_code=303)
+
+    @post("/logout", status_code=303)
+    async def logout(self, request: Request[Any, Any, Any], deps: EdgeDeps) -> Redirect:
+        token = request.cookies.get(SESSION_COOKIE)
+        if token:
+            await deps.stores.sessions.close(token)
+        return Redirect("/dashboard/login", cookies=[Cookie(key=SESSION_COOKIE, value="", path="/dashboard", max_age=0)],
+                        status_code=303)
+
+    @get("/threads")
+    async def threads(self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService,
+                      resource_id: str | None = None) -> Template | Redirect:
+        """Threads of the signed-in tenant, grouped by resource."""
+        tenant = await self._tenant(request, deps)
+        if tenant is None:
+            return Redirect("/dashboard/login")
+        threads = await memory.threads(tenant, resource_id, 500, 0)
+        ordered = sorted(threads, key=lambda t: t.resource_id)
+        groups = [(r, list(ts)) for r, ts in groupby(ordered, key=lambda t: t.resource_id)]
+        return self._page("threads.html", deps, tenant=tenant, groups=groups, resource_id=resource_id)
+
+    @get("/threads/{thread_id:str}")
+    async def thread(self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService,
+                     thread_id: str) -> Template | Redirect:
+        """One thread: its messages beside the observations made from them."""
+        tenant = await self._tenant(request, deps)
+        if tenant is None:
+            return Redirect("/dashboard/login")
+        try:
+            thread = await memory.thread(tenant, thread_id)
+        except NotFound:
+            page = self._page("threads.html", deps, tenant=tenant, groups=[], resource_id=None)
+            page.status_code = 404
+            return page
+        return self._page(
+            "thread.html", deps, tenant=tenant, thread=thread,
+            messages=await memory.messages(tenant, thread_id, 1000),
+            observations=await memory.observations(tenant, thread_id),
+        )

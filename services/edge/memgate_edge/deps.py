@@ -1,0 +1,26 @@
+"""Everything the edge's handlers need, built once per process and injected as `deps`."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import msgspec
+
+from memgate_core.config import Settings
+from memgate_edge.auth import Authenticator
+from memgate_edge.chat.service import ChatService
+from memgate_store import Stores
+from memgate_vectors import Embedder, VectorIndex
+
+
+class EdgeDeps(msgspec.Struct):
+    settings: Settings
+    stores: Stores
+    auth: Authenticator
+    chat: ChatService
+    index: VectorIndex
+    embedder: Embedder
+    # Checks /readyz runs, by name (database, nats, vectors...).
+    readiness: dict[str, Callable[[], Awaitable[bool]]]
+    notices: list[str] = msgspec.field(default_factory=list)  # shown in the dashboard
+    observer_name: str = "local"

@@ -1,0 +1,95 @@
+"""The memory API: threads, their messages and observations, resources, search, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, delete, get, post
+from litestar.params import Parameter
+
+from memgate_core.errors import InvalidRequest
+from memgate_edge.deps import EdgeDeps
+from memgate_edge.memory.service import MemoryService
+
+
+class SearchRequest(msgspec.Struct):
+    resource_id: str
+    query: str
+    limit: int = 10
+
+
+def _page(data: list[Any]) -> dict[str, Any]:
+    return {"object": "list", "data": data}
+
+
+class MemoryController(Controller):
+    path = "/v1/memory"
+
+    async def _tenant(self, request: Request[Any, Any, Any], deps: EdgeDeps) -> str:
+        return (await deps.auth.authenticate(dict(request.headers))).tenant
+
+    @get("/threads")
+    async def list_threads(
+        self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService,
+        resource_id: str | None = None, limit: int = Parameter(default=50, ge=1, le=500),
+        offset: int = Parameter(default=0, ge=0),
+    ) -> dict[str, Any]:
+        """List threads, newest first, optionally of one resource."""
+        return _page(await memory.threads(await self._tenant(request, deps), resource_id, limit, offset))
+
+    @get("/threads/{thread_id:str}")
+    async def get_thread(self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService,
+                         thread_id: str) -> Any:
+        """One thread with its message and observation counts."""
+        return await memory.thread(await self._tenant(request, deps), thread_id)
+
+    @get("/threads/{thread_id:str}/messages")
+    async def thread_messages(
+        self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService, thread_id: str,
+        limit: int = Parameter(default=1000, ge=1, le=10_000),
+    ) -> dict[str, Any]:
+        """A thread's messages, oldest first."""
+        return _page(await memory.messages(await self._tenant(request, deps), thread_id, limit))
+
+    @get("/threads/{thread_id:str}/observations")
+    async def thread_observations(self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService,
+                                  thread_id: str) -> dict[str, Any]:
+        """A thread's observations, with provenance (source message ids)."""
+        return _page(await memory.observations(await self._tenant(request, deps), thread_id))
+
+    @delete("/threads/{thread_id:str}", status_code=200)
+    async def delete_thread(self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService,
+                            thread_id: str) -> dict[str, Any]:
+        """Delete a thread: its messages, observations and vectors."""
+        await memory.delete_thread(await self._tenant(request, deps), thread_id)
+        return {"id": thread_id, "object": "thread", "deleted": True}
+
+    @get("/resources")
+    async def list_resources(
+        self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService,
+        limit: int = Parameter(default=100, ge=1, le=1000), offset: int = Parameter(default=0, ge=0),
+    ) -> dict[str, Any]:
+        """List resources (users, entities) with their thread counts."""
+        return _page(await memory.resources(await self._tenant(request, deps), limit, offset))
+
+    @delete("/resources/{resource_id:str}", status_code=200)
+    async def delete_resource(self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService,
+                              resource_id: str) -> dict[str, Any]:
+        """Delete a resource and every thread, message, observation and vector of it."""
+        count = await memory.delete_resource(await self._tenant(request, deps), resource_id)
+        return {"id": resource_id, "object": "resource", "deleted": True, "threads_deleted": count}
+
+    @post("/search", status_code=200)
+    async def search(self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService) -> dict[str, Any]:
+        """Semantic search over a resource's observations."""
+        tenant = await self._tenant(request, deps)
+        try:
+            body = msgspec.json.decode(await request.body(), type=SearchRequest)
+        except msgspec.ValidationError as exc:
+            raise InvalidRequest(f"Invalid search request: {exc}.", code="invalid_type") from None
+        except msgspec.DecodeError as exc:
+            raise InvalidRequest(f"Request body is not valid JSON: {exc}.", code="invalid_json") from None
+        if not 1 <= body.limit <= 100:
+            raise InvalidRequest("'limit' must be between 1 and 100.", param="limit")
+        return _page(await memory.search(tenant, body.resource_id, body.query, body.limit))

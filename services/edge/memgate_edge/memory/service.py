@@ -1,0 +1,62 @@
+"""The memory API's operations over Postgres and the vector index."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from memgate_core.errors import NotFound
+from memgate_core.ids import validate_client_id
+from memgate_edge.chat.service import ChatService
+from memgate_store import Stores
+from memgate_store.observations import Observation
+from memgate_store.threads import ResourceSummary, StoredMessage, ThreadSummary
+from memgate_vectors import Embedder, VectorIndex
+
+
+class MemoryService:
+    def __init__(self, stores: Stores, index: VectorIndex, embedder: Embedder, chat: ChatService) -> None:
+        self.stores = stores
+        self.index = index
+        self.embedder = embedder
+        self.chat = chat
+
+    async def thread(self, tenant: str, thread_id: str) -> ThreadSummary:
+        found = await self.stores.threads.get(tenant, thread_id)
+        if found is None:
+            raise NotFound(f"Thread '{thread_id}' was not found.", code="thread_not_found")
+        return found
+
+    async def threads(self, tenant: str, resource_id: str | None, limit: int, offset: int) -> list[ThreadSummary]:
+        return await self.stores.threads.list(tenant, resource_id=resource_id, limit=limit, offset=offset)
+
+    async def messages(self, tenant: str, thread_id: str, limit: int) -> list[StoredMessage]:
+        await self.thread(tenant, thread_id)
+        return await self.stores.threads.messages(tenant, thread_id, limit=limit)
+
+    async def observations(self, tenant: str, thread_id: str) -> list[Observation]:
+        await self.thread(tenant, thread_id)
+        return await self.stores.observations.for_thread(tenant, thread_id)
+
+    async def resources(self, tenant: str, limit: int, offset: int) -> list[ResourceSummary]:
+        return await self.stores.threads.resources(tenant, limit=limit, offset=offset)
+
+    async def delete_thread(self, tenant: str, thread_id: str) -> None:
+        # Vectors first: if Postgres then fails, a retry still finds the thread to delete.
+        await self.thread(tenant, thread_id)
+        await self.index.delete_thread(tenant, thread_id)
+        await self.stores.threads.delete(tenant, thread_id)
+        self.chat.forget_thread(tenant, thread_id)
+
+    async def delete_resource(self, tenant: str, resource_id: str) -> int:
+        validate_client_id(resource_id, "resource_id")
+        await self.index.delete_resource(tenant, resource_id)
+        deleted = await self.stores.threads.delete_resource(tenant, resource_id)
+        if not deleted:
+            raise NotFound(f"Resource '{resource_id}' was not found.", code="resource_not_found")
+        self.chat.forget_tenant_threads(tenant)
+        return deleted
+
+    async def search(self, tenant: str, resource_id: str, query: str, limit: int) -> list[dict[str, Any]]:
+        vector = (await self.embedder.embed_async([query]))[0]
+        hits = await self.index.search(vector, tenant=tenant, resource_id=resource_id, limit=limit)
+        return [{"score": h.score, **{k: v for k, v in h.payload.items() if k != "tenant"}} for h in hits]

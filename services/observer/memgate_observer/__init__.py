@@ -1,0 +1,1 @@
+"""memgate observer: turns completed exchanges into dated, prioritised observations."""
