@@ -48,8 +48,14 @@ K8S_VERSION = "1.33.0"
 KUSTOMIZATION_NAMES = {"kustomization.yaml", "kustomization.yml", "Kustomization"}
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
 CLUSTER_SCOPED_KINDS = {
-    "Namespace", "ClusterRole", "ClusterRoleBinding", "PersistentVolume", "StorageClass",
-    "IngressClass", "CustomResourceDefinition", "PriorityClass",
+    "Namespace",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "PersistentVolume",
+    "StorageClass",
+    "IngressClass",
+    "CustomResourceDefinition",
+    "PriorityClass",
 }
 
 
@@ -185,8 +191,17 @@ def test_resource_document_is_valid_in_strict_mode(path: Path, doc: dict[str, An
 
 
 SUPPORTED_KUSTOMIZATION_FIELDS = {
-    "apiVersion", "kind", "metadata", "resources", "bases", "patches",
-    "patchesStrategicMerge", "namespace", "labels", "commonAnnotations", "images",
+    "apiVersion",
+    "kind",
+    "metadata",
+    "resources",
+    "bases",
+    "patches",
+    "patchesStrategicMerge",
+    "namespace",
+    "labels",
+    "commonAnnotations",
+    "images",
 }
 
 
@@ -199,13 +214,17 @@ def test_kustomization_references_exist(directory: Path) -> None:
     assert refs["resources"], f"{rel(directory)} lists no resources"
     for role, paths in refs.items():
         for path in paths:
-            assert path.exists(), f"{rel(directory)}: {role} entry {path.relative_to(directory)} does not exist"
+            assert path.exists(), (
+                f"{rel(directory)}: {role} entry {path.relative_to(directory)} does not exist"
+            )
             if path.is_dir():
                 load_kustomization(path)  # a folder resource must be a kustomization
             else:
                 assert path.suffix in {".yaml", ".yml", ".json", ".env", ".txt", ".conf"} or role == "other"
     for entry in patch_entries(kust):
-        assert ("path" in entry) != ("patch" in entry), f"{rel(directory)}: patch needs exactly one of path/patch"
+        assert ("path" in entry) != ("patch" in entry), (
+            f"{rel(directory)}: patch needs exactly one of path/patch"
+        )
 
 
 @pytest.mark.parametrize("directory", kustomization_dirs(), ids=lambda d: rel(d))
@@ -218,9 +237,14 @@ def test_kustomization_uses_only_supported_fields(directory: Path) -> None:
 
 
 MERGE_KEYS = {
-    "containers": "name", "initContainers": "name", "ephemeralContainers": "name",
-    "env": "name", "volumes": "name", "volumeMounts": "mountPath",
-    "imagePullSecrets": "name", "topologySpreadConstraints": "topologyKey",
+    "containers": "name",
+    "initContainers": "name",
+    "ephemeralContainers": "name",
+    "env": "name",
+    "volumes": "name",
+    "volumeMounts": "mountPath",
+    "imagePullSecrets": "name",
+    "topologySpreadConstraints": "topologyKey",
 }
 
 
@@ -331,7 +355,7 @@ def apply_patch(docs: list[dict[str, Any]], entry: dict[str, Any], directory: Pa
             **({"group": group_of(content["apiVersion"])} if "apiVersion" in content else {}),
         }
         hits = [i for i, d in enumerate(out) if selects(target, d)]
-        assert hits, f"{where} targets {content.get('kind')}/{content.get('metadata', {}).get('name')}, which is not in the render"
+        assert hits, f"{where} targets {describe(content)}, which is not in the render"
         out = [strategic_merge(d, content) if i in hits else d for i, d in enumerate(out)]
     return out
 
@@ -443,28 +467,46 @@ def test_render_is_valid_in_strict_mode(rendered: tuple[str, list[dict[str, Any]
 
 def test_render_has_unique_objects_in_one_namespace(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     name, docs = rendered
-    ids = [(group_of(d["apiVersion"]), d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in docs]
+    ids = [
+        (group_of(d["apiVersion"]), d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"])
+        for d in docs
+    ]
     duplicates = {i for i in ids if ids.count(i) > 1}
     assert not duplicates, f"{name}: duplicate objects {duplicates}"
     namespaces = {d["metadata"]["name"] for d in docs if d["kind"] == "Namespace"}
     used = {d["metadata"].get("namespace") for d in docs if d["kind"] not in CLUSTER_SCOPED_KINDS}
     assert None not in used, f"{name}: a namespaced object has no namespace"
-    assert used <= namespaces, f"{name}: objects in namespaces {used - namespaces} that the render does not create"
+    assert used <= namespaces, (
+        f"{name}: objects in namespaces {used - namespaces} that the render does not create"
+    )
 
 
 def test_render_contains_the_memgate_shape(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     name, docs = rendered
     kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
     for expected in [
-        ("Deployment", "edge"), ("Deployment", "observer"), ("Deployment", "context"),
-        ("Service", "edge"), ("Job", "memgate-migrate"), ("Ingress", "edge"),
-        ("StatefulSet", "nats"), ("StatefulSet", "qdrant"), ("StatefulSet", "postgres"),
-        ("PodDisruptionBudget", "edge"), ("PodDisruptionBudget", "observer"),
-        ("PodDisruptionBudget", "context"), ("HorizontalPodAutoscaler", "observer"),
-        ("ConfigMap", "memgate-config"), ("Secret", "memgate-secrets"),
+        ("Deployment", "edge"),
+        ("Deployment", "observer"),
+        ("Deployment", "context"),
+        ("Service", "edge"),
+        ("Job", "memgate-migrate"),
+        ("Ingress", "edge"),
+        ("StatefulSet", "nats"),
+        ("StatefulSet", "qdrant"),
+        ("StatefulSet", "postgres"),
+        ("PodDisruptionBudget", "edge"),
+        ("PodDisruptionBudget", "observer"),
+        ("PodDisruptionBudget", "context"),
+        ("HorizontalPodAutoscaler", "observer"),
+        ("ConfigMap", "memgate-config"),
+        ("Secret", "memgate-secrets"),
     ]:
         assert expected in kinds, f"{name}: missing {expected[0]}/{expected[1]}"
-    commands = {d["metadata"]["name"]: all_containers(d)[0].get("args") for d in docs if d["kind"] in {"Deployment", "Job"}}
+    commands = {
+        d["metadata"]["name"]: all_containers(d)[0].get("args")
+        for d in docs
+        if d["kind"] in {"Deployment", "Job"}
+    }
     assert commands["edge"] == ["edge"] and commands["observer"] == ["observer"]
     assert commands["context"] == ["context"] and commands["memgate-migrate"] == ["migrate"]
 
@@ -480,36 +522,54 @@ def test_render_references_resolve(rendered: tuple[str, list[dict[str, Any]]]) -
         where = f"{name}: {describe(doc)}"
         for spec in pod_specs(doc):
             volumes = {v["name"] for v in spec.get("volumes", [])}
-            claim_templates = {t["metadata"]["name"] for t in doc.get("spec", {}).get("volumeClaimTemplates", [])}
+            claim_templates = {
+                t["metadata"]["name"] for t in doc.get("spec", {}).get("volumeClaimTemplates", [])
+            }
             for volume in spec.get("volumes", []):
                 if "configMap" in volume and not volume["configMap"].get("optional"):
-                    assert volume["configMap"]["name"] in configmaps, f"{where}: ConfigMap {volume['configMap']['name']} missing"
+                    assert volume["configMap"]["name"] in configmaps, (
+                        f"{where}: ConfigMap {volume['configMap']['name']} missing"
+                    )
                 if "secret" in volume and not volume["secret"].get("optional"):
-                    assert volume["secret"]["secretName"] in secrets, f"{where}: Secret {volume['secret']['secretName']} missing"
+                    assert volume["secret"]["secretName"] in secrets, (
+                        f"{where}: Secret {volume['secret']['secretName']} missing"
+                    )
             for container in spec.get("initContainers", []) + spec.get("containers", []):
                 for source in container.get("envFrom", []):
                     if "configMapRef" in source and not source["configMapRef"].get("optional"):
-                        assert source["configMapRef"]["name"] in configmaps, f"{where}: ConfigMap {source['configMapRef']['name']} missing"
+                        assert source["configMapRef"]["name"] in configmaps, (
+                            f"{where}: ConfigMap {source['configMapRef']['name']} missing"
+                        )
                     if "secretRef" in source and not source["secretRef"].get("optional"):
-                        assert source["secretRef"]["name"] in secrets, f"{where}: Secret {source['secretRef']['name']} missing"
+                        assert source["secretRef"]["name"] in secrets, (
+                            f"{where}: Secret {source['secretRef']['name']} missing"
+                        )
                 for env in container.get("env", []):
                     ref = env.get("valueFrom", {})
                     if "secretKeyRef" in ref and not ref["secretKeyRef"].get("optional"):
                         secret = secrets.get(ref["secretKeyRef"]["name"])
                         assert secret is not None, f"{where}: Secret {ref['secretKeyRef']['name']} missing"
-                        assert ref["secretKeyRef"]["key"] in keys_of(secret), f"{where}: Secret key {ref['secretKeyRef']['key']} missing"
+                        assert ref["secretKeyRef"]["key"] in keys_of(secret), (
+                            f"{where}: Secret key {ref['secretKeyRef']['key']} missing"
+                        )
                     if "configMapKeyRef" in ref and not ref["configMapKeyRef"].get("optional"):
                         cm = configmaps.get(ref["configMapKeyRef"]["name"])
-                        assert cm is not None and ref["configMapKeyRef"]["key"] in keys_of(cm), f"{where}: {ref} unresolved"
+                        assert cm is not None and ref["configMapKeyRef"]["key"] in keys_of(cm), (
+                            f"{where}: {ref} unresolved"
+                        )
                 for mount in container.get("volumeMounts", []):
-                    assert mount["name"] in volumes | claim_templates, f"{where}: volumeMount {mount['name']} has no volume"
+                    assert mount["name"] in volumes | claim_templates, (
+                        f"{where}: volumeMount {mount['name']} has no volume"
+                    )
                 port_names = {p.get("name") for p in container.get("ports", [])}
                 for probe_name in ("startupProbe", "readinessProbe", "livenessProbe"):
                     probe = container.get(probe_name) or {}
                     for handler in ("httpGet", "tcpSocket", "grpc"):
                         port = probe.get(handler, {}).get("port")
                         if isinstance(port, str):
-                            assert port in port_names, f"{where}: {probe_name} uses port {port!r}, not a container port"
+                            assert port in port_names, (
+                                f"{where}: {probe_name} uses port {port!r}, not a container port"
+                            )
 
 
 def test_render_selectors_and_targets_resolve(rendered: tuple[str, list[dict[str, Any]]]) -> None:
@@ -518,26 +578,38 @@ def test_render_selectors_and_targets_resolve(rendered: tuple[str, list[dict[str
     services = index(docs, "Service")
     for doc in workloads:
         match_labels = doc["spec"]["selector"]["matchLabels"]
-        assert labels_match(match_labels, template_labels(doc)), f"{name}: {describe(doc)} selector does not match its pods"
+        assert labels_match(match_labels, template_labels(doc)), (
+            f"{name}: {describe(doc)} selector does not match its pods"
+        )
     for doc in docs:
         where = f"{name}: {describe(doc)}"
         if doc["kind"] == "Service":
-            selected = [w for w in workloads if labels_match(doc["spec"].get("selector", {}), template_labels(w))]
+            selected = [
+                w for w in workloads if labels_match(doc["spec"].get("selector", {}), template_labels(w))
+            ]
             assert selected, f"{where} selects no pods"
-            port_names = {p.get("name") for w in selected for c in all_containers(w) for p in c.get("ports", [])}
+            port_names = {
+                p.get("name") for w in selected for c in all_containers(w) for p in c.get("ports", [])
+            }
             for port in doc["spec"]["ports"]:
                 if isinstance(port.get("targetPort"), str):
-                    assert port["targetPort"] in port_names, f"{where}: targetPort {port['targetPort']} not on the pods"
+                    assert port["targetPort"] in port_names, (
+                        f"{where}: targetPort {port['targetPort']} not on the pods"
+                    )
         elif doc["kind"] == "PodDisruptionBudget":
             selector = doc["spec"]["selector"]["matchLabels"]
-            assert any(labels_match(selector, template_labels(w)) for w in workloads), f"{where} selects no pods"
+            assert any(labels_match(selector, template_labels(w)) for w in workloads), (
+                f"{where} selects no pods"
+            )
         elif doc["kind"] == "HorizontalPodAutoscaler":
             ref = doc["spec"]["scaleTargetRef"]
             target = index(docs, ref["kind"]).get(ref["name"])
             assert target is not None, f"{where}: scale target {ref['kind']}/{ref['name']} missing"
             assert doc["spec"].get("minReplicas", 1) <= doc["spec"]["maxReplicas"]
             for container in all_containers(target):  # utilisation targets need requests
-                assert container.get("resources", {}).get("requests", {}).get("cpu"), f"{where}: target has no CPU request"
+                assert container.get("resources", {}).get("requests", {}).get("cpu"), (
+                    f"{where}: target has no CPU request"
+                )
         elif doc["kind"] == "StatefulSet":
             governing = services.get(doc["spec"]["serviceName"])
             assert governing is not None, f"{where}: serviceName {doc['spec']['serviceName']} missing"
@@ -551,7 +623,9 @@ def test_render_selectors_and_targets_resolve(rendered: tuple[str, list[dict[str
                     names = {p.get("name") for p in service["spec"]["ports"]}
                     numbers = {p.get("port") for p in service["spec"]["ports"]}
                     wanted = backend["port"]
-                    assert wanted.get("name") in names or wanted.get("number") in numbers, f"{where}: backend port {wanted} missing"
+                    assert wanted.get("name") in names or wanted.get("number") in numbers, (
+                        f"{where}: backend port {wanted} missing"
+                    )
 
 
 def test_render_images_are_pinned(rendered: tuple[str, list[dict[str, Any]]]) -> None:
@@ -562,10 +636,14 @@ def test_render_images_are_pinned(rendered: tuple[str, list[dict[str, Any]]]) ->
             assert tag or digest, f"{name}: {describe(doc)}: image {container['image']} has no tag"
             assert tag != "latest", f"{name}: {describe(doc)}: image {container['image']} uses :latest"
             if image == "memgate":
-                assert tag == "0.1.0" or digest, f"{name}: memgate image {container['image']} not pinned to the release"
+                assert tag == "0.1.0" or digest, (
+                    f"{name}: memgate image {container['image']} not pinned to the release"
+                )
 
 
-def test_render_pods_meet_the_restricted_pod_security_standard(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+def test_render_pods_meet_the_restricted_pod_security_standard(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
     name, docs = rendered
     namespaces = index(docs, "Namespace")
     assert all(
@@ -576,22 +654,32 @@ def test_render_pods_meet_the_restricted_pod_security_standard(rendered: tuple[s
         for spec in pod_specs(doc):
             where = f"{name}: {describe(doc)}"
             pod_sc = spec.get("securityContext", {})
-            assert spec.get("automountServiceAccountToken") is False, f"{where}: mounts a service-account token"
+            assert spec.get("automountServiceAccountToken") is False, (
+                f"{where}: mounts a service-account token"
+            )
             for container in spec.get("initContainers", []) + spec.get("containers", []):
                 sc = container.get("securityContext", {})
-                assert sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True, f"{where}: runAsNonRoot missing"
+                assert sc.get("runAsNonRoot", pod_sc.get("runAsNonRoot")) is True, (
+                    f"{where}: runAsNonRoot missing"
+                )
                 assert sc.get("runAsUser", pod_sc.get("runAsUser", 1)) != 0, f"{where}: runs as root"
                 seccomp = sc.get("seccompProfile", pod_sc.get("seccompProfile", {}))
                 assert seccomp.get("type") in {"RuntimeDefault", "Localhost"}, f"{where}: no seccomp profile"
-                assert sc.get("allowPrivilegeEscalation") is False, f"{where}: allowPrivilegeEscalation not false"
+                assert sc.get("allowPrivilegeEscalation") is False, (
+                    f"{where}: allowPrivilegeEscalation not false"
+                )
                 assert sc.get("capabilities", {}).get("drop") == ["ALL"], f"{where}: capabilities not dropped"
                 assert not sc.get("privileged"), f"{where}: privileged"
                 assert sc.get("readOnlyRootFilesystem") is True, f"{where}: root filesystem writable"
                 assert container.get("resources", {}).get("requests"), f"{where}: no resource requests"
-                assert container.get("resources", {}).get("limits", {}).get("memory"), f"{where}: no memory limit"
+                assert container.get("resources", {}).get("limits", {}).get("memory"), (
+                    f"{where}: no memory limit"
+                )
 
 
-def test_render_memgate_pods_have_probes_and_a_writable_tmp(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+def test_render_memgate_pods_have_probes_and_a_writable_tmp(
+    rendered: tuple[str, list[dict[str, Any]]],
+) -> None:
     name, docs = rendered
     for doc in docs:
         if doc["kind"] != "Deployment":
@@ -603,7 +691,9 @@ def test_render_memgate_pods_have_probes_and_a_writable_tmp(rendered: tuple[str,
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz", where
         port = container["readinessProbe"]["httpGet"]["port"]
         number = next(p["containerPort"] for p in container["ports"] if p["name"] == port)
-        assert number == (8080 if doc["metadata"]["name"] == "edge" else 8081), f"{where}: probes the wrong port"
+        assert number == (8080 if doc["metadata"]["name"] == "edge" else 8081), (
+            f"{where}: probes the wrong port"
+        )
 
 
 def test_dev_overlay_is_small() -> None:
@@ -617,8 +707,12 @@ def test_dev_overlay_is_small() -> None:
     for doc in docs:
         if doc["kind"] not in {"Deployment", "StatefulSet"}:
             continue
-        for container, base_container in zip(all_containers(doc), all_containers(base[(doc["kind"], doc["metadata"]["name"])])):
-            assert container["resources"] != base_container["resources"], f"dev: {describe(doc)} keeps base resources"
+        for container, base_container in zip(
+            all_containers(doc), all_containers(base[(doc["kind"], doc["metadata"]["name"])]), strict=True
+        ):
+            assert container["resources"] != base_container["resources"], (
+                f"dev: {describe(doc)} keeps base resources"
+            )
     assert "tls" not in index(docs, "Ingress")["edge"]["spec"]
 
 
@@ -630,7 +724,8 @@ def test_render_catches_a_broken_patch(tmp_path: Path) -> None:
     )
     (tmp_path / "p.yaml").write_text(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: edge\n  namespace: memgate\n"
-        "spec:\n  template:\n    spec:\n      containers:\n        - name: edge\n          imagePullPolicyy: Always\n"
+        "spec:\n  template:\n    spec:\n      containers:\n"
+        "        - name: edge\n          imagePullPolicyy: Always\n"
     )
     edge = index(render(tmp_path), "Deployment")["edge"]
     assert len(edge["spec"]["template"]["spec"]["containers"]) == 1  # merged by name, not appended
@@ -653,7 +748,9 @@ def compose() -> dict[str, Any]:
 
 def test_compose_services_have_an_image_or_a_build(compose: dict[str, Any]) -> None:
     for name, service in compose["services"].items():
-        assert service.get("image") or service.get("build"), f"compose service {name} has neither image nor build"
+        assert service.get("image") or service.get("build"), (
+            f"compose service {name} has neither image nor build"
+        )
 
 
 def test_compose_has_the_split_shape(compose: dict[str, Any]) -> None:
@@ -667,9 +764,15 @@ def test_compose_has_the_split_shape(compose: dict[str, Any]) -> None:
     assert any(str(p).endswith(":8080") for p in services["edge"]["ports"])
     for name in ("migrate", "edge", "observer", "context"):
         assert services[name]["command"] == [name] and services[name]["command"][0] in MEMGATE_SUBCOMMANDS
-        assert services[name]["image"].endswith("memgate:0.1.0}") or services[name]["image"] == "memgate:0.1.0"
+        assert (
+            services[name]["image"].endswith("memgate:0.1.0}") or services[name]["image"] == "memgate:0.1.0"
+        )
         assert services[name]["build"]["dockerfile"] == "deploy/Dockerfile"
-        assert (DEPLOY / services[name]["build"]["context"] / services[name]["build"]["dockerfile"]).resolve().is_file()
+        assert (
+            (DEPLOY / services[name]["build"]["context"] / services[name]["build"]["dockerfile"])
+            .resolve()
+            .is_file()
+        )
     assert services["migrate"]["restart"] == "no"
 
 
@@ -678,12 +781,14 @@ def test_compose_dependencies_and_health(compose: dict[str, Any]) -> None:
     conditions = {"service_started", "service_healthy", "service_completed_successfully"}
     for name, service in services.items():
         depends = service.get("depends_on") or {}
-        for dep, spec in (depends.items() if isinstance(depends, dict) else ((d, {}) for d in depends)):
+        for dep, spec in depends.items() if isinstance(depends, dict) else ((d, {}) for d in depends):
             assert dep in services, f"{name} depends on unknown service {dep}"
             condition = spec.get("condition", "service_started")
             assert condition in conditions, f"{name}: bad condition {condition}"
             if condition == "service_healthy":
-                assert "test" in (services[dep].get("healthcheck") or {}), f"{name} waits for {dep}, which has no healthcheck"
+                assert "test" in (services[dep].get("healthcheck") or {}), (
+                    f"{name} waits for {dep}, which has no healthcheck"
+                )
             if condition == "service_completed_successfully":
                 assert services[dep].get("restart") == "no", f"{dep} is one-shot but restarts"
     for name in ("edge", "observer", "context"):
@@ -716,7 +821,9 @@ def test_compose_interpolations_have_defaults() -> None:
 
 def test_env_example_is_well_formed_and_holds_no_secrets() -> None:
     seen: set[str] = set()
-    for number, line in enumerate((DEPLOY / "memgate.env.example").read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(
+        (DEPLOY / "memgate.env.example").read_text(encoding="utf-8").splitlines(), 1
+    ):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         key, sep, value = line.partition("=")
@@ -757,7 +864,7 @@ def dockerfile() -> list[tuple[str, str]]:
 
 def final_stage(instructions: list[tuple[str, str]]) -> list[tuple[str, str]]:
     starts = [i for i, (word, _) in enumerate(instructions) if word == "FROM"]
-    return instructions[starts[-1]:]
+    return instructions[starts[-1] :]
 
 
 def test_dockerfile_entrypoint_and_command(dockerfile: list[tuple[str, str]]) -> None:
@@ -768,18 +875,27 @@ def test_dockerfile_entrypoint_and_command(dockerfile: list[tuple[str, str]]) ->
     assert "healthcheck.py" in stage["HEALTHCHECK"] and "python" in stage["HEALTHCHECK"]
 
 
-def test_dockerfile_is_multi_stage_on_python_slim_and_runs_as_non_root(dockerfile: list[tuple[str, str]]) -> None:
+def test_dockerfile_is_multi_stage_on_python_slim_and_runs_as_non_root(
+    dockerfile: list[tuple[str, str]],
+) -> None:
     froms = [args for word, args in dockerfile if word == "FROM"]
     assert len(froms) >= 2, "expected a build stage and a runtime stage"
     args = {a.split("=", 1)[0]: a.split("=", 1)[1] for w, a in dockerfile if w == "ARG" and "=" in a}
-    bases = {args.get(f[2:-1].split()[0], f) if f.startswith("${") else f.split()[0] for f in (x.split(" AS ")[0] for x in froms)}
+    bases = {
+        args.get(f[2:-1].split()[0], f) if f.startswith("${") else f.split()[0]
+        for f in (x.split(" AS ")[0] for x in froms)
+    }
     assert bases == {"python:3.11-slim"}, bases
     users = [args for word, args in final_stage(dockerfile) if word == "USER"]
-    assert users and users[-1].split(":")[0] not in {"root", "0"}, "the runtime stage must end as a non-root user"
+    assert users and users[-1].split(":")[0] not in {"root", "0"}, (
+        "the runtime stage must end as a non-root user"
+    )
     assert users[-1].split(":")[0].isdigit(), "a numeric USER lets Kubernetes verify runAsNonRoot"
 
 
-def test_dockerfile_installs_requirements_then_the_project_without_deps(dockerfile: list[tuple[str, str]]) -> None:
+def test_dockerfile_installs_requirements_then_the_project_without_deps(
+    dockerfile: list[tuple[str, str]],
+) -> None:
     runs = [args for word, args in dockerfile if word == "RUN"]
     requirements = next(i for i, r in enumerate(runs) if "pip install -r requirements.txt" in r)
     project = next(i for i, r in enumerate(runs) if re.search(r"pip install --no-deps \.(\s|$)", r))
@@ -788,7 +904,12 @@ def test_dockerfile_installs_requirements_then_the_project_without_deps(dockerfi
 
 def dockerignore_excludes(patterns: list[str], path: str) -> bool:
     def matches(pattern: str, candidate: str) -> bool:
-        regex = re.escape(pattern.strip("/")).replace(r"\*\*", "\0").replace(r"\*", "[^/]*").replace(r"\?", "[^/]")
+        regex = (
+            re.escape(pattern.strip("/"))
+            .replace(r"\*\*", "\0")
+            .replace(r"\*", "[^/]*")
+            .replace(r"\?", "[^/]")
+        )
         return re.fullmatch(regex.replace("\0", ".*"), candidate) is not None
 
     parts = path.split("/")
@@ -804,14 +925,28 @@ def dockerignore_excludes(patterns: list[str], path: str) -> bool:
 
 def test_dockerfile_copy_sources_exist_and_reach_the_build_context(dockerfile: list[tuple[str, str]]) -> None:
     ignore = DEPLOY / "Dockerfile.dockerignore"
-    patterns = [l.strip() for l in ignore.read_text(encoding="utf-8").splitlines() if l.strip() and not l.startswith("#")]
-    assert dockerignore_excludes(patterns, "tests/unit/x.py") and dockerignore_excludes(patterns, ".venv/bin/python")
+    patterns = [
+        line.strip()
+        for line in ignore.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert dockerignore_excludes(patterns, "tests/unit/x.py") and dockerignore_excludes(
+        patterns, ".venv/bin/python"
+    )
     copies = [args.split() for word, args in dockerfile if word == "COPY"]
-    sources = [s for words in copies if not any(w.startswith("--from") for w in words) for s in words[:-1] if not s.startswith("--")]
+    sources = [
+        s
+        for words in copies
+        if not any(w.startswith("--from") for w in words)
+        for s in words[:-1]
+        if not s.startswith("--")
+    ]
     assert sources
     for source in sources:
         assert (REPO / source).exists(), f"COPY source {source} does not exist"
-        assert not dockerignore_excludes(patterns, source.rstrip("/")), f"COPY source {source} is excluded by {ignore.name}"
+        assert not dockerignore_excludes(patterns, source.rstrip("/")), (
+            f"COPY source {source} is excluded by {ignore.name}"
+        )
 
 
 # --------------------------------------------------------------------------- health check script

@@ -74,7 +74,7 @@ class ExchangeRecorder:
             messages=[*pending.turn, answer_record], started_at=pending.started_at, completed_at=now,
             interrupted=interrupted, usage=usage,
         )
-        stored, published = await asyncio.gather(self._store(event), self.publisher.publish(event))
+        _, published = await asyncio.gather(self._store(event), self.publisher.publish(event))
         EXCHANGES_PUBLISHED.labels("published" if published else "spooled").inc()
 
     async def _store(self, event: ExchangeCompleted) -> bool:

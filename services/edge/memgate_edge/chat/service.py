@@ -41,7 +41,24 @@ class ChatService:
         self._bound: OrderedDict[tuple[str, str], str] = OrderedDict()
 
     async def complete(self, raw: bytes, headers: dict[str, str], principal: Principal) -> Response[Any]:
+        # One trace per chat request. A streamed answer outlives this call, so the span is
+        # ended by the relay once the exchange is recorded (and published, with the trace).
+        span = tracer.start_span("chat.completions", kind=trace.SpanKind.SERVER)
+        try:
+            with trace.use_span(span, end_on_exit=False, record_exception=True, set_status_on_exception=True):
+                response = await self._complete(raw, headers, principal, span)
+        except BaseException:
+            span.end()
+            raise
+        if not isinstance(response, Stream):
+            span.end()
+        return response
+
+    async def _complete(
+        self, raw: bytes, headers: dict[str, str], principal: Principal, span: trace.Span
+    ) -> Response[Any]:
         started = time.perf_counter()
+        span.set_attribute("memgate.tenant", principal.tenant)
         request = parse_chat_request(raw, headers)
         provider, route = self.providers.registry.route(request.model)
         if not provider.spec.configured and not principal.provider_key:
@@ -50,7 +67,6 @@ class ChatService:
                 f"MEMGATE_PROVIDER_{route.provider.upper()}_API_KEY), or send your own key with "
                 "X-Memory-Gateway-Authorization.", code="provider_not_configured", param="model",
             )
-        span = trace.get_current_span()
         span.set_attribute("memgate.provider", route.provider)
         span.set_attribute("memgate.stream", request.stream)
 
@@ -58,6 +74,7 @@ class ChatService:
         pending = None
         messages = request.messages
         if request.memory is not None:
+            span.set_attribute("memgate.thread_id", request.memory.thread_id)
             await self._check_binding(principal.tenant, request.memory)
             result = await self.contexts.lookup(ContextLookup(
                 tenant=principal.tenant, resource_id=request.memory.resource_id,
@@ -75,7 +92,7 @@ class ChatService:
         CHAT_REQUESTS.labels(route.provider, "ok", labels[1], "on" if pending else "off").inc()
 
         if request.stream:
-            return Stream(relay(upstream, pending, self.recorder), media_type="text/event-stream",
+            return Stream(relay(upstream, pending, self.recorder, span), media_type="text/event-stream",
                           headers={**memory_headers, "cache-control": "no-cache"})
         try:
             raw_answer = await upstream.aread()

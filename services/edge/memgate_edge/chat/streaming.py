@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import msgspec
+from opentelemetry import trace
 
 from memgate_core.events import Usage
 from memgate_edge.chat.exchange import ExchangeRecorder, PendingExchange, usage_of
@@ -57,6 +58,15 @@ def _data_of(event: bytes) -> bytes | None:
 
 
 async def relay(
+    upstream: httpx.Response, pending: PendingExchange | None, recorder: ExchangeRecorder, span: trace.Span
+) -> AsyncIterator[bytes]:
+    """Yield the upstream's SSE events; record the exchange before the final [DONE]. Ends `span`."""
+    with trace.use_span(span, end_on_exit=True):
+        async for piece in _relay(upstream, pending, recorder):
+            yield piece
+
+
+async def _relay(
     upstream: httpx.Response, pending: PendingExchange | None, recorder: ExchangeRecorder
 ) -> AsyncIterator[bytes]:
     collector = StreamCollector()

@@ -1,0 +1,108 @@
+"""`memgate up` as a real subprocess, for end-to-end tests and benchmarks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+DEFAULT_KEY = "msk_test_bootstrap_key_for_memgate_tests"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class GatewayProcess:
+    """Starts `memgate up` on a data dir and waits until /readyz says ready."""
+
+    def __init__(self, data_dir: Path, *, provider_url: str | None = None, env: dict[str, str] | None = None,
+                 api_key: str = DEFAULT_KEY, port: int | None = None) -> None:
+        self.data_dir = data_dir
+        self.api_key = api_key
+        self.port = port or free_port()
+        self.log_path = data_dir.parent / f"{data_dir.name}-memgate.log"
+        self.traces_path = data_dir.parent / f"{data_dir.name}-traces.jsonl"
+        self.env = {
+            **os.environ,
+            "MEMGATE_DATA_DIR": str(data_dir),
+            "MEMGATE_HTTP_PORT": str(self.port),
+            "MEMGATE_BOOTSTRAP_KEY": api_key,
+            "MEMGATE_TRACES_FILE": str(self.traces_path),
+            **({"MEMGATE_PROVIDER_FAKE_BASE_URL": provider_url, "MEMGATE_PROVIDER_FAKE_API_KEY": "fake-provider-key"}
+               if provider_url else {}),
+            **(env or {}),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    def start(self, timeout: float = 90.0) -> "GatewayProcess":
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([str(Path(sys.executable).parent / "memgate"), "up"], env=self.env,
+                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"memgate up exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"memgate up not ready within {timeout}s:\n{self.log()}")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """Ctrl-C, as a user would; returns the exit code."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise RuntimeError(f"memgate up did not stop within {timeout}s:\n{self.log()}") from None
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def runtime(self) -> dict[str, Any]:
+        return json.loads((self.data_dir / "runtime.json").read_text())
+
+    def memgate(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run another `memgate` command with this gateway's configuration."""
+        return subprocess.run([str(Path(sys.executable).parent / "memgate"), *args], env=self.env,
+                              capture_output=True, text=True, timeout=timeout)
+
+    def headers(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.api_key}"}
+
+    def __enter__(self) -> "GatewayProcess":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

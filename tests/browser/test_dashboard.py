@@ -1,0 +1,74 @@
+"""The dashboard in headless Chromium (Debian's chromium driven by Playwright)."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+from helpers import observations, wait_for
+from memgate_testing.gateway import GatewayProcess
+
+CHROMIUM = shutil.which("chromium")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it)")
+
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield browser
+        browser.close()
+
+
+def test_threads_and_thread_page(gateway: GatewayProcess, browser, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    thread = f"dash-{uuid.uuid4().hex[:6]}"
+    client = openai.OpenAI(base_url=gateway.base_url, api_key=gateway.api_key, max_retries=0)
+    client.chat.completions.create(model="fake/gpt-test", extra_headers={"x-thread-id": thread, "x-resource-id": "dash-user"},
+                                   messages=[{"role": "user", "content": "My name is Kim and I work at Acme."}])
+    wait_for(lambda: observations(gateway, thread), timeout=15)
+
+    page = browser.new_page()
+    page.goto(f"{gateway.url}/dashboard/threads")
+    assert page.url.endswith("/dashboard/login")  # signed out: sent to sign in
+
+    page.fill("#api_key", "msk_wrong_key_000000000000")
+    page.click("input[type=submit]")
+    assert "not valid" in page.inner_text("[role=alert]")
+
+    page.fill("#api_key", gateway.api_key)
+    page.click("input[type=submit]")
+    page.wait_for_url("**/dashboard/threads")
+    assert page.inner_text("[data-testid=tenant]") == "default"
+    row = page.locator("[data-testid=thread-row]", has_text=thread)
+    assert row.count() == 1
+    assert "dash-user" in page.content()
+
+    row.locator("a").click()
+    page.wait_for_url(f"**/dashboard/threads/{thread}")
+    messages = page.locator("[data-testid=message]")
+    assert messages.count() == 2
+    assert "My name is Kim" in messages.nth(0).inner_text()
+    obs = page.locator("[data-testid=observation]")
+    assert obs.count() >= 1
+    assert "Kim" in obs.first.inner_text()
+    page.screenshot(path=str(tmp_path / "thread.png"), full_page=True)
+
+    # Another tenant signs in and sees none of it.
+    other_key = gateway.memgate("keys", "create", "--tenant", "dash-other", "--quiet").stdout.strip()
+    other = browser.new_page()
+    other.goto(f"{gateway.url}/dashboard/login")
+    other.fill("#api_key", other_key)
+    other.click("input[type=submit]")
+    other.wait_for_url("**/dashboard/threads")
+    assert thread not in other.content()
+    other.goto(f"{gateway.url}/dashboard/threads/{thread}")
+    assert "Kim" not in other.content()

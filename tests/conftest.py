@@ -1,0 +1,54 @@
+"""Shared fixtures: the fake LLM provider and real `memgate up` processes.
+
+Everything here is real (embedded Postgres, NATS JetStream, Qdrant Edge, HTTP); the only
+stand-in is the LLM provider, a real HTTP server speaking the OpenAI API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memgate_testing.fake_provider import FakeProvider
+from memgate_testing.gateway import GatewayProcess
+
+
+@pytest.fixture(scope="session")
+def fake_provider() -> Iterator[FakeProvider]:
+    with FakeProvider() as provider:
+        yield provider
+
+
+@pytest.fixture()
+def provider(fake_provider: FakeProvider) -> FakeProvider:
+    """The session's fake provider, emptied for this test."""
+    fake_provider.reset()
+    return fake_provider
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory, fake_provider: FakeProvider) -> Iterator[GatewayProcess]:
+    """One `memgate up` shared by the tests that do not restart it."""
+    data_dir = tmp_path_factory.mktemp("gateway") / "data"
+    process = GatewayProcess(data_dir, provider_url=fake_provider.base_url)
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture()
+def make_gateway(tmp_path: Path, fake_provider: FakeProvider) -> Iterator[Callable[..., GatewayProcess]]:
+    """Factory for tests that need their own gateway (restarts, locks)."""
+    started: list[GatewayProcess] = []
+
+    def make(data_dir: Path | None = None, **kw: Any) -> GatewayProcess:
+        process = GatewayProcess(data_dir or tmp_path / "data", provider_url=fake_provider.base_url, **kw)
+        started.append(process)
+        return process
+
+    yield make
+    for process in started:
+        process.stop()

@@ -1,0 +1,32 @@
+"""A follow-up sent the instant a response ends sees the previous exchange."""
+
+from __future__ import annotations
+
+import uuid
+
+import openai
+import pytest
+
+from helpers import memory_text
+from memgate_testing.fake_provider import FakeProvider
+from memgate_testing.gateway import GatewayProcess
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+def test_twenty_turns_back_to_back(gateway: GatewayProcess, provider: FakeProvider, stream: bool) -> None:
+    client = openai.OpenAI(base_url=gateway.base_url, api_key=gateway.api_key, max_retries=0)
+    headers = {"x-thread-id": f"ryw-{uuid.uuid4().hex[:8]}", "x-resource-id": "user-ryw"}
+    facts = [f"Fact number {i}: the code word is {uuid.uuid4().hex[:10]}." for i in range(20)]
+    for fact in facts:
+        response = client.chat.completions.create(
+            model="fake/gpt-test", messages=[{"role": "user", "content": fact}], extra_headers=headers, stream=stream
+        )
+        if stream:
+            for _ in response:  # read to the end, then send the next turn at once
+                pass
+    upstream = provider.requests
+    assert len(upstream) == 20
+    for turn, request in enumerate(upstream):
+        seen = memory_text(request)
+        missing = [i for i in range(turn) if facts[i] not in seen]
+        assert not missing, f"turn {turn}: upstream request lacks earlier turns {missing}"
