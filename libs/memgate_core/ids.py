@@ -11,14 +11,14 @@ from memgate_core.errors import InvalidRequest
 
 # Thread and resource ids are chosen by clients. Keep them printable, bounded and
 # safe in URLs, NATS subjects (hashed there anyway) and logs.
-CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$")
+CLIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")  # always used with fullmatch
 CLIENT_ID_RULE = "1-128 characters from A-Z a-z 0-9 . _ : @ -, starting with a letter or digit"
 
 _NAMESPACE = uuid.UUID("6f1c2b8e-5d1a-4c3e-9a57-0b7d3c2e9f41")
 
 
 def validate_client_id(value: str, header: str) -> str:
-    if not CLIENT_ID_PATTERN.match(value):
+    if not CLIENT_ID_PATTERN.fullmatch(value):
         raise InvalidRequest(f"Invalid {header} header: expected {CLIENT_ID_RULE}.", code="invalid_header", param=header)
     return value
 

@@ -49,7 +49,8 @@ class ProviderRegistry:
                 key = key or env.get("GOOGLE_API_KEY")
             spec = msgspec.structs.replace(spec, base_url=over.get("BASE_URL", spec.base_url), api_key=key or None)
             providers[name] = OpenAICompatibleProvider(spec)
-        return cls(providers, default_provider=env.get("MEMGATE_DEFAULT_PROVIDER", "openai"))
+        default = env.get("MEMGATE_DEFAULT_PROVIDER", "openai").strip().lower()
+        return cls(providers, default_provider=ALIASES.get(default, default))
 
     def route(self, model: str) -> tuple[Provider, Route]:
         prefix, sep, rest = model.partition("/")

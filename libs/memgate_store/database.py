@@ -21,7 +21,8 @@ class Database:
 
     @classmethod
     async def connect(cls, url: str, *, min_size: int = 1, max_size: int = 10) -> "Database":
-        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=30)
+        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=30,
+                                         reset=_keep_session)
         assert pool is not None
         return cls(pool)
 
@@ -34,6 +35,12 @@ class Database:
                 return await conn.fetchval("SELECT 1") == 1
         except Exception:
             return False
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    # asyncpg's default reset (RESET ALL, UNLISTEN, advisory unlock...) costs a round trip on
+    # every release. Pool connections never change session state, so there is nothing to undo.
+    return None
 
 
 def _migrations() -> list[tuple[int, str, str]]:

@@ -80,6 +80,13 @@ class ObservationRepository:
         )
         return [Observation(**dict(r)) for r in rows]
 
+    async def exist_elsewhere(self, tenant: str, resource_id: str, thread_id: str) -> bool:
+        """Whether the resource has observations in threads other than this one."""
+        return bool(await self.db.pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM observations WHERE tenant = $1 AND resource_id = $2 AND thread_id <> $3)",
+            tenant, resource_id, thread_id,
+        ))
+
     async def count(self, tenant: str, *, resource_id: str | None = None) -> int:
         return await self.db.pool.fetchval(
             "SELECT count(*) FROM observations WHERE tenant = $1 AND ($2::text IS NULL OR resource_id = $2)",

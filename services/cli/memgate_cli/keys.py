@@ -13,7 +13,7 @@ async def run_keys(database_url: str, args: argparse.Namespace) -> int:
     stores = await Stores.connect(database_url, max_size=2)
     try:
         if args.keys_command == "create":
-            if not CLIENT_ID_PATTERN.match(args.tenant):
+            if not CLIENT_ID_PATTERN.fullmatch(args.tenant):
                 raise SystemExit("memgate: --tenant must be 1-128 characters from A-Z a-z 0-9 . _ : @ -")
             key, plaintext = await stores.keys.create(args.tenant, args.name)
             if args.quiet:

@@ -9,8 +9,10 @@ still working on it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime, timezone
+from typing import TypeVar
 
 from memgate_core.context import ContextBlock, ContextLookup, MessageItem, ObservationItem
 from memgate_core.tokens import count_tokens
@@ -22,6 +24,12 @@ THREAD_OBSERVATION_SHARE = 0.5
 RELATED_SHARE = 0.2
 RECENT_MESSAGE_LIMIT = 400
 RELATED_LIMIT = 8
+# Tokens of a line's framing (date, role, priority, brackets) and of the block's header.
+MESSAGE_LINE_TOKENS = 12
+OBSERVATION_LINE_TOKENS = 10
+FRAME_TOKENS = 60
+
+T = TypeVar("T")
 
 OPEN_TAG = "<memgate_memory>"
 CLOSE_TAG = "</memgate_memory>"
@@ -39,22 +47,28 @@ class ContextAssembler:
 
     async def lookup(self, q: ContextLookup) -> ContextBlock:
         started = time.perf_counter()
-        observations = await self.stores.observations.for_thread(q.tenant, q.thread_id, active_only=True)
-        messages = await self.stores.threads.messages(q.tenant, q.thread_id, limit=RECENT_MESSAGE_LIMIT, uncovered_only=True)
-        related = await self._related(q)
-
-        budget = q.budget_tokens
-        thread_items = _fit_newest(
-            [ObservationItem(o.id, o.thread_id, o.text, o.priority, o.observed_on.isoformat()) for o in observations],
-            int(budget * THREAD_OBSERVATION_SHARE), lambda o: _observation_line(o, False),
+        observations, messages, related = await asyncio.gather(
+            self.stores.observations.for_thread(q.tenant, q.thread_id, active_only=True),
+            self.stores.threads.messages(q.tenant, q.thread_id, limit=RECENT_MESSAGE_LIMIT, uncovered_only=True),
+            self._related(q),
         )
-        budget -= sum(count_tokens(_observation_line(o, False)) for o in thread_items)
-        related_budget = int(q.budget_tokens * RELATED_SHARE)
-        related_items = _fit_best_first(related, related_budget, lambda o: _observation_line(o, True))
-        budget -= sum(count_tokens(_observation_line(o, True)) for o in related_items)
-        message_items = _fit_newest(
-            [MessageItem(m.id, m.role, m.content, m.created_at.timestamp()) for m in messages],
-            max(budget, 0), _message_line,
+        # Token costs come from the counts stored with each row (plus the line's framing),
+        # so a lookup never re-tokenizes history.
+        budget = q.budget_tokens
+        thread_items, used = _fit_newest(
+            [(ObservationItem(o.id, o.thread_id, o.text, o.priority, o.observed_on.isoformat()),
+              o.tokens + OBSERVATION_LINE_TOKENS) for o in observations],
+            int(budget * THREAD_OBSERVATION_SHARE),
+        )
+        budget -= used
+        related_items, related_used = _fit_best_first(
+            [(o, count_tokens(o.text) + OBSERVATION_LINE_TOKENS + 6) for o in related], int(q.budget_tokens * RELATED_SHARE)
+        )
+        budget -= related_used
+        message_items, messages_used = _fit_newest(
+            [(MessageItem(m.id, m.role, m.content, m.created_at.timestamp()), m.tokens + MESSAGE_LINE_TOKENS)
+             for m in messages],
+            max(budget, 0),
         )
         text = render(thread_items, related_items, message_items)
         return ContextBlock(
@@ -62,12 +76,15 @@ class ContextAssembler:
             related_observations=related_items,
             recent_messages=message_items,
             text=text,
-            tokens=count_tokens(text),
+            tokens=(used + related_used + messages_used + FRAME_TOKENS) if text else 0,
             lookup_ms=(time.perf_counter() - started) * 1000,
         )
 
     async def _related(self, q: ContextLookup) -> list[ObservationItem]:
         if not q.query.strip():
+            return []
+        # Embedding the query is the costliest step; skip it when there is nothing to find.
+        if not await self.stores.observations.exist_elsewhere(q.tenant, q.resource_id, q.thread_id):
             return []
         vector = (await self.embedder.embed_async([q.query]))[0]
         hits = await self.index.search(
@@ -83,27 +100,26 @@ class ContextAssembler:
         ]
 
 
-def _fit_newest(items: list, budget: int, line) -> list:  # type: ignore[no-untyped-def]
-    """Keep the newest items that fit (items come oldest first), returned oldest first."""
+def _fit_newest(items: list[tuple[T, int]], budget: int) -> tuple[list[T], int]:
+    """Keep the newest (item, cost) pairs that fit (oldest first in, oldest first out)."""
     kept, used = [], 0
-    for item in reversed(items):
-        cost = count_tokens(line(item))
+    for item, cost in reversed(items):
         if used + cost > budget:
             break
         kept.append(item)
         used += cost
     kept.reverse()
-    return kept
+    return kept, used
 
 
-def _fit_best_first(items: list, budget: int, line) -> list:  # type: ignore[no-untyped-def]
+def _fit_best_first(items: list[tuple[T, int]], budget: int) -> tuple[list[T], int]:
+    """Keep items in rank order while they fit, skipping any that would not."""
     kept, used = [], 0
-    for item in items:
-        cost = count_tokens(line(item))
+    for item, cost in items:
         if used + cost <= budget:
             kept.append(item)
             used += cost
-    return kept
+    return kept, used
 
 
 def _clean(text: str) -> str:

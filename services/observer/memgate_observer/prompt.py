@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, datetime, timezone
 
 from memgate_core.events import ExchangeCompleted
 from memgate_observer.base import PRIORITIES, ObservationDraft
@@ -33,7 +33,7 @@ class MalformedObserverOutput(ValueError):
 def build_messages(event: ExchangeCompleted) -> list[dict[str, str]]:
     lines = []
     for m in event.messages:
-        when = date.fromtimestamp(m.created_at).isoformat()
+        when = datetime.fromtimestamp(m.created_at, timezone.utc).date().isoformat()
         lines.append(f"<message id=\"{m.id}\" role=\"{m.role}\" date=\"{when}\">\n{m.content}\n</message>")
     return [
         {"role": "system", "content": SYSTEM_PROMPT},

@@ -53,7 +53,9 @@ def usage_of(data: Any) -> Usage | None:
     usage = data.get("usage") if isinstance(data, dict) else None
     if not isinstance(usage, dict):
         return None
-    return Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    # Usage is informational: a provider sending odd values must not break the answer.
+    return Usage(prompt if isinstance(prompt, int) else 0, completion if isinstance(completion, int) else 0)
 
 
 class ExchangeRecorder:
