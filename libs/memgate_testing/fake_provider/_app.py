@@ -209,7 +209,7 @@ class FakeProviderApp:
             options = body.get("stream_options")
             include_usage = isinstance(options, dict) and options.get("include_usage") is True
             events = [_sse(c) for c in _replies.chunks(reply, model, include_usage)]
-            await self._stream([*events, _DONE], send)
+            await self._stream([*events, _DONE], send, receive)
         else:
             await self._pause(behavior.delay_ms)
             await _respond(send, 200, _encode(_replies.completion(reply, model)))
@@ -258,16 +258,36 @@ class FakeProviderApp:
         await _respond(send, status, _error_body(status, message, "fake_failure"))
         return True
 
-    async def _stream(self, events: list[bytes], send: Send) -> None:
-        """Send headers at once, then each SSE event (the last is [DONE]) as its own body frame."""
+    async def _stream(self, events: list[bytes], send: Send, receive: Receive | None = None) -> None:
+        """Send headers at once, then each SSE event (the last is [DONE]) as its own body frame.
+
+        With `receive`, a caller that disconnects mid-stream is noticed and recorded
+        (tests use it to check that a gateway cancels upstream requests).
+        """
         behavior = self.state.behavior
-        await send({"type": "http.response.start", "status": 200, "headers": _SSE})
-        await self._pause(behavior.delay_ms)
-        for index, event in enumerate(events):
-            if index:
-                await self._pause(behavior.chunk_delay_ms)
-            await send({"type": "http.response.body", "body": event, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
+        gone = asyncio.Event()
+
+        async def watch() -> None:
+            while receive is not None:
+                if (await receive())["type"] == "http.disconnect":
+                    gone.set()
+                    return
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": _SSE})
+            await self._pause(behavior.delay_ms)
+            for index, event in enumerate(events):
+                if index:
+                    await self._pause(behavior.chunk_delay_ms)
+                if gone.is_set():
+                    self.state.record_stream_outcome("client_disconnected")
+                    return
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            self.state.record_stream_outcome("completed")
+        finally:
+            watcher.cancel()
 
     # ----------------------------------------------------------------- control API
 

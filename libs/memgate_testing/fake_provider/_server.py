@@ -97,6 +97,11 @@ class FakeProvider:
         return self._state.requests()
 
     @property
+    def stream_outcomes(self) -> list[str]:
+        """One entry per finished stream: 'completed' or 'client_disconnected'."""
+        return self._state.stream_outcomes()
+
+    @property
     def behavior(self) -> Behavior:
         return self._state.behavior
 

@@ -37,6 +37,7 @@ class FakeState:
         self._lock = threading.Lock()
         self._record = record
         self._requests: list[dict[str, Any]] = []
+        self._stream_outcomes: list[str] = []
         self._initial = behavior or Behavior()
         self._behavior = self._initial
 
@@ -53,10 +54,20 @@ class FakeState:
         with self._lock:
             return list(self._requests)
 
+    def record_stream_outcome(self, outcome: str) -> None:
+        """'completed', or 'client_disconnected' when the caller went away mid-stream."""
+        with self._lock:
+            self._stream_outcomes.append(outcome)
+
+    def stream_outcomes(self) -> list[str]:
+        with self._lock:
+            return list(self._stream_outcomes)
+
     def reset(self) -> None:
         """Forget recorded requests and return to the behaviour the server started with."""
         with self._lock:
             self._requests.clear()
+            self._stream_outcomes.clear()
             self._behavior = self._initial
 
     def update_behavior(self, changes: dict[str, Any]) -> Behavior:

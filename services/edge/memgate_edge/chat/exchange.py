@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Coroutine
 from typing import Any
 
+import httpx
 import msgspec
 
 from memgate_bus import ExchangePublisher
@@ -92,6 +94,12 @@ class ExchangeRecorder:
 
     def finish_in_background(self, pending: PendingExchange, answer: str, usage: Usage | None) -> None:
         """For interrupted streams: the client is gone, but what was produced is still recorded."""
-        task = asyncio.create_task(self.finish(pending, answer, usage, interrupted=True))
+        self._spawn(self.finish(pending, answer, usage, interrupted=True))
+
+    def close_in_background(self, response: httpx.Response) -> None:
+        self._spawn(response.aclose())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -92,9 +92,14 @@ async def _relay(
             yield buffer
         completed = True
     finally:
-        await upstream.aclose()
-        if not completed and pending is not None:
-            recorder.finish_in_background(pending, collector.text, collector.usage)
+        if not completed:
+            # The client went away (or the upstream broke): this generator is being cancelled,
+            # so nothing here may await. Record what was produced and close the upstream
+            # connection (which cancels the provider's work) in background tasks.
+            if pending is not None:
+                recorder.finish_in_background(pending, collector.text, collector.usage)
+            recorder.close_in_background(upstream)
+    await upstream.aclose()
     if pending is not None:
         await recorder.finish(pending, collector.text, collector.usage)
     if held_done is not None:
