@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install install-test browser run test bench clean
+.PHONY: install install-test browser clients-node run test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,10 +34,22 @@ browser:
 	      || echo "make: could not install chromium; browser tests will be skipped"; \
 	  else echo "make: chromium not found and cannot be installed here; browser tests will be skipped"; fi; }
 
+# The official openai Node SDK for tests/e2e/test_clients_node.py (exact pin in package.json,
+# no lock file). Without node/npm the Node client tests skip and say why.
+NODE_CLIENT := tests/clients/node
+
+clients-node:
+	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
+	  echo "make: node/npm not found; the Node SDK client tests will be skipped"; \
+	elif [ ! -f $(NODE_CLIENT)/node_modules/.installed ] || [ $(NODE_CLIENT)/package.json -nt $(NODE_CLIENT)/node_modules/.installed ]; then \
+	  (cd $(NODE_CLIENT) && npm install --no-package-lock --no-audit --no-fund && touch node_modules/.installed) \
+	    || echo "make: npm install failed in $(NODE_CLIENT); the Node SDK client tests will be skipped"; \
+	fi
+
 run: install
 	$(BIN)/memgate up
 
-test: install-test browser
+test: install-test browser clients-node
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install-test

@@ -1,81 +1,90 @@
-"""Added latency of memgate, side by side in one run.
+"""memgate's added latency and throughput, side by side in one run on this machine.
 
-Starts a fast fake provider (fixed tiny answer, no think time) and `memgate up`, then sends
-the same chat request sequentially (a) straight to the provider, (b) through memgate with
-memory off, (c) through memgate with memory on, on a thread with prior history, and
-prints p50/p99 for each and memgate's added latency (via memgate minus direct).
+Three paths get the same chat request: (1) straight to a fast fake provider (fixed tiny
+answer, zero think time), (2) through memgate with memory off, (3) through memgate with
+memory on, on a thread that already holds a few hundred messages and observations.
 
-    .venv/bin/python bench/gateway.py [--requests 500] [--history 200]
+For each: p50/p99 latency at a fixed moderate rate (open loop), streaming time to first
+byte at the same rate, and throughput at saturation (wrk). Added = via memgate - direct.
+
+    make bench            # or: .venv/bin/python bench/gateway.py [--rate 100] [--seconds 10]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
+import asyncio
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
+from load import fixed_rate, saturation
 from memgate_testing.fake_provider import FakeProviderProcess
 from memgate_testing.gateway import GatewayProcess
 
 BODY = {"model": "fake/bench", "messages": [{"role": "user", "content": "Say ok."}]}
 
 
-def percentile(samples: list[float], p: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
-
-
-def run(client: httpx.Client, url: str, headers: dict[str, str], n: int) -> list[float]:
-    for _ in range(20):  # warm-up: connections, caches
-        client.post(url, json=BODY, headers=headers).raise_for_status()
-    samples = []
-    for _ in range(n):
-        started = time.perf_counter()
-        client.post(url, json=BODY, headers=headers).raise_for_status()
-        samples.append((time.perf_counter() - started) * 1000)
-    return samples
+def seed(gateway: GatewayProcess, headers: dict[str, str], turns: int) -> None:
+    with httpx.Client(timeout=30) as client:
+        for i in range(turns):
+            client.post(f"{gateway.base_url}/chat/completions", headers=headers, json={
+                "model": "fake/bench",
+                "messages": [{"role": "user", "content": f"Remember this: my item number {i} is painted blue."}],
+            }).raise_for_status()
+        deadline = time.monotonic() + 60
+        thread = headers["x-thread-id"]
+        while time.monotonic() < deadline:  # wait for the observer: the hot path is what we measure
+            info = client.get(f"{gateway.base_url}/memory/threads/{thread}", headers=gateway.headers()).json()
+            if info["observation_count"] >= turns:
+                return
+            time.sleep(0.2)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=500)
-    parser.add_argument("--history", type=int, default=200, help="prior turns on the memory thread")
+    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--history", type=int, default=150, help="prior turns (2 messages each) on the memory thread")
+    parser.add_argument("--saturation-seconds", type=int, default=10)
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, FakeProviderProcess(fast=True) as provider:
         started = time.perf_counter()
-        gateway = GatewayProcess(Path(tmp) / "data", provider_url=provider.base_url).start()
-        cold_start = time.perf_counter() - started
+        gateway = GatewayProcess(Path(tmp) / "data", provider_url=provider.base_url,
+                                 env={"MEMGATE_OBSERVER_MODEL": "local", "MEMGATE_LOG_LEVEL": "WARNING"}).start()
+        cold = time.perf_counter() - started
         try:
             auth = gateway.headers()
             memory = {**auth, "x-thread-id": "bench-thread", "x-resource-id": "bench-user"}
-            with httpx.Client(timeout=30) as client:
-                for i in range(args.history):
-                    client.post(f"{gateway.base_url}/chat/completions", headers=memory, json={
-                        "model": "fake/bench",
-                        "messages": [{"role": "user", "content": f"Remember fact {i}: my item {i} is blue."}],
-                    }).raise_for_status()
-                time.sleep(2)  # let the observer catch up: the measured path is the hot one
-                results = {
-                    "direct to provider": run(client, f"{provider.base_url}/chat/completions",
-                                              {"Authorization": "Bearer x"}, args.requests),
-                    "memgate, memory off": run(client, f"{gateway.base_url}/chat/completions", auth, args.requests),
-                    "memgate, memory on": run(client, f"{gateway.base_url}/chat/completions", memory, args.requests),
-                }
+            seed(gateway, memory, args.history)
+            paths = {
+                "direct": (f"{provider.base_url}/chat/completions", {"Authorization": "Bearer bench"}),
+                "memory off": (f"{gateway.base_url}/chat/completions", auth),
+                "memory on": (f"{gateway.base_url}/chat/completions", memory),
+            }
+            rows = {}
+            for name, (url, headers) in paths.items():
+                asyncio.run(fixed_rate(url, headers, BODY, rate=args.rate, seconds=2))  # warm up
+                plain = asyncio.run(fixed_rate(url, headers, BODY, rate=args.rate, seconds=args.seconds))
+                ttfb = asyncio.run(fixed_rate(url, headers, BODY, rate=args.rate, seconds=args.seconds, stream=True))
+                rps = saturation(url, headers, BODY, seconds=args.saturation_seconds)
+                rows[name] = (plain, ttfb, rps)
         finally:
             gateway.stop()
 
-    direct = results["direct to provider"]
-    print(f"memgate up ready in {cold_start:.2f} s (cold: new data dir)")
-    print(f"{'path':<24}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}{'added p50':>12}{'added p99':>12}")
-    for name, samples in results.items():
-        print(f"{name:<24}{percentile(samples, 50):>10.2f}{percentile(samples, 99):>10.2f}"
-              f"{statistics.mean(samples):>10.2f}{percentile(samples, 50) - percentile(direct, 50):>12.2f}"
-              f"{percentile(samples, 99) - percentile(direct, 99):>12.2f}")
+    print(f"\nmemgate up: ready {cold:.2f} s after start (new data dir); history {args.history} turns")
+    print(f"fixed rate {args.rate:.0f} req/s for {args.seconds:.0f} s per path; saturation with wrk, 32 connections\n")
+    head = f"{'path':<12}{'p50 ms':>9}{'p99 ms':>9}{'+p50':>8}{'+p99':>8}{'ttfb p50':>10}{'ttfb p99':>10}{'+ttfb50':>9}{'req/s':>9}{'errors':>8}"
+    print(head)
+    base_plain, base_ttfb, _ = rows["direct"]
+    for name, (plain, ttfb, rps) in rows.items():
+        print(f"{name:<12}{plain.pct(50):>9.2f}{plain.pct(99):>9.2f}"
+              f"{plain.pct(50) - base_plain.pct(50):>8.2f}{plain.pct(99) - base_plain.pct(99):>8.2f}"
+              f"{ttfb.pct(50):>10.2f}{ttfb.pct(99):>10.2f}{ttfb.pct(50) - base_ttfb.pct(50):>9.2f}"
+              f"{rps:>9.0f}{plain.errors + ttfb.errors:>8}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
-"""The one interface every provider sits behind."""
+"""The one interface every provider sits behind, and the description of a provider."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 import msgspec
@@ -16,9 +16,13 @@ class ProviderSpec(msgspec.Struct, frozen=True):
     api_key: str | None = None
     key_env: str | None = None  # the conventional variable, for messages that help users
     models: tuple[str, ...] = ()  # well-known models, listed by GET /v1/models
+    alt_key_envs: tuple[str, ...] = ()  # read after `key_env` (Google: GOOGLE_API_KEY)
+    aliases: tuple[str, ...] = ()  # other names of the provider prefix (gemini -> google)
+    headers: dict[str, str] = {}  # sent with every request (attribution, workspace ids...)
 
     @property
     def configured(self) -> bool:
+        """A key is set, or the provider needs none (local servers, keyless custom ones)."""
         return bool(self.api_key) or self.key_env is None
 
 
@@ -27,4 +31,12 @@ class Provider(Protocol):
 
     def build_request(self, client: httpx.AsyncClient, body: bytes, *, api_key: str | None) -> httpx.Request:
         """The HTTP request for one chat completion; `body` already names the upstream model."""
+        ...
+
+    def models_request(self, client: httpx.AsyncClient, *, api_key: str | None) -> httpx.Request:
+        """The HTTP request that lists the provider's models."""
+        ...
+
+    def model_ids(self, data: Any) -> list[str]:
+        """The model ids in the decoded answer to `models_request` (without memgate's prefix)."""
         ...

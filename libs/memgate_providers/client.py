@@ -1,70 +1,228 @@
-"""The HTTP side of providers: one pooled httpx client and upstream error mapping."""
+"""The HTTP side of providers: one pooled httpx client, fallbacks, safe retries, error mapping.
+
+Retry policy (`open_chat`): a connection that could not be opened (nothing was sent) is
+retried once on the same route; anything that may have reached the provider is never
+repeated there. A 429, a 5xx, a timeout or a connection failure moves on to the next route
+of the chain (the configured fallbacks); any other 4xx is the client's problem and is
+returned at once.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 import msgspec
 
-from memgate_core.errors import GatewayError, UpstreamError, UpstreamTimeout
+from memgate_core.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout
 from memgate_providers.base import Provider
-from memgate_providers.registry import ProviderRegistry
+from memgate_providers.config import Timeouts, config_from_env
+from memgate_providers.providers import canonical_name
+from memgate_providers.registry import ProviderRegistry, Route
 
+__all__ = ["ProviderClient", "Timeouts", "UpstreamStatusError"]
 
-class Timeouts(msgspec.Struct, frozen=True):
-    connect: float = 5.0
-    first_byte: float = 120.0  # reasoning models can think for a long while
-    total: float = 600.0
+log = logging.getLogger("memgate.providers")
+
+CONNECT_RETRY_DELAY = 0.05  # seconds before the one retry of a connection that failed to open
 
 
 class UpstreamStatusError(GatewayError):
     """The provider said no: its status and (when OpenAI-shaped) its error are passed on."""
 
-    def __init__(self, status: int, error: dict[str, Any], provider: str) -> None:
+    def __init__(self, status: int, error: dict[str, Any], provider: str, *,
+                 headers: dict[str, str] | None = None) -> None:
         message = str(error.get("message") or f"provider '{provider}' returned HTTP {status}")
-        super().__init__(f"Upstream provider '{provider}': {message}", code=error.get("code") and str(error["code"]))
+        super().__init__(f"Upstream provider '{provider}': {message}", code=error.get("code") and str(error["code"]),
+                         headers=headers)
+        self.upstream_status = status
         self.status = status if status < 500 else 502
         self.type = str(error.get("type") or ("upstream_error" if status >= 500 else "invalid_request_error"))
+
+
+class _RouteFailed(Exception):
+    """One route did not answer; `error` is what the client sees if no other route does."""
+
+    def __init__(self, error: GatewayError, *, fallback: bool) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.fallback = fallback
 
 
 class ProviderClient:
     def __init__(self, registry: ProviderRegistry, *, timeouts: Timeouts | None = None) -> None:
         self.registry = registry
         self.timeouts = timeouts or Timeouts()
+        t = self.timeouts
         self.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(self.timeouts.first_byte, connect=self.timeouts.connect),
+            timeout=httpx.Timeout(connect=t.connect, read=t.first_byte, write=t.first_byte, pool=t.connect),
             limits=httpx.Limits(max_connections=512, max_keepalive_connections=128, keepalive_expiry=60),
         )
 
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "ProviderClient":
+        """Providers, aliases, fallbacks and timeouts from MEMGATE_CONFIG (if set) and env.
+
+        Raises ConfigError (a ValueError) with a message naming the file or variable and key.
+        """
+        env = os.environ if env is None else env
+        config = config_from_env(env)
+        return cls(ProviderRegistry.from_env(env, config=config), timeouts=Timeouts.from_env(env, config))
+
+    # ------------------------------------------------------------------ chat
+
+    async def open_chat(self, model: str, body: dict[str, Any], *, api_key: str | None) -> tuple[httpx.Response, Route]:
+        """Send a chat completion along the model's chain; return the first good response
+        (its body not yet read: streaming-safe) and the route that gave it.
+
+        `body` is the client's request; `model` is replaced by each route's upstream name.
+        A bring-your-own `api_key` is used only for routes of the primary's provider; other
+        routes use memgate's keys and are skipped when their provider has none.
+        Raises the last route's UpstreamStatusError / UpstreamError / UpstreamTimeout, or
+        InvalidRequest when no route has a key.
+        """
+        chain = self.registry.chain(model)
+        primary = chain[0][1].provider
+        deadline = time.monotonic() + self.timeouts.total
+        encoded: dict[str, bytes] = {}
+        failure: _RouteFailed | None = None
+        for index, (provider, route) in enumerate(chain):
+            key = api_key if api_key and route.provider == primary else None
+            if key is None and not provider.spec.configured:
+                continue
+            if failure is not None and time.monotonic() >= deadline:
+                break  # the total time is spent: report the last real failure
+            if route.model not in encoded:
+                encoded[route.model] = msgspec.json.encode({**body, "model": route.model})
+            try:
+                return await self._send(provider, encoded[route.model], key, deadline), route
+            except _RouteFailed as failed:
+                if not failed.fallback:
+                    raise failed.error from None
+                failure = failed
+                if index + 1 < len(chain):
+                    log.warning("%s failed (%s); trying the next fallback of '%s'", route.name, failed.error.message,
+                                model)
+        if failure is None:
+            raise _not_configured(model, chain)
+        raise failure.error
+
     async def open(self, provider: Provider, body: bytes, *, api_key: str | None) -> httpx.Response:
-        """Send the request and return the response with its body not yet read (streaming-safe)."""
-        request = provider.build_request(self.http, body, api_key=api_key)
+        """Send one request to one provider (no fallbacks); the response body is not yet read."""
         try:
-            response = await self.http.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(f"Upstream provider '{provider.spec.name}' timed out ({type(exc).__name__}).") from exc
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"Upstream provider '{provider.spec.name}' is unreachable ({type(exc).__name__}).") from exc
-        if response.status_code >= 400:
-            raw = await response.aread()
-            await response.aclose()
-            raise UpstreamStatusError(response.status_code, _error_of(raw), provider.spec.name)
-        return response
+            return await self._send(provider, body, api_key, time.monotonic() + self.timeouts.total)
+        except _RouteFailed as failed:
+            raise failed.error from None
 
     async def complete_text(self, model: str, messages: list[dict[str, Any]], **params: Any) -> str:
         """A non-streaming completion for memgate's own agents (the Observer); returns the text."""
-        provider, route = self.registry.route(model)
-        body = msgspec.json.encode({"model": route.model, "messages": messages, **params})
-        response = await self.open(provider, body, api_key=None)
+        response, _ = await self.open_chat(model, {"model": model, "messages": messages, **params}, api_key=None)
         try:
             data = msgspec.json.decode(await response.aread())
         finally:
             await response.aclose()
         return data["choices"][0]["message"].get("content") or ""
 
+    async def _send(self, provider: Provider, body: bytes, api_key: str | None, deadline: float) -> httpx.Response:
+        """One route: a connection that failed to open is retried once; nothing else is."""
+        name = provider.spec.name
+        for attempt in (1, 2):
+            request = provider.build_request(self.http, body, api_key=api_key)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _RouteFailed(UpstreamTimeout(
+                    f"Upstream provider '{name}' was not tried: the request's total time "
+                    f"({self.timeouts.total:g} s) is spent."), fallback=False)
+            request.extensions["timeout"] = self._timeout(remaining).as_dict()
+            try:
+                response = await self.http.send(request, stream=True)
+            except httpx.ConnectError as exc:  # the connection never opened: nothing was sent
+                if attempt == 1:
+                    log.info("connecting to '%s' failed (%s); retrying once", name, type(exc).__name__)
+                    await asyncio.sleep(CONNECT_RETRY_DELAY)
+                    continue
+                raise _RouteFailed(UpstreamError(
+                    f"Upstream provider '{name}' is unreachable ({type(exc).__name__})."), fallback=True) from exc
+            except httpx.TimeoutException as exc:
+                raise _RouteFailed(UpstreamTimeout(
+                    f"Upstream provider '{name}' timed out ({type(exc).__name__})."), fallback=True) from exc
+            except httpx.HTTPError as exc:
+                raise _RouteFailed(UpstreamError(
+                    f"Upstream provider '{name}' is unreachable ({type(exc).__name__})."), fallback=True) from exc
+            if response.status_code < 400:
+                return response
+            try:
+                raw = await response.aread()
+            except httpx.HTTPError:
+                raw = b""
+            finally:
+                await response.aclose()
+            status = response.status_code
+            retry_after = response.headers.get("retry-after")
+            error = UpstreamStatusError(status, _error_of(raw), name,
+                                        headers={"retry-after": retry_after} if retry_after else None)
+            raise _RouteFailed(error, fallback=status == 429 or status >= 500)
+        raise AssertionError("unreachable")
+
+    def _timeout(self, remaining: float) -> httpx.Timeout:
+        t = self.timeouts
+        return httpx.Timeout(connect=min(t.connect, remaining), read=min(t.first_byte, remaining),
+                             write=min(t.first_byte, remaining), pool=min(t.connect, remaining))
+
+    # ------------------------------------------------------------------ models
+
+    async def fetch_models(self, provider_names: list[str] | None = None) -> list[dict[str, Any]]:
+        """Ask providers for their models (GET {base_url}/models), as OpenAI model objects
+        with ids `provider/model`. Default: every provider usable with memgate's keys.
+        A provider that fails (or is unknown) is skipped."""
+        if provider_names is None:
+            names = [n for n, p in sorted(self.registry.providers.items()) if p.spec.configured]
+        else:
+            names = list(dict.fromkeys(canonical_name(n) for n in provider_names))
+        results = await asyncio.gather(*(self._models_of(name) for name in names))
+        seen: set[str] = set()
+        data: list[dict[str, Any]] = []
+        for name, ids in zip(names, results, strict=True):
+            for model_id in ids:
+                full = f"{name}/{model_id}"
+                if full not in seen:
+                    seen.add(full)
+                    data.append({"id": full, "object": "model", "created": 0, "owned_by": name})
+        return data
+
+    async def _models_of(self, name: str) -> list[str]:
+        provider = self.registry.providers.get(name)
+        if provider is None:
+            log.info("models of '%s' not fetched: no such provider", name)
+            return []
+        request = provider.models_request(self.http, api_key=None)
+        request.extensions["timeout"] = self._timeout(self.timeouts.total).as_dict()
+        try:
+            response = await self.http.send(request)
+            response.raise_for_status()
+            return provider.model_ids(msgspec.json.decode(response.content))
+        except (httpx.HTTPError, msgspec.DecodeError) as exc:
+            log.info("models of '%s' not fetched (%s)", name, type(exc).__name__)
+            return []
+
     async def close(self) -> None:
         await self.http.aclose()
+
+
+def _not_configured(model: str, chain: list[tuple[Provider, Route]]) -> InvalidRequest:
+    spec = chain[0][0].spec
+    name = chain[0][1].provider
+    others = "" if len(chain) == 1 else " (nor do its fallbacks' providers)"
+    return InvalidRequest(
+        f"Provider '{name}' of model '{model}' has no API key{others}: set {spec.key_env or 'its key'} (or "
+        f"MEMGATE_PROVIDER_{name.upper()}_API_KEY), or send your own key with X-Memory-Gateway-Authorization.",
+        code="provider_not_configured", param="model",
+    )
 
 
 def _error_of(raw: bytes) -> dict[str, Any]:

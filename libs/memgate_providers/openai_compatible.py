@@ -1,7 +1,9 @@
 """Providers that speak the OpenAI Chat Completions API (most of them, natively or via a
-compatibility endpoint). A provider that needs translation gets its own module."""
+compatibility endpoint). A provider that needs more gets a subclass in its own module."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import httpx
 
@@ -11,11 +13,26 @@ from memgate_providers.base import ProviderSpec
 class OpenAICompatibleProvider:
     def __init__(self, spec: ProviderSpec) -> None:
         self.spec = spec
-        self._url = spec.base_url.rstrip("/") + "/chat/completions"
+        self._base = spec.base_url.rstrip("/")
+        self._url = self._base + "/chat/completions"
 
-    def build_request(self, client: httpx.AsyncClient, body: bytes, *, api_key: str | None) -> httpx.Request:
-        headers = {"content-type": "application/json"}
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        """The spec's extra headers plus `authorization` when a key is known."""
+        headers = {name.lower(): value for name, value in self.spec.headers.items()}
         key = api_key or self.spec.api_key
         if key:
             headers["authorization"] = f"Bearer {key}"
+        return headers
+
+    def build_request(self, client: httpx.AsyncClient, body: bytes, *, api_key: str | None) -> httpx.Request:
+        headers = {"content-type": "application/json", **self.headers(api_key)}
         return client.build_request("POST", self._url, content=body, headers=headers)
+
+    def models_request(self, client: httpx.AsyncClient, *, api_key: str | None) -> httpx.Request:
+        return client.build_request("GET", self._base + "/models", headers=self.headers(api_key))
+
+    def model_ids(self, data: Any) -> list[str]:
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            return []
+        return [item["id"] for item in items if isinstance(item, dict) and isinstance(item.get("id"), str)]

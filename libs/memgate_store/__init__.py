@@ -5,8 +5,10 @@ from __future__ import annotations
 from memgate_store.database import Database, migrate
 from memgate_store.keys import KeyRepository
 from memgate_store.observations import Observation, ObservationRepository
+from memgate_store.ratelimits import RateLimitRepository
 from memgate_store.sessions import SessionRepository
 from memgate_store.threads import ThreadRepository
+from memgate_store.usage import UsageRecord, UsageReport, UsageRepository
 
 
 class Stores:
@@ -18,6 +20,8 @@ class Stores:
         self.threads = ThreadRepository(db)
         self.observations = ObservationRepository(db)
         self.sessions = SessionRepository(db)
+        self.ratelimits = RateLimitRepository(db)
+        self.usage = UsageRepository(db)
 
     @classmethod
     async def connect(cls, url: str, *, max_size: int = 10) -> "Stores":
@@ -27,4 +31,4 @@ class Stores:
         await self.db.close()
 
 
-__all__ = ["Database", "Observation", "Stores", "migrate"]
+__all__ = ["Database", "Observation", "Stores", "UsageRecord", "UsageReport", "migrate"]

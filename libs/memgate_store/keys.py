@@ -1,4 +1,9 @@
-"""API keys: created once, shown once, stored as sha256 hashes."""
+"""API keys: created once, shown once, stored as sha256 hashes.
+
+A key belongs to one tenant. An *admin* key additionally carries the operator scope: it
+may manage the keys of every tenant and read usage (the admin API). Keys may carry a rate
+limit (requests per minute, burst); `rpm_limit` None means "the gateway default".
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,9 @@ from memgate_core.ids import new_id
 from memgate_store.database import Database
 
 KEY_PREFIX = "msk_"
+MAX_RPM = 1_000_000
+
+_COLUMNS = "id, tenant, prefix, name, created_at, revoked_at, is_admin, rpm_limit, burst"
 
 
 class ApiKey(msgspec.Struct, frozen=True):
@@ -21,6 +29,9 @@ class ApiKey(msgspec.Struct, frozen=True):
     name: str | None
     created_at: datetime
     revoked_at: datetime | None = None
+    is_admin: bool = False
+    rpm_limit: int | None = None  # None: the gateway default (MEMGATE_DEFAULT_RPM); 0: unlimited
+    burst: int | None = None  # None: burst = rpm_limit
 
 
 def hash_key(plaintext: str) -> bytes:
@@ -32,38 +43,74 @@ def generate_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
+def limits_error(rpm_limit: int | None, burst: int | None) -> str | None:
+    """Why a (rpm, burst) pair is not valid, or None when it is."""
+    if rpm_limit is not None and not 0 <= rpm_limit <= MAX_RPM:
+        return f"rpm must be between 0 (unlimited) and {MAX_RPM}"
+    if burst is not None:
+        if not rpm_limit:
+            return "burst needs a non-zero rpm"
+        if not 1 <= burst <= MAX_RPM:
+            return f"burst must be between 1 and {MAX_RPM}"
+    return None
+
+
 class KeyRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def create(self, tenant: str, name: str | None = None) -> tuple[ApiKey, str]:
+    async def create(
+        self, tenant: str, name: str | None = None, *, is_admin: bool = False,
+        rpm_limit: int | None = None, burst: int | None = None,
+    ) -> tuple[ApiKey, str]:
+        problem = limits_error(rpm_limit, burst)
+        if problem:
+            raise ValueError(problem)
         plaintext = generate_key()
-        return await self.insert(plaintext, tenant, name), plaintext
-
-    async def insert(self, plaintext: str, tenant: str, name: str | None = None) -> ApiKey:
-        """Store a given key (idempotent: an existing key keeps its tenant)."""
         row = await self.db.pool.fetchrow(
-            """
-            INSERT INTO api_keys (id, tenant, key_hash, prefix, name) VALUES ($1, $2, $3, $4, $5)
-            ON CONFLICT (key_hash) DO UPDATE SET revoked_at = NULL
-            RETURNING id, tenant, prefix, name, created_at, revoked_at
+            f"""
+            INSERT INTO api_keys (id, tenant, key_hash, prefix, name, is_admin, rpm_limit, burst)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {_COLUMNS}
             """,
-            new_id("key"), tenant, hash_key(plaintext), plaintext[:10], name,
+            new_id("key"), tenant, hash_key(plaintext), plaintext[:10], name, is_admin, rpm_limit, burst,
+        )
+        return ApiKey(**dict(row)), plaintext
+
+    async def insert(self, plaintext: str, tenant: str, name: str | None = None, *, is_admin: bool = False) -> ApiKey:
+        """Store a given key (idempotent: an existing key keeps its tenant and limits, is
+        un-revoked, and gets the admin scope the caller says; used for keys set by env)."""
+        row = await self.db.pool.fetchrow(
+            f"""
+            INSERT INTO api_keys (id, tenant, key_hash, prefix, name, is_admin) VALUES ($1, $2, $3, $4, $5, $6)
+            ON CONFLICT (key_hash) DO UPDATE SET revoked_at = NULL, is_admin = EXCLUDED.is_admin
+            RETURNING {_COLUMNS}
+            """,
+            new_id("key"), tenant, hash_key(plaintext), plaintext[:10], name, is_admin,
         )
         return ApiKey(**dict(row))
+
+    async def lookup(self, plaintext: str) -> ApiKey | None:
+        """The active key with this plaintext, or None."""
+        row = await self.db.pool.fetchrow(
+            f"SELECT {_COLUMNS} FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL", hash_key(plaintext)
+        )
+        return ApiKey(**dict(row)) if row is not None else None
 
     async def tenant_for(self, plaintext: str) -> str | None:
         return await self.db.pool.fetchval(
             "SELECT tenant FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL", hash_key(plaintext)
         )
 
+    async def get(self, key_id: str) -> ApiKey | None:
+        row = await self.db.pool.fetchrow(f"SELECT {_COLUMNS} FROM api_keys WHERE id = $1", key_id)
+        return ApiKey(**dict(row)) if row is not None else None
+
     async def count(self) -> int:
         return await self.db.pool.fetchval("SELECT count(*) FROM api_keys WHERE revoked_at IS NULL")
 
     async def list(self, tenant: str | None = None) -> list[ApiKey]:
         rows = await self.db.pool.fetch(
-            "SELECT id, tenant, prefix, name, created_at, revoked_at FROM api_keys "
-            "WHERE $1::text IS NULL OR tenant = $1 ORDER BY created_at",
+            f"SELECT {_COLUMNS} FROM api_keys WHERE $1::text IS NULL OR tenant = $1 ORDER BY created_at, id",
             tenant,
         )
         return [ApiKey(**dict(r)) for r in rows]

@@ -100,6 +100,12 @@ class ObservationRepository:
         stay raw; observations all of whose sources are covered become active.
         Returns the number of messages covered.
         """
+        raw = await conn.fetchval(
+            "SELECT coalesce(sum(tokens), 0) FROM messages WHERE tenant = $1 AND thread_id = $2 AND NOT covered",
+            tenant, thread_id,
+        )
+        if raw <= threshold:  # the common case: one aggregate, no rows fetched
+            return 0
         rows = await conn.fetch(
             """
             SELECT m.id, m.tokens, EXISTS (
@@ -111,8 +117,6 @@ class ObservationRepository:
             tenant, thread_id,
         )
         raw = sum(r["tokens"] for r in rows)
-        if raw <= threshold:
-            return 0
         cover: list[str] = []
         for r in rows:
             if raw <= keep_raw or not r["observed"]:
@@ -122,6 +126,12 @@ class ObservationRepository:
         if not cover:
             return 0
         await conn.execute("UPDATE messages SET covered = true WHERE id = ANY($1::text[])", cover)
+        # New observations start inactive and do not change the injected context; activation
+        # does, so it (alone) bumps the version the context service checks.
+        await conn.execute(
+            "UPDATE threads SET observations_version = observations_version + 1 WHERE tenant = $1 AND thread_id = $2",
+            tenant, thread_id,
+        )
         await conn.execute(
             """
             UPDATE observations o SET active = true

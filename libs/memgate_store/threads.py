@@ -32,6 +32,12 @@ class StoredMessage(msgspec.Struct, frozen=True):
     interrupted: bool
 
 
+class ThreadVersions(msgspec.Struct, frozen=True):
+    messages_version: int
+    observations_version: int
+    related: bool  # the resource has observations in other threads
+
+
 class ResourceSummary(msgspec.Struct, frozen=True):
     resource_id: str
     thread_count: int
@@ -80,30 +86,32 @@ class ThreadRepository:
         if not messages:
             return 0
         rows = [
-            (
-                m.id, tenant, thread_id, exchange_id, m.role, m.content, count_tokens(m.content),
-                datetime.fromtimestamp(m.created_at, timezone.utc), interrupted and m.role == "assistant",
-            )
+            (m.id, m.role, m.content, count_tokens(m.content), datetime.fromtimestamp(m.created_at, timezone.utc),
+             interrupted and m.role == "assistant")
             for m in messages
         ]
-        async with self.db.pool.acquire() as conn, conn.transaction():
-            # The thread may have been created by another edge or deleted meanwhile.
-            await conn.execute(
-                "INSERT INTO threads (tenant, thread_id, resource_id) VALUES ($1, $2, $3) "
-                "ON CONFLICT (tenant, thread_id) DO UPDATE SET updated_at = now()",
-                tenant, thread_id, resource_id,
-            )
-            inserted = await conn.fetch(
-                """
+        # One statement, one round trip: upsert the thread (bumping its version, which tells
+        # the context service to pick up the new messages) and insert the messages.
+        inserted = await self.db.pool.fetchval(
+            """
+            WITH thread AS (
+                INSERT INTO threads (tenant, thread_id, resource_id, messages_version) VALUES ($1, $2, $3, 1)
+                ON CONFLICT (tenant, thread_id)
+                DO UPDATE SET updated_at = now(), messages_version = threads.messages_version + 1
+                RETURNING 1
+            ), added AS (
                 INSERT INTO messages (id, tenant, thread_id, exchange_id, role, content, tokens, created_at, interrupted)
-                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                                     $7::int[], $8::timestamptz[], $9::bool[])
+                SELECT m.id, $1, $2, $4, m.role, m.content, m.tokens, m.created_at, m.interrupted
+                FROM unnest($5::text[], $6::text[], $7::text[], $8::int[], $9::timestamptz[], $10::bool[])
+                     AS m(id, role, content, tokens, created_at, interrupted), thread
                 ON CONFLICT (id) DO NOTHING
-                RETURNING id
-                """,
-                *map(list, zip(*rows)),
+                RETURNING 1
             )
-        return len(inserted)
+            SELECT count(*) FROM added
+            """,
+            tenant, thread_id, resource_id, exchange_id, *map(list, zip(*rows)),
+        )
+        return inserted
 
     async def get(self, tenant: str, thread_id: str) -> ThreadSummary | None:
         row = await self.db.pool.fetchrow(_THREAD_SUMMARY + " WHERE t.tenant = $1 AND t.thread_id = $2", tenant, thread_id)
@@ -141,6 +149,33 @@ class ThreadRepository:
             ) newest ORDER BY created_at, id
             """,
             tenant, thread_id, limit, uncovered_only,
+        )
+        return [StoredMessage(**dict(r)) for r in rows]
+
+    async def versions(self, tenant: str, thread_id: str, resource_id: str) -> "ThreadVersions | None":
+        """The thread's change counters, and whether its resource has observations elsewhere."""
+        row = await self.db.pool.fetchrow(
+            """
+            SELECT messages_version, observations_version,
+                   EXISTS (SELECT 1 FROM observations o
+                           WHERE o.tenant = $1 AND o.resource_id = $3 AND o.thread_id <> $2) AS related
+            FROM threads WHERE tenant = $1 AND thread_id = $2
+            """,
+            tenant, thread_id, resource_id,
+        )
+        return ThreadVersions(**dict(row)) if row else None
+
+    async def messages_after(
+        self, tenant: str, thread_id: str, after: tuple[datetime, str]
+    ) -> list[StoredMessage]:
+        """Raw (uncovered) messages newer than `after` (created_at, id), oldest first."""
+        rows = await self.db.pool.fetch(
+            """
+            SELECT id, thread_id, exchange_id, role, content, tokens, created_at, interrupted
+            FROM messages WHERE tenant = $1 AND thread_id = $2 AND NOT covered AND (created_at, id) > ($3, $4)
+            ORDER BY created_at, id
+            """,
+            tenant, thread_id, after[0], after[1],
         )
         return [StoredMessage(**dict(r)) for r in rows]
 

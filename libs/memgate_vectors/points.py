@@ -13,7 +13,7 @@ REQUIRED_PAYLOAD = ("tenant", "resource_id", "thread_id", "observation_id", "tex
 
 
 class VectorPoint(msgspec.Struct, frozen=True):
-    """One embedded observation.
+    """One embedded observation (its keyword vector is derived from payload["text"]).
 
     `id` is a UUID string that callers derive deterministically (e.g. uuid5 of the
     observation id), so writing the same observation twice overwrites it.
@@ -25,7 +25,11 @@ class VectorPoint(msgspec.Struct, frozen=True):
 
 
 class VectorHit(msgspec.Struct, frozen=True):
-    """A search result; `score` is cosine similarity, higher is closer."""
+    """A search result, best first; higher `score` is better.
+
+    `score` is cosine similarity for a dense search, and the fused RRF score (at most
+    2 / 60, not comparable to cosine) for a hybrid one.
+    """
 
     id: str
     score: float
@@ -49,5 +53,7 @@ def checked_points(points: Sequence[VectorPoint], dim: int) -> list[VectorPoint]
         missing = [key for key in REQUIRED_PAYLOAD if key not in point.payload]
         if missing:
             raise ValueError(f"point {point.id}: payload lacks {', '.join(missing)}")
+        if not isinstance(point.payload["text"], str):
+            raise ValueError(f"point {point.id}: payload text must be a string")
         checked.append(point if canonical == point.id else msgspec.structs.replace(point, id=canonical))
     return checked

@@ -9,6 +9,16 @@ from memgate_vectors.points import VectorHit, VectorPoint
 
 # Both adapters lay data out the same way, so a deployment can move between them.
 VECTOR_NAME = "dense"
+# BM25-style term weights of payload["text"] (memgate_vectors.sparse), IDF applied by
+# the engine. Indexes made before hybrid search lack it until ensure() adds it.
+SPARSE_VECTOR_NAME = "sparse"
+# Hybrid search: each of the dense and sparse rankings contributes its best
+# `limit * PREFETCH_FACTOR` (at least MIN_PREFETCH) candidates, fused by reciprocal
+# rank, score = sum of 1 / (RRF_K + position), positions from 0 (what both engines do).
+PREFETCH_FACTOR = 4
+MIN_PREFETCH = 20
+RRF_K = 60
+
 KEYWORD_FIELDS = ("tenant", "resource_id", "thread_id")
 # Points are written in chunks of this many: bounded request bodies for the server,
 # and for the edge shard (which holds the GIL while it works) a turn for the event
@@ -16,18 +26,30 @@ KEYWORD_FIELDS = ("tenant", "resource_id", "thread_id")
 WRITE_CHUNK = 256
 
 
+def prefetch_limit(limit: int) -> int:
+    """How many candidates each ranking of a hybrid search contributes."""
+    return max(limit * PREFETCH_FACTOR, MIN_PREFETCH)
+
+
 @runtime_checkable
 class VectorIndex(Protocol):
-    """Dense vectors of observations, always searched within one tenant and resource."""
+    """Observations as dense + sparse vectors, always searched within one tenant and resource."""
 
     dim: int
+    # After ensure(): True when searches given `query_text` are hybrid; False for an
+    # index made before hybrid search that could not gain its sparse vector (the
+    # engine is too old), which then searches dense-only.
+    hybrid: bool
 
     async def ensure(self) -> None:
         """Create the collection/shard and its keyword payload indexes if missing; idempotent."""
         ...
 
     async def upsert(self, points: Sequence[VectorPoint]) -> None:
-        """Insert or overwrite points by id; visible to searches when this returns."""
+        """Insert or overwrite points by id; visible to searches when this returns.
+
+        The sparse vector is computed here from payload["text"].
+        """
         ...
 
     async def search(
@@ -38,8 +60,14 @@ class VectorIndex(Protocol):
         resource_id: str,
         exclude_thread_id: str | None = None,
         limit: int = 10,
+        query_text: str | None = None,
     ) -> list[VectorHit]:
-        """Nearest points of one tenant's resource, closest first."""
+        """Best points of one tenant's resource, best first.
+
+        Without `query_text` (or when it has no searchable terms, or the index is not
+        hybrid): nearest by `vector`, scored by cosine similarity. With it: the dense
+        and the keyword (BM25) rankings fused by RRF, scored by the fused score.
+        """
         ...
 
     async def delete_thread(self, tenant: str, thread_id: str) -> None:

@@ -9,11 +9,18 @@ Facts about qdrant-edge-py 0.9.0 this adapter is built on (measured):
 - Without `optimize()` points stay in plain segments; searches filtered by the
   keyword indexes on tenant + resource_id still take well under a millisecond at
   tens of thousands of points, so searches and counts run inline.
+- Hybrid search runs in the engine: a dense and a sparse prefetch fused by
+  `Fusion.Rrf`, which scores 1 / (k + position) like the server does.
+- A shard created before hybrid search cannot be loaded with the sparse vector in
+  its config ("incompatible with existing segments"), but the update operation
+  `create_sparse_vector` adds it in place, and `update_vectors` fills it in for
+  the points already stored without touching their dense vectors.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -22,10 +29,19 @@ from typing import Any, TypeVar
 
 import qdrant_edge as qe
 
+from memgate_vectors import sparse
 from memgate_vectors.points import VectorHit, VectorPoint, checked_points
-from memgate_vectors.port import KEYWORD_FIELDS, VECTOR_NAME, WRITE_CHUNK
+from memgate_vectors.port import (
+    KEYWORD_FIELDS,
+    RRF_K,
+    SPARSE_VECTOR_NAME,
+    VECTOR_NAME,
+    WRITE_CHUNK,
+    prefetch_limit,
+)
 
 T = TypeVar("T")
+log = logging.getLogger("memgate.vectors")
 
 
 class EdgeVectorIndex:
@@ -34,6 +50,7 @@ class EdgeVectorIndex:
     def __init__(self, path: Path, dim: int = 384) -> None:
         self.path = Path(path)
         self.dim = dim
+        self.hybrid = False  # decided by ensure()
         self._shard: qe.EdgeShard | None = None
         # Serialises open, writes and close: no write reaches a shard being
         # closed, and writes stay one at a time should a later binding release
@@ -46,7 +63,8 @@ class EdgeVectorIndex:
     async def upsert(self, points: Sequence[VectorPoint]) -> None:
         checked = checked_points(points, self.dim)
         for start in range(0, len(checked), WRITE_CHUNK):
-            await asyncio.to_thread(self._write, partial(_upsert_op, checked[start : start + WRITE_CHUNK]))
+            chunk = checked[start : start + WRITE_CHUNK]
+            await asyncio.to_thread(self._write, partial(_upsert_op, chunk, hybrid=self.hybrid))
 
     async def search(
         self,
@@ -56,17 +74,28 @@ class EdgeVectorIndex:
         resource_id: str,
         exclude_thread_id: str | None = None,
         limit: int = 10,
+        query_text: str | None = None,
     ) -> list[VectorHit]:
         if limit <= 0:
             return []
+        where = _filter(tenant=tenant, resource_id=resource_id, exclude_thread_id=exclude_thread_id)
+        dense = qe.Query.Nearest(list(vector), using=VECTOR_NAME)
+        terms = sparse.query_vector(query_text) if query_text and self.hybrid else None
+        if terms is not None and terms.indices:
+            # The filter goes into each prefetch: both rankings see only this
+            # tenant's resource, so fusion never sees (or counts) anyone else's points.
+            n = prefetch_limit(limit)
+            keywords = qe.Query.Nearest(qe.SparseVector(terms.indices, terms.values), using=SPARSE_VECTOR_NAME)
+            request = qe.QueryRequest(
+                limit=limit,
+                prefetches=[qe.Prefetch(n, query=dense, filter=where), qe.Prefetch(n, query=keywords, filter=where)],
+                query=qe.Fusion.Rrf(k=RRF_K),
+                with_payload=True,
+            )
+        else:
+            request = qe.QueryRequest(limit=limit, query=dense, filter=where, with_payload=True)
         # Inline, not in a thread: sub-millisecond with the payload indexes, and a
         # thread hop would cost more than it saves while the engine holds the GIL.
-        request = qe.QueryRequest(
-            limit=limit,
-            query=qe.Query.Nearest(list(vector), using=VECTOR_NAME),
-            filter=_filter(tenant=tenant, resource_id=resource_id, exclude_thread_id=exclude_thread_id),
-            with_payload=True,
-        )
         return [
             VectorHit(id=str(p.id), score=p.score, payload=p.payload or {})
             for p in self._open_shard().query(request)
@@ -105,21 +134,42 @@ class EdgeVectorIndex:
     def _ensure(self) -> None:
         with self._lock:
             if self._shard is None:
-                self._shard = self._open()
+                self._shard, self.hybrid = self._open()
             present = self._shard.info().payload_schema
             for field in KEYWORD_FIELDS:
                 if field not in present:
                     self._shard.update(qe.UpdateOperation.create_field_index(field, _keyword_index(field)))
+            if self.hybrid:
+                _backfill_sparse(self._shard)
 
-    def _open(self) -> qe.EdgeShard:
-        config = qe.EdgeConfig(
-            vectors={VECTOR_NAME: qe.EdgeVectorParams(size=self.dim, distance=qe.Distance.Cosine)}
-        )
+    def _open(self) -> tuple[qe.EdgeShard, bool]:
+        """The shard and whether it has the sparse vector (adding it to an older shard)."""
+        dense = {VECTOR_NAME: qe.EdgeVectorParams(size=self.dim, distance=qe.Distance.Cosine)}
+        hybrid = qe.EdgeConfig(vectors=dense, sparse_vectors={SPARSE_VECTOR_NAME: _sparse_params()})
         # edge_config.json is written at creation; passing the config to load()
         # makes a shard of another dimension fail here rather than on first write.
-        if (self.path / "edge_config.json").exists():
-            return qe.EdgeShard.load(str(self.path), config)
-        return qe.EdgeShard.create(str(self.path), config)
+        if not (self.path / "edge_config.json").exists():
+            return qe.EdgeShard.create(str(self.path), hybrid), True
+        try:
+            return qe.EdgeShard.load(str(self.path), hybrid), True
+        except Exception:  # noqa: BLE001 - the engine raises plain Exception; retried below
+            pass
+        # Made before hybrid search (or incompatible: then this load raises the
+        # real reason, e.g. another vector size). A dense-only config inherits
+        # whatever sparse vectors the shard has.
+        shard = qe.EdgeShard.load(str(self.path), qe.EdgeConfig(vectors=dense))
+        try:
+            _add_sparse_vector(shard)
+        except Exception as exc:  # noqa: BLE001 - keep serving, dense-only
+            log.warning(
+                "vector index at %s has no sparse vector and it could not be added (%s): "
+                "searching by meaning only, without keyword matching",
+                self.path,
+                exc,
+            )
+            return shard, False
+        log.info("vector index at %s: added the sparse vector for hybrid search", self.path)
+        return shard, True
 
     def _write(self, build: Callable[[], qe.UpdateOperation]) -> None:
         # The operation is built in this thread too: converting points is Python work.
@@ -142,10 +192,59 @@ class EdgeVectorIndex:
         return self._shard
 
 
-def _upsert_op(points: Sequence[VectorPoint]) -> qe.UpdateOperation:
-    return qe.UpdateOperation.upsert_points(
-        [qe.Point(p.id, {VECTOR_NAME: p.vector}, p.payload) for p in points]
-    )
+def _upsert_op(points: Sequence[VectorPoint], *, hybrid: bool) -> qe.UpdateOperation:
+    return qe.UpdateOperation.upsert_points([_point(p, hybrid=hybrid) for p in points])
+
+
+def _point(point: VectorPoint, *, hybrid: bool) -> qe.Point:
+    vectors: dict[str, Any] = {VECTOR_NAME: point.vector}
+    if hybrid:
+        terms = sparse.document_vector(point.payload["text"])
+        # A text without terms stores no sparse vector: the engine leaves such
+        # points out of its IDF statistics either way, and so then does every adapter.
+        if terms.indices:
+            vectors[SPARSE_VECTOR_NAME] = qe.SparseVector(terms.indices, terms.values)
+    return qe.Point(point.id, vectors, point.payload)
+
+
+def _sparse_params() -> qe.EdgeSparseVectorParams:
+    # IDF: the engine multiplies query terms by their inverse document frequency,
+    # completing the BM25 weights memgate_vectors.sparse stores.
+    return qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)
+
+
+def _add_sparse_vector(shard: qe.EdgeShard) -> None:
+    shard.update(qe.UpdateOperation.create_sparse_vector(SPARSE_VECTOR_NAME, qe.Modifier.Idf))
+
+
+def _backfill_sparse(shard: qe.EdgeShard) -> int:
+    """Give the sparse vector to stored points that lack it (written before hybrid search).
+
+    Resumable: a crash midway leaves the rest lacking, and the next ensure()
+    continues. Points whose text has no terms stay without one and are only
+    looked at again. Returns how many points were filled in.
+    """
+    lacking = qe.Filter(must_not=[qe.HasVectorCondition(SPARSE_VECTOR_NAME)])
+    filled, offset = 0, None
+    while True:
+        records, offset = shard.scroll(
+            qe.ScrollRequest(offset=offset, limit=WRITE_CHUNK, filter=lacking, with_payload=True, with_vector=False)
+        )
+        updates = []
+        for record in records:
+            terms = sparse.document_vector(str((record.payload or {}).get("text", "")))
+            if terms.indices:
+                updates.append(
+                    qe.PointVectors(record.id, {SPARSE_VECTOR_NAME: qe.SparseVector(terms.indices, terms.values)})
+                )
+        if updates:
+            shard.update(qe.UpdateOperation.update_vectors(updates, condition=lacking))
+            filled += len(updates)
+        if offset is None:
+            break
+    if filled:
+        log.info("vector index: added keyword vectors to %d points stored before hybrid search", filled)
+    return filled
 
 
 def _keyword_index(field: str) -> qe.KeywordIndexParams:

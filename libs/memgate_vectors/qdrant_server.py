@@ -1,7 +1,14 @@
-"""The vector index on a Qdrant server, through qdrant-client's async REST client."""
+"""The vector index on a Qdrant server, through qdrant-client's async REST client.
+
+Hybrid search is one `query_points` call: a dense and a sparse prefetch fused by
+parametrised RRF (`RrfQuery`, server 1.16+). A collection made before hybrid
+search gains its sparse vector through `create_vector_name` (server 1.18+); an
+older server keeps such a collection dense-only and says so in the log.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,8 +16,20 @@ from qdrant_client import AsyncQdrantClient
 from qdrant_client import models as qm
 from qdrant_client.http.exceptions import UnexpectedResponse
 
+from memgate_vectors import sparse
 from memgate_vectors.points import VectorHit, VectorPoint, checked_points
-from memgate_vectors.port import KEYWORD_FIELDS, VECTOR_NAME, WRITE_CHUNK
+from memgate_vectors.port import (
+    KEYWORD_FIELDS,
+    RRF_K,
+    SPARSE_VECTOR_NAME,
+    VECTOR_NAME,
+    WRITE_CHUNK,
+    prefetch_limit,
+)
+
+log = logging.getLogger("memgate.vectors")
+# Points that have no keyword vector yet: written before hybrid search (or with no terms).
+_LACKING_SPARSE = qm.Filter(must_not=[qm.HasVectorCondition(has_vector=SPARSE_VECTOR_NAME)])
 
 
 class ServerVectorIndex:
@@ -31,6 +50,7 @@ class ServerVectorIndex:
     ) -> None:
         self.collection = collection
         self.dim = dim
+        self.hybrid = False  # decided by ensure()
         self._owns_client = client is None
         # check_compatibility=False: the check is a blocking HTTP GET in this
         # constructor (stalling the event loop while the server is down); the
@@ -46,6 +66,7 @@ class ServerVectorIndex:
                 await client.create_collection(
                     name,
                     vectors_config={VECTOR_NAME: qm.VectorParams(size=self.dim, distance=qm.Distance.COSINE)},
+                    sparse_vectors_config={SPARSE_VECTOR_NAME: _SPARSE_PARAMS},
                 )
             except (UnexpectedResponse, ValueError):
                 # Another replica may have created it between our check and create.
@@ -63,6 +84,9 @@ class ServerVectorIndex:
             # this re-creates them on every call, harmlessly.
             if field not in info.payload_schema:
                 await client.create_payload_index(name, field, field_schema=_keyword_index(field), wait=True)
+        self.hybrid = SPARSE_VECTOR_NAME in (info.config.params.sparse_vectors or {}) or await self._add_sparse_vector()
+        if self.hybrid:
+            await self._backfill_sparse()
 
     async def upsert(self, points: Sequence[VectorPoint]) -> None:
         checked = checked_points(points, self.dim)
@@ -72,7 +96,7 @@ class ServerVectorIndex:
             # the observer acks it (read-your-writes).
             await self._client.upsert(
                 self.collection,
-                points=[qm.PointStruct(id=p.id, vector={VECTOR_NAME: p.vector}, payload=p.payload) for p in chunk],
+                points=[qm.PointStruct(id=p.id, vector=_vectors(p, hybrid=self.hybrid), payload=p.payload) for p in chunk],
                 wait=True,
             )
 
@@ -84,17 +108,31 @@ class ServerVectorIndex:
         resource_id: str,
         exclude_thread_id: str | None = None,
         limit: int = 10,
+        query_text: str | None = None,
     ) -> list[VectorHit]:
         if limit <= 0:
             return []
-        response = await self._client.query_points(
-            self.collection,
-            query=list(vector),
-            using=VECTOR_NAME,
-            query_filter=_filter(tenant=tenant, resource_id=resource_id, exclude_thread_id=exclude_thread_id),
-            limit=limit,
-            with_payload=True,
-        )
+        where = _filter(tenant=tenant, resource_id=resource_id, exclude_thread_id=exclude_thread_id)
+        terms = sparse.query_vector(query_text) if query_text and self.hybrid else None
+        if terms is not None and terms.indices:
+            # The filter goes into each prefetch: both rankings see only this
+            # tenant's resource, so fusion never sees (or counts) anyone else's points.
+            n = prefetch_limit(limit)
+            keywords = qm.SparseVector(indices=terms.indices, values=terms.values)
+            response = await self._client.query_points(
+                self.collection,
+                prefetch=[
+                    qm.Prefetch(query=list(vector), using=VECTOR_NAME, filter=where, limit=n),
+                    qm.Prefetch(query=keywords, using=SPARSE_VECTOR_NAME, filter=where, limit=n),
+                ],
+                query=qm.RrfQuery(rrf=qm.Rrf(k=RRF_K)),
+                limit=limit,
+                with_payload=True,
+            )
+        else:
+            response = await self._client.query_points(
+                self.collection, query=list(vector), using=VECTOR_NAME, query_filter=where, limit=limit, with_payload=True
+            )
         return [VectorHit(id=str(p.id), score=p.score, payload=p.payload or {}) for p in response.points]
 
     async def delete_thread(self, tenant: str, thread_id: str) -> None:
@@ -125,6 +163,76 @@ class ServerVectorIndex:
 
     async def _delete(self, where: qm.Filter) -> None:
         await self._client.delete(self.collection, points_selector=qm.FilterSelector(filter=where), wait=True)
+
+    async def _add_sparse_vector(self) -> bool:
+        """Give a collection made before hybrid search its sparse vector; False if the server cannot."""
+        try:
+            await self._client.create_vector_name(
+                self.collection,
+                SPARSE_VECTOR_NAME,
+                qm.SparseVectorNameConfig(sparse=qm.SparseVectorConfig(modifier=qm.Modifier.IDF)),
+                wait=True,
+            )
+        except (UnexpectedResponse, ValueError) as exc:
+            # Another replica may have added it meanwhile; otherwise the server
+            # predates adding vectors to a collection (1.18).
+            info = await self._client.get_collection(self.collection)
+            if SPARSE_VECTOR_NAME in (info.config.params.sparse_vectors or {}):
+                return True
+            log.warning(
+                "collection %r has no sparse vector and the server could not add it (%s): "
+                "searching by meaning only, without keyword matching",
+                self.collection,
+                exc,
+            )
+            return False
+        log.info("collection %r: added the sparse vector for hybrid search", self.collection)
+        return True
+
+    async def _backfill_sparse(self) -> int:
+        """Give the sparse vector to stored points that lack it; resumable, see the edge adapter."""
+        filled, offset = 0, None
+        while True:
+            records, offset = await self._client.scroll(
+                self.collection,
+                scroll_filter=_LACKING_SPARSE,
+                limit=WRITE_CHUNK,
+                offset=offset,
+                with_payload=["text"],
+                with_vectors=False,
+            )
+            updates = []
+            for record in records:
+                terms = sparse.document_vector(str((record.payload or {}).get("text", "")))
+                if terms.indices:
+                    vector = qm.SparseVector(indices=terms.indices, values=terms.values)
+                    updates.append(qm.PointVectors(id=record.id, vector={SPARSE_VECTOR_NAME: vector}))
+            if updates:
+                # Only where still lacking: a point rewritten meanwhile keeps its own.
+                await self._client.update_vectors(
+                    self.collection, points=updates, update_filter=_LACKING_SPARSE, wait=True
+                )
+                filled += len(updates)
+            if offset is None:
+                break
+        if filled:
+            log.info("collection %r: added keyword vectors to %d points stored before hybrid search", self.collection, filled)
+        return filled
+
+
+# IDF: the server multiplies query terms by their inverse document frequency,
+# completing the BM25 weights memgate_vectors.sparse stores.
+_SPARSE_PARAMS = qm.SparseVectorParams(modifier=qm.Modifier.IDF)
+
+
+def _vectors(point: VectorPoint, *, hybrid: bool) -> dict[str, Any]:
+    vectors: dict[str, Any] = {VECTOR_NAME: point.vector}
+    if hybrid:
+        terms = sparse.document_vector(point.payload["text"])
+        # No terms, no sparse vector: as in the edge adapter, so IDF statistics agree.
+        if terms.indices:
+            vectors[SPARSE_VECTOR_NAME] = qm.SparseVector(indices=terms.indices, values=terms.values)
+    return vectors
 
 
 def _keyword_index(field: str) -> qm.KeywordIndexParams:

@@ -16,6 +16,10 @@ CREATE TABLE threads (
     resource_id  text NOT NULL,          -- a thread is bound to the resource that created it
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now(),
+    -- Bumped on every change, so the context service can tell in one cheap read whether
+    -- its cached view of the thread is current (messages appended vs. anything else).
+    messages_version      bigint NOT NULL DEFAULT 0,
+    observations_version  bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant, thread_id)
 );
 CREATE INDEX threads_by_resource ON threads (tenant, resource_id, updated_at DESC);

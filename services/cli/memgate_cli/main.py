@@ -1,4 +1,4 @@
-"""`memgate`: up | edge | observer | context | keys | migrate."""
+"""`memgate`: up | edge | observer | context | keys | usage | migrate."""
 
 from __future__ import annotations
 
@@ -84,6 +84,26 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
         stop()
 
 
+def cmd_usage(settings: Settings, args: argparse.Namespace) -> int:
+    from memgate_cli.keys import run_usage
+
+    url, stop = _database_url(settings)
+    try:
+        return asyncio.run(run_usage(url, args))
+    finally:
+        stop()
+
+
+def _count(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memgate", description="memgate, the memory gateway.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -97,11 +117,20 @@ def build_parser() -> argparse.ArgumentParser:
     create = keys_sub.add_parser("create", help="create a key and print it (shown once)")
     create.add_argument("--tenant", required=True)
     create.add_argument("--name", default=None)
+    create.add_argument("--rpm", type=_count, default=None,
+                        help="requests per minute for this key (0: unlimited, even with MEMGATE_DEFAULT_RPM)")
+    create.add_argument("--burst", type=_count, default=None, help="requests at once (default: the rpm)")
+    create.add_argument("--admin", action="store_true",
+                        help="operator scope: may manage every tenant's keys and read usage (/v1/admin/)")
     create.add_argument("--quiet", action="store_true", help="print only the key")
     listing = keys_sub.add_parser("list", help="list keys (never the keys themselves)")
     listing.add_argument("--tenant", default=None)
     revoke = keys_sub.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id")
+    usage = sub.add_parser("usage", help="usage by model, provider and key")
+    usage.add_argument("--tenant", default=None)
+    usage.add_argument("--since", default="24h", help="ISO 8601 time or date, or an age: 30m, 24h, 7d (default 24h)")
+    usage.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 
@@ -117,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_migrate(settings)
     if args.command == "keys":
         return cmd_keys(settings, args)
+    if args.command == "usage":
+        return cmd_usage(settings, args)
     raise AssertionError(args.command)
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, NamedTuple
 
 import uvicorn
 from litestar import Litestar, get
@@ -21,6 +23,9 @@ from memgate_providers import ProviderClient, ProviderRegistry
 from memgate_store import Stores
 from memgate_telemetry.metrics import render
 from memgate_vectors import Embedder, VectorIndex, open_vector_index
+
+if TYPE_CHECKING:
+    from memgate_edge.usage import UsageRecorder
 
 log = logging.getLogger("memgate")
 
@@ -64,13 +69,37 @@ class Runtime:
                 log.exception("error while closing")
 
 
-def build_edge(runtime: Runtime, *, notices: list[str], observer_name: str) -> tuple[Litestar, ExchangePublisher]:
+class Edge(NamedTuple):
+    """The edge's app and the background parts its process starts and stops."""
+
+    app: Litestar
+    publisher: ExchangePublisher  # start() / stop(): republishes spooled events
+    usage: UsageRecorder  # start() / stop(): writes usage rows in batches; stop() flushes
+
+
+def _env_number(name: str, default: float | None, *, integer: bool = False) -> float | None:
+    # Edge-only settings; they belong in memgate_core.config.Settings once it grows them.
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        raise SystemExit(f"memgate: {name} must be a {'whole ' if integer else ''}number, got {raw!r}") from None
+    if value < 0:
+        raise SystemExit(f"memgate: {name} must not be negative, got {raw!r}")
+    return value
+
+
+def build_edge(runtime: Runtime, *, notices: list[str], observer_name: str) -> Edge:
     from memgate_edge.app import create_app
-    from memgate_edge.auth import Authenticator
+    from memgate_edge.auth import CACHE_SECONDS, Authenticator
     from memgate_edge.chat.exchange import ExchangeRecorder
     from memgate_edge.chat.service import ChatService
     from memgate_edge.context_client import ContextClient
     from memgate_edge.deps import EdgeDeps
+    from memgate_edge.ratelimit import RateLimiter
+    from memgate_edge.usage import UsageRecorder
 
     s = runtime.settings
     publisher = ExchangePublisher(runtime.bus, s.data_dir / "outbox")
@@ -78,12 +107,16 @@ def build_edge(runtime: Runtime, *, notices: list[str], observer_name: str) -> t
         runtime.providers, runtime.stores.threads, ContextClient(runtime.bus, timeout_ms=s.context_timeout_ms),
         ExchangeRecorder(runtime.stores.threads, publisher), budget_tokens=s.context_budget_tokens,
     )
+    auth = Authenticator(runtime.stores.keys, cache_seconds=_env_number("MEMGATE_AUTH_CACHE_SECONDS", CACHE_SECONDS))
+    default_rpm = _env_number("MEMGATE_DEFAULT_RPM", None, integer=True)
+    limiter = RateLimiter(runtime.stores.ratelimits, default_rpm=int(default_rpm) if default_rpm else None)
+    usage = UsageRecorder(runtime.stores.usage)
     deps = EdgeDeps(
-        settings=s, stores=runtime.stores, auth=Authenticator(runtime.stores.keys), chat=chat,
+        settings=s, stores=runtime.stores, auth=auth, chat=chat,
         index=runtime.index, embedder=runtime.embedder, readiness=runtime.readiness(),
-        notices=notices, observer_name=observer_name,
+        limiter=limiter, usage=usage, notices=notices, observer_name=observer_name,
     )
-    return create_app(deps), publisher
+    return Edge(create_app(deps), publisher, usage)
 
 
 def health_app(runtime: Runtime) -> Litestar:

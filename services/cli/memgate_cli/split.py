@@ -22,9 +22,11 @@ async def run_service(settings: Settings, which: str, *, database_url: str, nats
     try:
         if which == "edge":
             observer, notice = choose_observer(settings.observer_model, runtime.providers)
-            app, publisher = build_edge(runtime, notices=[notice] if notice else [], observer_name=observer.name)
+            app, publisher, usage = build_edge(runtime, notices=[notice] if notice else [], observer_name=observer.name)
             publisher.start()
             started.append(publisher)
+            await usage.start()
+            started.append(usage)
             http = HttpServer(app, settings.http_host, settings.http_port)
         else:
             service = (ContextService(runtime.bus, runtime.stores, runtime.index, runtime.embedder)

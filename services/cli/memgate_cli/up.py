@@ -25,18 +25,27 @@ log = logging.getLogger("memgate")
 
 
 async def bootstrap_key(runtime: Runtime) -> str:
-    """A line for the banner about the API key to use."""
+    """The banner's lines about the API keys to use."""
     keys = runtime.stores.keys
     configured = runtime.settings.bootstrap_key
+    admin = os.environ.get("MEMGATE_ADMIN_KEY") or None  # read here until Settings carries it
+    for name, value in (("MEMGATE_BOOTSTRAP_KEY", configured), ("MEMGATE_ADMIN_KEY", admin)):
+        if value and (not value.startswith(KEY_PREFIX) or len(value) < 20):
+            raise SystemExit(f"memgate: {name} must start with 'msk_' and be at least 20 characters.")
+    if admin and admin == configured:
+        raise SystemExit("memgate: MEMGATE_ADMIN_KEY must differ from MEMGATE_BOOTSTRAP_KEY (a normal key).")
     if configured:
-        if not configured.startswith(KEY_PREFIX) or len(configured) < 20:
-            raise SystemExit("memgate: MEMGATE_BOOTSTRAP_KEY must start with 'msk_' and be at least 20 characters.")
         await keys.insert(configured, "default", name="bootstrap")
-        return "API key:    from MEMGATE_BOOTSTRAP_KEY (tenant default)"
-    if await keys.count() == 0:
+        line = "API key:    from MEMGATE_BOOTSTRAP_KEY (tenant default)"
+    elif await keys.count() == 0:
         _, plaintext = await keys.create("default", name="first key")
-        return f"API key:    {plaintext}  (tenant default; shown once, keep it)"
-    return "API keys:   already created; make another with `memgate keys create --tenant default`"
+        line = f"API key:    {plaintext}  (tenant default; shown once, keep it)"
+    else:
+        line = "API keys:   already created; make another with `memgate keys create --tenant default`"
+    if admin:
+        await keys.insert(admin, "default", name="admin (MEMGATE_ADMIN_KEY)", is_admin=True)
+        line += "\n  Admin key:  from MEMGATE_ADMIN_KEY (manages every tenant's keys: /v1/admin/)"
+    return line
 
 
 async def run_up(settings: Settings) -> int:
@@ -59,9 +68,9 @@ async def run_up(settings: Settings) -> int:
         observer = ObserverService(settings, runtime.bus, runtime.stores, runtime.index, runtime.embedder,
                                    runtime.providers)
         notices = [observer.notice] if observer.notice else []
-        app, publisher = build_edge(runtime, notices=notices, observer_name=observer.observer_name)
+        app, publisher, usage = build_edge(runtime, notices=notices, observer_name=observer.observer_name)
         http = HttpServer(app, settings.http_host, settings.http_port)
-        for service in (context, observer, publisher, http):
+        for service in (context, observer, publisher, usage, http):
             if service is publisher:
                 publisher.start()
             else:

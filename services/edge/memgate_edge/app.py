@@ -10,6 +10,8 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.template import TemplateConfig
 
+from memgate_edge.admin.controller import AdminController
+from memgate_edge.admin.service import AdminService
 from memgate_edge.chat.controller import ChatController
 from memgate_edge.dashboard.controller import DashboardController
 from memgate_edge.deps import EdgeDeps
@@ -21,11 +23,13 @@ from memgate_edge.memory.service import MemoryService
 
 def create_app(deps: EdgeDeps) -> Litestar:
     memory = MemoryService(deps.stores, deps.index, deps.embedder, deps.chat)
+    admin = AdminService(deps.stores, deps.auth)
     return Litestar(
-        route_handlers=[ChatController, MemoryController, DashboardController, HealthController],
+        route_handlers=[ChatController, MemoryController, AdminController, DashboardController, HealthController],
         dependencies={
             "deps": Provide(lambda: deps, use_cache=True, sync_to_thread=False),
             "memory": Provide(lambda: memory, use_cache=True, sync_to_thread=False),
+            "admin": Provide(lambda: admin, use_cache=True, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=deps.settings.max_body_bytes,

@@ -7,15 +7,20 @@ import time
 import msgspec
 
 from memgate_core.errors import AuthenticationFailed
-from memgate_store.keys import KEY_PREFIX, KeyRepository, hash_key
+from memgate_store.keys import KEY_PREFIX, ApiKey, KeyRepository, hash_key
 
 GATEWAY_AUTH_HEADER = "x-memory-gateway-authorization"
-CACHE_SECONDS = 30.0  # a revoked key stops working within this time on every replica
+# A revoked key stops working within this time on every replica (MEMGATE_AUTH_CACHE_SECONDS).
+CACHE_SECONDS = 30.0
 
 
 class Principal(msgspec.Struct, frozen=True):
     tenant: str
     provider_key: str | None = None  # bring-your-own provider key, passed upstream as is
+    key_id: str | None = None
+    is_admin: bool = False  # operator scope: the admin API (every tenant's keys, usage)
+    rpm_limit: int | None = None  # the key's own limit; None: the gateway default; 0: unlimited
+    burst: int | None = None  # None: burst = rpm
 
 
 def _bearer(value: str | None) -> str | None:
@@ -28,9 +33,10 @@ def _bearer(value: str | None) -> str | None:
 
 
 class Authenticator:
-    def __init__(self, keys: KeyRepository) -> None:
+    def __init__(self, keys: KeyRepository, *, cache_seconds: float = CACHE_SECONDS) -> None:
         self.keys = keys
-        self._cache: dict[bytes, tuple[str | None, float]] = {}
+        self.cache_seconds = cache_seconds
+        self._cache: dict[bytes, tuple[ApiKey | None, float]] = {}
 
     async def authenticate(self, headers: dict[str, str]) -> Principal:
         provider_key = None
@@ -48,19 +54,25 @@ class Authenticator:
             )
         if not key.startswith(KEY_PREFIX):
             raise AuthenticationFailed("Invalid API key: memgate keys start with 'msk_'.")
-        tenant = await self._tenant_for(key)
-        if tenant is None:
+        found = await self._lookup(key)
+        if found is None:
             raise AuthenticationFailed("Invalid API key.")
-        return Principal(tenant=tenant, provider_key=provider_key)
+        return Principal(tenant=found.tenant, provider_key=provider_key, key_id=found.id, is_admin=found.is_admin,
+                         rpm_limit=found.rpm_limit, burst=found.burst)
 
-    async def _tenant_for(self, key: str) -> str | None:
+    def forget(self, key_id: str) -> None:
+        """Drop a key from this replica's cache at once (after a revoke); others expire it."""
+        for digest in [d for d, (k, _) in self._cache.items() if k is not None and k.id == key_id]:
+            del self._cache[digest]
+
+    async def _lookup(self, key: str) -> ApiKey | None:
         digest = hash_key(key)
         now = time.monotonic()
         hit = self._cache.get(digest)
         if hit is not None and hit[1] > now:
             return hit[0]
-        tenant = await self.keys.tenant_for(key)
+        found = await self.keys.lookup(key)
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[digest] = (tenant, now + CACHE_SECONDS)
-        return tenant
+        self._cache[digest] = (found, now + self.cache_seconds)
+        return found

@@ -6,6 +6,7 @@ the response says memory was degraded.
 
 from __future__ import annotations
 
+import logging
 import time
 
 import msgspec
@@ -17,6 +18,7 @@ from memgate_core.context import ContextBlock, ContextFailure, ContextLookup, bl
 from memgate_telemetry.metrics import CONTEXT_LOOKUP, MEMORY_DEGRADED
 
 tracer = trace.get_tracer("memgate.edge")
+log = logging.getLogger("memgate.edge.context")
 
 
 class ContextResult(msgspec.Struct):
@@ -48,6 +50,8 @@ class ContextClient:
                 reason = "context_timeout"
             except Exception as exc:  # noqa: BLE001 - no responders, NATS down, bad reply...
                 reason = "context_unavailable" if "NoResponders" in type(exc).__name__ else "context_error"
+                if reason == "context_error":
+                    log.warning("context lookup failed: %s: %s", type(exc).__name__, exc)
             elapsed = time.perf_counter() - started
             CONTEXT_LOOKUP.observe(elapsed)
             if reason:

@@ -9,6 +9,8 @@ import msgspec
 from memgate_core.config import Settings
 from memgate_edge.auth import Authenticator
 from memgate_edge.chat.service import ChatService
+from memgate_edge.ratelimit import RateLimiter
+from memgate_edge.usage import UsageRecorder
 from memgate_store import Stores
 from memgate_vectors import Embedder, VectorIndex
 
@@ -22,5 +24,7 @@ class EdgeDeps(msgspec.Struct):
     embedder: Embedder
     # Checks /readyz runs, by name (database, nats, vectors...).
     readiness: dict[str, Callable[[], Awaitable[bool]]]
+    limiter: RateLimiter  # per-key limits, shared by every replica
+    usage: UsageRecorder  # per-request usage, buffered and written in the background
     notices: list[str] = msgspec.field(default_factory=list)  # shown in the dashboard
     observer_name: str = "local"

@@ -42,14 +42,14 @@ class ExchangeHandler:
         with tracer.start_as_current_span("observer.handle") as span:
             span.set_attribute("memgate.exchange_id", event.exchange_id)
             span.set_attribute("memgate.thread_id", event.thread_id)
+            if await self.stores.observations.already_observed(event.tenant, event.exchange_id):
+                EXCHANGES_OBSERVED.labels("duplicate").inc()
+                return "duplicate"
             # The edge normally wrote these already; the event is the durable fallback.
             await self.stores.threads.add_messages(
                 event.tenant, event.thread_id, event.resource_id, event.exchange_id, event.messages,
                 interrupted=event.interrupted,
             )
-            if await self.stores.observations.already_observed(event.tenant, event.exchange_id):
-                EXCHANGES_OBSERVED.labels("duplicate").inc()
-                return "duplicate"
 
             observer_name = self.observer.name
             try:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from memgate_core.errors import InvalidRequest
-from memgate_providers.catalog import KNOWN_PROVIDERS
+from memgate_providers.providers import KNOWN_SPECS
 from memgate_providers.registry import ProviderRegistry, Route
 
 
 def test_known_providers_are_present_with_default_urls() -> None:
     registry = ProviderRegistry.from_env({})
-    assert set(registry.providers) == {s.name for s in KNOWN_PROVIDERS}
+    assert set(registry.providers) == set(KNOWN_SPECS)
     assert registry.providers["openai"].spec.base_url == "https://api.openai.com/v1"
     assert registry.providers["openai"].spec.api_key is None
     assert registry.default_provider == "openai"

@@ -51,6 +51,11 @@ class PendingExchange(msgspec.Struct):
                    request.model, provider, turn, now)
 
 
+def describe_tool_calls(calls: list[tuple[str, str]]) -> str:
+    """How an assistant's tool calls are remembered: '[called get_weather({"city": "Oslo"})]'."""
+    return "\n".join(f"[called {name}({arguments})]" for name, arguments in calls)
+
+
 def usage_of(data: Any) -> Usage | None:
     usage = data.get("usage") if isinstance(data, dict) else None
     if not isinstance(usage, dict):

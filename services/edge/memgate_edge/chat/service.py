@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from typing import Any
@@ -12,9 +13,9 @@ from litestar.response import Stream
 from opentelemetry import trace
 
 from memgate_core.context import ContextLookup
-from memgate_core.errors import InvalidRequest, NotFound, UpstreamError
+from memgate_core.errors import InvalidRequest, NotFound, UpstreamError, UpstreamTimeout
 from memgate_edge.auth import Principal
-from memgate_edge.chat.exchange import ExchangeRecorder, PendingExchange, usage_of
+from memgate_edge.chat.exchange import ExchangeRecorder, PendingExchange, describe_tool_calls, usage_of
 from memgate_edge.chat.request import ChatRequest, MemoryScope, latest_user_text, parse_chat_request
 from memgate_edge.chat.streaming import relay
 from memgate_edge.context_client import ContextClient, ContextResult
@@ -60,18 +61,18 @@ class ChatService:
         started = time.perf_counter()
         span.set_attribute("memgate.tenant", principal.tenant)
         request = parse_chat_request(raw, headers)
-        provider, route = self.providers.registry.route(request.model)
-        if not provider.spec.configured and not principal.provider_key:
+        registry = self.providers.registry
+        _, route = registry.route(request.model)  # unknown provider or alias: 400 before any work
+        if not principal.provider_key and not registry.is_configured(request.model):
+            provider = registry.providers[route.provider]
             raise InvalidRequest(
                 f"Provider '{route.provider}' has no API key: set {provider.spec.key_env} (or "
                 f"MEMGATE_PROVIDER_{route.provider.upper()}_API_KEY), or send your own key with "
                 "X-Memory-Gateway-Authorization.", code="provider_not_configured", param="model",
             )
-        span.set_attribute("memgate.provider", route.provider)
         span.set_attribute("memgate.stream", request.stream)
 
         memory_headers: dict[str, str] = {"x-memory": "off"}
-        pending = None
         messages = request.messages
         if request.memory is not None:
             span.set_attribute("memgate.thread_id", request.memory.thread_id)
@@ -84,26 +85,35 @@ class ChatService:
             memory_headers = _memory_headers(result)
             if result.block is not None and result.block.text:
                 messages = [{"role": "system", "content": result.block.text}, *messages]
-            pending = PendingExchange.begin(request, principal, route.provider)
 
-        upstream_body = msgspec.json.encode({**request.body, "model": route.model, "messages": messages})
-        upstream = await self.providers.open(provider, upstream_body, api_key=principal.provider_key)
-        labels = (route.provider, "true" if request.stream else "false")
-        CHAT_REQUESTS.labels(route.provider, "ok", labels[1], "on" if pending else "off").inc()
+        deadline = time.monotonic() + self.providers.timeouts.total
+        # Aliases and fallbacks are resolved here: `answered` is the route that took the request.
+        upstream, answered = await self.providers.open_chat(
+            request.model, {**request.body, "messages": messages}, api_key=principal.provider_key
+        )
+        span.set_attribute("memgate.provider", answered.provider)
+        headers = {**memory_headers, "x-memgate-route": answered.name}
+        pending = PendingExchange.begin(request, principal, answered.provider) if request.memory else None
+        stream_label = "true" if request.stream else "false"
+        CHAT_REQUESTS.labels(answered.provider, "ok", stream_label, "on" if pending else "off").inc()
 
         if request.stream:
-            return Stream(relay(upstream, pending, self.recorder, span), media_type="text/event-stream",
-                          headers={**memory_headers, "cache-control": "no-cache"})
+            return Stream(relay(upstream, pending, self.recorder, span, deadline=deadline),
+                          media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"})
         try:
-            raw_answer = await upstream.aread()
+            async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
+                raw_answer = await upstream.aread()
+        except TimeoutError:
+            raise UpstreamTimeout(f"Upstream provider '{answered.provider}' exceeded the total time limit "
+                                  f"({self.providers.timeouts.total:g}s).") from None
         finally:
             await upstream.aclose()
         if pending is not None:
             answer, usage = _answer_of(raw_answer)
             await self.recorder.finish(pending, answer, usage)
-        CHAT_LATENCY.labels(*labels).observe(time.perf_counter() - started)
+        CHAT_LATENCY.labels(answered.provider, stream_label).observe(time.perf_counter() - started)
         return Response(raw_answer, media_type=upstream.headers.get("content-type", "application/json"),
-                        headers=memory_headers)
+                        headers=headers)
 
     async def _check_binding(self, tenant: str, scope: MemoryScope) -> None:
         key = (tenant, scope.thread_id)
@@ -136,8 +146,13 @@ def _answer_of(raw: bytes) -> tuple[str, Any]:
         choices = data.get("choices") or []
         if choices and isinstance(choices[0], dict):
             message = choices[0].get("message") or {}
-            if isinstance(message, dict) and isinstance(message.get("content"), str):
-                text = message["content"]
+            if isinstance(message, dict):
+                text = message["content"] if isinstance(message.get("content"), str) else ""
+                calls = [(c["function"].get("name", "?"), c["function"].get("arguments", ""))
+                         for c in message.get("tool_calls") or []
+                         if isinstance(c, dict) and isinstance(c.get("function"), dict)]
+                if calls:
+                    text = "\n".join(filter(None, [text, describe_tool_calls(calls)]))
     return text, usage_of(data)
 
 

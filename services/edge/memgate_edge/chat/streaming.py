@@ -7,6 +7,7 @@ held back until the exchange is recorded, so the client's "end of answer" means
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,7 +16,7 @@ import msgspec
 from opentelemetry import trace
 
 from memgate_core.events import Usage
-from memgate_edge.chat.exchange import ExchangeRecorder, PendingExchange, usage_of
+from memgate_edge.chat.exchange import ExchangeRecorder, PendingExchange, describe_tool_calls, usage_of
 
 _DONE = b"[DONE]"
 
@@ -26,6 +27,7 @@ class StreamCollector:
     def __init__(self) -> None:
         self.parts: list[str] = []
         self.usage: Usage | None = None
+        self.tool_calls: dict[int, list[str]] = {}  # index -> [name, arguments so far]
 
     def feed(self, payload: bytes) -> None:
         try:
@@ -39,11 +41,29 @@ class StreamCollector:
                 delta = choice.get("delta") or {}
                 if isinstance(delta, dict) and isinstance(delta.get("content"), str):
                     self.parts.append(delta["content"])
+                if isinstance(delta, dict):
+                    self._feed_tool_calls(delta.get("tool_calls"))
         self.usage = usage_of(chunk) or self.usage
+
+    def _feed_tool_calls(self, calls: Any) -> None:
+        # Tool calls stream in pieces: the name first, the JSON arguments in fragments.
+        for call in calls if isinstance(calls, list) else ():
+            if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
+                continue
+            slot = self.tool_calls.setdefault(call.get("index", 0) if isinstance(call.get("index"), int) else 0, ["", ""])
+            function = call["function"]
+            if isinstance(function.get("name"), str):
+                slot[0] += function["name"]
+            if isinstance(function.get("arguments"), str):
+                slot[1] += function["arguments"]
 
     @property
     def text(self) -> str:
-        return "".join(self.parts)
+        text = "".join(self.parts)
+        if self.tool_calls:
+            calls = describe_tool_calls([(name or "?", args) for _, (name, args) in sorted(self.tool_calls.items())])
+            text = "\n".join(filter(None, [text, calls]))
+        return text
 
 
 def _split_events(buffer: bytes) -> tuple[list[bytes], bytes]:
@@ -58,49 +78,65 @@ def _data_of(event: bytes) -> bytes | None:
 
 
 async def relay(
-    upstream: httpx.Response, pending: PendingExchange | None, recorder: ExchangeRecorder, span: trace.Span
+    upstream: httpx.Response, pending: PendingExchange | None, recorder: ExchangeRecorder, span: trace.Span,
+    *, deadline: float,
 ) -> AsyncIterator[bytes]:
     """Yield the upstream's SSE events; record the exchange before the final [DONE]. Ends `span`."""
     with trace.use_span(span, end_on_exit=True):
-        async for piece in _relay(upstream, pending, recorder):
+        async for piece in _relay(upstream, pending, recorder, deadline):
             yield piece
 
 
+def _error_event(message: str, code: str) -> bytes:
+    error = {"error": {"message": message, "type": "upstream_error", "code": code}}
+    return b"data: " + msgspec.json.encode(error) + b"\n\n"
+
+
 async def _relay(
-    upstream: httpx.Response, pending: PendingExchange | None, recorder: ExchangeRecorder
+    upstream: httpx.Response, pending: PendingExchange | None, recorder: ExchangeRecorder, deadline: float
 ) -> AsyncIterator[bytes]:
     collector = StreamCollector()
     held_done: bytes | None = None
-    completed = False
+    completed = interrupted = False
     buffer = b""
     try:
-        async for chunk in upstream.aiter_raw():
-            buffer += chunk
-            events, buffer = _split_events(buffer)
-            out = []
-            for event in events:
-                data = _data_of(event)
-                if data == _DONE and pending is not None:
-                    held_done = event
-                    continue
-                if data:
-                    collector.feed(data)
-                out.append(event)
-            if out:
-                yield b"".join(out)
-        if buffer.strip():
+        try:
+            async for chunk in upstream.aiter_raw():
+                if time.monotonic() > deadline:
+                    # The headers are long gone: an error event is the only way left to say it.
+                    yield _error_event("The upstream stream exceeded the total time limit (MEMGATE_TIMEOUT_TOTAL).",
+                                       "upstream_timeout")
+                    interrupted = True
+                    break
+                buffer += chunk
+                events, buffer = _split_events(buffer)
+                out = []
+                for event in events:
+                    data = _data_of(event)
+                    if data == _DONE and pending is not None:
+                        held_done = event
+                        continue
+                    if data:
+                        collector.feed(data)
+                    out.append(event)
+                if out:
+                    yield b"".join(out)
+        except httpx.HTTPError as exc:
+            yield _error_event(f"The upstream stream broke off ({type(exc).__name__}).", "upstream_error")
+            interrupted = True
+        if buffer.strip() and not interrupted:
             yield buffer
         completed = True
     finally:
         if not completed:
-            # The client went away (or the upstream broke): this generator is being cancelled,
-            # so nothing here may await. Record what was produced and close the upstream
-            # connection (which cancels the provider's work) in background tasks.
+            # The client went away: this generator is being cancelled, so nothing here may
+            # await. Record what was produced and close the upstream connection (which
+            # cancels the provider's work) in background tasks.
             if pending is not None:
                 recorder.finish_in_background(pending, collector.text, collector.usage)
             recorder.close_in_background(upstream)
     await upstream.aclose()
     if pending is not None:
-        await recorder.finish(pending, collector.text, collector.usage)
-    if held_done is not None:
+        await recorder.finish(pending, collector.text, collector.usage, interrupted=interrupted)
+    if held_done is not None and not interrupted:
         yield held_done

@@ -1,0 +1,44 @@
+"""The rate limiter's shared state: one GCRA bucket per key, updated atomically in Postgres.
+
+Every edge replica runs the same single statement, so a key's limit holds across
+replicas. The arithmetic mirrors `memgate_edge.ratelimit.gcra` (unit-tested there), in
+integer microseconds so that comparisons are exact:
+
+    tat   = max(stored tat, now)           -- theoretical arrival time
+    allow = tat - now <= tolerance         -- tolerance = (burst - 1) * interval
+    store tat + interval if allowed, else leave it
+
+The clock is the database's (one clock for all replicas) unless the caller passes `now`
+(tests inject a clock). The table is UNLOGGED: losing it only resets the limits.
+"""
+
+from __future__ import annotations
+
+from memgate_store.database import Database
+
+_TAKE = """
+INSERT INTO rate_limit_buckets AS b (bucket, tat, allowed, seen_at)
+SELECT $1, n.now + $3, true, n.now
+FROM (SELECT coalesce($2::bigint, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint) AS now) AS n
+ON CONFLICT (bucket) DO UPDATE SET
+    allowed = greatest(b.tat, excluded.seen_at) - excluded.seen_at <= $4,
+    tat = CASE WHEN greatest(b.tat, excluded.seen_at) - excluded.seen_at <= $4
+               THEN greatest(b.tat, excluded.seen_at) + $3 ELSE b.tat END,
+    seen_at = excluded.seen_at
+RETURNING allowed, tat, seen_at
+"""
+
+
+class RateLimitRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def take(self, bucket: str, *, interval_us: int, tolerance_us: int,
+                   now_us: int | None = None) -> tuple[bool, int, int]:
+        """Try to take one request from `bucket`: (allowed, tat after the check, now), in µs."""
+        # A bucket's first request always conforms (burst >= 1, so tolerance >= 0).
+        row = await self.db.pool.fetchrow(_TAKE, bucket, now_us, interval_us, tolerance_us)
+        return row["allowed"], row["tat"], row["seen_at"]
+
+    async def reset(self, bucket: str) -> None:
+        await self.db.pool.execute("DELETE FROM rate_limit_buckets WHERE bucket = $1", bucket)

@@ -1,0 +1,136 @@
+"""Per-request usage: rows written in batches (COPY), and the report over them."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+import msgspec
+
+from memgate_store.database import Database
+
+_COLUMNS = ("created_at", "tenant", "key_id", "model", "provider", "status", "stream", "memory",
+            "input_tokens", "output_tokens", "latency_ms")
+
+
+_RELATIVE = re.compile(r"(\d+)([mhd])")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days"}
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def parse_since(value: str, now: datetime | None = None) -> datetime:
+    """An ISO 8601 time or date (UTC unless it says otherwise), or an age: 30m, 24h, 7d."""
+    value = value.strip()
+    relative = _RELATIVE.fullmatch(value)
+    if relative:
+        return (now or _now()) - timedelta(**{_UNITS[relative[2]]: int(relative[1])})
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+    except ValueError:
+        raise ValueError(f"expected an ISO 8601 time (2026-01-31T12:00:00Z), a date, or an age (30m, 24h, 7d); "
+                         f"got {value!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+class UsageRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One proxied request, as the edge saw it."""
+
+    tenant: str
+    key_id: str | None
+    model: str  # as the client asked for it (provider/model)
+    provider: str
+    status: int  # the HTTP status the client got
+    stream: bool
+    memory: bool  # x-thread-id + x-resource-id were sent
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_ms: float = 0.0
+    at: datetime = msgspec.field(default_factory=_now)
+
+    def row(self) -> tuple[object, ...]:
+        return (self.at, self.tenant, self.key_id, self.model, self.provider, self.status, self.stream,
+                self.memory, self.input_tokens, self.output_tokens, self.latency_ms)
+
+
+class UsageRow(msgspec.Struct, omit_defaults=True):
+    """Totals of one group (a model, a provider, a key, or everything)."""
+
+    requests: int
+    errors: int  # status >= 400
+    input_tokens: int
+    output_tokens: int
+    streamed: int
+    with_memory: int
+    avg_latency_ms: float
+    p95_latency_ms: float
+    model: str | None = None
+    provider: str | None = None
+    key_id: str | None = None
+    tenant: str | None = None
+    key_prefix: str | None = None
+    key_name: str | None = None
+
+
+class UsageReport(msgspec.Struct):
+    since: datetime
+    until: datetime
+    tenant: str | None  # None: every tenant
+    totals: UsageRow
+    by_model: list[UsageRow]
+    by_provider: list[UsageRow]
+    by_key: list[UsageRow]
+    object: str = "usage_report"
+
+
+_REPORT = """
+WITH groups AS (
+    SELECT GROUPING(model, provider, key_id) AS g, model, provider, key_id, min(tenant) AS tenant,
+           count(*) AS requests, count(*) FILTER (WHERE status >= 400) AS errors,
+           coalesce(sum(input_tokens), 0) AS input_tokens, coalesce(sum(output_tokens), 0) AS output_tokens,
+           count(*) FILTER (WHERE stream) AS streamed, count(*) FILTER (WHERE memory) AS with_memory,
+           coalesce(avg(latency_ms), 0) AS avg_latency_ms,
+           coalesce(percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms), 0) AS p95_latency_ms
+    FROM usage_events
+    WHERE created_at >= $1 AND created_at < $2 AND ($3::text IS NULL OR tenant = $3)
+    GROUP BY GROUPING SETS ((), (model), (provider), (key_id))
+)
+SELECT groups.*, k.prefix AS key_prefix, k.name AS key_name
+FROM groups LEFT JOIN api_keys k ON k.id = groups.key_id AND groups.g = 6
+ORDER BY groups.g, groups.requests DESC, groups.model, groups.provider, groups.key_id
+"""
+# GROUPING(model, provider, key_id) is a bitmask of the columns *not* grouped by:
+# 7 = totals, 3 = by model, 5 = by provider, 6 = by key.
+_TOTALS, _BY_MODEL, _BY_PROVIDER, _BY_KEY = 7, 3, 5, 6
+
+
+class UsageRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def insert_many(self, records: list[UsageRecord]) -> None:
+        async with self.db.pool.acquire() as conn:
+            await conn.copy_records_to_table("usage_events", records=[r.row() for r in records], columns=_COLUMNS)
+
+    async def report(self, since: datetime, until: datetime | None = None, tenant: str | None = None) -> UsageReport:
+        until = until or _now()
+        rows = await self.db.pool.fetch(_REPORT, since, until, tenant)
+        empty = UsageRow(0, 0, 0, 0, 0, 0, 0.0, 0.0)
+        parts: dict[int, list[UsageRow]] = {_TOTALS: [], _BY_MODEL: [], _BY_PROVIDER: [], _BY_KEY: []}
+        for r in rows:
+            g = r["g"]
+            parts[g].append(UsageRow(
+                requests=r["requests"], errors=r["errors"], input_tokens=int(r["input_tokens"]),
+                output_tokens=int(r["output_tokens"]), streamed=r["streamed"], with_memory=r["with_memory"],
+                avg_latency_ms=round(float(r["avg_latency_ms"]), 2), p95_latency_ms=round(float(r["p95_latency_ms"]), 2),
+                model=r["model"] if g == _BY_MODEL else None,
+                provider=r["provider"] if g == _BY_PROVIDER else None,
+                key_id=r["key_id"] if g == _BY_KEY else None,
+                tenant=r["tenant"] if g == _BY_KEY else None,
+                key_prefix=r["key_prefix"], key_name=r["key_name"],
+            ))
+        totals = parts[_TOTALS][0] if parts[_TOTALS] else empty
+        return UsageReport(since=since, until=until, tenant=tenant, totals=totals, by_model=parts[_BY_MODEL],
+                           by_provider=parts[_BY_PROVIDER], by_key=parts[_BY_KEY])

@@ -1,0 +1,120 @@
+"""A cached, always-current view of each thread's memory inputs.
+
+A lookup reads the thread's two change counters (one cheap query). Equal counters: the
+cached view is served as is. Only `messages_version` moved: just the new messages are
+fetched and appended. `observations_version` moved (activation, reflection): full reload.
+Correct with any number of context replicas and edges, with no invalidation messages.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from datetime import datetime, timezone
+
+import msgspec
+
+from memgate_core.context import MessageItem, ObservationItem
+from memgate_store import Stores
+from memgate_store.threads import StoredMessage
+
+RECENT_MESSAGE_LIMIT = 400  # raw messages kept per thread view (the budget decides how many go in)
+CACHE_THREADS = 10_000
+# Tokens of a line's framing (date, role, priority, brackets).
+MESSAGE_LINE_TOKENS = 12
+OBSERVATION_LINE_TOKENS = 10
+
+OPEN_TAG = "<memgate_memory>"
+CLOSE_TAG = "</memgate_memory>"
+
+
+class Line(msgspec.Struct, frozen=True):
+    """One rendered line of the block, with its token cost."""
+
+    text: str
+    tokens: int
+
+
+class ObservationLine(msgspec.Struct, frozen=True):
+    item: ObservationItem
+    line: Line
+
+
+class MessageLine(msgspec.Struct, frozen=True):
+    item: MessageItem
+    line: Line
+    key: tuple[datetime, str]  # (created_at, id): the order messages are appended in
+
+
+class ThreadView(msgspec.Struct):
+    messages_version: int
+    observations_version: int
+    related: bool
+    observations: list[ObservationLine]
+    messages: list[MessageLine]
+
+
+def clean(text: str) -> str:
+    # Stored text must not be able to close (or open) the memory block.
+    return text.replace(CLOSE_TAG, "</ memgate_memory>").replace(OPEN_TAG, "< memgate_memory>")
+
+
+def observation_line(o: ObservationItem, tokens: int, cross_thread: bool = False) -> Line:
+    source = f" (thread {o.thread_id})" if cross_thread else ""
+    return Line(f"- {o.observed_on}{source} [{o.priority}] {clean(o.text)}", tokens + OBSERVATION_LINE_TOKENS)
+
+
+def message_line(m: StoredMessage) -> MessageLine:
+    item = MessageItem(m.id, m.role, m.content, m.created_at.timestamp())
+    when = m.created_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return MessageLine(item, Line(f"[{when}] {m.role}: {clean(m.content)}", m.tokens + MESSAGE_LINE_TOKENS),
+                       (m.created_at, m.id))
+
+
+class ThreadViews:
+    def __init__(self, stores: Stores, *, capacity: int = CACHE_THREADS) -> None:
+        self.stores = stores
+        self.capacity = capacity
+        self._views: OrderedDict[tuple[str, str], ThreadView] = OrderedDict()
+        self.hits = self.appends = self.loads = 0
+
+    async def get(self, tenant: str, thread_id: str, resource_id: str) -> ThreadView | None:
+        key = (tenant, thread_id)
+        versions = await self.stores.threads.versions(tenant, thread_id, resource_id)
+        if versions is None:
+            self._views.pop(key, None)
+            return None
+        view = self._views.get(key)
+        if view is not None and view.observations_version == versions.observations_version:
+            if view.messages_version != versions.messages_version:
+                await self._append_new_messages(tenant, thread_id, view)
+                view.messages_version = versions.messages_version
+                self.appends += 1
+            else:
+                self.hits += 1
+            view.related = versions.related
+            self._views.move_to_end(key)
+            return view
+        view = await self._load(tenant, thread_id, versions.messages_version, versions.observations_version)
+        view.related = versions.related
+        self._views[key] = view
+        self._views.move_to_end(key)
+        if len(self._views) > self.capacity:
+            self._views.popitem(last=False)
+        self.loads += 1
+        return view
+
+    async def _load(self, tenant: str, thread_id: str, messages_version: int, observations_version: int) -> ThreadView:
+        observations = await self.stores.observations.for_thread(tenant, thread_id, active_only=True)
+        messages = await self.stores.threads.messages(tenant, thread_id, limit=RECENT_MESSAGE_LIMIT, uncovered_only=True)
+        lines = []
+        for o in observations:
+            item = ObservationItem(o.id, o.thread_id, o.text, o.priority, o.observed_on.isoformat())
+            lines.append(ObservationLine(item, observation_line(item, o.tokens)))
+        return ThreadView(messages_version, observations_version, False, lines, [message_line(m) for m in messages])
+
+    async def _append_new_messages(self, tenant: str, thread_id: str, view: ThreadView) -> None:
+        after = view.messages[-1].key if view.messages else (datetime.min.replace(tzinfo=timezone.utc), "")
+        fresh = await self.stores.threads.messages_after(tenant, thread_id, after)
+        view.messages.extend(message_line(m) for m in fresh)
+        if len(view.messages) > RECENT_MESSAGE_LIMIT:
+            del view.messages[: len(view.messages) - RECENT_MESSAGE_LIMIT]

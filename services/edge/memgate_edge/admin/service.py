@@ -1,0 +1,64 @@
+"""What the admin API does: create, list and revoke keys of any tenant; report usage."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from memgate_core.errors import InvalidRequest, NotFound
+from memgate_core.ids import CLIENT_ID_PATTERN, CLIENT_ID_RULE
+from memgate_edge.admin.schemas import CreatedKey, CreateKey, KeyView
+from memgate_edge.auth import Authenticator
+from memgate_store import Stores, UsageReport
+from memgate_store.keys import limits_error
+from memgate_store.usage import parse_since
+
+
+def _tenant(value: str) -> str:
+    if not CLIENT_ID_PATTERN.fullmatch(value):
+        raise InvalidRequest(f"Invalid tenant: expected {CLIENT_ID_RULE}.", code="invalid_value", param="tenant")
+    return value
+
+
+def _when(value: str | None, param: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_since(value)
+    except ValueError as exc:
+        raise InvalidRequest(f"Invalid {param}: {exc}.", code="invalid_value", param=param) from None
+
+
+class AdminService:
+    def __init__(self, stores: Stores, auth: Authenticator) -> None:
+        self.stores = stores
+        self.auth = auth
+
+    async def create_key(self, raw: bytes) -> CreatedKey:
+        try:
+            body = msgspec.json.decode(raw or b"{}", type=CreateKey)
+        except msgspec.DecodeError as exc:
+            raise InvalidRequest(f"Invalid request body: {exc}", code="invalid_request_body") from None
+        problem = limits_error(body.rpm, body.burst)
+        if problem:
+            raise InvalidRequest(f"Invalid limits: {problem}.", code="invalid_value", param=problem.split()[0])
+        key, plaintext = await self.stores.keys.create(_tenant(body.tenant), body.name, is_admin=body.admin,
+                                                       rpm_limit=body.rpm, burst=body.burst)
+        return CreatedKey(**msgspec.structs.asdict(KeyView.of(key)), key=plaintext)
+
+    async def list_keys(self, tenant: str | None) -> list[KeyView]:
+        return [KeyView.of(k) for k in await self.stores.keys.list(_tenant(tenant) if tenant else None)]
+
+    async def revoke_key(self, key_id: str) -> KeyView:
+        await self.stores.keys.revoke(key_id)  # revoking a revoked key changes nothing
+        key = await self.stores.keys.get(key_id)
+        if key is None:
+            raise NotFound(f"No API key with id '{key_id}'.", code="key_not_found", param="key_id")
+        self.auth.forget(key_id)  # at once on this replica; within the auth cache time on the others
+        return KeyView.of(key)
+
+    async def usage(self, tenant: str | None, since: str | None, until: str | None) -> UsageReport:
+        start = _when(since or "24h", "since")
+        assert start is not None
+        return await self.stores.usage.report(start, _when(until, "until"), _tenant(tenant) if tenant else None)

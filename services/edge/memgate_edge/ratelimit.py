@@ -1,0 +1,164 @@
+"""Per-key rate limits (requests per minute + burst), shared by every edge replica.
+
+The algorithm is GCRA (the "generic cell rate algorithm", a token bucket that stores one
+number per key): a key with `rpm` requests per minute earns one request every
+`interval = 60 s / rpm`, and may send up to `burst` requests at once. Its state, the
+*theoretical arrival time* (tat), lives in Postgres (`memgate_store.ratelimits`) and is
+updated by one atomic statement per request, so the limit holds however many replicas
+serve the key. Times are integer microseconds: the comparisons are exact.
+
+    decision = await deps.limiter.check(principal)   # no I/O for keys without a limit
+    decision.raise_if_denied()                       # 429 rate_limit_error + Retry-After
+    response.headers.update(decision.headers())      # X-RateLimit-Limit / -Remaining / -Reset
+
+If the store cannot answer within `timeout`, the request is let through (fail open) and
+a warning is logged: the rate limiter never takes the gateway down with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import msgspec
+from prometheus_client import Counter
+
+from memgate_core.errors import RateLimited
+from memgate_edge.auth import Principal
+
+log = logging.getLogger("memgate.edge.ratelimit")
+
+MICROS = 1_000_000
+RATE_LIMIT_DECISIONS = Counter("memgate_ratelimit_decisions_total", "Rate limit checks of limited keys",
+                               ["outcome"])  # allowed | denied | error (failed open)
+
+
+class RateDecision(msgspec.Struct, frozen=True):
+    allowed: bool
+    limit: int | None  # requests per minute; None: the key is not limited
+    remaining: int | None  # requests that could be sent right now
+    reset_seconds: float  # until the bucket is full again (remaining == burst)
+    retry_after_seconds: float  # until the next request is allowed (0 when allowed)
+
+    def headers(self) -> dict[str, str]:
+        if self.limit is None:
+            return {}
+        headers = {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining or 0),
+            "X-RateLimit-Reset": str(math.ceil(self.reset_seconds)),
+        }
+        if not self.allowed:
+            headers["Retry-After"] = str(max(1, math.ceil(self.retry_after_seconds)))
+        return headers
+
+    def raise_if_denied(self) -> "RateDecision":
+        if not self.allowed:
+            raise RateLimited(
+                f"Rate limit reached for this API key ({self.limit} requests per minute). "
+                f"Retry after {max(1, math.ceil(self.retry_after_seconds))} s.",
+                headers=self.headers(),
+            )
+        return self
+
+
+UNLIMITED = RateDecision(allowed=True, limit=None, remaining=None, reset_seconds=0.0, retry_after_seconds=0.0)
+
+
+def gcra(tat_us: int | None, now_us: int, interval_us: int, tolerance_us: int) -> tuple[bool, int]:
+    """One GCRA step: (allowed, the bucket's tat afterwards). Mirrored in SQL by the store."""
+    tat = now_us if tat_us is None else max(tat_us, now_us)
+    if tat - now_us > tolerance_us:
+        return False, tat
+    return True, tat + interval_us
+
+
+def decide(allowed: bool, tat_us: int, now_us: int, *, rpm: int, burst: int) -> RateDecision:
+    """The decision a client sees, from the bucket's state after the check."""
+    interval, tolerance = interval_us(rpm), tolerance_us(rpm, burst)
+    if allowed:
+        remaining = min(burst, max(0, (now_us + tolerance - tat_us) // interval + 1))
+        retry_after = 0.0
+    else:
+        remaining = 0
+        retry_after = max(0, tat_us - tolerance - now_us) / MICROS
+    return RateDecision(allowed=allowed, limit=rpm, remaining=remaining,
+                        reset_seconds=max(0, tat_us - now_us) / MICROS, retry_after_seconds=retry_after)
+
+
+def interval_us(rpm: int) -> int:
+    return max(1, round(60 * MICROS / rpm))
+
+
+def tolerance_us(rpm: int, burst: int) -> int:
+    return (burst - 1) * interval_us(rpm)
+
+
+class BucketStore(Protocol):
+    """Where buckets live; `memgate_store.ratelimits.RateLimitRepository` is the shared one."""
+
+    async def take(self, bucket: str, *, interval_us: int, tolerance_us: int,
+                   now_us: int | None = None) -> tuple[bool, int, int]: ...
+
+
+class MemoryBuckets:
+    """Buckets in this process only: for tests and single-process tools, not for replicas."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._tat: dict[str, int] = {}
+
+    async def take(self, bucket: str, *, interval_us: int, tolerance_us: int,
+                   now_us: int | None = None) -> tuple[bool, int, int]:
+        now = now_us if now_us is not None else round(self.clock() * MICROS)
+        allowed, tat = gcra(self._tat.get(bucket), now, interval_us, tolerance_us)
+        self._tat[bucket] = tat
+        return allowed, tat, now
+
+
+class RateLimiter:
+    def __init__(self, store: BucketStore, *, default_rpm: int | None = None,
+                 clock: Callable[[], float] | None = None, timeout: float = 0.5) -> None:
+        self.store = store
+        self.default_rpm = default_rpm or None
+        self.clock = clock  # None: the store's clock (the database's, shared by every replica)
+        self.timeout = timeout
+        self._last_warning = 0.0
+
+    def limits_of(self, principal: Principal) -> tuple[int, int] | None:
+        """(rpm, burst) that apply to this key, or None when it is not limited."""
+        if principal.rpm_limit is not None:
+            rpm, burst = principal.rpm_limit, principal.burst
+        else:
+            rpm, burst = self.default_rpm, None
+        if not rpm:
+            return None
+        return rpm, max(1, burst or rpm)
+
+    async def check(self, principal: Principal) -> RateDecision:
+        limits = self.limits_of(principal)
+        if limits is None:
+            return UNLIMITED
+        rpm, burst = limits
+        bucket = f"key:{principal.key_id}" if principal.key_id else f"tenant:{principal.tenant}"
+        now_us = round(self.clock() * MICROS) if self.clock is not None else None
+        try:
+            async with asyncio.timeout(self.timeout):
+                allowed, tat, now = await self.store.take(bucket, interval_us=interval_us(rpm),
+                                                          tolerance_us=tolerance_us(rpm, burst), now_us=now_us)
+        except Exception as exc:  # noqa: BLE001 - fail open, loudly
+            RATE_LIMIT_DECISIONS.labels("error").inc()
+            if time.monotonic() - self._last_warning > 10:
+                self._last_warning = time.monotonic()
+                log.warning("rate limit store unavailable, letting requests through: %r", exc)
+            return UNLIMITED
+        RATE_LIMIT_DECISIONS.labels("allowed" if allowed else "denied").inc()
+        return decide(allowed, tat, now, rpm=rpm, burst=burst)
+
+    async def enforce(self, principal: Principal) -> RateDecision:
+        """`check`, then 429 (RateLimited, with Retry-After) when denied."""
+        return (await self.check(principal)).raise_if_denied()

@@ -1,0 +1,90 @@
+"""Per-request usage, recorded off the hot path.
+
+`record()` only appends to an in-memory buffer; a background task writes the buffer to
+Postgres (`usage_events`, one COPY per batch) every `flush_interval` seconds or as soon
+as `batch_size` rows wait. If Postgres is unreachable, rows stay buffered (up to
+`max_buffer`; beyond that the oldest are dropped and counted) and are retried.
+`stop()` writes what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import Protocol
+
+from prometheus_client import Counter
+
+from memgate_store.usage import UsageRecord
+
+log = logging.getLogger("memgate.edge.usage")
+
+USAGE_ROWS = Counter("memgate_usage_rows_total", "Usage rows by outcome", ["outcome"])  # written | dropped
+
+__all__ = ["UsageRecord", "UsageRecorder"]
+
+
+class UsageSink(Protocol):
+    async def insert_many(self, records: list[UsageRecord]) -> None: ...
+
+
+class UsageRecorder:
+    def __init__(self, sink: UsageSink, *, flush_interval: float = 1.0, batch_size: int = 500,
+                 max_buffer: int = 100_000) -> None:
+        self.sink = sink
+        self.flush_interval = flush_interval
+        self.batch_size = batch_size
+        self._buffer: deque[UsageRecord] = deque(maxlen=max_buffer)
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+
+    def record(self, record: UsageRecord) -> None:
+        """Buffer one row; never blocks, never raises for I/O."""
+        if len(self._buffer) == self._buffer.maxlen:
+            USAGE_ROWS.labels("dropped").inc()  # the oldest row makes room
+        self._buffer.append(record)
+        if len(self._buffer) >= self.batch_size:
+            self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    async def start(self) -> None:
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name="usage-recorder")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        await self.flush()
+
+    async def flush(self) -> int:
+        """Write every buffered row, batch by batch; returns the rows written."""
+        written = 0
+        while self._buffer:
+            batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
+            try:
+                await self.sink.insert_many(batch)
+            except Exception as exc:  # noqa: BLE001 - keep the rows, retry on the next tick
+                self._buffer.extendleft(reversed(batch))
+                log.warning("could not write %d usage rows (kept, will retry): %r", len(batch), exc)
+                break
+            written += len(batch)
+            USAGE_ROWS.labels("written").inc(len(batch))
+        return written
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.flush_interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            if not self._stopping:
+                await self.flush()

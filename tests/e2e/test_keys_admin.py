@@ -1,0 +1,117 @@
+"""Keys through the admin API and the CLI, against a real `memgate up`: admin scope, revocation,
+per-key rate limits (429 with Retry-After), the usage report."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from helpers import wait_for
+from memgate_testing.fake_provider import FakeProvider
+from memgate_testing.gateway import GatewayProcess
+
+ADMIN_KEY = "msk_test_admin_key_for_memgate_tests_0001"
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory, fake_provider: FakeProvider) -> Iterator[GatewayProcess]:
+    process = GatewayProcess(tmp_path_factory.mktemp("keys-admin") / "data", provider_url=fake_provider.base_url,
+                             env={"MEMGATE_ADMIN_KEY": ADMIN_KEY, "MEMGATE_AUTH_CACHE_SECONDS": "1"})
+    process.start()
+    yield process
+    process.stop()
+
+
+def _admin(gw: GatewayProcess, method: str, path: str, key: str = ADMIN_KEY, **kw: object) -> httpx.Response:
+    return httpx.request(method, f"{gw.base_url}/admin{path}", headers=gw.headers(key), timeout=30, **kw)  # type: ignore[arg-type]
+
+
+def _error(response: httpx.Response, status: int, error_type: str) -> dict:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["type"] == error_type and error["message"]
+    return error
+
+
+def test_admin_creates_lists_and_revokes_keys(gw: GatewayProcess) -> None:
+    created = _admin(gw, "POST", "/keys", json={"tenant": "acme", "name": "ci", "rpm": 120, "burst": 10})
+    assert created.status_code == 201, created.text
+    body = created.json()
+    key = body["key"]
+    assert key.startswith("msk_") and body["prefix"] == key[:10]
+    assert (body["tenant"], body["name"], body["rpm"], body["burst"], body["admin"]) == ("acme", "ci", 120, 10, False)
+    assert httpx.get(f"{gw.base_url}/models", headers=gw.headers(key)).status_code == 200
+
+    listed = _admin(gw, "GET", "/keys", params={"tenant": "acme"}).json()["data"]
+    assert [k["id"] for k in listed] == [body["id"]]
+    assert "key" not in listed[0] and key not in json.dumps(listed)  # never the key again
+    assert {"id", "prefix", "tenant", "name", "rpm", "burst", "admin", "created_at", "revoked_at"} <= set(listed[0])
+    everyone = {k["tenant"] for k in _admin(gw, "GET", "/keys").json()["data"]}
+    assert {"acme", "default"} <= everyone  # an admin key sees every tenant
+
+    revoked = _admin(gw, "DELETE", f"/keys/{body['id']}")
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"]
+    # Every replica stops accepting it within the auth cache time (1 s here).
+    wait_for(lambda: httpx.get(f"{gw.base_url}/models", headers=gw.headers(key)).status_code == 401, timeout=5)
+    assert _admin(gw, "GET", "/keys", params={"tenant": "acme"}).json()["data"][0]["revoked_at"]
+    _error(_admin(gw, "DELETE", "/keys/key_does_not_exist"), 404, "not_found")
+
+
+def test_admin_api_rejects_bad_input(gw: GatewayProcess) -> None:
+    _error(_admin(gw, "POST", "/keys", json={"name": "no tenant"}), 400, "invalid_request_error")
+    _error(_admin(gw, "POST", "/keys", json={"tenant": "bad tenant"}), 400, "invalid_request_error")
+    error = _error(_admin(gw, "POST", "/keys", json={"tenant": "acme", "burst": 3}), 400, "invalid_request_error")
+    assert error["param"] == "burst"
+    _error(_admin(gw, "POST", "/keys", json={"tenant": "acme", "rpm": -1}), 400, "invalid_request_error")
+    _error(_admin(gw, "GET", "/usage", params={"since": "yesterday"}), 400, "invalid_request_error")
+
+
+def test_only_admin_keys_may_call_the_admin_api(gw: GatewayProcess) -> None:
+    for method, path in (("GET", "/keys"), ("POST", "/keys"), ("DELETE", "/keys/key_x"), ("GET", "/usage")):
+        kw = {"json": {"tenant": "default"}} if method == "POST" else {}
+        error = _error(_admin(gw, method, path, key=gw.api_key, **kw), 403, "permission_error")  # the bootstrap key
+        assert "admin" in error["message"]
+        _error(httpx.request(method, f"{gw.base_url}/admin{path}"), 401, "authentication_error")
+    # A key created with --admin by the CLI has the scope; its listing says so.
+    result = gw.memgate("keys", "create", "--tenant", "ops", "--admin", "--name", "operator", "--quiet")
+    assert result.returncode == 0, result.stderr
+    cli_admin = result.stdout.strip()
+    assert _admin(gw, "GET", "/keys", key=cli_admin, params={"tenant": "ops"}).json()["data"][0]["admin"] is True
+    listing = gw.memgate("keys", "list", "--tenant", "ops")
+    assert listing.returncode == 0 and "admin" in listing.stdout and "operator" in listing.stdout
+
+
+def test_per_key_rate_limit_gives_429_with_headers(gw: GatewayProcess) -> None:
+    key = _admin(gw, "POST", "/keys", json={"tenant": "ops", "admin": True, "rpm": 1, "burst": 2}).json()["key"]
+    first, second, third = (_admin(gw, "GET", "/usage", key=key) for _ in range(3))
+    assert first.status_code == second.status_code == 200
+    assert first.headers["x-ratelimit-limit"] == "1"
+    assert (first.headers["x-ratelimit-remaining"], second.headers["x-ratelimit-remaining"]) == ("1", "0")
+    assert "retry-after" not in first.headers
+    error = _error(third, 429, "rate_limit_error")
+    assert error["code"] == "rate_limit_exceeded"
+    assert 1 <= int(third.headers["retry-after"]) <= 60
+    assert third.headers["x-ratelimit-remaining"] == "0"
+    assert int(third.headers["x-ratelimit-reset"]) >= int(third.headers["retry-after"])
+    # Keys without a limit get no rate limit headers and no 429.
+    unlimited = [_admin(gw, "GET", "/keys", params={"tenant": "nobody"}) for _ in range(5)]
+    assert all(r.status_code == 200 and "x-ratelimit-limit" not in r.headers for r in unlimited)
+
+
+def test_usage_report_over_http_and_cli(gw: GatewayProcess) -> None:
+    report = _admin(gw, "GET", "/usage", params={"since": "2020-01-01T00:00:00Z", "tenant": "default"})
+    assert report.status_code == 200, report.text
+    body = report.json()
+    assert body["object"] == "usage_report" and body["tenant"] == "default"
+    assert {"requests", "errors", "input_tokens", "output_tokens", "avg_latency_ms"} <= set(body["totals"])
+    assert {"by_model", "by_provider", "by_key"} <= set(body)
+    result = gw.memgate("usage", "--since", "7d", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["object"] == "usage_report"
+    text = gw.memgate("usage", "--tenant", "default")
+    assert text.returncode == 0 and "usage of tenant default" in text.stdout
+    bad = gw.memgate("usage", "--since", "yesterday")
+    assert bad.returncode != 0 and "--since" in bad.stderr

@@ -1,0 +1,79 @@
+"""The usage recorder: record() only buffers; batches are written in the background."""
+
+from __future__ import annotations
+
+import asyncio
+
+from memgate_edge.usage import UsageRecord, UsageRecorder
+
+
+def _record(n: int = 0) -> UsageRecord:
+    return UsageRecord(tenant="t", key_id="key_1", model="fake/gpt-test", provider="fake", status=200,
+                       stream=False, memory=True, input_tokens=n, output_tokens=1, latency_ms=2.5)
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.batches: list[list[UsageRecord]] = []
+        self.fail = False
+
+    async def insert_many(self, records: list[UsageRecord]) -> None:
+        if self.fail:
+            raise ConnectionError("database down")
+        self.batches.append(list(records))
+
+
+async def test_record_only_buffers() -> None:
+    sink = Sink()
+    recorder = UsageRecorder(sink)
+    recorder.record(_record())
+    assert recorder.pending == 1 and sink.batches == []  # nothing is written until the task runs
+
+
+async def test_flushes_on_the_interval_and_on_stop() -> None:
+    sink = Sink()
+    recorder = UsageRecorder(sink, flush_interval=0.05)
+    await recorder.start()
+    recorder.record(_record(1))
+    await asyncio.sleep(0.2)
+    assert [[r.input_tokens for r in b] for b in sink.batches] == [[1]]
+    recorder.record(_record(2))
+    await recorder.stop()  # stop writes what is left, without waiting for the interval
+    assert [r.input_tokens for b in sink.batches for r in b] == [1, 2]
+    assert recorder.pending == 0
+
+
+async def test_a_full_batch_is_written_at_once_in_batches() -> None:
+    sink = Sink()
+    recorder = UsageRecorder(sink, flush_interval=60, batch_size=10)
+    await recorder.start()
+    for n in range(25):
+        recorder.record(_record(n))
+    await asyncio.sleep(0.05)
+    assert [len(b) for b in sink.batches] == [10, 10, 5]
+    await recorder.stop()
+
+
+async def test_rows_survive_a_database_outage() -> None:
+    sink = Sink()
+    sink.fail = True
+    recorder = UsageRecorder(sink, flush_interval=0.02)
+    await recorder.start()
+    for n in range(3):
+        recorder.record(_record(n))
+    await asyncio.sleep(0.1)
+    assert sink.batches == [] and recorder.pending == 3
+    sink.fail = False
+    await asyncio.sleep(0.1)
+    assert [r.input_tokens for b in sink.batches for r in b] == [0, 1, 2]
+    await recorder.stop()
+
+
+async def test_buffer_is_bounded() -> None:
+    sink = Sink()
+    recorder = UsageRecorder(sink, max_buffer=5, batch_size=100)
+    for n in range(8):
+        recorder.record(_record(n))
+    assert recorder.pending == 5
+    await recorder.flush()
+    assert [r.input_tokens for b in sink.batches for r in b] == [3, 4, 5, 6, 7]  # the oldest were dropped
