@@ -32,5 +32,7 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: floa
 
 def observations(gateway: GatewayProcess, thread_id: str, key: str | None = None) -> list[dict[str, Any]]:
     r = httpx.get(f"{gateway.base_url}/memory/threads/{thread_id}/observations", headers=gateway.headers(key))
+    if r.status_code == 404:
+        return []  # not written yet
     r.raise_for_status()
     return r.json()["data"]

@@ -22,6 +22,10 @@ class Settings(msgspec.Struct, frozen=True):
     qdrant_url: str | None = None  # unset: Qdrant Edge in-process under data_dir
     qdrant_api_key: str | None = None
     bootstrap_key: str | None = None
+    admin_key: str | None = None  # an operator key (manages every tenant's keys) once ready
+    auth_cache_seconds: float = 30.0  # a revoked key stops working within this time
+    default_rpm: int | None = None  # requests per minute for keys without their own limit
+    nats_port: int | None = None  # the embedded nats-server's port (default: a free one)
     observer_model: str = "google/gemini-2.5-flash"
     reflector_model: str | None = None
     context_budget_tokens: int = 4000
@@ -48,6 +52,19 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise SystemExit(f"memgate: {name} must be an integer, got {raw!r}") from None
 
 
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(f"memgate: {name} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise SystemExit(f"memgate: {name} must not be negative, got {raw!r}")
+    return value
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
 
@@ -64,6 +81,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         qdrant_url=opt("MEMGATE_QDRANT_URL"),
         qdrant_api_key=opt("MEMGATE_QDRANT_API_KEY"),
         bootstrap_key=opt("MEMGATE_BOOTSTRAP_KEY"),
+        admin_key=opt("MEMGATE_ADMIN_KEY"),
+        auth_cache_seconds=_number(env, "MEMGATE_AUTH_CACHE_SECONDS", 30.0),
+        default_rpm=_int(env, "MEMGATE_DEFAULT_RPM", 0) or None,
+        nats_port=_int(env, "MEMGATE_NATS_PORT", 0) or None,
         observer_model=env.get("MEMGATE_OBSERVER_MODEL", "google/gemini-2.5-flash"),
         reflector_model=opt("MEMGATE_REFLECTOR_MODEL"),
         context_budget_tokens=_int(env, "MEMGATE_CONTEXT_BUDGET_TOKENS", 4000),

@@ -1,4 +1,4 @@
-"""The vector index port, its two Qdrant adapters, and local embeddings.
+"""The vector index port, its two Qdrant adapters, local embeddings, and BM25 sparse vectors.
 
 The adapters and the embedder are imported on first use: qdrant-client,
 qdrant-edge and onnxruntime are heavy, and a process needs one engine at most.

@@ -152,7 +152,7 @@ class EdgeVectorIndex:
             return qe.EdgeShard.create(str(self.path), hybrid), True
         try:
             return qe.EdgeShard.load(str(self.path), hybrid), True
-        except Exception:  # noqa: BLE001 - the engine raises plain Exception; retried below
+        except Exception:  # the engine raises plain Exception for any mismatch: find out which below
             pass
         # Made before hybrid search (or incompatible: then this load raises the
         # real reason, e.g. another vector size). A dense-only config inherits
@@ -160,7 +160,7 @@ class EdgeVectorIndex:
         shard = qe.EdgeShard.load(str(self.path), qe.EdgeConfig(vectors=dense))
         try:
             _add_sparse_vector(shard)
-        except Exception as exc:  # noqa: BLE001 - keep serving, dense-only
+        except Exception as exc:  # an engine that cannot: keep serving, dense-only
             log.warning(
                 "vector index at %s has no sparse vector and it could not be added (%s): "
                 "searching by meaning only, without keyword matching",
@@ -221,8 +221,8 @@ def _backfill_sparse(shard: qe.EdgeShard) -> int:
     """Give the sparse vector to stored points that lack it (written before hybrid search).
 
     Resumable: a crash midway leaves the rest lacking, and the next ensure()
-    continues. Points whose text has no terms stay without one and are only
-    looked at again. Returns how many points were filled in.
+    continues. Points whose text has no terms stay without one (and are looked
+    at again by each ensure(), cheaply). Returns how many points were filled in.
     """
     lacking = qe.Filter(must_not=[qe.HasVectorCondition(SPARSE_VECTOR_NAME)])
     filled, offset = 0, None

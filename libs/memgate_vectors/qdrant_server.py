@@ -28,6 +28,9 @@ from memgate_vectors.port import (
 )
 
 log = logging.getLogger("memgate.vectors")
+# IDF: the server multiplies query terms by their inverse document frequency,
+# completing the BM25 weights memgate_vectors.sparse stores.
+_SPARSE_PARAMS = qm.SparseVectorParams(modifier=qm.Modifier.IDF)
 # Points that have no keyword vector yet: written before hybrid search (or with no terms).
 _LACKING_SPARSE = qm.Filter(must_not=[qm.HasVectorCondition(has_vector=SPARSE_VECTOR_NAME)])
 
@@ -84,7 +87,8 @@ class ServerVectorIndex:
             # this re-creates them on every call, harmlessly.
             if field not in info.payload_schema:
                 await client.create_payload_index(name, field, field_schema=_keyword_index(field), wait=True)
-        self.hybrid = SPARSE_VECTOR_NAME in (info.config.params.sparse_vectors or {}) or await self._add_sparse_vector()
+        has_sparse = SPARSE_VECTOR_NAME in (info.config.params.sparse_vectors or {})
+        self.hybrid = has_sparse or await self._add_sparse_vector()
         if self.hybrid:
             await self._backfill_sparse()
 
@@ -96,7 +100,9 @@ class ServerVectorIndex:
             # the observer acks it (read-your-writes).
             await self._client.upsert(
                 self.collection,
-                points=[qm.PointStruct(id=p.id, vector=_vectors(p, hybrid=self.hybrid), payload=p.payload) for p in chunk],
+                points=[
+                    qm.PointStruct(id=p.id, vector=_vectors(p, hybrid=self.hybrid), payload=p.payload) for p in chunk
+                ],
                 wait=True,
             )
 
@@ -131,7 +137,12 @@ class ServerVectorIndex:
             )
         else:
             response = await self._client.query_points(
-                self.collection, query=list(vector), using=VECTOR_NAME, query_filter=where, limit=limit, with_payload=True
+                self.collection,
+                query=list(vector),
+                using=VECTOR_NAME,
+                query_filter=where,
+                limit=limit,
+                with_payload=True,
             )
         return [VectorHit(id=str(p.id), score=p.score, payload=p.payload or {}) for p in response.points]
 
@@ -216,13 +227,10 @@ class ServerVectorIndex:
             if offset is None:
                 break
         if filled:
-            log.info("collection %r: added keyword vectors to %d points stored before hybrid search", self.collection, filled)
+            log.info(
+                "collection %r: added keyword vectors to %d points stored before hybrid search", self.collection, filled
+            )
         return filled
-
-
-# IDF: the server multiplies query terms by their inverse document frequency,
-# completing the BM25 weights memgate_vectors.sparse stores.
-_SPARSE_PARAMS = qm.SparseVectorParams(modifier=qm.Modifier.IDF)
 
 
 def _vectors(point: VectorPoint, *, hybrid: bool) -> dict[str, Any]:

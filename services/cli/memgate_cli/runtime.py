@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -19,7 +18,7 @@ from litestar.response import Response
 
 from memgate_bus import Bus, ExchangePublisher
 from memgate_core.config import Settings
-from memgate_providers import ProviderClient, ProviderRegistry
+from memgate_providers import ConfigError, ProviderClient
 from memgate_store import Stores
 from memgate_telemetry.metrics import render
 from memgate_vectors import Embedder, VectorIndex, open_vector_index
@@ -53,7 +52,7 @@ class Runtime:
         embedder = Embedder()
         # Load the model now, not on the first request.
         await embedder.embed_async(["warm up"])
-        return cls(settings, stores, bus, index, embedder, ProviderClient(ProviderRegistry.from_env()))
+        return cls(settings, stores, bus, index, embedder, _provider_client())
 
     def readiness(self) -> dict:  # type: ignore[type-arg]
         async def nats_ready() -> bool:
@@ -77,23 +76,16 @@ class Edge(NamedTuple):
     usage: UsageRecorder  # start() / stop(): writes usage rows in batches; stop() flushes
 
 
-def _env_number(name: str, default: float | None, *, integer: bool = False) -> float | None:
-    # Edge-only settings; they belong in memgate_core.config.Settings once it grows them.
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
+def _provider_client() -> ProviderClient:
     try:
-        value = int(raw) if integer else float(raw)
-    except ValueError:
-        raise SystemExit(f"memgate: {name} must be a {'whole ' if integer else ''}number, got {raw!r}") from None
-    if value < 0:
-        raise SystemExit(f"memgate: {name} must not be negative, got {raw!r}")
-    return value
+        return ProviderClient.from_env()  # env, plus MEMGATE_CONFIG when set
+    except ConfigError as exc:
+        raise SystemExit(f"memgate: {exc}") from None
 
 
 def build_edge(runtime: Runtime, *, notices: list[str], observer_name: str) -> Edge:
     from memgate_edge.app import create_app
-    from memgate_edge.auth import CACHE_SECONDS, Authenticator
+    from memgate_edge.auth import Authenticator
     from memgate_edge.chat.exchange import ExchangeRecorder
     from memgate_edge.chat.service import ChatService
     from memgate_edge.context_client import ContextClient
@@ -103,14 +95,13 @@ def build_edge(runtime: Runtime, *, notices: list[str], observer_name: str) -> E
 
     s = runtime.settings
     publisher = ExchangePublisher(runtime.bus, s.data_dir / "outbox")
+    auth = Authenticator(runtime.stores.keys, cache_seconds=s.auth_cache_seconds)
+    limiter = RateLimiter(runtime.stores.ratelimits, default_rpm=s.default_rpm)
+    usage = UsageRecorder(runtime.stores.usage)
     chat = ChatService(
         runtime.providers, runtime.stores.threads, ContextClient(runtime.bus, timeout_ms=s.context_timeout_ms),
-        ExchangeRecorder(runtime.stores.threads, publisher), budget_tokens=s.context_budget_tokens,
+        ExchangeRecorder(runtime.stores.threads, publisher), usage, budget_tokens=s.context_budget_tokens,
     )
-    auth = Authenticator(runtime.stores.keys, cache_seconds=_env_number("MEMGATE_AUTH_CACHE_SECONDS", CACHE_SECONDS))
-    default_rpm = _env_number("MEMGATE_DEFAULT_RPM", None, integer=True)
-    limiter = RateLimiter(runtime.stores.ratelimits, default_rpm=int(default_rpm) if default_rpm else None)
-    usage = UsageRecorder(runtime.stores.usage)
     deps = EdgeDeps(
         settings=s, stores=runtime.stores, auth=auth, chat=chat,
         index=runtime.index, embedder=runtime.embedder, readiness=runtime.readiness(),

@@ -28,7 +28,7 @@ async def bootstrap_key(runtime: Runtime) -> str:
     """The banner's lines about the API keys to use."""
     keys = runtime.stores.keys
     configured = runtime.settings.bootstrap_key
-    admin = os.environ.get("MEMGATE_ADMIN_KEY") or None  # read here until Settings carries it
+    admin = runtime.settings.admin_key
     for name, value in (("MEMGATE_BOOTSTRAP_KEY", configured), ("MEMGATE_ADMIN_KEY", admin)):
         if value and (not value.startswith(KEY_PREFIX) or len(value) < 20):
             raise SystemExit(f"memgate: {name} must start with 'msk_' and be at least 20 characters.")
@@ -54,7 +54,7 @@ async def run_up(settings: Settings) -> int:
     lock.acquire()
     setup_tracing("memgate", settings.traces_file)
     pg = EmbeddedPostgres(settings.data_dir)
-    nats = EmbeddedNats(settings.data_dir, port=int(os.environ["MEMGATE_NATS_PORT"]) if os.environ.get("MEMGATE_NATS_PORT") else None)
+    nats = EmbeddedNats(settings.data_dir, port=settings.nats_port)
     runtime = None
     services: list = []  # type: ignore[type-arg]
     try:

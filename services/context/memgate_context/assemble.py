@@ -73,7 +73,8 @@ class ContextAssembler:
             if len(self._query_vectors) > QUERY_CACHE:
                 self._query_vectors.popitem(last=False)
         hits = await self.index.search(
-            vector, tenant=q.tenant, resource_id=q.resource_id, exclude_thread_id=q.thread_id, limit=RELATED_LIMIT
+            vector, tenant=q.tenant, resource_id=q.resource_id, exclude_thread_id=q.thread_id, limit=RELATED_LIMIT,
+            query_text=q.query,  # hybrid: dense + BM25, fused by rank
         )
         found = []
         for h in hits:

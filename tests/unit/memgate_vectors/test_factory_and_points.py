@@ -45,6 +45,7 @@ def test_points_get_canonical_ids() -> None:
         (VectorPoint(id="nope", vector=[0.0, 1.0], payload=PAYLOAD), "UUID"),
         (VectorPoint(id=str(uuid.uuid4()), vector=[1.0], payload=PAYLOAD), "dims"),
         (VectorPoint(id=str(uuid.uuid4()), vector=[0.0, 1.0], payload={"tenant": "t"}), "resource_id"),
+        (VectorPoint(id=str(uuid.uuid4()), vector=[0.0, 1.0], payload={**PAYLOAD, "text": None}), "text"),
     ],
 )
 def test_invalid_points_are_rejected(point: VectorPoint, message: str) -> None:

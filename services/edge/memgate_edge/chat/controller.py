@@ -17,15 +17,18 @@ class ChatController(Controller):
         """Create a chat completion, with memory when x-thread-id and x-resource-id are sent."""
         headers = dict(request.headers)
         principal = await deps.auth.authenticate(headers)
-        return await deps.chat.complete(await request.body(), headers, principal)
+        decision = await deps.limiter.enforce(principal)  # 429 with Retry-After when over the limit
+        response = await deps.chat.complete(await request.body(), headers, principal)
+        response.headers.update(decision.headers())
+        return response
 
     @get("/models")
-    async def models(self, request: Request[Any, Any, Any], deps: EdgeDeps) -> dict[str, Any]:
-        """The models memgate can route: each provider's well-known models, as provider/model."""
-        await deps.auth.authenticate(dict(request.headers))
-        data = [
-            {"id": f"{name}/{model}", "object": "model", "created": 0, "owned_by": name}
-            for name, provider in sorted(deps.chat.providers.registry.providers.items())
-            for model in provider.spec.models
-        ]
-        return {"object": "list", "data": data}
+    async def models(self, request: Request[Any, Any, Any], deps: EdgeDeps, refresh: bool = False) -> Response[Any]:
+        """The models memgate can route (provider/model and aliases); `refresh=true` also asks the providers."""
+        principal = await deps.auth.authenticate(dict(request.headers))
+        decision = await deps.limiter.enforce(principal)
+        data = deps.chat.providers.registry.list_models()
+        if refresh:
+            known = {m["id"] for m in data}
+            data += [m for m in await deps.chat.providers.fetch_models() if m["id"] not in known]
+        return Response({"object": "list", "data": data}, headers=decision.headers())

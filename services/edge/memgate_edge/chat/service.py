@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -13,12 +14,14 @@ from litestar.response import Stream
 from opentelemetry import trace
 
 from memgate_core.context import ContextLookup
-from memgate_core.errors import InvalidRequest, NotFound, UpstreamError, UpstreamTimeout
+from memgate_core.errors import GatewayError, InvalidRequest, NotFound, UpstreamTimeout
+from memgate_core.events import Usage
 from memgate_edge.auth import Principal
 from memgate_edge.chat.exchange import ExchangeRecorder, PendingExchange, describe_tool_calls, usage_of
 from memgate_edge.chat.request import ChatRequest, MemoryScope, latest_user_text, parse_chat_request
 from memgate_edge.chat.streaming import relay
 from memgate_edge.context_client import ContextClient, ContextResult
+from memgate_edge.usage import UsageRecord, UsageRecorder
 from memgate_providers import ProviderClient
 from memgate_store.threads import ThreadRepository
 from memgate_telemetry.metrics import CHAT_LATENCY, CHAT_REQUESTS
@@ -31,9 +34,10 @@ THREAD_CACHE_SIZE = 50_000
 class ChatService:
     def __init__(
         self, providers: ProviderClient, threads: ThreadRepository, contexts: ContextClient,
-        recorder: ExchangeRecorder, *, budget_tokens: int,
+        recorder: ExchangeRecorder, usage: UsageRecorder, *, budget_tokens: int,
     ) -> None:
         self.providers = providers
+        self.usage = usage
         self.threads = threads
         self.contexts = contexts
         self.recorder = recorder
@@ -88,9 +92,22 @@ class ChatService:
 
         deadline = time.monotonic() + self.providers.timeouts.total
         # Aliases and fallbacks are resolved here: `answered` is the route that took the request.
-        upstream, answered = await self.providers.open_chat(
-            request.model, {**request.body, "messages": messages}, api_key=principal.provider_key
-        )
+        def record_usage(provider: str, status: int, usage: Usage | None) -> None:
+            # Buffered in memory, written in batches: off the hot path.
+            self.usage.record(UsageRecord(
+                tenant=principal.tenant, key_id=principal.key_id, model=request.model, provider=provider,
+                status=status, stream=request.stream, memory=request.memory is not None,
+                input_tokens=usage.prompt_tokens if usage else 0, output_tokens=usage.completion_tokens if usage else 0,
+                latency_ms=(time.perf_counter() - started) * 1000,
+            ))
+
+        try:
+            upstream, answered = await self.providers.open_chat(
+                request.model, {**request.body, "messages": messages}, api_key=principal.provider_key
+            )
+        except GatewayError as exc:
+            record_usage(route.provider, exc.status, None)
+            raise
         span.set_attribute("memgate.provider", answered.provider)
         headers = {**memory_headers, "x-memgate-route": answered.name}
         pending = PendingExchange.begin(request, principal, answered.provider) if request.memory else None
@@ -98,7 +115,8 @@ class ChatService:
         CHAT_REQUESTS.labels(answered.provider, "ok", stream_label, "on" if pending else "off").inc()
 
         if request.stream:
-            return Stream(relay(upstream, pending, self.recorder, span, deadline=deadline),
+            on_done = partial(record_usage, answered.provider, 200)
+            return Stream(relay(upstream, pending, self.recorder, span, deadline=deadline, on_done=on_done),
                           media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"})
         try:
             async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
@@ -108,9 +126,10 @@ class ChatService:
                                   f"({self.providers.timeouts.total:g}s).") from None
         finally:
             await upstream.aclose()
+        answer, usage = _answer_of(raw_answer)
         if pending is not None:
-            answer, usage = _answer_of(raw_answer)
             await self.recorder.finish(pending, answer, usage)
+        record_usage(answered.provider, 200, usage)
         CHAT_LATENCY.labels(answered.provider, stream_label).observe(time.perf_counter() - started)
         return Response(raw_answer, media_type=upstream.headers.get("content-type", "application/json"),
                         headers=headers)
@@ -140,7 +159,7 @@ def _answer_of(raw: bytes) -> tuple[str, Any]:
     try:
         data = msgspec.json.decode(raw)
     except msgspec.DecodeError:
-        raise UpstreamError("Upstream provider returned a response that is not JSON.") from None
+        return "", None  # passed on untouched; there is just nothing to remember or count
     text = ""
     if isinstance(data, dict):
         choices = data.get("choices") or []

@@ -8,7 +8,7 @@ held back until the exchange is recorded, so the client's "end of answer" means
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -79,12 +79,19 @@ def _data_of(event: bytes) -> bytes | None:
 
 async def relay(
     upstream: httpx.Response, pending: PendingExchange | None, recorder: ExchangeRecorder, span: trace.Span,
-    *, deadline: float,
+    *, deadline: float, on_done: Callable[[Usage | None], None],
 ) -> AsyncIterator[bytes]:
-    """Yield the upstream's SSE events; record the exchange before the final [DONE]. Ends `span`."""
-    with trace.use_span(span, end_on_exit=True):
-        async for piece in _relay(upstream, pending, recorder, deadline):
-            yield piece
+    """Yield the upstream's SSE events; record the exchange before the final [DONE]. Ends `span`.
+
+    `on_done` gets the usage the provider reported (if any) once the stream is over.
+    """
+    collector = StreamCollector()
+    try:
+        with trace.use_span(span, end_on_exit=True):
+            async for piece in _relay(upstream, pending, recorder, deadline, collector):
+                yield piece
+    finally:
+        on_done(collector.usage)
 
 
 def _error_event(message: str, code: str) -> bytes:
@@ -93,9 +100,9 @@ def _error_event(message: str, code: str) -> bytes:
 
 
 async def _relay(
-    upstream: httpx.Response, pending: PendingExchange | None, recorder: ExchangeRecorder, deadline: float
+    upstream: httpx.Response, pending: PendingExchange | None, recorder: ExchangeRecorder, deadline: float,
+    collector: StreamCollector,
 ) -> AsyncIterator[bytes]:
-    collector = StreamCollector()
     held_done: bytes | None = None
     completed = interrupted = False
     buffer = b""

@@ -58,5 +58,5 @@ class MemoryService:
 
     async def search(self, tenant: str, resource_id: str, query: str, limit: int) -> list[dict[str, Any]]:
         vector = (await self.embedder.embed_async([query]))[0]
-        hits = await self.index.search(vector, tenant=tenant, resource_id=resource_id, limit=limit)
+        hits = await self.index.search(vector, tenant=tenant, resource_id=resource_id, limit=limit, query_text=query)
         return [{"score": h.score, **{k: v for k, v in h.payload.items() if k != "tenant"}} for h in hits]
