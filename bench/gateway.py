@@ -54,7 +54,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, FakeProviderProcess(fast=True) as provider:
         started = time.perf_counter()
         gateway = GatewayProcess(Path(tmp) / "data", provider_url=provider.base_url,
-                                 env={"MEMGATE_OBSERVER_MODEL": "local", "MEMGATE_LOG_LEVEL": "WARNING"}).start()
+                                 env={"MEMGATE_OBSERVER_MODEL": "local", "MEMGATE_LOG_LEVEL": "WARNING"}, traces=False).start()
         cold = time.perf_counter() - started
         try:
             auth = gateway.headers()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-import httpx
+import httpx2 as httpx
 import msgspec
 
 

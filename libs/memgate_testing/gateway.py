@@ -27,7 +27,7 @@ class GatewayProcess:
     """Starts `memgate up` on a data dir and waits until /readyz says ready."""
 
     def __init__(self, data_dir: Path, *, provider_url: str | None = None, env: dict[str, str] | None = None,
-                 api_key: str = DEFAULT_KEY, port: int | None = None) -> None:
+                 api_key: str = DEFAULT_KEY, port: int | None = None, traces: bool = True) -> None:
         self.data_dir = data_dir
         self.api_key = api_key
         self.port = port or free_port()
@@ -38,7 +38,7 @@ class GatewayProcess:
             "MEMGATE_DATA_DIR": str(data_dir),
             "MEMGATE_HTTP_PORT": str(self.port),
             "MEMGATE_BOOTSTRAP_KEY": api_key,
-            "MEMGATE_TRACES_FILE": str(self.traces_path),
+            **({"MEMGATE_TRACES_FILE": str(self.traces_path)} if traces else {}),
             **({"MEMGATE_PROVIDER_FAKE_BASE_URL": provider_url, "MEMGATE_PROVIDER_FAKE_API_KEY": "fake-provider-key"}
                if provider_url else {}),
             **(env or {}),

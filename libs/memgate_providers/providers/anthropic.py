@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import httpx
+import httpx2 as httpx
 
 from memgate_providers.base import ProviderSpec
 from memgate_providers.openai_compatible import OpenAICompatibleProvider

@@ -12,7 +12,7 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 import msgspec
 
 from memgate_bus import ExchangePublisher

@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 import msgspec
 from opentelemetry import trace
 
