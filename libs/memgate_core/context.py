@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import msgspec
 
 
@@ -11,6 +13,9 @@ class ContextLookup(msgspec.Struct, frozen=True):
     thread_id: str
     query: str  # the latest user text: drives cross-thread recall
     budget_tokens: int
+    # Fingerprints of messages the client sent itself (clients that resend their whole
+    # history): those are not injected a second time.
+    client_messages: list[str] = msgspec.field(default_factory=list)
     version: int = 1
 
 
@@ -36,6 +41,7 @@ class ContextBlock(msgspec.Struct, tag="block"):
     text: str  # the rendered block the edge injects; empty when there is no memory yet
     tokens: int
     lookup_ms: float = 0.0
+    skipped_messages: int = 0  # raw messages left out because the client sent them itself
     version: int = 1
 
     @property
@@ -46,6 +52,12 @@ class ContextBlock(msgspec.Struct, tag="block"):
 class ContextFailure(msgspec.Struct, tag="failure"):
     error: str
     version: int = 1
+
+
+def message_fingerprint(role: str, text: str) -> str:
+    """Identifies a message by role and (white-space normalised) text, wherever it was seen."""
+    normalised = " ".join(text.split())
+    return hashlib.blake2b(f"{role}\n{normalised}".encode(), digest_size=8).hexdigest()
 
 
 lookup_encoder = msgspec.json.Encoder()

@@ -51,8 +51,9 @@ class ContextAssembler:
         budget = q.budget_tokens
         thread, used = fit_newest([(o, o.line) for o in view.observations], int(budget * THREAD_OBSERVATION_SHARE))
         related_kept, related_used = fit_best_first(related, int(budget * RELATED_SHARE))
-        messages, messages_used = fit_newest([(m, m.line) for m in view.messages],
-                                             max(budget - used - related_used, 0))
+        held = set(q.client_messages)
+        raw = [m for m in view.messages if m.fingerprint not in held]  # the client resent these itself
+        messages, messages_used = fit_newest([(m, m.line) for m in raw], max(budget - used - related_used, 0))
         text = render([o.line for o in thread], [line for _, line in related_kept], [m.line for m in messages])
         return ContextBlock(
             thread_observations=[o.item for o in thread],
@@ -61,6 +62,7 @@ class ContextAssembler:
             text=text,
             tokens=(used + related_used + messages_used + FRAME_TOKENS) if text else 0,
             lookup_ms=(time.perf_counter() - started) * 1000,
+            skipped_messages=len(view.messages) - len(raw),
         )
 
     async def _related(self, q: ContextLookup) -> list[tuple[ObservationItem, Line]]:

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 import msgspec
 
-from memgate_core.context import MessageItem, ObservationItem
+from memgate_core.context import MessageItem, ObservationItem, message_fingerprint
 from memgate_store import Stores
 from memgate_store.threads import StoredMessage
 
@@ -43,6 +43,7 @@ class MessageLine(msgspec.Struct, frozen=True):
     item: MessageItem
     line: Line
     key: tuple[datetime, str]  # (created_at, id): the order messages are appended in
+    fingerprint: str  # to recognise the same message in a client's resent history
 
 
 class ThreadView(msgspec.Struct):
@@ -67,7 +68,7 @@ def message_line(m: StoredMessage) -> MessageLine:
     item = MessageItem(m.id, m.role, m.content, m.created_at.timestamp())
     when = m.created_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
     return MessageLine(item, Line(f"[{when}] {m.role}: {clean(m.content)}", m.tokens + MESSAGE_LINE_TOKENS),
-                       (m.created_at, m.id))
+                       (m.created_at, m.id), message_fingerprint(m.role, m.content))
 
 
 class ThreadViews:

@@ -19,7 +19,7 @@ from memgate_bus import ExchangePublisher
 from memgate_core.events import ExchangeCompleted, MessageRecord, Usage
 from memgate_core.ids import new_id
 from memgate_edge.auth import Principal
-from memgate_edge.chat.request import ChatRequest, new_turn, text_of
+from memgate_edge.chat.request import ChatRequest, new_turn, remembered_text
 from memgate_store.threads import ThreadRepository
 from memgate_telemetry.metrics import EXCHANGES_PUBLISHED
 
@@ -43,17 +43,12 @@ class PendingExchange(msgspec.Struct):
         assert request.memory is not None
         now = time.time()
         turn = [
-            MessageRecord(id=new_id("msg"), role=m["role"], content=text_of(m.get("content")), created_at=now,
+            MessageRecord(id=new_id("msg"), role=m["role"], content=remembered_text(m), created_at=now,
                           name=m.get("name") if isinstance(m.get("name"), str) else None)
             for m in new_turn(request.messages)
         ]
         return cls(new_id("exc"), principal.tenant, request.memory.thread_id, request.memory.resource_id,
                    request.model, provider, turn, now)
-
-
-def describe_tool_calls(calls: list[tuple[str, str]]) -> str:
-    """How an assistant's tool calls are remembered: '[called get_weather({"city": "Oslo"})]'."""
-    return "\n".join(f"[called {name}({arguments})]" for name, arguments in calls)
 
 
 def usage_of(data: Any) -> Usage | None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from memgate_core.context import message_fingerprint
 from memgate_core.errors import InvalidRequest
 from memgate_core.ids import validate_client_id
 
@@ -101,6 +102,28 @@ def text_of(content: Any) -> str:
                 parts.append(f"[{part['type']}]")
         return "\n".join(parts)
     return ""
+
+
+def remembered_text(message: dict[str, Any]) -> str:
+    """A message as memgate stores it: its text, plus its tool calls when it made any."""
+    text = text_of(message.get("content"))
+    calls = [(c["function"].get("name", "?"), c["function"].get("arguments", ""))
+             for c in message.get("tool_calls") or []
+             if isinstance(c, dict) and isinstance(c.get("function"), dict)]
+    if calls:
+        text = "\n".join(filter(None, [text, describe_tool_calls(calls)]))
+    return text
+
+
+def describe_tool_calls(calls: list[tuple[str, str]]) -> str:
+    """How an assistant's tool calls are remembered: '[called get_weather({"city": "Oslo"})]'."""
+    return "\n".join(f"[called {name}({arguments})]" for name, arguments in calls)
+
+
+def client_fingerprints(messages: list[dict[str, Any]]) -> list[str]:
+    """Fingerprints of the conversation messages a client sent (its own copy of the history)."""
+    return [message_fingerprint(m["role"], remembered_text(m)) for m in messages
+            if m.get("role") in ("user", "assistant", "tool")]
 
 
 def latest_user_text(messages: list[dict[str, Any]]) -> str:

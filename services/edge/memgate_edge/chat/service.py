@@ -17,8 +17,15 @@ from memgate_core.context import ContextLookup
 from memgate_core.errors import GatewayError, InvalidRequest, NotFound, UpstreamTimeout
 from memgate_core.events import Usage
 from memgate_edge.auth import Principal
-from memgate_edge.chat.exchange import ExchangeRecorder, PendingExchange, describe_tool_calls, usage_of
-from memgate_edge.chat.request import ChatRequest, MemoryScope, latest_user_text, parse_chat_request
+from memgate_edge.chat.exchange import ExchangeRecorder, PendingExchange, usage_of
+from memgate_edge.chat.request import (
+    ChatRequest,
+    MemoryScope,
+    client_fingerprints,
+    describe_tool_calls,
+    latest_user_text,
+    parse_chat_request,
+)
 from memgate_edge.chat.streaming import relay
 from memgate_edge.context_client import ContextClient, ContextResult
 from memgate_edge.usage import UsageRecord, UsageRecorder
@@ -84,7 +91,7 @@ class ChatService:
             result = await self.contexts.lookup(ContextLookup(
                 tenant=principal.tenant, resource_id=request.memory.resource_id,
                 thread_id=request.memory.thread_id, query=latest_user_text(messages),
-                budget_tokens=self.budget_tokens,
+                budget_tokens=self.budget_tokens, client_messages=client_fingerprints(messages),
             ))
             memory_headers = _memory_headers(result)
             if result.block is not None and result.block.text:
@@ -189,5 +196,6 @@ def _memory_headers(result: ContextResult) -> dict[str, str]:
         "x-memory-observations": str(block.observation_count),
         "x-memory-messages": str(len(block.recent_messages)),
         "x-memory-tokens": str(block.tokens),
+        "x-memory-skipped-messages": str(block.skipped_messages),
     })
     return headers

@@ -16,7 +16,8 @@ import msgspec
 from opentelemetry import trace
 
 from memgate_core.events import Usage
-from memgate_edge.chat.exchange import ExchangeRecorder, PendingExchange, describe_tool_calls, usage_of
+from memgate_edge.chat.exchange import ExchangeRecorder, PendingExchange, usage_of
+from memgate_edge.chat.request import describe_tool_calls
 
 _DONE = b"[DONE]"
 
