@@ -53,7 +53,9 @@ test: install-test browser clients-node
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install-test
-	$(BIN)/python bench/gateway.py
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null 2>&1; } || \
+	  (apt-get update -qq && apt-get install -y -qq wrk >/dev/null) || echo "make: wrk not available"
+	cd bench && ../$(BIN)/python gateway.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

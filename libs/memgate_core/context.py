@@ -24,7 +24,7 @@ class ObservationItem(msgspec.Struct, frozen=True):
     thread_id: str
     text: str
     priority: str
-    observed_on: str  # ISO date the observation refers to
+    observed_on: str  # ISO date (and time of day, when known) the observation refers to
 
 
 class MessageItem(msgspec.Struct, frozen=True):

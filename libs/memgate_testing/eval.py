@@ -272,6 +272,7 @@ class QuestionResult:
     counted_tokens: int = 0  # the block's tokens, counted here
     lookup_ms: float = 0.0  # x-memory-lookup-ms
     injected_observations: int = 0  # observation records found in the block
+    ranks: dict[str, int] = field(default_factory=dict)  # turn id -> 1-based position of its observation
     block: str = ""
     model_answer: str | None = None
     correct: bool | None = None
@@ -556,13 +557,16 @@ def score(result: QuestionResult, question: Question, stored: dict[str, dict[str
           records: list[dict[str, Any]]) -> None:
     """Fill in which evidence messages the block covers, and how."""
     injected = [o for o in records if observation_injected(result.block, o["text"], o["thread_id"])]
+    injected.sort(key=lambda o: result.block.find(clean(o["text"])))  # block order
     result.injected_observations = len(injected)
     for turn_id in question.evidence:
         message = stored[turn_id]
         if any(message["id"] in o.get("source_message_ids", []) for o in records):
             result.stored.append(turn_id)
-        if any(message["id"] in o.get("source_message_ids", []) for o in injected):
+        rank = next((i for i, o in enumerate(injected, 1) if message["id"] in o.get("source_message_ids", [])), None)
+        if rank is not None:
             result.covered[turn_id] = "observation"
+            result.ranks[turn_id] = rank
         elif message_injected(result.block, message["role"], message["content"]):
             result.covered[turn_id] = "message"
 

@@ -82,8 +82,12 @@ def test_tool_conversation_on_a_memory_thread(gateway: GatewayProcess, provider:
     client = openai.OpenAI(base_url=gateway.base_url, api_key=gateway.api_key, max_retries=0)
     tag = uuid.uuid4().hex[:10]
     memory = {"x-thread-id": f"tools-{tag}", "x-resource-id": f"user-{tag}"}
-    question = "My name is Lorcan. What is the weather in Paris?"
+    intro = "My name is Lorcan and I cycle to work."
+    question = "What is the weather in Paris?"
     user = {"role": "user", "content": question}
+
+    # Step 0: a plain turn the client will not resend: memory must bring it back.
+    assert _answer(client, memory, [{"role": "user", "content": intro}], stream)
 
     # Step 1: tools offered -> a tool call, intact in the SDK.
     assistant = _tool_call(client, memory, [user], stream)
@@ -92,18 +96,20 @@ def test_tool_conversation_on_a_memory_thread(gateway: GatewayProcess, provider:
     assert call["type"] == "function"
     assert call["function"]["name"] == "get_weather"
     assert json.loads(call["function"]["arguments"]) == {}  # the fake's arguments, unchanged
-    step1 = provider.requests[0]["body"]
-    assert step1["messages"] == [user]  # a new thread: nothing to inject
+    step1 = provider.requests[1]["body"]
+    assert step1["messages"][0]["role"] == "system" and intro in step1["messages"][0]["content"]
+    assert step1["messages"][1:] == [user]
     assert step1["tools"] == TOOLS
 
-    # Step 2: the whole history, with the tool's result.
+    # Step 2: the client resends the tool conversation, with the tool's result.
     tool = {"role": "tool", "tool_call_id": call["id"], "content": json.dumps({"city": "Paris", "temp_c": 21})}
     history = [user, assistant, tool]
     assert _answer(client, memory, history, stream, tools=TOOLS) == f"fake answer to: {question}"
-    step2 = provider.requests[1]["body"]
+    step2 = provider.requests[2]["body"]
     system, *rest = step2["messages"]
-    assert system["role"] == "system" and system["content"].startswith("<memgate_memory>")
-    assert question in system["content"]  # step 1 reached memory
+    assert system["role"] == "system" and system["content"].startswith("<memgate_memory>")  # memory first
+    assert intro in system["content"]  # what the client did not resend
+    assert f"user: {question}" not in system["content"]  # what it did resend is not repeated
     assert rest == history  # in order, tool_calls and tool_call_id intact
     assert [m["role"] for m in rest] == ["user", "assistant", "tool"]
     assert rest[1]["tool_calls"][0]["id"] == rest[2]["tool_call_id"] == call["id"]
@@ -111,9 +117,10 @@ def test_tool_conversation_on_a_memory_thread(gateway: GatewayProcess, provider:
 
     # Step 3: a new question alone; the thread remembers the tool conversation's user.
     assert _answer(client, memory, [{"role": "user", "content": "What is my name?"}], stream) == "Your name is Lorcan."
-    step3 = provider.requests[2]["body"]["messages"]
+    step3 = provider.requests[3]["body"]["messages"]
     assert step3[0]["role"] == "system" and question in step3[0]["content"]
-    assert len(provider.requests) == 3
+    assert "[called get_weather(" in step3[0]["content"]  # the tool call itself is remembered
+    assert len(provider.requests) == 4
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])

@@ -131,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     usage.add_argument("--tenant", default=None)
     usage.add_argument("--since", default="24h", help="ISO 8601 time or date, or an age: 30m, 24h, 7d (default 24h)")
     usage.add_argument("--json", action="store_true", help="print the report as JSON")
+    from memgate_cli.eval import add_eval_arguments
+    add_eval_arguments(sub.add_parser("eval", help="memory eval: evidence recall of the injected block per budget"))
     return parser
 
 
@@ -148,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_keys(settings, args)
     if args.command == "usage":
         return cmd_usage(settings, args)
+    if args.command == "eval":
+        from memgate_cli.eval import run_eval
+        return run_eval(args)
     raise AssertionError(args.command)
 
 

@@ -109,7 +109,8 @@ class ThreadViews:
         messages = await self.stores.threads.messages(tenant, thread_id, limit=RECENT_MESSAGE_LIMIT, uncovered_only=True)
         lines = []
         for o in observations:
-            item = ObservationItem(o.id, o.thread_id, o.text, o.priority, o.observed_on.isoformat())
+            when = o.observed_on.isoformat() + (f" {o.observed_time:%H:%M}" if o.observed_time else "")
+            item = ObservationItem(o.id, o.thread_id, o.text, o.priority, when)
             lines.append(ObservationLine(item, observation_line(item, o.tokens)))
         return ThreadView(messages_version, observations_version, False, lines, [message_line(m) for m in messages])
 

@@ -1,12 +1,13 @@
-"""Choosing the observer from configuration."""
+"""Choosing the observer and the reflector from configuration."""
 
 from __future__ import annotations
 
 import logging
 
-from memgate_observer.base import Observer
-from memgate_observer.llm import LLMObserver
+from memgate_observer.base import Observer, Reflector
+from memgate_observer.llm import LLMObserver, LLMReflector
 from memgate_observer.local import LocalObserver
+from memgate_observer.reflector import LocalReflector
 from memgate_providers import ProviderClient
 
 log = logging.getLogger("memgate.observer")
@@ -23,3 +24,15 @@ def choose_observer(model: str, client: ProviderClient) -> tuple[Observer, str |
         )
         return LocalObserver(), notice
     return LLMObserver(client, model), None
+
+
+def choose_reflector(model: str, client: ProviderClient) -> tuple[Reflector, str | None]:
+    """The reflector for `model` (MEMGATE_REFLECTOR_MODEL, else the observer's), with the same fallback."""
+    if model == "local":
+        return LocalReflector(), None
+    if not client.registry.is_configured(model):
+        notice = (
+            f"Reflector model '{model}' has no provider key configured; using the local reflector (no LLM)."
+        )
+        return LocalReflector(), notice
+    return LLMReflector(client, model), None

@@ -1,9 +1,21 @@
-"""The durable JetStream consumer loop: fetch → decode → handle → ack."""
+"""The durable JetStream consumer: fetch → decode → buffer per thread → (debounce) → handle → ack.
+
+A burst of exchanges on one thread is observed together: each thread's deliveries wait
+in a buffer until the thread has been quiet for `debounce` seconds (or the buffer holds
+`max_batch` exchanges, or its oldest has waited `max_wait`), then one `handle_batch`
+call observes them all. Each delivery is acked only after that call committed; while
+deliveries wait or are being handled, `in_progress()` keeps JetStream from redelivering
+them. A failed batch is nak'ed with a growing delay. One thread's batches run one at a
+time; up to `concurrency` threads are handled at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Iterable
+from typing import Any
 
 import msgspec
 from nats.errors import TimeoutError as NatsTimeout
@@ -12,65 +24,211 @@ from opentelemetry import trace
 
 from memgate_bus import Bus, extract_context
 from memgate_bus.subjects import EXCHANGE_STREAM, EXCHANGE_SUBJECT, OBSERVER_DURABLE
-from memgate_core.events import exchange_decoder
+from memgate_core.events import ExchangeCompleted, exchange_decoder
 from memgate_observer.handler import ExchangeHandler
 
 log = logging.getLogger("memgate.observer.consumer")
 tracer = trace.get_tracer("memgate.observer")
 
-RETRY_DELAY_SECONDS = 2.0
+ACK_WAIT_SECONDS = 120
+RETRY_DELAYS = (2.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0)  # by delivery attempt; the last repeats
+
+Msg = Any  # nats.aio.msg.Msg
+
+
+def retry_delay(num_delivered: int) -> float:
+    return RETRY_DELAYS[min(max(num_delivered, 1), len(RETRY_DELAYS)) - 1]
+
+
+class _Delivery:
+    """One JetStream message, its event, and the span that follows it until ack or nak."""
+
+    __slots__ = ("msg", "event", "span")
+
+    def __init__(self, msg: Msg, event: ExchangeCompleted, span: trace.Span) -> None:
+        self.msg = msg
+        self.event = event
+        self.span = span
+
+
+class _Buffer:
+    """One thread's deliveries waiting to be observed."""
+
+    def __init__(self, now: float) -> None:
+        self.deliveries: list[_Delivery] = []
+        self.first_at = now
+        self.last_at = now
+        self.changed = asyncio.Event()
 
 
 class ExchangeConsumer:
-    def __init__(self, bus: Bus, handler: ExchangeHandler, *, batch: int = 16) -> None:
+    def __init__(
+        self, bus: Bus, handler: ExchangeHandler, *, debounce: float = 0.5, max_batch: int = 32,
+        max_wait: float | None = None, concurrency: int = 8, fetch_batch: int = 64, max_in_flight: int = 512,
+        ack_wait: float = ACK_WAIT_SECONDS,
+    ) -> None:
         self.bus = bus
         self.handler = handler
-        self.batch = batch
-        self._task: asyncio.Task[None] | None = None
+        self.debounce = debounce
+        self.max_batch = max_batch
+        self.max_wait = max_wait if max_wait is not None else max(5.0, 10 * debounce)
+        self.fetch_batch = fetch_batch
+        self.max_in_flight = max_in_flight
+        self.ack_wait = ack_wait
+        self._slots = asyncio.Semaphore(concurrency)
+        self._buffers: dict[tuple[str, str], _Buffer] = {}
+        self._flushers: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._unacked: dict[int, _Delivery] = {}  # by id(msg): every delivery not yet acked or nak'ed
+        self._room = asyncio.Event()
+        self._room.set()
         self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         sub = await self.bus.js.pull_subscribe(
             EXCHANGE_SUBJECT, durable=OBSERVER_DURABLE, stream=EXCHANGE_STREAM,
-            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=120, max_ack_pending=1000),
+            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=self.ack_wait, max_ack_pending=1000),
         )
-        self._task = asyncio.create_task(self._run(sub), name="observer-consumer")
+        self._tasks = [asyncio.create_task(self._run(sub), name="observer-consumer"),
+                       asyncio.create_task(self._keep_alive(), name="observer-keepalive")]
+
+    # ------------------------------------------------------------------ fetching
 
     async def _run(self, sub) -> None:  # type: ignore[no-untyped-def]
         while not self._stopping.is_set():
+            if len(self._unacked) >= self.max_in_flight:
+                self._room.clear()
+                await self._room.wait()
+                continue
             try:
-                messages = await sub.fetch(self.batch, timeout=1)
-            except NatsTimeout:
+                messages = await sub.fetch(min(self.fetch_batch, self.max_in_flight - len(self._unacked)), timeout=1)
+            except (NatsTimeout, TimeoutError):  # nothing to fetch (nats-py raises either)
                 continue
             except Exception as exc:  # noqa: BLE001 - NATS down: wait and try again
-                log.warning("fetch failed: %s", exc)
+                if self._stopping.is_set():
+                    return
+                log.warning("fetch failed: %r", exc)
                 await asyncio.sleep(1)
                 continue
             for msg in messages:
-                await self._one(msg)
+                await self._accept(msg)
 
-    async def _one(self, msg) -> None:  # type: ignore[no-untyped-def]
-        parent = extract_context(msg.headers)
-        with tracer.start_as_current_span("observer.exchange", context=parent, kind=trace.SpanKind.CONSUMER):
-            try:
-                event = exchange_decoder.decode(msg.data)
-            except msgspec.DecodeError as exc:
-                # A message we can never decode: keep it out of the loop, loudly.
-                log.error("undecodable exchange event (seq %s): %s", msg.metadata.sequence.stream, exc)
-                await msg.term()
-                return
-            try:
-                await self.handler.handle(event)
-            except Exception:  # noqa: BLE001 - redeliver later; nothing was acked
-                log.exception("handling exchange %s failed; will retry", event.exchange_id)
-                await msg.nak(delay=RETRY_DELAY_SECONDS)
-                return
-            await msg.ack()
+    async def _accept(self, msg: Msg) -> None:
+        try:
+            event = exchange_decoder.decode(msg.data)
+        except msgspec.DecodeError as exc:
+            # A message we can never decode: keep it out of the loop, loudly.
+            log.error("undecodable exchange event (seq %s): %s", msg.metadata.sequence.stream, exc)
+            await msg.term()
+            return
+        span = tracer.start_span("observer.exchange", context=extract_context(msg.headers),
+                                 kind=trace.SpanKind.CONSUMER)
+        span.set_attribute("memgate.exchange_id", event.exchange_id)
+        span.set_attribute("memgate.thread_id", event.thread_id)
+        delivery = _Delivery(msg, event, span)
+        self._unacked[id(msg)] = delivery
+        key = (event.tenant, event.thread_id)
+        loop = asyncio.get_running_loop()
+        buffer = self._buffers.get(key)
+        if buffer is None:
+            buffer = self._buffers[key] = _Buffer(loop.time())
+        buffer.deliveries.append(delivery)
+        buffer.last_at = loop.time()
+        buffer.changed.set()
+        if key not in self._flushers:
+            self._flushers[key] = asyncio.create_task(self._flush_thread(key), name=f"observer-thread:{key[1]}")
 
-    async def stop(self) -> None:
+    # ------------------------------------------------------------------ batching
+
+    async def _flush_thread(self, key: tuple[str, str]) -> None:
+        """Observe a thread's buffered deliveries, batch after batch, until none are left."""
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                buffer = self._buffers[key]
+                while not self._stopping.is_set() and len(buffer.deliveries) < self.max_batch:
+                    due = min(buffer.last_at + self.debounce, buffer.first_at + self.max_wait)
+                    if loop.time() >= due:
+                        break
+                    buffer.changed.clear()
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(buffer.changed.wait(), due - loop.time())
+                batch = buffer.deliveries[: self.max_batch]
+                del buffer.deliveries[: self.max_batch]
+                if not buffer.deliveries:
+                    del self._buffers[key]
+                async with self._slots:
+                    await self._process(batch)
+                if key not in self._buffers:
+                    return
+                if buffer.deliveries and self._buffers.get(key) is buffer:
+                    buffer.first_at = loop.time()  # the rest of an oversized burst: its own max_wait
+        finally:
+            self._flushers.pop(key, None)
+
+    async def _process(self, batch: list[_Delivery]) -> None:
+        first = batch[0]
+        links = [trace.Link(d.span.get_span_context()) for d in batch[1:]]
+        parent = trace.set_span_in_context(first.span)
+        try:
+            with tracer.start_as_current_span("observer.batch", context=parent, links=links) as span:
+                span.set_attribute("memgate.exchanges", len(batch))
+                await self.handler.handle_batch([d.event for d in batch])
+        except Exception:  # noqa: BLE001 - redeliver later; nothing was acked
+            log.exception("observing %d exchanges of thread %s failed; will retry", len(batch), first.event.thread_id)
+            await self._settle(batch, ok=False)
+            return
+        await self._settle(batch, ok=True)
+        try:
+            await self.handler.reflect_if_needed(first.event.tenant, first.event.thread_id)
+        except Exception:  # noqa: BLE001 - observations are committed; reflection is tried again next time
+            log.exception("reflecting thread %s failed", first.event.thread_id)
+
+    async def _settle(self, batch: Iterable[_Delivery], *, ok: bool, delay: float | None = None) -> None:
+        """Ack (after the commit) or nak (with a growing delay) each delivery, and end its span."""
+        for d in batch:
+            self._unacked.pop(id(d.msg), None)
+            try:
+                if ok:
+                    await d.msg.ack()
+                else:
+                    await d.msg.nak(delay=delay if delay is not None else retry_delay(d.msg.metadata.num_delivered))
+            except Exception as exc:  # noqa: BLE001 - a lost ack means a redelivery, which changes nothing
+                log.warning("could not settle exchange %s: %s", d.event.exchange_id, exc)
+            if not ok:
+                d.span.set_status(trace.StatusCode.ERROR)
+            d.span.end()
+        self._room.set()
+
+    async def _keep_alive(self) -> None:
+        """Tell JetStream that waiting and in-progress deliveries are still being worked on."""
+        interval = max(self.ack_wait / 4, 0.1)
+        while not self._stopping.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), interval)
+            for d in list(self._unacked.values()):
+                with contextlib.suppress(Exception):
+                    await d.msg.in_progress()
+
+    # ------------------------------------------------------------------ stopping
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop fetching, observe what is buffered now (within `timeout`), nak whatever is left."""
         self._stopping.set()
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(self._task, timeout=5)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
-                self._task.cancel()
+        self._room.set()
+        for buffer in self._buffers.values():
+            buffer.changed.set()
+        flushers = list(self._flushers.values())
+        if flushers:
+            _, pending = await asyncio.wait(flushers, timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1)
+        for task in self._tasks:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        leftover = list(self._unacked.values())
+        if leftover:  # redelivered at once, to another replica or the next start
+            await self._settle(leftover, ok=False, delay=0.1)

@@ -1,96 +1,238 @@
-"""Handling one `ExchangeCompleted`: persist → observe → embed → index → commit.
+"""Handling one thread's pending exchanges: persist → observe → embed → index → commit; then reflect.
 
-Idempotent under redelivery: messages and observations have deterministic ids, vectors
-are upserted by id, and `observed_exchanges` marks an exchange done in the same
-transaction as its observations. Vectors go in before that commit, so a crash between
-the two only means the next delivery writes the same points again.
+Idempotent under redelivery: messages have their own ids, observation ids are derived
+from the batch's exchange ids, vectors are upserted by id, and `observed_exchanges`
+marks every exchange of the batch done in the transaction that writes its observations
+(all or nothing). The caller acks the deliveries only after `handle_batch` returns.
+
+Writes to one thread's memory (observations + vectors) hold a Postgres advisory lock on
+the thread, so observer replicas and the Reflector never interleave on it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
 
+import msgspec
 from opentelemetry import trace
 
 from memgate_core.events import ExchangeCompleted
 from memgate_core.ids import stable_uuid
 from memgate_core.tokens import count_tokens
-from memgate_observer.base import Observer
-from memgate_observer.prompt import MalformedObserverOutput
+from memgate_observer.base import ObservationDraft, Observer, ObserverFailed, ObserverInput, Reflector
+from memgate_observer.reflector import LocalReflector, reflect_safely
 from memgate_store import Observation, Stores
+from memgate_store.observations import MemoryLimits, text_key
 from memgate_telemetry.metrics import EXCHANGES_OBSERVED, OBSERVATIONS_WRITTEN
 from memgate_vectors import Embedder, VectorIndex, VectorPoint
 
 log = logging.getLogger("memgate.observer")
 tracer = trace.get_tracer("memgate.observer")
 
+PROMPT_RECENT_OBSERVATIONS = 200  # newest current observations handed to the Observer
+REFLECTION_RETRY_AFTER = timedelta(minutes=10)  # a failed reflection of unchanged memory is not retried sooner
+
+
+class ConcurrentlyObserved(RuntimeError):
+    """Another delivery recorded part of this batch first: redeliver, the rest will be observed then."""
+
+
+class BatchResult(msgspec.Struct, frozen=True):
+    outcome: str  # 'observed' | 'duplicate' | 'failed'
+    exchanges: int = 0  # newly observed (or failed) in this batch
+    observations: int = 0
+    covered_messages: int = 0
+
 
 class ExchangeHandler:
     def __init__(
         self, stores: Stores, index: VectorIndex, embedder: Embedder, observer: Observer,
-        *, activation_tokens: int, keep_raw_tokens: int,
+        reflector: Reflector | None = None, *, activation_tokens: int, keep_raw_tokens: int,
+        observation_budget_tokens: int = 40_000,
     ) -> None:
         self.stores = stores
         self.index = index
         self.embedder = embedder
         self.observer = observer
+        self.reflector = reflector or LocalReflector()
         self.activation_tokens = activation_tokens
         self.keep_raw_tokens = keep_raw_tokens
+        self.observation_budget_tokens = observation_budget_tokens
+
+    async def limits(self, tenant: str) -> MemoryLimits:
+        return await self.stores.observations.limits(
+            tenant, activation_tokens=self.activation_tokens, observation_budget_tokens=self.observation_budget_tokens
+        )
 
     async def handle(self, event: ExchangeCompleted) -> str:
-        """Returns what happened: 'observed', 'duplicate' or 'failed'."""
-        with tracer.start_as_current_span("observer.handle") as span:
-            span.set_attribute("memgate.exchange_id", event.exchange_id)
-            span.set_attribute("memgate.thread_id", event.thread_id)
-            if await self.stores.observations.already_observed(event.tenant, event.exchange_id):
-                EXCHANGES_OBSERVED.labels("duplicate").inc()
-                return "duplicate"
-            # The edge normally wrote these already; the event is the durable fallback.
-            await self.stores.threads.add_messages(
-                event.tenant, event.thread_id, event.resource_id, event.exchange_id, event.messages,
-                interrupted=event.interrupted,
-            )
+        """One exchange on its own; returns 'observed', 'duplicate' or 'failed'."""
+        return (await self.handle_batch([event])).outcome
 
-            observer_name = self.observer.name
+    async def handle_batch(self, events: Sequence[ExchangeCompleted]) -> BatchResult:
+        """Observe the pending exchanges of one thread together, in one observer call."""
+        with tracer.start_as_current_span("observer.handle") as span:
+            unique = {e.exchange_id: e for e in events}
+            ordered = sorted(unique.values(), key=lambda e: (e.completed_at, e.exchange_id))
+            first = ordered[0]
+            tenant, thread_id, resource_id = first.tenant, first.thread_id, first.resource_id
+            if any((e.tenant, e.thread_id) != (tenant, thread_id) for e in ordered):
+                raise ValueError("a batch holds exchanges of one thread")
+            span.set_attribute("memgate.thread_id", thread_id)
+            span.set_attribute("memgate.exchanges", len(ordered))
+
+            observations = self.stores.observations
+            done = await observations.observed(tenant, [e.exchange_id for e in ordered])
+            fresh = [e for e in ordered if e.exchange_id not in done]
+            # The edge normally wrote these already; the event is the durable fallback.
+            for e in fresh:
+                await self.stores.threads.add_messages(tenant, thread_id, resource_id, e.exchange_id, e.messages,
+                                                       interrupted=e.interrupted)
+            if not fresh:
+                EXCHANGES_OBSERVED.labels("duplicate").inc(len(ordered))
+                return BatchResult("duplicate")
+
+            memory = await observations.thread_memory(tenant, thread_id)
+            batch = ObserverInput(
+                tenant, thread_id, resource_id, fresh,
+                recent=await observations.recent(tenant, thread_id, limit=PROMPT_RECENT_OBSERVATIONS),
+                current_task=memory.current_task if memory else None,
+            )
             try:
                 with tracer.start_as_current_span("observer.observe"):
-                    drafts = await self.observer.observe(event)
-            except MalformedObserverOutput:
-                drafts, observer_name = [], f"{self.observer.name}:failed"
-            observations = [
-                Observation(
-                    id=stable_uuid(event.tenant, event.exchange_id, str(i)),
-                    tenant=event.tenant, thread_id=event.thread_id, resource_id=event.resource_id,
-                    exchange_id=event.exchange_id, text=d.text, priority=d.priority, observed_on=d.observed_on,
-                    tokens=count_tokens(d.text), source_message_ids=d.source_message_ids,
-                )
-                for i, d in enumerate(drafts)
-            ]
-            if observations:
-                with tracer.start_as_current_span("observer.index"):
-                    vectors = await self.embedder.embed_async([o.text for o in observations])
-                    await self.index.upsert([
-                        VectorPoint(id=o.id, vector=v, payload={
-                            "tenant": o.tenant, "resource_id": o.resource_id, "thread_id": o.thread_id,
-                            "observation_id": o.id, "text": o.text, "priority": o.priority,
-                            "observed_on": o.observed_on.isoformat(),
-                        })
-                        for o, v in zip(observations, vectors)
-                    ])
+                    result = await self.observer.observe(batch)
+            except ObserverFailed as failure:
+                return await self._record_failure(batch, failure)
+
+            drafts = await self._new_facts(tenant, thread_id, result.drafts)
+            stored = self._observations(batch, drafts)
+            vectors = await self.embedder.embed_async([o.text for o in stored]) if stored else []
+            limits = await self.limits(tenant)
             async with self.stores.db.pool.acquire() as conn, conn.transaction():
-                fresh = await self.stores.observations.record(
-                    conn, event.tenant, event.thread_id, event.exchange_id, observer_name, observations
+                await observations.lock_thread(conn, tenant, thread_id)
+                if stored:
+                    with tracer.start_as_current_span("observer.index"):
+                        await self.index.upsert([_point(o, v) for o, v in zip(stored, vectors)])
+                if not await observations.record_batch(conn, tenant, thread_id, batch.exchange_ids,
+                                                       self.observer.name, stored):
+                    raise ConcurrentlyObserved(f"part of a batch of thread {thread_id} was observed concurrently")
+                if result.current_task:
+                    await observations.set_current_task(conn, tenant, thread_id, result.current_task)
+                covered = await observations.activate(conn, tenant, thread_id, threshold=limits.activation_tokens,
+                                                      keep_raw=self.keep_raw_tokens)
+            EXCHANGES_OBSERVED.labels("observed").inc(len(fresh))
+            OBSERVATIONS_WRITTEN.inc(len(stored))
+            span.set_attribute("memgate.observations", len(stored))
+            return BatchResult("observed", len(fresh), len(stored), covered)
+
+    async def _new_facts(self, tenant: str, thread_id: str, drafts: list[ObservationDraft]) -> list[ObservationDraft]:
+        """Drop drafts the thread already has, or that repeat one another (same normalised words)."""
+        keys = [text_key(d.text) for d in drafts]
+        known = await self.stores.observations.known_text_keys(tenant, thread_id, keys) if keys else set()
+        kept = []
+        for key, draft in zip(keys, drafts):
+            if key not in known:
+                known.add(key)
+                kept.append(draft)
+        return kept
+
+    def _observations(self, batch: ObserverInput, drafts: list[ObservationDraft]) -> list[Observation]:
+        exchange_of = {m.id: e.exchange_id for e in batch.exchanges for m in e.messages}
+        batch_key = "+".join(sorted(batch.exchange_ids))
+        return [
+            Observation(
+                id=stable_uuid(batch.tenant, batch_key, str(i)), tenant=batch.tenant, thread_id=batch.thread_id,
+                resource_id=batch.resource_id,
+                exchange_id=exchange_of.get(d.source_message_ids[0] if d.source_message_ids else "",
+                                            batch.exchange_ids[-1]),
+                text=d.text, priority=d.priority, observed_on=d.observed_on, tokens=count_tokens(d.text),
+                source_message_ids=d.source_message_ids, observed_time=d.observed_time, observer=self.observer.name,
+            )
+            for i, d in enumerate(drafts)
+        ]
+
+    async def _record_failure(self, batch: ObserverInput, failure: ObserverFailed) -> BatchResult:
+        """Unusable output: mark the exchanges done (their messages stay raw) and show why."""
+        log.error("observer failed on thread %s (%d exchanges): %s", batch.thread_id, len(batch.exchanges),
+                  failure.error)
+        observations = self.stores.observations
+        async with self.stores.db.pool.acquire() as conn, conn.transaction():
+            await observations.lock_thread(conn, batch.tenant, batch.thread_id)
+            if not await observations.record_batch(conn, batch.tenant, batch.thread_id, batch.exchange_ids,
+                                                   self.observer.name, [], failed=True):
+                raise ConcurrentlyObserved(f"part of a batch of thread {batch.thread_id} was observed concurrently")
+            await observations.record_failure(
+                conn, batch.tenant, batch.thread_id, kind="observer", observer=self.observer.name,
+                error=failure.error, raw_output=failure.raw_output, exchange_ids=batch.exchange_ids,
+            )
+        EXCHANGES_OBSERVED.labels("failed").inc(len(batch.exchanges))
+        return BatchResult("failed", len(batch.exchanges))
+
+    # ------------------------------------------------------------------ reflection
+
+    async def reflect_if_needed(self, tenant: str, thread_id: str) -> str | None:
+        """Reflect the thread's active observations if they exceed the budget.
+
+        Returns None (not needed), 'skipped' (a reflection of this very memory failed
+        recently), 'reflected', 'rejected' (memory unchanged, failure recorded) or 'stale'
+        (another reflection got there first).
+        """
+        observations = self.stores.observations
+        state = await observations.reflection_state(tenant, thread_id)
+        limits = await self.limits(tenant)
+        if state is None or state.active_tokens <= limits.observation_budget_tokens:
+            return None
+        if (state.failed_version == state.observations_version and state.failed_at is not None
+                and datetime.now(timezone.utc) - state.failed_at < REFLECTION_RETRY_AFTER):
+            return "skipped"
+        with tracer.start_as_current_span("observer.reflect") as span:
+            span.set_attribute("memgate.thread_id", thread_id)
+            inputs = await observations.for_thread(tenant, thread_id, active_only=True)
+            outcome = await reflect_safely(self.reflector, inputs, budget=limits.observation_budget_tokens)
+            span.set_attribute("memgate.reflection.input_tokens", outcome.input_tokens)
+            if outcome.drafts is None:
+                log.warning("reflection of thread %s rejected: %s", thread_id, outcome.error)
+                await observations.record_failure(
+                    None, tenant, thread_id, kind="reflector", observer=self.reflector.name,
+                    error=f"reflection rejected after {outcome.attempts} attempts: {outcome.error}",
+                    raw_output=outcome.raw_output, observations_version=state.observations_version,
                 )
-                if fresh:
-                    await self.stores.observations.activate(
-                        conn, event.tenant, event.thread_id,
-                        threshold=self.activation_tokens, keep_raw=self.keep_raw_tokens,
-                    )
-            outcome = "observed" if fresh else "duplicate"
-            if observer_name.endswith(":failed"):
-                outcome = "failed"
-            EXCHANGES_OBSERVED.labels(outcome).inc()
-            if fresh:
-                OBSERVATIONS_WRITTEN.inc(len(observations))
-            span.set_attribute("memgate.observations", len(observations))
-            return outcome
+                return "rejected"
+            span.set_attribute("memgate.reflection.output_tokens", outcome.output_tokens)
+            generation = max(o.generation for o in inputs) + 1
+            by_id = {o.id: o for o in inputs}
+            reflected = [
+                Observation(
+                    id=stable_uuid(tenant, thread_id, "reflection", str(state.observations_version), str(i)),
+                    tenant=tenant, thread_id=thread_id, resource_id=inputs[0].resource_id,
+                    exchange_id=max((by_id[x] for x in d.derived_from), key=lambda o: o.exchange_id).exchange_id,
+                    text=d.text, priority=d.priority, observed_on=d.observed_on, tokens=count_tokens(d.text),
+                    source_message_ids=d.source_message_ids, generation=generation, observed_time=d.observed_time,
+                    observer=self.reflector.name, derived_from=d.derived_from,
+                )
+                for i, d in enumerate(outcome.drafts)
+            ]
+            async with self.stores.db.pool.acquire() as conn, conn.transaction():
+                await observations.lock_thread(conn, tenant, thread_id)
+                if not await observations.replace_generation(conn, tenant, thread_id, list(by_id), reflected,
+                                                              reflector=self.reflector.name):
+                    return "stale"
+                await self._reindex(tenant, thread_id, await observations.current(tenant, thread_id, conn=conn))
+            log.info("reflected thread %s: %d observations (%d tokens) -> %d (%d tokens), generation %d",
+                     thread_id, len(inputs), outcome.input_tokens, len(reflected), outcome.output_tokens, generation)
+            return "reflected"
+
+    async def _reindex(self, tenant: str, thread_id: str, current: list[Observation]) -> None:
+        """Make the thread's vectors exactly its current observations (superseded ones leave the index)."""
+        vectors = await self.embedder.embed_async([o.text for o in current]) if current else []
+        await self.index.delete_thread(tenant, thread_id)
+        if current:
+            await self.index.upsert([_point(o, v) for o, v in zip(current, vectors)])
+
+
+def _point(o: Observation, vector: list[float]) -> VectorPoint:
+    return VectorPoint(id=o.id, vector=vector, payload={
+        "tenant": o.tenant, "resource_id": o.resource_id, "thread_id": o.thread_id, "observation_id": o.id,
+        "text": o.text, "priority": o.priority, "observed_on": o.observed_on.isoformat(),
+    })

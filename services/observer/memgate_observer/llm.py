@@ -1,13 +1,20 @@
-"""The LLM Observer: the prompt in prompt.py, sent through the provider layer."""
+"""The LLM Observer and Reflector: the prompts in prompt.py, sent through the provider layer."""
 
 from __future__ import annotations
 
 import logging
 
-from memgate_core.events import ExchangeCompleted
-from memgate_observer.base import ObservationDraft
-from memgate_observer.prompt import MalformedObserverOutput, build_messages, parse_output
+from memgate_observer.base import ObservationDraft, ObserverFailed, ObserverInput, ObserverResult, ReflectionRejected
+from memgate_observer.prompt import (
+    MalformedOutput,
+    build_observer_messages,
+    build_reflector_messages,
+    observer_retry_messages,
+    parse_observer_output,
+    parse_reflector_output,
+)
 from memgate_providers import ProviderClient
+from memgate_store import Observation
 
 log = logging.getLogger("memgate.observer.llm")
 
@@ -18,15 +25,35 @@ class LLMObserver:
         self.model = model
         self.name = f"llm:{model}"
 
-    async def observe(self, event: ExchangeCompleted) -> list[ObservationDraft]:
-        messages = build_messages(event)
-        last_error: MalformedObserverOutput | None = None
-        for _ in range(2):  # malformed output is retried once, then it is a failure, never memory
-            text = await self.client.complete_text(self.model, messages, temperature=0)
-            try:
-                return parse_output(text, event)
-            except MalformedObserverOutput as exc:
-                log.warning("observer output malformed for exchange %s: %s", event.exchange_id, exc)
-                last_error = exc
-        assert last_error is not None
-        raise last_error
+    async def observe(self, batch: ObserverInput) -> ObserverResult:
+        """Provider errors propagate (the delivery is retried later); malformed output is
+        retried once, with the reason, then raised as ObserverFailed."""
+        messages = build_observer_messages(batch)
+        answer = await self.client.complete_text(self.model, messages, temperature=0)
+        try:
+            return parse_observer_output(answer, batch)
+        except MalformedOutput as exc:
+            log.warning("observer output malformed (thread %s): %s; retrying once", batch.thread_id, exc)
+            retry = observer_retry_messages(messages, answer, str(exc))
+        answer = await self.client.complete_text(self.model, retry, temperature=0)
+        try:
+            return parse_observer_output(answer, batch)
+        except MalformedOutput as exc:
+            raise ObserverFailed(f"malformed observer output (after one retry): {exc}", answer) from exc
+
+
+class LLMReflector:
+    def __init__(self, client: ProviderClient, model: str) -> None:
+        self.client = client
+        self.model = model
+        self.name = f"llm:{model}"
+
+    async def reflect(self, observations: list[Observation], *, target_tokens: int, attempt: int,
+                      problem: str | None = None) -> tuple[list[ObservationDraft], str | None]:
+        messages = build_reflector_messages(observations, target_tokens=target_tokens, attempt=attempt,
+                                            problem=problem)
+        answer = await self.client.complete_text(self.model, messages, temperature=0)
+        try:
+            return parse_reflector_output(answer, observations), answer
+        except MalformedOutput as exc:
+            raise ReflectionRejected(f"malformed reflector output: {exc}", answer) from exc

@@ -14,6 +14,7 @@ from memgate_edge.deps import EdgeDeps
 from memgate_edge.memory.service import MemoryService
 
 SESSION_COOKIE = "memgate_session"
+FAILURES_SHOWN = 20
 
 
 class DashboardController(Controller):
@@ -75,7 +76,7 @@ class DashboardController(Controller):
     @get("/threads/{thread_id:str}")
     async def thread(self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService,
                      thread_id: str) -> Template | Redirect:
-        """One thread: its messages beside the observations made from them."""
+        """One thread: its messages beside its observations, current task and observer failures."""
         tenant = await self._tenant(request, deps)
         if tenant is None:
             return Redirect("/dashboard/login")
@@ -85,8 +86,12 @@ class DashboardController(Controller):
             page = self._page("threads.html", deps, tenant=tenant, groups=[], resource_id=None)
             page.status_code = 404
             return page
+        observations = await memory.observations(tenant, thread_id)
         return self._page(
             "thread.html", deps, tenant=tenant, thread=thread,
             messages=await memory.messages(tenant, thread_id, 1000),
-            observations=await memory.observations(tenant, thread_id),
+            observations=[o for o in observations if o.superseded_at is None],
+            superseded=[o for o in observations if o.superseded_at is not None],
+            state=await deps.stores.observations.thread_memory(tenant, thread_id),
+            failures=await deps.stores.observations.failures(tenant, thread_id, limit=FAILURES_SHOWN),
         )

@@ -1,0 +1,85 @@
+"""Relative dates ("tomorrow", "next Friday", "in 3 days") resolved against the day a message was sent."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_NUMBERS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+            "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "a couple of": 2, "a few": 3}
+_COUNT = r"\d{1,3}|a couple of|a few|an|a|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
+_DAY = "|".join(WEEKDAYS)
+
+_PATTERNS = re.compile(
+    rf"\b(?P<phrase>"
+    rf"(?P<dat>the day after tomorrow)|(?P<dby>the day before yesterday)"
+    rf"|(?P<today>today|tonight|this (?:morning|afternoon|evening))"
+    rf"|(?P<tomorrow>tomorrow)|(?P<yesterday>yesterday)"
+    rf"|(?P<wd_rel>next|last|this|coming|on) (?P<wd>{_DAY})"
+    rf"|in (?P<in_n>{_COUNT}) (?P<in_unit>days?|weeks?|months?)|(?P<ago_n>{_COUNT}) (?P<ago_unit>days?|weeks?|months?) ago"
+    rf"|(?P<week_rel>next|last|this) week|(?P<month_rel>next|last|this) month|(?P<year_rel>next|last|this) year"
+    rf")\b(?! ?\()",  # already followed by "(...)": resolved before
+    re.IGNORECASE,
+)
+
+
+def _add_months(day: date, months: int) -> date:
+    index = day.year * 12 + day.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+def _number(raw: str) -> int:
+    return int(raw) if raw.isdigit() else _NUMBERS[raw.lower()]
+
+
+def _shift(day: date, n: int, unit: str) -> str:
+    unit = unit.lower().rstrip("s")
+    if unit == "day":
+        return (day + timedelta(days=n)).isoformat()
+    if unit == "week":
+        return (day + timedelta(weeks=n)).isoformat()
+    return _add_months(day, n).strftime("%Y-%m")
+
+
+def _resolve(m: re.Match[str], on: date) -> str | None:
+    g = m.groupdict()
+    if g["dat"]:
+        return (on + timedelta(days=2)).isoformat()
+    if g["dby"]:
+        return (on - timedelta(days=2)).isoformat()
+    if g["today"]:
+        return on.isoformat()
+    if g["tomorrow"]:
+        return (on + timedelta(days=1)).isoformat()
+    if g["yesterday"]:
+        return (on - timedelta(days=1)).isoformat()
+    if g["wd"]:
+        target = WEEKDAYS.index(g["wd"].lower())
+        if g["wd_rel"].lower() == "last":
+            return (on - timedelta(days=(on.weekday() - target - 1) % 7 + 1)).isoformat()
+        return (on + timedelta(days=(target - on.weekday() - 1) % 7 + 1)).isoformat()
+    if g["in_unit"]:
+        return _shift(on, _number(g["in_n"]), g["in_unit"])
+    if g["ago_unit"]:
+        return _shift(on, -_number(g["ago_n"]), g["ago_unit"])
+    monday = on - timedelta(days=on.weekday())
+    if g["week_rel"]:
+        delta = {"next": 1, "last": -1, "this": 0}[g["week_rel"].lower()]
+        return "week of " + (monday + timedelta(weeks=delta)).isoformat()
+    if g["month_rel"]:
+        delta = {"next": 1, "last": -1, "this": 0}[g["month_rel"].lower()]
+        return _add_months(on, delta).strftime("%Y-%m")
+    if g["year_rel"]:
+        return str(on.year + {"next": 1, "last": -1, "this": 0}[g["year_rel"].lower()])
+    return None
+
+
+def resolve_relative_dates(text: str, on: date) -> str:
+    """Append the absolute date after each relative date phrase: "tomorrow (2024-05-02)"."""
+
+    def replace(m: re.Match[str]) -> str:
+        resolved = _resolve(m, on)
+        return f"{m.group('phrase')} ({resolved})" if resolved else m.group(0)
+
+    return _PATTERNS.sub(replace, text)

@@ -1,0 +1,214 @@
+"""The observer's consumer against real NATS JetStream and Postgres: a burst of exchanges on
+one thread is observed in one LLM call, and each delivery is acked only after the commit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memgate_bus import Bus
+from memgate_bus.subjects import EXCHANGE_STREAM, EXCHANGE_SUBJECT, OBSERVER_DURABLE
+from memgate_core.events import ExchangeCompleted, MessageRecord, exchange_encoder
+from memgate_observer.consumer import ExchangeConsumer
+from memgate_observer.handler import ExchangeHandler
+from memgate_observer.llm import LLMObserver
+from memgate_providers import ProviderClient, ProviderRegistry, Timeouts
+from memgate_store import Stores, migrate
+from memgate_testing.fake_provider import FakeProvider
+from memgate_vectors import EdgeVectorIndex, Embedder
+
+NOW = datetime(2024, 5, 1, 9, 15, tzinfo=timezone.utc).timestamp()
+
+
+@pytest.fixture(scope="module")
+def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from memgate_cli.embedded import EmbeddedPostgres
+
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("debounce-pg"))
+    url = server.start()
+    yield url
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+async def stores(pg_url: str) -> AsyncIterator[Stores]:
+    await migrate(pg_url)
+    s = await Stores.connect(pg_url)
+    yield s
+    await s.close()
+
+
+@pytest.fixture(scope="module")
+async def index(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EdgeVectorIndex]:
+    idx = EdgeVectorIndex(Path(tmp_path_factory.mktemp("debounce-vectors")))
+    await idx.ensure()
+    yield idx
+    await idx.close()
+
+
+class Model:
+    """Plays the Observer LLM: records each request, may hold it until released."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.hold: Callable[[], None] = lambda: None
+
+    def __call__(self, body: dict[str, Any]) -> str:
+        self.bodies.append(body)
+        self.hold()
+        lines = body["messages"][1]["content"].splitlines()
+        messages = [json.loads(line) for line in lines[lines.index("NEW MESSAGES:") + 1:]]
+        facts = [f"- [high] {m['sent'][11:16]} User said: {m['text']} {{{m['id']}}}" for m in messages if m["role"] == "user"]
+        return "\n".join([f"## {messages[0]['sent'][:10]}", *facts])
+
+
+@pytest.fixture()
+def model() -> Iterator[tuple[FakeProvider, Model]]:
+    script = Model()
+    with FakeProvider(responder=script) as fake:
+        yield fake, script
+
+
+@pytest.fixture()
+async def handler(stores: Stores, index: EdgeVectorIndex, model: tuple[FakeProvider, Model]) -> AsyncIterator[ExchangeHandler]:
+    registry = ProviderRegistry.from_env({"MEMGATE_PROVIDER_FAKE_BASE_URL": model[0].base_url,
+                                          "MEMGATE_PROVIDER_FAKE_API_KEY": "sk-fake"})
+    client = ProviderClient(registry, timeouts=Timeouts(connect=2.0, first_byte=20.0))
+    yield ExchangeHandler(stores, index, Embedder(), LLMObserver(client, "fake/observer"),
+                          activation_tokens=30_000, keep_raw_tokens=4_000)
+    await client.close()
+
+
+class RecordingConsumer(ExchangeConsumer):
+    """Counts deliveries, and checks at every ack that the acked exchanges' observations are committed."""
+
+    def __init__(self, *args: Any, stores: Stores, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.stores = stores
+        self.acks: list[tuple[list[str], bool]] = []
+        self.deliveries = 0
+
+    async def _accept(self, msg):  # type: ignore[no-untyped-def]
+        self.deliveries += 1
+        await super()._accept(msg)
+
+    async def _settle(self, batch, *, ok, delay=None):  # type: ignore[no-untyped-def]
+        if ok:
+            ids = [d.event.exchange_id for d in batch]
+            committed = await self.stores.observations.observed(batch[0].event.tenant, ids) == set(ids)
+            self.acks.append((ids, committed))
+        await super()._settle(batch, ok=ok, delay=delay)
+
+
+def exchange(thread: str, text: str, at: float) -> ExchangeCompleted:
+    return ExchangeCompleted(
+        exchange_id=f"exc_{uuid.uuid4().hex}", tenant="t-debounce", resource_id="res", thread_id=thread,
+        model="fake/x", provider="fake", messages=[MessageRecord(f"msg_{uuid.uuid4().hex}", "user", text, at)],
+        started_at=at, completed_at=at + 0.5,
+    )
+
+
+async def eventually(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"condition not met within {timeout}s")
+
+
+async def ack_pending(bus: Bus) -> tuple[int, int]:
+    info = await bus.js.consumer_info(EXCHANGE_STREAM, OBSERVER_DURABLE)
+    return info.num_ack_pending, info.num_redelivered
+
+
+@pytest.fixture()
+async def bus(nats_server) -> AsyncIterator[Bus]:  # type: ignore[no-untyped-def]
+    b = await Bus.connect(nats_server.url, name="test-observer-debounce")
+    await b.ensure_streams()
+    yield b
+    await b.close()
+
+
+async def publish(bus: Bus, *events: ExchangeCompleted, gap: float = 0.05) -> None:
+    for event in events:
+        await bus.js.publish(EXCHANGE_SUBJECT, exchange_encoder.encode(event), headers={"Nats-Msg-Id": event.exchange_id})
+        await asyncio.sleep(gap)
+
+
+async def test_a_burst_is_observed_in_one_call_and_acked_only_after_commit(bus, stores, handler, model) -> None:  # type: ignore[no-untyped-def]
+    _, script = model
+    release = threading.Event()
+    script.hold = lambda: release.wait(10)
+    consumer = RecordingConsumer(bus, handler, debounce=0.3, stores=stores)
+    await consumer.start()
+    try:
+        burst = [exchange("burst", f"Fact number {i} is about topic {i}.", NOW + i) for i in range(3)]
+        other = exchange("calm", "I live in a quiet thread.", NOW)
+        await publish(bus, burst[0], other, burst[1], burst[2])
+        await eventually(lambda: script.bodies)  # (the held responder blocks the fake server: one at a time)
+        # The model is working: every delivery is still pending, none acked.
+        assert (await ack_pending(bus))[0] == 4
+        release.set()
+        await eventually(lambda: len(consumer.acks) == 2)
+        await eventually(lambda: _no_pending(bus))
+    finally:
+        release.set()
+        await consumer.stop()
+    # One observer call per thread; the burst's call held all three exchanges' messages.
+    batches = {len(b["messages"][1]["content"].split("NEW MESSAGES:")[1].strip().splitlines()) for b in script.bodies}
+    assert batches == {3, 1}
+    assert sorted(len(ids) for ids, _ in consumer.acks) == [1, 3]
+    assert all(committed for _, committed in consumer.acks)
+    found = await stores.observations.for_thread("t-debounce", "burst")
+    assert [o.source_message_ids for o in found] == [[e.messages[0].id] for e in burst]
+    assert await ack_pending(bus) == (0, 0)
+
+
+async def _no_pending(bus: Bus) -> bool:
+    return (await ack_pending(bus))[0] == 0
+
+
+async def test_in_progress_keeps_a_slow_batch_from_being_redelivered(bus, stores, handler, model) -> None:  # type: ignore[no-untyped-def]
+    _, script = model
+    script.hold = lambda: time.sleep(2.5)  # longer than the ack deadline
+    consumer = RecordingConsumer(bus, handler, debounce=0.05, ack_wait=1.0, stores=stores)
+    await consumer.start()
+    try:
+        event = exchange("slow", "I am a slow fact to observe.", NOW)
+        await publish(bus, event)
+        await eventually(lambda: consumer.acks, timeout=15)
+        await asyncio.sleep(1.2)  # past the ack deadline once more: nothing comes back
+    finally:
+        await consumer.stop()
+    assert len(script.bodies) == 1
+    assert consumer.deliveries == 1  # never redelivered while it was being worked on
+    assert await ack_pending(bus) == (0, 0)
+
+
+async def test_a_failed_batch_is_nakked_and_observed_on_redelivery(bus, stores, handler, model) -> None:  # type: ignore[no-untyped-def]
+    fake, script = model
+    fake.set_behavior(fail_status=503, fail_times=1)
+    consumer = ExchangeConsumer(bus, handler, debounce=0.05)
+    await consumer.start()
+    try:
+        event = exchange("flaky", "I survive a provider outage.", NOW)
+        await publish(bus, event)
+        await eventually(lambda: stores.observations.observed("t-debounce", [event.exchange_id]), timeout=15)
+    finally:
+        await consumer.stop()
+    [found] = await stores.observations.for_thread("t-debounce", "flaky")
+    assert found.text == "User said: I survive a provider outage."
+    assert len(script.bodies) == 1  # the failed request never reached the responder
