@@ -16,6 +16,9 @@ class ContextLookup(msgspec.Struct, frozen=True):
     # Fingerprints of messages the client sent itself (clients that resend their whole
     # history): those are not injected a second time.
     client_messages: list[str] = msgspec.field(default_factory=list)
+    # Most tokens for observations recalled from the resource's other threads
+    # (None: a fifth of budget_tokens).
+    related_budget_tokens: int | None = None
     version: int = 1
 
 

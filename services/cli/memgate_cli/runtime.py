@@ -101,6 +101,7 @@ def build_edge(runtime: Runtime, *, notices: list[str], observer_name: str) -> E
     chat = ChatService(
         runtime.providers, runtime.stores.threads, ContextClient(runtime.bus, timeout_ms=s.context_timeout_ms),
         ExchangeRecorder(runtime.stores.threads, publisher), usage, budget_tokens=s.context_budget_tokens,
+        related_budget_tokens=s.related_budget_tokens,
     )
     deps = EdgeDeps(
         settings=s, stores=runtime.stores, auth=auth, chat=chat,

@@ -50,7 +50,8 @@ class ContextAssembler:
 
         budget = q.budget_tokens
         thread, used = fit_newest([(o, o.line) for o in view.observations], int(budget * THREAD_OBSERVATION_SHARE))
-        related_kept, related_used = fit_best_first(related, int(budget * RELATED_SHARE))
+        related_budget = q.related_budget_tokens if q.related_budget_tokens is not None else int(budget * RELATED_SHARE)
+        related_kept, related_used = fit_best_first(related, min(related_budget, budget - used))
         held = set(q.client_messages)
         raw = [m for m in view.messages if m.fingerprint not in held]  # the client resent these itself
         messages, messages_used = fit_newest([(m, m.line) for m in raw], max(budget - used - related_used, 0))

@@ -42,6 +42,7 @@ class ChatService:
     def __init__(
         self, providers: ProviderClient, threads: ThreadRepository, contexts: ContextClient,
         recorder: ExchangeRecorder, usage: UsageRecorder, *, budget_tokens: int,
+        related_budget_tokens: int | None = None,
     ) -> None:
         self.providers = providers
         self.usage = usage
@@ -49,6 +50,7 @@ class ChatService:
         self.contexts = contexts
         self.recorder = recorder
         self.budget_tokens = budget_tokens
+        self.related_budget_tokens = related_budget_tokens
         # (tenant, thread) -> bound resource; a thread's resource never changes while it exists.
         self._bound: OrderedDict[tuple[str, str], str] = OrderedDict()
 
@@ -92,6 +94,7 @@ class ChatService:
                 tenant=principal.tenant, resource_id=request.memory.resource_id,
                 thread_id=request.memory.thread_id, query=latest_user_text(messages),
                 budget_tokens=self.budget_tokens, client_messages=client_fingerprints(messages),
+                related_budget_tokens=self.related_budget_tokens,
             ))
             memory_headers = _memory_headers(result)
             if result.block is not None and result.block.text:
