@@ -33,6 +33,7 @@ class StoredMessage(msgspec.Struct, frozen=True):
 
 
 class ThreadVersions(msgspec.Struct, frozen=True):
+    created_at: datetime  # tells a re-created thread (same id, after a delete) from the old one
     messages_version: int
     observations_version: int
     related: bool  # the resource has observations in other threads
@@ -156,7 +157,7 @@ class ThreadRepository:
         """The thread's change counters, and whether its resource has observations elsewhere."""
         row = await self.db.pool.fetchrow(
             """
-            SELECT messages_version, observations_version,
+            SELECT created_at, messages_version, observations_version,
                    EXISTS (SELECT 1 FROM observations o
                            WHERE o.tenant = $1 AND o.resource_id = $3 AND o.thread_id <> $2) AS related
             FROM threads WHERE tenant = $1 AND thread_id = $2
@@ -180,9 +181,27 @@ class ThreadRepository:
         return [StoredMessage(**dict(r)) for r in rows]
 
     async def delete(self, tenant: str, thread_id: str) -> bool:
-        status = await self.db.pool.execute("DELETE FROM threads WHERE tenant = $1 AND thread_id = $2", tenant, thread_id)
-        return status.endswith(" 1")
+        return bool(await self._delete_where("thread_id", tenant, thread_id))
 
     async def delete_resource(self, tenant: str, resource_id: str) -> int:
-        status = await self.db.pool.execute("DELETE FROM threads WHERE tenant = $1 AND resource_id = $2", tenant, resource_id)
-        return int(status.rsplit(" ", 1)[1])
+        return await self._delete_where("resource_id", tenant, resource_id)
+
+    async def _delete_where(self, column: str, tenant: str, value: str) -> int:
+        async with self.db.pool.acquire() as conn, conn.transaction():
+            deleted = await conn.fetch(
+                f"DELETE FROM threads WHERE tenant = $1 AND {column} = $2 RETURNING thread_id", tenant, value
+            )
+            await conn.execute(
+                "INSERT INTO thread_tombstones (tenant, thread_id) SELECT $1, t FROM unnest($2::text[]) AS t "
+                "ON CONFLICT (tenant, thread_id) DO UPDATE SET deleted_at = now()",
+                tenant, [r["thread_id"] for r in deleted],
+            )
+            await conn.execute("DELETE FROM thread_tombstones WHERE deleted_at < now() - interval '8 days'")
+        return len(deleted)
+
+    async def deleted_since(self, tenant: str, thread_id: str, since: datetime) -> bool:
+        """Whether the thread was deleted at or after `since` (its events then must not revive it)."""
+        return bool(await self.db.pool.fetchval(
+            "SELECT 1 FROM thread_tombstones WHERE tenant = $1 AND thread_id = $2 AND deleted_at >= $3",
+            tenant, thread_id, since,
+        ))

@@ -15,7 +15,7 @@ import msgspec
 
 from memgate_core.context import MessageItem, ObservationItem, message_fingerprint
 from memgate_store import Stores
-from memgate_store.threads import StoredMessage
+from memgate_store.threads import StoredMessage, ThreadVersions
 
 RECENT_MESSAGE_LIMIT = 400  # raw messages kept per thread view (the budget decides how many go in)
 CACHE_THREADS = 10_000
@@ -47,6 +47,7 @@ class MessageLine(msgspec.Struct, frozen=True):
 
 
 class ThreadView(msgspec.Struct):
+    created_at: datetime
     messages_version: int
     observations_version: int
     related: bool
@@ -85,7 +86,8 @@ class ThreadViews:
             self._views.pop(key, None)
             return None
         view = self._views.get(key)
-        if view is not None and view.observations_version == versions.observations_version:
+        if (view is not None and view.created_at == versions.created_at
+                and view.observations_version == versions.observations_version):
             if view.messages_version != versions.messages_version:
                 await self._append_new_messages(tenant, thread_id, view)
                 view.messages_version = versions.messages_version
@@ -95,7 +97,7 @@ class ThreadViews:
             view.related = versions.related
             self._views.move_to_end(key)
             return view
-        view = await self._load(tenant, thread_id, versions.messages_version, versions.observations_version)
+        view = await self._load(tenant, thread_id, versions)
         view.related = versions.related
         self._views[key] = view
         self._views.move_to_end(key)
@@ -104,7 +106,7 @@ class ThreadViews:
         self.loads += 1
         return view
 
-    async def _load(self, tenant: str, thread_id: str, messages_version: int, observations_version: int) -> ThreadView:
+    async def _load(self, tenant: str, thread_id: str, versions: ThreadVersions) -> ThreadView:
         observations = await self.stores.observations.for_thread(tenant, thread_id, active_only=True)
         messages = await self.stores.threads.messages(tenant, thread_id, limit=RECENT_MESSAGE_LIMIT, uncovered_only=True)
         lines = []
@@ -112,7 +114,8 @@ class ThreadViews:
             when = o.observed_on.isoformat() + (f" {o.observed_time:%H:%M}" if o.observed_time else "")
             item = ObservationItem(o.id, o.thread_id, o.text, o.priority, when)
             lines.append(ObservationLine(item, observation_line(item, o.tokens)))
-        return ThreadView(messages_version, observations_version, False, lines, [message_line(m) for m in messages])
+        return ThreadView(versions.created_at, versions.messages_version, versions.observations_version, False, lines,
+                          [message_line(m) for m in messages])
 
     async def _append_new_messages(self, tenant: str, thread_id: str, view: ThreadView) -> None:
         after = view.messages[-1].key if view.messages else (datetime.min.replace(tzinfo=timezone.utc), "")

@@ -40,7 +40,7 @@ class ConcurrentlyObserved(RuntimeError):
 
 
 class BatchResult(msgspec.Struct, frozen=True):
-    outcome: str  # 'observed' | 'duplicate' | 'failed'
+    outcome: str  # 'observed' | 'duplicate' | 'failed' | 'deleted' (the thread is gone)
     exchanges: int = 0  # newly observed (or failed) in this batch
     observations: int = 0
     covered_messages: int = 0
@@ -85,13 +85,18 @@ class ExchangeHandler:
             observations = self.stores.observations
             done = await observations.observed(tenant, [e.exchange_id for e in ordered])
             fresh = [e for e in ordered if e.exchange_id not in done]
+            if not fresh:
+                EXCHANGES_OBSERVED.labels("duplicate").inc(len(ordered))
+                return BatchResult("duplicate")
+            # A thread deleted after these exchanges started stays deleted.
+            oldest = datetime.fromtimestamp(min(e.started_at for e in fresh), timezone.utc)
+            if await self.stores.threads.deleted_since(tenant, thread_id, oldest):
+                EXCHANGES_OBSERVED.labels("deleted").inc(len(fresh))
+                return BatchResult("deleted")
             # The edge normally wrote these already; the event is the durable fallback.
             for e in fresh:
                 await self.stores.threads.add_messages(tenant, thread_id, resource_id, e.exchange_id, e.messages,
                                                        interrupted=e.interrupted)
-            if not fresh:
-                EXCHANGES_OBSERVED.labels("duplicate").inc(len(ordered))
-                return BatchResult("duplicate")
 
             memory = await observations.thread_memory(tenant, thread_id)
             batch = ObserverInput(

@@ -36,6 +36,7 @@ from memgate_telemetry.metrics import CHAT_LATENCY, CHAT_REQUESTS
 tracer = trace.get_tracer("memgate.edge")
 
 THREAD_CACHE_SIZE = 50_000
+THREAD_CACHE_SECONDS = 60.0
 
 
 class ChatService:
@@ -51,8 +52,9 @@ class ChatService:
         self.recorder = recorder
         self.budget_tokens = budget_tokens
         self.related_budget_tokens = related_budget_tokens
-        # (tenant, thread) -> bound resource; a thread's resource never changes while it exists.
-        self._bound: OrderedDict[tuple[str, str], str] = OrderedDict()
+        # (tenant, thread) -> (bound resource, until): a thread's resource never changes while
+        # it exists; the expiry bounds how long another edge's delete can go unnoticed here.
+        self._bound: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
 
     async def complete(self, raw: bytes, headers: dict[str, str], principal: Principal) -> Response[Any]:
         # One trace per chat request. A streamed answer outlives this call, so the span is
@@ -101,7 +103,7 @@ class ChatService:
                 messages = [{"role": "system", "content": result.block.text}, *messages]
 
         deadline = time.monotonic() + self.providers.timeouts.total
-        # Aliases and fallbacks are resolved here: `answered` is the route that took the request.
+
         def record_usage(provider: str, status: int, usage: Usage | None) -> None:
             # Buffered in memory, written in batches: off the hot path.
             self.usage.record(UsageRecord(
@@ -112,6 +114,7 @@ class ChatService:
             ))
 
         try:
+            # Aliases and fallbacks are resolved here: `answered` is the route that took the request.
             upstream, answered = await self.providers.open_chat(
                 request.model, {**request.body, "messages": messages}, api_key=principal.provider_key
             )
@@ -146,10 +149,13 @@ class ChatService:
 
     async def _check_binding(self, tenant: str, scope: MemoryScope) -> None:
         key = (tenant, scope.thread_id)
-        bound = self._bound.get(key)
-        if bound is None:
+        now = time.monotonic()
+        cached = self._bound.get(key)
+        if cached is not None and cached[1] > now:
+            bound = cached[0]
+        else:
             bound = await self.threads.bind(tenant, scope.thread_id, scope.resource_id)
-            self._bound[key] = bound
+            self._bound[key] = (bound, now + THREAD_CACHE_SECONDS)
             if len(self._bound) > THREAD_CACHE_SIZE:
                 self._bound.popitem(last=False)
         if bound != scope.resource_id:

@@ -42,15 +42,19 @@ class MemoryService:
 
     async def delete_thread(self, tenant: str, thread_id: str) -> None:
         # Vectors first: if Postgres then fails, a retry still finds the thread to delete.
+        # And once more after: an observer commit in flight (which the Postgres delete waits
+        # for) may have indexed vectors in between.
         await self.thread(tenant, thread_id)
         await self.index.delete_thread(tenant, thread_id)
         await self.stores.threads.delete(tenant, thread_id)
+        await self.index.delete_thread(tenant, thread_id)
         self.chat.forget_thread(tenant, thread_id)
 
     async def delete_resource(self, tenant: str, resource_id: str) -> int:
         validate_client_id(resource_id, "resource_id")
         await self.index.delete_resource(tenant, resource_id)
         deleted = await self.stores.threads.delete_resource(tenant, resource_id)
+        await self.index.delete_resource(tenant, resource_id)  # see delete_thread
         if not deleted:
             raise NotFound(f"Resource '{resource_id}' was not found.", code="resource_not_found")
         self.chat.forget_tenant_threads(tenant)
