@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
 import nats
 from nats.aio.client import Client
@@ -22,11 +23,12 @@ class Bus:
 
     @classmethod
     async def connect(cls, url: str, *, name: str) -> "Bus":
+        where = _redacted(url)  # NATS URLs may carry user:password or a token
         async def disconnected() -> None:
-            log.warning("NATS disconnected from %s", url)
+            log.warning("NATS disconnected from %s", where)
 
         async def reconnected() -> None:
-            log.info("NATS reconnected to %s", url)
+            log.info("NATS reconnected to %s", where)
 
         async def error(exc: Exception) -> None:
             log.warning("NATS error: %s", exc)
@@ -66,3 +68,9 @@ class Bus:
         # the observer's idle pull subscription for its whole timeout.
         if not self.nc.is_closed:
             await self.nc.close()
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}"

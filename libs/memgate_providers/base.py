@@ -33,6 +33,10 @@ class Provider(Protocol):
         """The HTTP request for one chat completion; `body` already names the upstream model."""
         ...
 
+    def embeddings_request(self, client: httpx.AsyncClient, body: bytes, *, api_key: str | None) -> httpx.Request:
+        """The HTTP request for embeddings (OpenAI format); `body` names the upstream model."""
+        ...
+
     def models_request(self, client: httpx.AsyncClient, *, api_key: str | None) -> httpx.Request:
         """The HTTP request that lists the provider's models."""
         ...

@@ -27,7 +27,7 @@ from memgate_providers.config import Timeouts, config_from_env
 from memgate_providers.providers import canonical_name
 from memgate_providers.registry import ProviderRegistry, Route
 
-__all__ = ["ProviderClient", "Timeouts", "UpstreamStatusError"]
+__all__ = ["ProviderClient", "Timeouts", "UpstreamAuthError", "UpstreamStatusError"]
 
 log = logging.getLogger("memgate.providers")
 
@@ -45,6 +45,22 @@ class UpstreamStatusError(GatewayError):
         self.upstream_status = status
         self.status = status if status < 500 else 502
         self.type = str(error.get("type") or ("upstream_error" if status >= 500 else "invalid_request_error"))
+        if status == 429:
+            self.type = "rate_limit_error"
+
+
+class UpstreamAuthError(GatewayError):
+    """The provider refused memgate's own provider key: a gateway configuration problem,
+    not the caller's (their memgate key was fine), so neither a 401 nor the provider's text."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_auth_failed"
+
+    def __init__(self, status: int, provider: str) -> None:
+        super().__init__(f"Upstream provider '{provider}' rejected the gateway's provider key (HTTP {status}); "
+                         "check its API key in memgate's configuration.")
+        self.upstream_status = status
 
 
 class _RouteFailed(Exception):
@@ -130,11 +146,38 @@ class ProviderClient:
             await response.aclose()
         return data["choices"][0]["message"].get("content") or ""
 
-    async def _send(self, provider: Provider, body: bytes, api_key: str | None, deadline: float) -> httpx.Response:
+    async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
+        """Embeddings from a provider's /embeddings endpoint (OpenAI format), in input order.
+
+        No fallbacks: vectors of different models do not belong in one index.
+        """
+        provider, route = self.registry.route(model)
+        body = msgspec.json.encode({"model": route.model, "input": texts})
+        try:
+            response = await self._send(provider, body, None, time.monotonic() + self.timeouts.total, embeddings=True)
+        except _RouteFailed as failed:
+            raise failed.error from None
+        try:
+            data = msgspec.json.decode(await response.aread())
+        finally:
+            await response.aclose()
+        try:
+            items = sorted(data["data"], key=lambda item: item["index"])
+            vectors = [[float(x) for x in item["embedding"]] for item in items]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UpstreamError(f"Upstream provider '{route.provider}' returned malformed embeddings.") from exc
+        if len(vectors) != len(texts):
+            raise UpstreamError(f"Upstream provider '{route.provider}' returned {len(vectors)} embeddings "
+                                f"for {len(texts)} texts.")
+        return vectors
+
+    async def _send(self, provider: Provider, body: bytes, api_key: str | None, deadline: float,
+                    *, embeddings: bool = False) -> httpx.Response:
         """One route: a connection that failed to open is retried once; nothing else is."""
         name = provider.spec.name
+        build = provider.embeddings_request if embeddings else provider.build_request
         for attempt in (1, 2):
-            request = provider.build_request(self.http, body, api_key=api_key)
+            request = build(self.http, body, api_key=api_key)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise _RouteFailed(UpstreamTimeout(
@@ -166,8 +209,13 @@ class ProviderClient:
                 await response.aclose()
             status = response.status_code
             retry_after = response.headers.get("retry-after")
-            error = UpstreamStatusError(status, _error_of(raw), name,
-                                        headers={"retry-after": retry_after} if retry_after else None)
+            error: GatewayError
+            if status in (401, 403) and api_key is None:  # memgate's configured key, not the caller's
+                log.warning("provider '%s' rejected the configured API key (HTTP %d)", name, status)
+                error = UpstreamAuthError(status, name)
+            else:
+                error = UpstreamStatusError(status, _error_of(raw), name,
+                                            headers={"retry-after": retry_after} if retry_after else None)
             raise _RouteFailed(error, fallback=status == 429 or status >= 500)
         raise AssertionError("unreachable")
 

@@ -28,6 +28,10 @@ class OpenAICompatibleProvider:
         headers = {"content-type": "application/json", **self.headers(api_key)}
         return client.build_request("POST", self._url, content=body, headers=headers)
 
+    def embeddings_request(self, client: httpx.AsyncClient, body: bytes, *, api_key: str | None) -> httpx.Request:
+        headers = {"content-type": "application/json", **self.headers(api_key)}
+        return client.build_request("POST", self._base + "/embeddings", content=body, headers=headers)
+
     def models_request(self, client: httpx.AsyncClient, *, api_key: str | None) -> httpx.Request:
         return client.build_request("GET", self._base + "/models", headers=self.headers(api_key))
 

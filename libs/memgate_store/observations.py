@@ -100,9 +100,6 @@ class ObservationRepository:
 
     # ------------------------------------------------------------------ observing
 
-    async def already_observed(self, tenant: str, exchange_id: str) -> bool:
-        return bool(await self.observed(tenant, [exchange_id]))
-
     async def observed(self, tenant: str, exchange_ids: Sequence[str], *,
                        conn: asyncpg.Connection | None = None) -> set[str]:
         """Which of these exchanges the observer already finished (observed or failed)."""
@@ -206,13 +203,6 @@ class ObservationRepository:
             tenant, thread_id, limit,
         )
         return [Observation(**dict(r)) for r in rows]
-
-    async def exist_elsewhere(self, tenant: str, resource_id: str, thread_id: str) -> bool:
-        """Whether the resource has observations in threads other than this one."""
-        return bool(await self.db.pool.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM observations WHERE tenant = $1 AND resource_id = $2 AND thread_id <> $3)",
-            tenant, resource_id, thread_id,
-        ))
 
     async def count(self, tenant: str, *, resource_id: str | None = None) -> int:
         return await self.db.pool.fetchval(

@@ -30,6 +30,10 @@ class StoredMessage(msgspec.Struct, frozen=True):
     tokens: int
     created_at: datetime
     interrupted: bool
+    seq: int = 0  # insertion order within the database
+
+
+_MESSAGE_COLUMNS = "id, thread_id, exchange_id, role, content, tokens, created_at, interrupted, seq"
 
 
 class ThreadVersions(msgspec.Struct, frozen=True):
@@ -58,17 +62,16 @@ class ThreadRepository:
         self.db = db
 
     async def bind(self, tenant: str, thread_id: str, resource_id: str) -> str:
-        """Create the thread if new; return the resource it is bound to (maybe another one)."""
+        """Create the thread if new; return the resource it is bound to (maybe another one).
+
+        The no-op update makes the statement return the row even when a concurrent request
+        created it a moment ago (a plain DO NOTHING would return nothing then).
+        """
         return await self.db.pool.fetchval(
             """
-            WITH created AS (
-                INSERT INTO threads (tenant, thread_id, resource_id) VALUES ($1, $2, $3)
-                ON CONFLICT DO NOTHING RETURNING resource_id
-            )
-            SELECT resource_id FROM created
-            UNION ALL
-            SELECT resource_id FROM threads WHERE tenant = $1 AND thread_id = $2
-            LIMIT 1
+            INSERT INTO threads (tenant, thread_id, resource_id) VALUES ($1, $2, $3)
+            ON CONFLICT (tenant, thread_id) DO UPDATE SET resource_id = threads.resource_id
+            RETURNING resource_id
             """,
             tenant, thread_id, resource_id,
         )
@@ -96,7 +99,10 @@ class ThreadRepository:
         inserted = await self.db.pool.fetchval(
             """
             WITH thread AS (
-                INSERT INTO threads (tenant, thread_id, resource_id, messages_version) VALUES ($1, $2, $3, 1)
+                INSERT INTO threads (tenant, thread_id, resource_id, messages_version)
+                SELECT $1, $2, $3, 1
+                WHERE NOT EXISTS (  -- deleted while this exchange was running: it stays deleted
+                    SELECT 1 FROM thread_tombstones WHERE tenant = $1 AND thread_id = $2 AND deleted_at >= $11)
                 ON CONFLICT (tenant, thread_id)
                 DO UPDATE SET updated_at = now(), messages_version = threads.messages_version + 1
                 RETURNING 1
@@ -111,6 +117,7 @@ class ThreadRepository:
             SELECT count(*) FROM added
             """,
             tenant, thread_id, resource_id, exchange_id, *map(list, zip(*rows)),
+            datetime.fromtimestamp(min(m.created_at for m in messages), timezone.utc),
         )
         return inserted
 
@@ -142,9 +149,9 @@ class ThreadRepository:
     ) -> list[StoredMessage]:
         """The thread's newest `limit` messages, oldest first (optionally only those still raw)."""
         rows = await self.db.pool.fetch(
-            """
+            f"""
             SELECT * FROM (
-                SELECT id, thread_id, exchange_id, role, content, tokens, created_at, interrupted
+                SELECT {_MESSAGE_COLUMNS}
                 FROM messages WHERE tenant = $1 AND thread_id = $2 AND (NOT $4 OR NOT covered)
                 ORDER BY created_at DESC, id DESC LIMIT $3
             ) newest ORDER BY created_at, id
@@ -166,17 +173,19 @@ class ThreadRepository:
         )
         return ThreadVersions(**dict(row)) if row else None
 
-    async def messages_after(
-        self, tenant: str, thread_id: str, after: tuple[datetime, str]
-    ) -> list[StoredMessage]:
-        """Raw (uncovered) messages newer than `after` (created_at, id), oldest first."""
+    async def last_seq(self, tenant: str, thread_id: str) -> int:
+        return await self.db.pool.fetchval(
+            "SELECT coalesce(max(seq), 0) FROM messages WHERE tenant = $1 AND thread_id = $2", tenant, thread_id)
+
+    async def messages_after(self, tenant: str, thread_id: str, after_seq: int) -> list[StoredMessage]:
+        """Raw (uncovered) messages stored after `after_seq` (insertion order, whatever their time)."""
         rows = await self.db.pool.fetch(
-            """
-            SELECT id, thread_id, exchange_id, role, content, tokens, created_at, interrupted
-            FROM messages WHERE tenant = $1 AND thread_id = $2 AND NOT covered AND (created_at, id) > ($3, $4)
+            f"""
+            SELECT {_MESSAGE_COLUMNS} FROM messages
+            WHERE tenant = $1 AND thread_id = $2 AND NOT covered AND seq > $3
             ORDER BY created_at, id
             """,
-            tenant, thread_id, after[0], after[1],
+            tenant, thread_id, after_seq,
         )
         return [StoredMessage(**dict(r)) for r in rows]
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from memgate_vectors.factory import open_vector_index
 from memgate_vectors.points import VectorHit, VectorPoint
 from memgate_vectors.port import VectorIndex
+from memgate_vectors.remote import RemoteEmbedder
 
 if TYPE_CHECKING:
     from memgate_vectors.embeddings import Embedder
@@ -27,6 +28,7 @@ _LAZY = {
 __all__ = [
     "EdgeVectorIndex",
     "Embedder",
+    "RemoteEmbedder",
     "ServerVectorIndex",
     "VectorHit",
     "VectorIndex",

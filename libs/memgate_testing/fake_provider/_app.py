@@ -8,13 +8,17 @@ Routes:
     GET  /_fake/behavior        the current behaviour
     POST /_fake/behavior        merge a partial behaviour, see `Behavior`
     GET  /_fake/health          {"ok": true}
+    POST /v1/embeddings         deterministic bag-of-words vectors (64 dims)
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import math
+import re
 import time
+import zlib
 from typing import Any, Awaitable, Callable
 
 import msgspec
@@ -71,6 +75,17 @@ def _bearer(headers: dict[str, str]) -> str | None:
 
 def _sse(obj: Any) -> bytes:
     return b"data: " + _encode(obj) + b"\n\n"
+
+
+EMBEDDING_DIM = 64
+
+
+def bag_of_words(text: str) -> list[float]:
+    vector = [0.0] * EMBEDDING_DIM
+    for word in re.findall(r"[a-z0-9]+", text.lower()):
+        vector[zlib.crc32(word.encode()) % EMBEDDING_DIM] += 1.0
+    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+    return [x / norm for x in vector]
 
 
 async def _read_body(receive: Receive) -> bytes:
@@ -139,6 +154,8 @@ class FakeProviderApp:
             await self._chat(scope, receive, send)
         elif route == ("GET", "/v1/models"):
             await self._models(scope, send)
+        elif route == ("POST", "/v1/embeddings"):
+            await self._embeddings(scope, receive, send)
         elif route[1].startswith("/_fake/"):
             await self._control(route, receive, send)
         else:
@@ -175,6 +192,31 @@ class FakeProviderApp:
         created = int(time.time())
         data = [{"id": m, "object": "model", "created": created, "owned_by": "memgate-fake"} for m in MODELS]
         await _respond(send, 200, _encode({"object": "list", "data": data}))
+
+    async def _embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """OpenAI embeddings: deterministic bag-of-words vectors (EMBEDDING_DIM), good enough
+        for texts that share words to be near each other."""
+        raw = await _read_body(receive)
+        headers = _headers(scope)
+        try:
+            body: Any = _decode(raw)
+        except msgspec.DecodeError:
+            body = None
+        self.state.record({"path": scope["path"], "headers": headers, "body": body, "api_key": _bearer(headers)})
+        if not await self._authorize(headers, send):
+            return
+        texts = body.get("input") if isinstance(body, dict) else None
+        if isinstance(texts, str):
+            texts = [texts]
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            await _respond(send, 400, _error_body(400, "'input' must be a string or an array of strings.",
+                                                  "invalid_request"))
+            return
+        if await self._maybe_fail(send):
+            return
+        data = [{"object": "embedding", "index": i, "embedding": bag_of_words(t)} for i, t in enumerate(texts)]
+        await _respond(send, 200, _encode({"object": "list", "data": data, "model": body.get("model"),
+                                           "usage": {"prompt_tokens": 0, "total_tokens": 0}}))
 
     async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw = await _read_body(receive)

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
+from functools import partial
 from typing import TYPE_CHECKING, NamedTuple
 
 import uvicorn
@@ -18,10 +19,11 @@ from litestar.response import Response
 
 from memgate_bus import Bus, ExchangePublisher
 from memgate_core.config import Settings
+from memgate_core.errors import GatewayError
 from memgate_providers import ConfigError, ProviderClient
 from memgate_store import Stores
 from memgate_telemetry.metrics import render
-from memgate_vectors import Embedder, VectorIndex, open_vector_index
+from memgate_vectors import Embedder, RemoteEmbedder, VectorIndex, open_vector_index
 
 if TYPE_CHECKING:
     from memgate_edge.usage import UsageRecorder
@@ -32,7 +34,8 @@ log = logging.getLogger("memgate")
 class Runtime:
     """One Postgres pool, one NATS connection, one vector index, one embedder, one HTTP client."""
 
-    def __init__(self, settings: Settings, stores: Stores, bus: Bus, index: VectorIndex, embedder: Embedder,
+    def __init__(self, settings: Settings, stores: Stores, bus: Bus, index: VectorIndex,
+                 embedder: Embedder | RemoteEmbedder,
                  providers: ProviderClient) -> None:
         self.settings = settings
         self.stores = stores
@@ -44,15 +47,24 @@ class Runtime:
     @classmethod
     async def open(cls, settings: Settings, *, database_url: str, nats_url: str, name: str) -> "Runtime":
         stores = await Stores.connect(database_url, max_size=20)
-        bus = await Bus.connect(nats_url, name=name)
-        await bus.ensure_streams()
-        index = open_vector_index(qdrant_url=settings.qdrant_url, data_dir=settings.data_dir,
-                                  api_key=settings.qdrant_api_key)
-        await index.ensure()
-        embedder = Embedder()
-        # Load the model now, not on the first request.
-        await embedder.embed_async(["warm up"])
-        return cls(settings, stores, bus, index, embedder, _provider_client())
+        bus = None
+        try:
+            bus = await Bus.connect(nats_url, name=name)
+            await bus.ensure_streams()
+            providers = _provider_client()
+            embedder = await _embedder(settings.embedding_model, providers)
+            index = open_vector_index(qdrant_url=settings.qdrant_url, data_dir=settings.data_dir,
+                                      api_key=settings.qdrant_api_key, dim=embedder.dim)
+            try:
+                await index.ensure()
+            except Exception as exc:  # noqa: BLE001 - e.g. an index built with another embedding model
+                raise SystemExit(f"memgate: the vector index cannot be opened: {exc}") from None
+        except BaseException:
+            if bus is not None:
+                await bus.close()
+            await stores.close()
+            raise
+        return cls(settings, stores, bus, index, embedder, providers)
 
     def readiness(self) -> dict:  # type: ignore[type-arg]
         async def nats_ready() -> bool:
@@ -74,6 +86,17 @@ class Edge(NamedTuple):
     app: Litestar
     publisher: ExchangePublisher  # start() / stop(): republishes spooled events
     usage: UsageRecorder  # start() / stop(): writes usage rows in batches; stop() flushes
+
+
+async def _embedder(model: str, providers: ProviderClient) -> Embedder | RemoteEmbedder:
+    if model == "local":
+        embedder = Embedder()
+        await embedder.embed_async(["warm up"])  # load the model now, not on the first request
+        return embedder
+    try:
+        return await RemoteEmbedder.probe(partial(providers.embed, model), model)
+    except GatewayError as exc:
+        raise SystemExit(f"memgate: MEMGATE_EMBEDDING_MODEL={model} does not answer: {exc.message}") from None
 
 
 def _provider_client() -> ProviderClient:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from memgate_cli.runtime import HttpServer, Runtime, build_edge, health_app
-from memgate_cli.up import _wait_for_signal
+from memgate_cli.up import _wait_for_signal, bootstrap_key
 from memgate_context import ContextService
 from memgate_core.config import Settings
 from memgate_observer.choose import choose_observer
@@ -21,6 +21,9 @@ async def run_service(settings: Settings, which: str, *, database_url: str, nats
     started: list = []  # type: ignore[type-arg]
     try:
         if which == "edge":
+            # Idempotent: every edge replica makes sure the configured keys exist (and never
+            # creates or logs one of its own: `memgate keys create` does that).
+            log.info(" ".join((await bootstrap_key(runtime, create_first=False)).split()))
             observer, notice = choose_observer(settings.observer_model, runtime.providers)
             app, publisher, usage = build_edge(runtime, notices=[notice] if notice else [], observer_name=observer.name)
             publisher.start()
@@ -35,6 +38,8 @@ async def run_service(settings: Settings, which: str, *, database_url: str, nats
                                        runtime.providers))
             await service.start()
             started.append(service)
+            if getattr(service, "notice", None):
+                log.warning(service.notice)  # e.g. the observer fell back to `local`
             http = HttpServer(health_app(runtime), settings.http_host, settings.health_port)
         await http.start()
         started.append(http)

@@ -24,8 +24,11 @@ from memgate_telemetry import setup_tracing, shutdown_tracing
 log = logging.getLogger("memgate")
 
 
-async def bootstrap_key(runtime: Runtime) -> str:
-    """The banner's lines about the API keys to use."""
+async def bootstrap_key(runtime: Runtime, *, create_first: bool = True) -> str:
+    """Make the configured keys exist; the banner's lines about the API keys to use.
+
+    With `create_first`, a first key is created (and shown, once) when there is none.
+    """
     keys = runtime.stores.keys
     configured = runtime.settings.bootstrap_key
     admin = runtime.settings.admin_key
@@ -37,7 +40,7 @@ async def bootstrap_key(runtime: Runtime) -> str:
     if configured:
         await keys.insert(configured, "default", name="bootstrap")
         line = "API key:    from MEMGATE_BOOTSTRAP_KEY (tenant default)"
-    elif await keys.count() == 0:
+    elif create_first and await keys.count() == 0:
         _, plaintext = await keys.create("default", name="first key")
         line = f"API key:    {plaintext}  (tenant default; shown once, keep it)"
     else:

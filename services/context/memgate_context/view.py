@@ -8,6 +8,7 @@ Correct with any number of context replicas and edges, with no invalidation mess
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from datetime import datetime, timezone
 
@@ -53,6 +54,7 @@ class ThreadView(msgspec.Struct):
     related: bool
     observations: list[ObservationLine]
     messages: list[MessageLine]
+    last_seq: int = 0  # the newest message (by insertion) this view has seen
 
 
 def clean(text: str) -> str:
@@ -77,10 +79,18 @@ class ThreadViews:
         self.stores = stores
         self.capacity = capacity
         self._views: OrderedDict[tuple[str, str], ThreadView] = OrderedDict()
+        # Lookups run concurrently: one thread's view is refreshed by one of them at a time.
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.hits = self.appends = self.loads = 0
 
     async def get(self, tenant: str, thread_id: str, resource_id: str) -> ThreadView | None:
         key = (tenant, thread_id)
+        if len(self._locks) > 2 * self.capacity:
+            self._locks = {k: lock for k, lock in self._locks.items() if lock.locked()}
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            return await self._get(key, tenant, thread_id, resource_id)
+
+    async def _get(self, key: tuple[str, str], tenant: str, thread_id: str, resource_id: str) -> ThreadView | None:
         versions = await self.stores.threads.versions(tenant, thread_id, resource_id)
         if versions is None:
             self._views.pop(key, None)
@@ -107,6 +117,7 @@ class ThreadViews:
         return view
 
     async def _load(self, tenant: str, thread_id: str, versions: ThreadVersions) -> ThreadView:
+        last_seq = await self.stores.threads.last_seq(tenant, thread_id)  # first: later writes come as deltas
         observations = await self.stores.observations.for_thread(tenant, thread_id, active_only=True)
         messages = await self.stores.threads.messages(tenant, thread_id, limit=RECENT_MESSAGE_LIMIT, uncovered_only=True)
         lines = []
@@ -115,11 +126,15 @@ class ThreadViews:
             item = ObservationItem(o.id, o.thread_id, o.text, o.priority, when)
             lines.append(ObservationLine(item, observation_line(item, o.tokens)))
         return ThreadView(versions.created_at, versions.messages_version, versions.observations_version, False, lines,
-                          [message_line(m) for m in messages])
+                          [message_line(m) for m in messages], last_seq=last_seq)
 
     async def _append_new_messages(self, tenant: str, thread_id: str, view: ThreadView) -> None:
-        after = view.messages[-1].key if view.messages else (datetime.min.replace(tzinfo=timezone.utc), "")
-        fresh = await self.stores.threads.messages_after(tenant, thread_id, after)
-        view.messages.extend(message_line(m) for m in fresh)
+        fresh = await self.stores.threads.messages_after(tenant, thread_id, view.last_seq)
+        if not fresh:
+            return
+        view.last_seq = max(view.last_seq, *(m.seq for m in fresh))
+        known = {m.item.id for m in view.messages}
+        view.messages.extend(message_line(m) for m in fresh if m.id not in known)
+        view.messages.sort(key=lambda m: m.key)  # a late write may belong before newer ones
         if len(view.messages) > RECENT_MESSAGE_LIMIT:
             del view.messages[: len(view.messages) - RECENT_MESSAGE_LIMIT]

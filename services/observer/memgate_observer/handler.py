@@ -116,9 +116,6 @@ class ExchangeHandler:
             limits = await self.limits(tenant)
             async with self.stores.db.pool.acquire() as conn, conn.transaction():
                 await observations.lock_thread(conn, tenant, thread_id)
-                if stored:
-                    with tracer.start_as_current_span("observer.index"):
-                        await self.index.upsert([_point(o, v) for o, v in zip(stored, vectors)])
                 if not await observations.record_batch(conn, tenant, thread_id, batch.exchange_ids,
                                                        self.observer.name, stored):
                     raise ConcurrentlyObserved(f"part of a batch of thread {thread_id} was observed concurrently")
@@ -126,6 +123,12 @@ class ExchangeHandler:
                     await observations.set_current_task(conn, tenant, thread_id, result.current_task)
                 covered = await observations.activate(conn, tenant, thread_id, threshold=limits.activation_tokens,
                                                       keep_raw=self.keep_raw_tokens)
+                # Vectors last, just before commit: anything above may still roll back, and the
+                # rows written hold a lock on the thread that makes a concurrent delete wait
+                # (the delete then removes these vectors after us).
+                if stored:
+                    with tracer.start_as_current_span("observer.index"):
+                        await self.index.upsert([_point(o, v) for o, v in zip(stored, vectors)])
             EXCHANGES_OBSERVED.labels("observed").inc(len(fresh))
             OBSERVATIONS_WRITTEN.inc(len(stored))
             span.set_attribute("memgate.observations", len(stored))

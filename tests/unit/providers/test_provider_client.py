@@ -11,7 +11,7 @@ import pytest
 
 from memgate_core.errors import GatewayError, UpstreamError, UpstreamTimeout
 from memgate_providers.base import ProviderSpec
-from memgate_providers.client import ProviderClient, Timeouts, UpstreamStatusError, _error_of
+from memgate_providers.client import ProviderClient, Timeouts, UpstreamAuthError, UpstreamStatusError, _error_of
 from memgate_providers.openai_compatible import OpenAICompatibleProvider
 from memgate_providers.registry import ProviderRegistry
 from memgate_testing.fake_provider import FakeProvider
@@ -66,7 +66,7 @@ def test_5xx_without_body_gets_fallbacks() -> None:
 def test_4xx_status_is_kept(status: int) -> None:
     err = UpstreamStatusError(status, {"message": "m"}, "openai")
     assert err.status == status
-    assert err.type == "invalid_request_error"
+    assert err.type == ("rate_limit_error" if status == 429 else "invalid_request_error")
 
 
 def test_numeric_code_becomes_a_string() -> None:
@@ -124,9 +124,17 @@ async def test_provider_5xx_maps_to_502(fake: FakeProvider, client: ProviderClie
     assert "status 503" in err.message
 
 
-async def test_provider_4xx_is_passed_on(fake: FakeProvider, client: ProviderClient) -> None:
-    with pytest.raises(UpstreamStatusError) as info:
+async def test_provider_rejecting_memgates_own_key_is_a_502(fake: FakeProvider, client: ProviderClient) -> None:
+    # Not the caller's fault: their memgate key was fine, the gateway's provider key is not.
+    with pytest.raises(UpstreamAuthError) as info:
         await client.open(_provider(fake.base_url, key=None), BODY, api_key=None)
+    assert info.value.status == 502 and info.value.code == "upstream_auth_failed"
+    assert "API key" in info.value.message
+
+
+async def test_provider_4xx_is_passed_on(client: ProviderClient) -> None:
+    with FakeProvider(expected_key="the-right-key") as strict, pytest.raises(UpstreamStatusError) as info:
+        await client.open(_provider(strict.base_url, key=None), BODY, api_key="a-callers-wrong-key")
     err = info.value
     assert err.status == 401
     assert err.type == "authentication_error"

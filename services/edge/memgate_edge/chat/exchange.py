@@ -92,6 +92,11 @@ class ExchangeRecorder:
             log.exception("storing messages of exchange %s failed; the observer will store them", event.exchange_id)
             return False
 
+    async def finish_shielded(self, pending: PendingExchange, answer: str, usage: Usage | None, *,
+                              interrupted: bool = False) -> None:
+        """`finish` that completes even if the client disconnects (cancelling us) meanwhile."""
+        await asyncio.shield(self._spawn(self.finish(pending, answer, usage, interrupted=interrupted)))
+
     def finish_in_background(self, pending: PendingExchange, answer: str, usage: Usage | None) -> None:
         """For interrupted streams: the client is gone, but what was produced is still recorded."""
         self._spawn(self.finish(pending, answer, usage, interrupted=True))
@@ -99,7 +104,8 @@ class ExchangeRecorder:
     def close_in_background(self, response: httpx.Response) -> None:
         self._spawn(response.aclose())
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task

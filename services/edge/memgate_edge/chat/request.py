@@ -121,9 +121,22 @@ def describe_tool_calls(calls: list[tuple[str, str]]) -> str:
 
 
 def client_fingerprints(messages: list[dict[str, Any]]) -> list[str]:
-    """Fingerprints of the conversation messages a client sent (its own copy of the history)."""
-    return [message_fingerprint(m["role"], remembered_text(m)) for m in messages
+    """Fingerprints of the history a client resent (everything before this turn).
+
+    The new turn itself is left out: a short new message ("yes") must not hide an equal
+    earlier one from memory.
+    """
+    history = messages[: _turn_start(messages)]
+    return [message_fingerprint(m["role"], remembered_text(m)) for m in history
             if m.get("role") in ("user", "assistant", "tool")]
+
+
+def _turn_start(messages: list[dict[str, Any]]) -> int:
+    start = 0
+    for i, message in enumerate(messages):
+        if message.get("role") == "assistant":
+            start = i + 1
+    return start
 
 
 def latest_user_text(messages: list[dict[str, Any]]) -> str:
@@ -135,8 +148,4 @@ def latest_user_text(messages: list[dict[str, Any]]) -> str:
 
 def new_turn(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The messages of this turn: everything after the last assistant message, minus system ones."""
-    start = 0
-    for i, message in enumerate(messages):
-        if message.get("role") == "assistant":
-            start = i + 1
-    return [m for m in messages[start:] if m.get("role") in ("user", "tool")]
+    return [m for m in messages[_turn_start(messages):] if m.get("role") in ("user", "tool")]

@@ -8,13 +8,14 @@ from collections import OrderedDict
 from functools import partial
 from typing import Any
 
+import httpx2 as httpx
 import msgspec
 from litestar import Response
 from litestar.response import Stream
 from opentelemetry import trace
 
 from memgate_core.context import ContextLookup
-from memgate_core.errors import GatewayError, InvalidRequest, NotFound, UpstreamTimeout
+from memgate_core.errors import GatewayError, InvalidRequest, NotFound, UpstreamError, UpstreamTimeout
 from memgate_core.events import Usage
 from memgate_edge.auth import Principal
 from memgate_edge.chat.exchange import ExchangeRecorder, PendingExchange, usage_of
@@ -22,9 +23,9 @@ from memgate_edge.chat.request import (
     ChatRequest,
     MemoryScope,
     client_fingerprints,
-    describe_tool_calls,
     latest_user_text,
     parse_chat_request,
+    remembered_text,
 )
 from memgate_edge.chat.streaming import relay
 from memgate_edge.context_client import ContextClient, ContextResult
@@ -134,9 +135,14 @@ class ChatService:
         try:
             async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
                 raw_answer = await upstream.aread()
-        except TimeoutError:
-            raise UpstreamTimeout(f"Upstream provider '{answered.provider}' exceeded the total time limit "
-                                  f"({self.providers.timeouts.total:g}s).") from None
+        except (TimeoutError, httpx.TimeoutException):
+            record_usage(answered.provider, 504, None)
+            raise UpstreamTimeout(f"Upstream provider '{answered.provider}' did not finish its answer in time "
+                                  f"(MEMGATE_TIMEOUT_FIRST_BYTE / MEMGATE_TIMEOUT_TOTAL).") from None
+        except httpx.HTTPError as exc:
+            record_usage(answered.provider, 502, None)
+            raise UpstreamError(f"Upstream provider '{answered.provider}' broke off its answer "
+                                f"({type(exc).__name__}).") from None
         finally:
             await upstream.aclose()
         answer, usage = _answer_of(raw_answer)
@@ -172,6 +178,7 @@ class ChatService:
 
 
 def _answer_of(raw: bytes) -> tuple[str, Any]:
+    """The assistant's answer as memgate remembers it, and the usage, from a JSON response."""
     try:
         data = msgspec.json.decode(raw)
     except msgspec.DecodeError:
@@ -179,15 +186,8 @@ def _answer_of(raw: bytes) -> tuple[str, Any]:
     text = ""
     if isinstance(data, dict):
         choices = data.get("choices") or []
-        if choices and isinstance(choices[0], dict):
-            message = choices[0].get("message") or {}
-            if isinstance(message, dict):
-                text = message["content"] if isinstance(message.get("content"), str) else ""
-                calls = [(c["function"].get("name", "?"), c["function"].get("arguments", ""))
-                         for c in message.get("tool_calls") or []
-                         if isinstance(c, dict) and isinstance(c.get("function"), dict)]
-                if calls:
-                    text = "\n".join(filter(None, [text, describe_tool_calls(calls)]))
+        if choices and isinstance(choices[0], dict) and isinstance(choices[0].get("message"), dict):
+            text = remembered_text(choices[0]["message"])
     return text, usage_of(data)
 
 

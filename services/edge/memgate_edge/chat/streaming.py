@@ -145,6 +145,7 @@ async def _relay(
             recorder.close_in_background(upstream)
     await upstream.aclose()
     if pending is not None:
-        await recorder.finish(pending, collector.text, collector.usage, interrupted=interrupted)
+        # Shielded: SDKs often disconnect right after the last chunk, while this runs.
+        await recorder.finish_shielded(pending, collector.text, collector.usage, interrupted=interrupted)
     if held_done is not None and not interrupted:
         yield held_done

@@ -48,9 +48,9 @@ class DashboardController(Controller):
             page = self._page("login.html", deps, tenant=None, error="That API key is not valid.")
             page.status_code = 401
             return page
-        token = await deps.stores.sessions.open(principal.tenant)
+        token = await deps.stores.sessions.open(principal.tenant, principal.key_id)
         cookie = Cookie(key=SESSION_COOKIE, value=token, httponly=True, samesite="strict", path="/dashboard",
-                        max_age=12 * 3600)
+                        max_age=12 * 3600, secure=request.url.scheme == "https")
         return Redirect("/dashboard/threads", cookies=[cookie], status_code=303)
 
     @post("/logout", status_code=303)

@@ -7,3 +7,11 @@ CREATE TABLE thread_tombstones (
     deleted_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant, thread_id)
 );
+
+-- Insertion order of messages: the context service appends what is new since the last
+-- seq it saw (timestamps come from edges' clocks and need not arrive in order).
+ALTER TABLE messages ADD COLUMN seq bigserial;
+CREATE INDEX messages_by_thread_seq ON messages (tenant, thread_id, seq);
+
+-- A dashboard session ends when the key that opened it is revoked.
+ALTER TABLE dashboard_sessions ADD COLUMN key_id text;
