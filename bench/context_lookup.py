@@ -68,7 +68,8 @@ async def seed(stores: Stores, index: EdgeVectorIndex, embedder: Embedder, n: in
             "id", "tenant", "thread_id", "resource_id", "exchange_id", "text", "priority", "observed_on", "tokens",
             "source_message_ids"])
     await index.upsert(points)
-    await index.optimize()  # what a long-running engine does in the background
+    # No optimize(): memgate does not run it (it holds the GIL for seconds at this size), so
+    # this measures the index as the gateway really searches it.
     # The thread we look up holds a short raw history of its own.
     now = time.time()
     await stores.threads.add_messages(TENANT, "t0", RESOURCE, "exc-live", [

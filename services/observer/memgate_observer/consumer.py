@@ -111,7 +111,11 @@ class ExchangeConsumer:
                 await asyncio.sleep(1)
                 continue
             for msg in messages:
-                await self._accept(msg)
+                try:
+                    await self._accept(msg)
+                except Exception:  # noqa: BLE001 - one bad message must not end the loop
+                    # Not acked: JetStream redelivers it after ack_wait.
+                    log.exception("could not accept a delivery; it will be redelivered")
 
     async def _accept(self, msg: Msg) -> None:
         try:
