@@ -6,7 +6,7 @@ stand-in is the LLM provider, a real HTTP server speaking the OpenAI API.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,8 @@ from memgate_testing.gateway import GatewayProcess
 
 if TYPE_CHECKING:
     from memgate_cli.embedded import EmbeddedNats
+    from memgate_store import Stores
+    from memgate_vectors import EdgeVectorIndex
 
 
 @pytest.fixture(scope="session")
@@ -77,3 +79,38 @@ def postgres_url(tmp_path: Path) -> Iterator[str]:
     url = server.start()
     yield url
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def shared_postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real PostgreSQL, migrated, for the tests that keep to their own tenants and threads."""
+    import asyncio
+
+    from memgate_cli.embedded import EmbeddedPostgres
+    from memgate_store import migrate
+
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("shared-pg"))
+    url = server.start()
+    asyncio.run(migrate(url))
+    yield url
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+async def stores(shared_postgres_url: str) -> AsyncIterator["Stores"]:
+    from memgate_store import Stores
+
+    s = await Stores.connect(shared_postgres_url)
+    yield s
+    await s.close()
+
+
+@pytest.fixture(scope="module")
+async def index(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator["EdgeVectorIndex"]:
+    """A real Qdrant Edge shard for one test module."""
+    from memgate_vectors import EdgeVectorIndex
+
+    shard = EdgeVectorIndex(tmp_path_factory.mktemp("vectors"))
+    await shard.ensure()
+    yield shard
+    await shard.close()

@@ -10,7 +10,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,37 +21,11 @@ from memgate_observer.consumer import ExchangeConsumer
 from memgate_observer.handler import ExchangeHandler
 from memgate_observer.llm import LLMObserver
 from memgate_providers import ProviderClient, ProviderRegistry, Timeouts
-from memgate_store import Stores, migrate
+from memgate_store import Stores
 from memgate_testing.fake_provider import FakeProvider
 from memgate_vectors import EdgeVectorIndex, Embedder
 
 NOW = datetime(2024, 5, 1, 9, 15, tzinfo=timezone.utc).timestamp()
-
-
-@pytest.fixture(scope="module")
-def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from memgate_cli.embedded import EmbeddedPostgres
-
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("debounce-pg"))
-    url = server.start()
-    yield url
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-async def stores(pg_url: str) -> AsyncIterator[Stores]:
-    await migrate(pg_url)
-    s = await Stores.connect(pg_url)
-    yield s
-    await s.close()
-
-
-@pytest.fixture(scope="module")
-async def index(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EdgeVectorIndex]:
-    idx = EdgeVectorIndex(Path(tmp_path_factory.mktemp("debounce-vectors")))
-    await idx.ensure()
-    yield idx
-    await idx.close()
 
 
 class Model:

@@ -9,7 +9,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import date, datetime, timezone
 from itertools import groupby
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from memgate_observer.llm import LLMObserver, LLMReflector
 from memgate_observer.local import LocalObserver
 from memgate_observer.reflector import LocalReflector
 from memgate_providers import ProviderClient, ProviderRegistry, Timeouts
-from memgate_store import Observation, Stores, migrate
+from memgate_store import Observation, Stores
 from memgate_testing.fake_provider import FakeProvider
 from memgate_vectors import EdgeVectorIndex, Embedder
 
@@ -29,33 +28,6 @@ MAY_1 = datetime(2024, 5, 1, 9, 15, tzinfo=timezone.utc).timestamp()
 
 
 # ---------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One real PostgreSQL for the module (tests use their own tenants and threads)."""
-    from memgate_cli.embedded import EmbeddedPostgres
-
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("observer-pg"))
-    url = server.start()
-    yield url
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-async def stores(pg_url: str) -> AsyncIterator[Stores]:
-    await migrate(pg_url)
-    s = await Stores.connect(pg_url)
-    yield s
-    await s.close()
-
-
-@pytest.fixture(scope="module")
-async def index(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EdgeVectorIndex]:
-    idx = EdgeVectorIndex(Path(tmp_path_factory.mktemp("observer-vectors")))
-    await idx.ensure()
-    yield idx
-    await idx.close()
 
 
 @pytest.fixture(scope="module")

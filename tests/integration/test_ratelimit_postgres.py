@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -13,7 +13,7 @@ import pytest
 from memgate_edge.auth import Principal
 from memgate_edge.ratelimit import MemoryBuckets, RateLimiter
 from memgate_edge.usage import UsageRecord, UsageRecorder
-from memgate_store import Stores, migrate
+from memgate_store import Stores
 
 
 class Clock:
@@ -25,20 +25,9 @@ class Clock:
 
 
 @pytest.fixture(scope="module")
-def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from memgate_cli.embedded import EmbeddedPostgres
-
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("ratelimit-pg"))
-    url = server.start()
-    yield url
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-async def replicas(pg_url: str) -> AsyncIterator[tuple[Stores, Stores]]:
+async def replicas(shared_postgres_url: str) -> AsyncIterator[tuple[Stores, Stores]]:
     """Two pools on one database: what two edge replicas have."""
-    await migrate(pg_url)
-    a, b = await Stores.connect(pg_url, max_size=8), await Stores.connect(pg_url, max_size=8)
+    a, b = await Stores.connect(shared_postgres_url, max_size=8), await Stores.connect(shared_postgres_url, max_size=8)
     yield a, b
     await a.close()
     await b.close()

@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 
 import sys
 
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 from memgate_core.config import Settings, load_settings
 

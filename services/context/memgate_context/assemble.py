@@ -14,7 +14,7 @@ from collections import OrderedDict
 from typing import TypeVar
 
 from memgate_context.view import CLOSE_TAG, OPEN_TAG, Line, ThreadViews, observation_line
-from memgate_core.context import ContextBlock, ContextLookup, MessageItem, ObservationItem
+from memgate_core.context import ContextBlock, ContextLookup, ObservationItem
 from memgate_core.tokens import count_tokens
 from memgate_store import Stores
 from memgate_vectors import Embedder, VectorIndex

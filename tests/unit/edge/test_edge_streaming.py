@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import msgspec
-import pytest
 
 from memgate_core.events import Usage
 from memgate_edge.chat.streaming import StreamCollector, _data_of, _split_events

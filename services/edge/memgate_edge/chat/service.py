@@ -20,7 +20,6 @@ from memgate_core.events import Usage
 from memgate_edge.auth import Principal
 from memgate_edge.chat.exchange import ExchangeRecorder, PendingExchange, usage_of
 from memgate_edge.chat.request import (
-    ChatRequest,
     MemoryScope,
     client_fingerprints,
     latest_user_text,
