@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import nats
@@ -20,12 +21,16 @@ class Bus:
     def __init__(self, nc: Client) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream(timeout=5)
+        self._mark_closing: Callable[[], None] = lambda: None
 
     @classmethod
     async def connect(cls, url: str, *, name: str) -> "Bus":
         where = _redacted(url)  # NATS URLs may carry user:password or a token
+        closing = False
+
         async def disconnected() -> None:
-            log.warning("NATS disconnected from %s", where)
+            if not closing:  # our own close() is not news
+                log.warning("NATS disconnected from %s", where)
 
         async def reconnected() -> None:
             log.info("NATS reconnected to %s", where)
@@ -42,7 +47,14 @@ class Bus:
             reconnected_cb=reconnected,
             error_cb=error,
         )
-        return cls(nc)
+        bus = cls(nc)
+
+        def mark_closing() -> None:
+            nonlocal closing
+            closing = True
+
+        bus._mark_closing = mark_closing
+        return bus
 
     async def ensure_streams(self) -> None:
         config = StreamConfig(
@@ -66,6 +78,7 @@ class Bus:
     async def close(self) -> None:
         # Services are stopped before this, so nothing is in flight; drain() would wait on
         # the observer's idle pull subscription for its whole timeout.
+        self._mark_closing()
         if not self.nc.is_closed:
             await self.nc.close()
 
