@@ -20,6 +20,7 @@ from litestar.response import Response
 from memgate_bus import Bus, ExchangePublisher
 from memgate_core.config import Settings
 from memgate_core.errors import GatewayError
+from memgate_core.tokens import count_tokens
 from memgate_providers import ConfigError, ProviderClient
 from memgate_store import Stores
 from memgate_telemetry.metrics import render
@@ -49,6 +50,7 @@ class Runtime:
         stores = await Stores.connect(database_url, max_size=20)
         bus = None
         try:
+            count_tokens("warm up")  # load the tokenizer now, not during the first request
             bus = await Bus.connect(nats_url, name=name)
             await bus.ensure_streams()
             providers = _provider_client()
