@@ -94,18 +94,24 @@ class ThreadRepository:
              interrupted and m.role == "assistant")
             for m in messages
         ]
-        # One statement, one round trip: upsert the thread (bumping its version, which tells
-        # the context service to pick up the new messages) and insert the messages.
+        # One statement, one round trip: create the thread if needed, insert the messages,
+        # and bump the thread's version only when a message was new (the context service
+        # re-reads the thread on a bump; a redelivered exchange must not cause one).
         inserted = await self.db.pool.fetchval(
             """
-            WITH thread AS (
+            WITH allowed AS (  -- a thread deleted while this exchange was running stays deleted
+                SELECT NOT EXISTS (SELECT 1 FROM thread_tombstones
+                                   WHERE tenant = $1 AND thread_id = $2 AND deleted_at >= $11) AS ok
+            ), created AS (
                 INSERT INTO threads (tenant, thread_id, resource_id, messages_version)
-                SELECT $1, $2, $3, 1
-                WHERE NOT EXISTS (  -- deleted while this exchange was running: it stays deleted
-                    SELECT 1 FROM thread_tombstones WHERE tenant = $1 AND thread_id = $2 AND deleted_at >= $11)
-                ON CONFLICT (tenant, thread_id)
-                DO UPDATE SET updated_at = now(), messages_version = threads.messages_version + 1
+                SELECT $1, $2, $3, 1 FROM allowed WHERE ok
+                ON CONFLICT (tenant, thread_id) DO NOTHING
                 RETURNING 1
+            ), thread AS (
+                SELECT 1 FROM created
+                UNION ALL
+                SELECT 1 FROM threads, allowed WHERE ok AND tenant = $1 AND thread_id = $2
+                LIMIT 1
             ), added AS (
                 INSERT INTO messages (id, tenant, thread_id, exchange_id, role, content, tokens, created_at, interrupted)
                 SELECT m.id, $1, $2, $4, m.role, m.content, m.tokens, m.created_at, m.interrupted
@@ -113,6 +119,9 @@ class ThreadRepository:
                      AS m(id, role, content, tokens, created_at, interrupted), thread
                 ON CONFLICT (id) DO NOTHING
                 RETURNING 1
+            ), bumped AS (  -- (a thread created by this statement already starts at version 1)
+                UPDATE threads SET updated_at = now(), messages_version = messages_version + 1
+                WHERE tenant = $1 AND thread_id = $2 AND EXISTS (SELECT 1 FROM added)
             )
             SELECT count(*) FROM added
             """,
