@@ -36,3 +36,15 @@ def observations(gateway: GatewayProcess, thread_id: str, key: str | None = None
         return []  # not written yet
     r.raise_for_status()
     return r.json()["data"]
+
+
+def assert_memory_reached_provider(requests: list[dict[str, Any]], statement: str, question: str,
+                                   stream: bool) -> None:
+    """Turn 1 (`statement`) went out bare; turn 2 (`question`) carried it in a memory block first."""
+    assert len(requests) == 2
+    assert requests[0]["body"]["messages"] == [{"role": "user", "content": statement}]
+    system, *rest = requests[1]["body"]["messages"]
+    assert system["role"] == "system" and system["content"].startswith("<memgate_memory>")
+    assert statement in system["content"]
+    assert rest == [{"role": "user", "content": question}]
+    assert requests[1]["body"].get("stream", False) is stream

@@ -8,6 +8,7 @@ import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_openai import ChatOpenAI
 
+from helpers import assert_memory_reached_provider
 from memgate_testing.fake_provider import FakeProvider
 from memgate_testing.gateway import GatewayProcess
 
@@ -21,17 +22,6 @@ def _chat(gateway: GatewayProcess, thread: str, resource: str) -> ChatOpenAI:
     )
 
 
-def _assert_memory_reached_provider(provider: FakeProvider, statement: str, stream: bool) -> None:
-    requests = provider.requests
-    assert len(requests) == 2
-    assert requests[0]["body"]["messages"] == [{"role": "user", "content": statement}]
-    system, *rest = requests[1]["body"]["messages"]
-    assert system["role"] == "system" and system["content"].startswith("<memgate_memory>")
-    assert statement in system["content"]
-    assert rest == [{"role": "user", "content": QUESTION}]
-    assert requests[1]["body"].get("stream", False) is stream
-
-
 def test_invoke_remembers(gateway: GatewayProcess, provider: FakeProvider) -> None:
     tag = uuid.uuid4().hex[:10]
     llm = _chat(gateway, f"lc-invoke-{tag}", f"user-{tag}")
@@ -43,7 +33,7 @@ def test_invoke_remembers(gateway: GatewayProcess, provider: FakeProvider) -> No
     assert second.content == "Your name is Gunnar."
     assert second.response_metadata["finish_reason"] == "stop"
     assert second.usage_metadata is not None and second.usage_metadata["total_tokens"] > 0
-    _assert_memory_reached_provider(provider, statement, stream=False)
+    assert_memory_reached_provider(provider.requests, statement, QUESTION, stream=False)
 
 
 def test_stream_remembers(gateway: GatewayProcess, provider: FakeProvider) -> None:
@@ -61,7 +51,7 @@ def test_stream_remembers(gateway: GatewayProcess, provider: FakeProvider) -> No
         merged = merged + chunk
     assert merged.content == "Your name is Hedda."
     assert merged.response_metadata.get("finish_reason") == "stop"
-    _assert_memory_reached_provider(provider, statement, stream=True)
+    assert_memory_reached_provider(provider.requests, statement, QUESTION, stream=True)
 
 
 @pytest.mark.asyncio
@@ -74,4 +64,4 @@ async def test_ainvoke_and_astream_remember(gateway: GatewayProcess, provider: F
     assert first.content == f"fake answer to: {statement}"
     pieces = [str(chunk.content) async for chunk in llm.astream(QUESTION)]
     assert "".join(pieces) == "Your name is Ilse."
-    _assert_memory_reached_provider(provider, statement, stream=True)
+    assert_memory_reached_provider(provider.requests, statement, QUESTION, stream=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from helpers import assert_memory_reached_provider
 from memgate_testing.fake_provider import FakeProvider
 from memgate_testing.gateway import GatewayProcess
 
@@ -72,11 +73,5 @@ def test_node_sdk_remembers(gateway: GatewayProcess, provider: FakeProvider, str
         assert second["chunks"] >= second["content_chunks"] + 1
 
     requests = provider.requests
-    assert len(requests) == 2
-    assert requests[0]["body"]["messages"] == [{"role": "user", "content": statement}]
-    system, *rest = requests[1]["body"]["messages"]
-    assert system["role"] == "system" and system["content"].startswith("<memgate_memory>")
-    assert statement in system["content"]
-    assert rest == [{"role": "user", "content": QUESTION}]
-    assert requests[1]["body"].get("stream", False) is stream
+    assert_memory_reached_provider(requests, statement, QUESTION, stream)
     assert requests[1]["body"]["model"] == "gpt-test"
