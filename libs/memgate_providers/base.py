@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-import httpx2 as httpx
 import msgspec
+
+from memgate_providers.http import Request
 
 
 class ProviderSpec(msgspec.Struct, frozen=True):
@@ -29,15 +30,15 @@ class ProviderSpec(msgspec.Struct, frozen=True):
 class Provider(Protocol):
     spec: ProviderSpec
 
-    def build_request(self, client: httpx.AsyncClient, body: bytes, *, api_key: str | None) -> httpx.Request:
+    def build_request(self, body: bytes, *, api_key: str | None) -> Request:
         """The HTTP request for one chat completion; `body` already names the upstream model."""
         ...
 
-    def embeddings_request(self, client: httpx.AsyncClient, body: bytes, *, api_key: str | None) -> httpx.Request:
+    def embeddings_request(self, body: bytes, *, api_key: str | None) -> Request:
         """The HTTP request for embeddings (OpenAI format); `body` names the upstream model."""
         ...
 
-    def models_request(self, client: httpx.AsyncClient, *, api_key: str | None) -> httpx.Request:
+    def models_request(self, *, api_key: str | None) -> Request:
         """The HTTP request that lists the provider's models."""
         ...
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx2 as httpx
-
 from memgate_providers.base import ProviderSpec
+from memgate_providers.http import Request
 
 
 class OpenAICompatibleProvider:
@@ -24,16 +23,15 @@ class OpenAICompatibleProvider:
             headers["authorization"] = f"Bearer {key}"
         return headers
 
-    def build_request(self, client: httpx.AsyncClient, body: bytes, *, api_key: str | None) -> httpx.Request:
-        headers = {"content-type": "application/json", **self.headers(api_key)}
-        return client.build_request("POST", self._url, content=body, headers=headers)
+    def build_request(self, body: bytes, *, api_key: str | None) -> Request:
+        return Request("POST", self._url, {"content-type": "application/json", **self.headers(api_key)}, body)
 
-    def embeddings_request(self, client: httpx.AsyncClient, body: bytes, *, api_key: str | None) -> httpx.Request:
+    def embeddings_request(self, body: bytes, *, api_key: str | None) -> Request:
         headers = {"content-type": "application/json", **self.headers(api_key)}
-        return client.build_request("POST", self._base + "/embeddings", content=body, headers=headers)
+        return Request("POST", self._base + "/embeddings", headers, body)
 
-    def models_request(self, client: httpx.AsyncClient, *, api_key: str | None) -> httpx.Request:
-        return client.build_request("GET", self._base + "/models", headers=self.headers(api_key))
+    def models_request(self, *, api_key: str | None) -> Request:
+        return Request("GET", self._base + "/models", self.headers(api_key))
 
     def model_ids(self, data: Any) -> list[str]:
         items = data.get("data") if isinstance(data, dict) else None

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import httpx2 as httpx
-
 from memgate_providers.base import ProviderSpec
+from memgate_providers.http import Request
 from memgate_providers.openai_compatible import OpenAICompatibleProvider
 
 SPEC = ProviderSpec(
@@ -28,13 +27,11 @@ API_VERSION = "2023-06-01"
 
 
 class AnthropicProvider(OpenAICompatibleProvider):
-    def models_request(self, client: httpx.AsyncClient, *, api_key: str | None) -> httpx.Request:
-        request = super().models_request(client, api_key=api_key)
+    def models_request(self, *, api_key: str | None) -> Request:
+        request = super().models_request(api_key=api_key)
         key = api_key or self.spec.api_key
-        if key:
-            request.headers["x-api-key"] = key
-        request.headers["anthropic-version"] = API_VERSION
-        return request
+        extra = {"x-api-key": key} if key else {}
+        return Request(request.method, request.url, {**request.headers, **extra, "anthropic-version": API_VERSION})
 
 
 def build(spec: ProviderSpec, env: Mapping[str, str]) -> AnthropicProvider:

@@ -27,6 +27,7 @@ from memgate_telemetry.metrics import render
 from memgate_vectors import Embedder, RemoteEmbedder, VectorIndex, open_vector_index
 
 if TYPE_CHECKING:
+    from memgate_edge.context_client import LocalLookup
     from memgate_edge.usage import UsageRecorder
 
 log = logging.getLogger("memgate")
@@ -108,7 +109,9 @@ def _provider_client() -> ProviderClient:
         raise SystemExit(f"memgate: {exc}") from None
 
 
-def build_edge(runtime: Runtime, *, notices: list[str], observer_name: str) -> Edge:
+def build_edge(runtime: Runtime, *, notices: list[str], observer_name: str,
+               local_context: LocalLookup | None = None) -> Edge:
+    """The edge's app; `local_context` is the lookup of a context service in this process."""
     from memgate_edge.app import create_app
     from memgate_edge.auth import Authenticator
     from memgate_edge.chat.exchange import ExchangeRecorder
@@ -124,7 +127,7 @@ def build_edge(runtime: Runtime, *, notices: list[str], observer_name: str) -> E
     limiter = RateLimiter(runtime.stores.ratelimits, default_rpm=s.default_rpm)
     usage = UsageRecorder(runtime.stores.usage)
     chat = ChatService(
-        runtime.providers, runtime.stores.threads, ContextClient(runtime.bus, timeout_ms=s.context_timeout_ms),
+        runtime.providers, runtime.stores.threads, ContextClient(runtime.bus, timeout_ms=s.context_timeout_ms, local=local_context),
         ExchangeRecorder(runtime.stores.threads, publisher), usage, budget_tokens=s.context_budget_tokens,
         related_budget_tokens=s.related_budget_tokens,
     )

@@ -71,7 +71,9 @@ async def run_up(settings: Settings) -> int:
         observer = ObserverService(settings, runtime.bus, runtime.stores, runtime.index, runtime.embedder,
                                    runtime.providers)
         notices = [observer.notice] if observer.notice else []
-        app, publisher, usage = build_edge(runtime, notices=notices, observer_name=observer.observer_name)
+        # The edge asks the context service in this process directly: no NATS hop per request.
+        app, publisher, usage = build_edge(runtime, notices=notices, observer_name=observer.observer_name,
+                                           local_context=context.lookup)
         http = HttpServer(app, settings.http_host, settings.http_port)
         for service in (context, observer, publisher, usage, http):
             if service is publisher:

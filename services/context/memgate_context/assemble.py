@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import TypeVar
+from collections.abc import Sequence
+from typing import Protocol, TypeVar
 
 from memgate_context.view import CLOSE_TAG, OPEN_TAG, Line, ThreadViews, observation_line
 from memgate_core.context import ContextBlock, ContextLookup, ObservationItem
@@ -34,6 +35,14 @@ PREAMBLE = (
 T = TypeVar("T")
 
 
+class HasLine(Protocol):
+    @property
+    def line(self) -> Line: ...
+
+
+L = TypeVar("L", bound=HasLine)
+
+
 class ContextAssembler:
     def __init__(self, stores: Stores, index: VectorIndex, embedder: Embedder) -> None:
         self.views = ThreadViews(stores)
@@ -49,12 +58,12 @@ class ContextAssembler:
         related = await self._related(q) if view.related else []
 
         budget = q.budget_tokens
-        thread, used = fit_newest([(o, o.line) for o in view.observations], int(budget * THREAD_OBSERVATION_SHARE))
+        thread, used = fit_newest(view.observations, int(budget * THREAD_OBSERVATION_SHARE))
         related_budget = q.related_budget_tokens if q.related_budget_tokens is not None else int(budget * RELATED_SHARE)
         related_kept, related_used = fit_best_first(related, min(related_budget, budget - used))
-        held = set(q.client_messages)
-        raw = [m for m in view.messages if m.fingerprint not in held]  # the client resent these itself
-        messages, messages_used = fit_newest([(m, m.line) for m in raw], max(budget - used - related_used, 0))
+        held = set(q.client_messages)  # the client resent these itself
+        raw = [m for m in view.messages if m.fingerprint not in held] if held else view.messages
+        messages, messages_used = fit_newest(raw, max(budget - used - related_used, 0))
         text = render([o.line for o in thread], [line for _, line in related_kept], [m.line for m in messages])
         return ContextBlock(
             thread_observations=[o.item for o in thread],
@@ -90,14 +99,16 @@ class ContextAssembler:
         return found
 
 
-def fit_newest(items: list[tuple[T, Line]], budget: int) -> tuple[list[T], int]:
+def fit_newest(items: Sequence[L], budget: int) -> tuple[list[L], int]:
     """Keep the newest items that fit (oldest first in, oldest first out)."""
-    kept, used = [], 0
-    for item, line in reversed(items):
-        if used + line.tokens > budget:
+    kept: list[L] = []
+    used = 0
+    for item in reversed(items):
+        tokens = item.line.tokens
+        if used + tokens > budget:
             break
         kept.append(item)
-        used += line.tokens
+        used += tokens
     kept.reverse()
     return kept, used
 

@@ -1,4 +1,7 @@
-"""The context service: subscribes to lookups (queue group, so replicas share the load)."""
+"""The context service: subscribes to lookups (queue group, so replicas share the load).
+
+`lookup` is also called directly by an edge in the same process (`memgate up`).
+"""
 
 from __future__ import annotations
 
@@ -6,21 +9,34 @@ import asyncio
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from opentelemetry import trace
 
 from memgate_bus import Bus
 from memgate_bus.subjects import CONTEXT_LOOKUP_SUBJECT, CONTEXT_QUEUE
 from memgate_context.assemble import ContextAssembler
 from memgate_context.handler import LookupHandler
+from memgate_core.context import ContextBlock, ContextLookup
 from memgate_store import Stores
 from memgate_vectors import Embedder, VectorIndex
+
+tracer = trace.get_tracer("memgate.context")
 
 
 class ContextService:
     def __init__(self, bus: Bus, stores: Stores, index: VectorIndex, embedder: Embedder) -> None:
         self.bus = bus
-        self.handler = LookupHandler(ContextAssembler(stores, index, embedder))
+        self.assembler = ContextAssembler(stores, index, embedder)
+        self.handler = LookupHandler(self.assembler)
         self._sub: Subscription | None = None
         self._inflight: set[asyncio.Task[None]] = set()
+
+    async def lookup(self, q: ContextLookup) -> ContextBlock:
+        """The in-process path: same assembly, same span, no NATS hop and no encoding."""
+        with tracer.start_as_current_span("context.lookup") as span:
+            span.set_attribute("memgate.thread_id", q.thread_id)
+            block = await self.assembler.lookup(q)
+            span.set_attribute("memgate.tokens", block.tokens)
+            return block
 
     async def _dispatch(self, msg: Msg) -> None:
         # nats-py runs a subscription's callbacks one at a time; lookups must run concurrently.

@@ -55,6 +55,7 @@ class ThreadView(msgspec.Struct):
     observations: list[ObservationLine]
     messages: list[MessageLine]
     last_seq: int = 0  # the newest message (by insertion) this view has seen
+    ids: set[str] = msgspec.field(default_factory=set)  # of `messages`, to skip ones already held
 
 
 def clean(text: str) -> str:
@@ -126,15 +127,22 @@ class ThreadViews:
             item = ObservationItem(o.id, o.thread_id, o.text, o.priority, when)
             lines.append(ObservationLine(item, observation_line(item, o.tokens)))
         return ThreadView(versions.created_at, versions.messages_version, versions.observations_version, False, lines,
-                          [message_line(m) for m in messages], last_seq=last_seq)
+                          [message_line(m) for m in messages], last_seq=last_seq, ids={m.id for m in messages})
 
     async def _append_new_messages(self, tenant: str, thread_id: str, view: ThreadView) -> None:
         fresh = await self.stores.threads.messages_after(tenant, thread_id, view.last_seq)
         if not fresh:
             return
         view.last_seq = max(view.last_seq, *(m.seq for m in fresh))
-        known = {m.item.id for m in view.messages}
-        view.messages.extend(message_line(m) for m in fresh if m.id not in known)
-        view.messages.sort(key=lambda m: m.key)  # a late write may belong before newer ones
+        lines = [message_line(m) for m in fresh if m.id not in view.ids]
+        if not lines:
+            return
+        in_order = not view.messages or min(line.key for line in lines) > view.messages[-1].key
+        view.messages.extend(lines)
+        view.ids.update(line.item.id for line in lines)
+        if not in_order:  # a late write belongs before newer ones
+            view.messages.sort(key=lambda m: m.key)
         if len(view.messages) > RECENT_MESSAGE_LIMIT:
-            del view.messages[: len(view.messages) - RECENT_MESSAGE_LIMIT]
+            dropped = len(view.messages) - RECENT_MESSAGE_LIMIT
+            view.ids.difference_update(m.item.id for m in view.messages[:dropped])
+            del view.messages[:dropped]

@@ -1,13 +1,19 @@
 """Asking the context service for the memory block, within a small time budget.
 
+Two ways to ask, one answer: over NATS request/reply (any number of context replicas,
+the split and Kubernetes shapes), or by a direct call when the context service runs in
+this very process (`memgate up`), which saves the hop and the block's encoding.
+
 Memory never breaks chat: on timeout or failure the request goes on without memory and
 the response says memory was degraded.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 import msgspec
 from opentelemetry import trace
@@ -20,6 +26,8 @@ from memgate_telemetry.metrics import CONTEXT_LOOKUP, MEMORY_DEGRADED
 tracer = trace.get_tracer("memgate.edge")
 log = logging.getLogger("memgate.edge.context")
 
+LocalLookup = Callable[[ContextLookup], Awaitable[ContextBlock]]
+
 
 class ContextResult(msgspec.Struct):
     block: ContextBlock | None
@@ -28,9 +36,11 @@ class ContextResult(msgspec.Struct):
 
 
 class ContextClient:
-    def __init__(self, bus: Bus, *, timeout_ms: int) -> None:
+    def __init__(self, bus: Bus, *, timeout_ms: int, local: LocalLookup | None = None) -> None:
+        """`local`: the in-process context service's lookup; without it, lookups go over NATS."""
         self.bus = bus
         self.timeout = timeout_ms / 1000
+        self.local = local
 
     async def lookup(self, q: ContextLookup) -> ContextResult:
         started = time.perf_counter()
@@ -38,14 +48,11 @@ class ContextClient:
             reason = None
             block = None
             try:
-                reply = await self.bus.nc.request(
-                    CONTEXT_LOOKUP_SUBJECT, lookup_encoder.encode(q), timeout=self.timeout, headers=inject_headers()
-                )
-                decoded = block_decoder.decode(reply.data)
-                if isinstance(decoded, ContextFailure):
+                answer = await (self._call(q) if self.local is not None else self._request(q))
+                if isinstance(answer, ContextFailure):
                     reason = "context_error"
                 else:
-                    block = decoded
+                    block = answer
             except TimeoutError:
                 reason = "context_timeout"
             except Exception as exc:  # noqa: BLE001 - no responders, NATS down, bad reply...
@@ -58,3 +65,14 @@ class ContextClient:
                 MEMORY_DEGRADED.labels(reason).inc()
                 span.set_attribute("memgate.degraded", reason)
             return ContextResult(block, reason, elapsed * 1000)
+
+    async def _request(self, q: ContextLookup) -> ContextBlock | ContextFailure:
+        reply = await self.bus.nc.request(
+            CONTEXT_LOOKUP_SUBJECT, lookup_encoder.encode(q), timeout=self.timeout, headers=inject_headers()
+        )
+        return block_decoder.decode(reply.data)
+
+    async def _call(self, q: ContextLookup) -> ContextBlock:
+        assert self.local is not None
+        async with asyncio.timeout(self.timeout):
+            return await self.local(q)

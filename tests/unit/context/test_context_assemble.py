@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import NamedTuple
 
-from memgate_context.assemble import PREAMBLE, fit_best_first, fit_newest, render
+from memgate_context import assemble
+from memgate_context.assemble import PREAMBLE, fit_best_first, render
 from memgate_context.view import CLOSE_TAG, OPEN_TAG, Line, message_line, observation_line
 from memgate_core.context import ObservationItem
 from memgate_store.threads import StoredMessage
@@ -67,6 +69,16 @@ def test_stored_text_cannot_close_or_reopen_the_block() -> None:
 
 def _costed(pairs: list[tuple[str, int]]) -> list[tuple[str, Line]]:
     return [(name, Line(name, cost)) for name, cost in pairs]
+
+
+class _Item(NamedTuple):
+    name: str
+    line: Line
+
+
+def fit_newest(items: list[tuple[str, Line]], budget: int) -> tuple[list[str], int]:
+    kept, used = assemble.fit_newest([_Item(*pair) for pair in items], budget)
+    return [item.name for item in kept], used
 
 
 def test_fit_newest_keeps_the_newest_oldest_first() -> None:

@@ -257,13 +257,12 @@ def test_bad_timeout_variable(raw: str) -> None:
         Timeouts.from_env({"MEMGATE_TIMEOUT_TOTAL": raw})
 
 
-async def test_client_from_env_loads_the_file_and_sets_httpx_timeouts(tmp_path: Path) -> None:
+async def test_client_from_env_loads_the_file_and_sets_http_timeouts(tmp_path: Path) -> None:
     path = write(tmp_path, EXAMPLE.replace("connect = 5", "connect = 3"))
     client = ProviderClient.from_env({"MEMGATE_CONFIG": str(path), "MEMGATE_TIMEOUT_FIRST_BYTE": "9"})
     try:
         assert client.timeouts == Timeouts(3.0, 9.0, 600.0)
-        assert client.http.timeout.connect == 3.0 and client.http.timeout.pool == 3.0
-        assert client.http.timeout.read == 9.0
+        assert client.http.connect_timeout == 3.0 and client.http.read_timeout == 9.0
         assert client.registry.route("fast")[1] == Route("google", "gemini-2.5-flash")
     finally:
         await client.close()

@@ -9,11 +9,11 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import httpx
 import msgspec
 import pytest
 
 from memgate_core.errors import InvalidRequest, UpstreamError, UpstreamTimeout
+from memgate_providers import http
 from memgate_providers.client import ProviderClient, Timeouts, UpstreamAuthError, UpstreamStatusError
 from memgate_providers.config import parse_config
 from memgate_providers.registry import ProviderRegistry, Route
@@ -75,7 +75,7 @@ async def client(primary: FakeProvider, backup: FakeProvider) -> AsyncIterator[P
     await c.close()
 
 
-async def answer(response: httpx.Response) -> dict[str, Any]:
+async def answer(response: http.Response) -> dict[str, Any]:
     try:
         return msgspec.json.decode(await response.aread())
     finally:
@@ -130,7 +130,7 @@ async def test_streaming_falls_back_before_any_byte(
     try:
         assert route == Route("two", "model-b")
         assert response.headers["content-type"].startswith("text/event-stream")
-        text = b"".join([chunk async for chunk in response.aiter_bytes()]).decode()
+        text = b"".join([chunk async for chunk in response.aiter_raw()]).decode()
     finally:
         await response.aclose()
     assert text.rstrip().endswith("data: [DONE]") and '"model":"model-b"' in text
@@ -202,7 +202,7 @@ async def test_connect_error_is_retried_once_then_falls_back(primary: FakeProvid
     attempts: list[str] = []
     send = client.http.send
 
-    async def counting_send(request: httpx.Request, **kw: Any) -> httpx.Response:
+    async def counting_send(request: http.Request, **kw: Any) -> http.Response:
         attempts.append(str(request.url))
         return await send(request, **kw)
 

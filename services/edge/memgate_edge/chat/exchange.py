@@ -12,7 +12,6 @@ import time
 from collections.abc import Coroutine
 from typing import Any
 
-import httpx2 as httpx
 import msgspec
 
 from memgate_bus import ExchangePublisher
@@ -20,6 +19,7 @@ from memgate_core.events import ExchangeCompleted, MessageRecord, Usage
 from memgate_core.ids import new_id
 from memgate_edge.auth import Principal
 from memgate_edge.chat.request import ChatRequest, new_turn, remembered_text
+from memgate_providers import http
 from memgate_store.threads import ThreadRepository
 from memgate_telemetry.metrics import EXCHANGES_PUBLISHED
 
@@ -101,7 +101,7 @@ class ExchangeRecorder:
         """For interrupted streams: the client is gone, but what was produced is still recorded."""
         self._spawn(self.finish(pending, answer, usage, interrupted=True))
 
-    def close_in_background(self, response: httpx.Response) -> None:
+    def close_in_background(self, response: http.Response) -> None:
         self._spawn(response.aclose())
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:

@@ -8,7 +8,6 @@ from collections import OrderedDict
 from functools import partial
 from typing import Any
 
-import httpx2 as httpx
 import msgspec
 from litestar import Response
 from litestar.response import Stream
@@ -29,7 +28,7 @@ from memgate_edge.chat.request import (
 from memgate_edge.chat.streaming import relay
 from memgate_edge.context_client import ContextClient, ContextResult
 from memgate_edge.usage import UsageRecord, UsageRecorder
-from memgate_providers import ProviderClient
+from memgate_providers import ProviderClient, http
 from memgate_store.threads import ThreadRepository
 from memgate_telemetry.metrics import CHAT_LATENCY, CHAT_REQUESTS
 
@@ -134,11 +133,11 @@ class ChatService:
         try:
             async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
                 raw_answer = await upstream.aread()
-        except (TimeoutError, httpx.TimeoutException):
+        except (TimeoutError, http.TimeoutException):
             record_usage(answered.provider, 504, None)
             raise UpstreamTimeout(f"Upstream provider '{answered.provider}' did not finish its answer in time "
                                   f"(MEMGATE_TIMEOUT_FIRST_BYTE / MEMGATE_TIMEOUT_TOTAL).") from None
-        except httpx.HTTPError as exc:
+        except http.HTTPError as exc:
             record_usage(answered.provider, 502, None)
             raise UpstreamError(f"Upstream provider '{answered.provider}' broke off its answer "
                                 f"({type(exc).__name__}).") from None

@@ -11,13 +11,13 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx2 as httpx
 import msgspec
 from opentelemetry import trace
 
 from memgate_core.events import Usage
 from memgate_edge.chat.exchange import ExchangeRecorder, PendingExchange, usage_of
 from memgate_edge.chat.request import describe_tool_calls
+from memgate_providers import http
 
 _DONE = b"[DONE]"
 
@@ -79,7 +79,7 @@ def _data_of(event: bytes) -> bytes | None:
 
 
 async def relay(
-    upstream: httpx.Response, pending: PendingExchange | None, recorder: ExchangeRecorder, span: trace.Span,
+    upstream: http.Response, pending: PendingExchange | None, recorder: ExchangeRecorder, span: trace.Span,
     *, deadline: float, on_done: Callable[[Usage | None], None],
 ) -> AsyncIterator[bytes]:
     """Yield the upstream's SSE events; record the exchange before the final [DONE]. Ends `span`.
@@ -101,7 +101,7 @@ def _error_event(message: str, code: str) -> bytes:
 
 
 async def _relay(
-    upstream: httpx.Response, pending: PendingExchange | None, recorder: ExchangeRecorder, deadline: float,
+    upstream: http.Response, pending: PendingExchange | None, recorder: ExchangeRecorder, deadline: float,
     collector: StreamCollector,
 ) -> AsyncIterator[bytes]:
     held_done: bytes | None = None
@@ -129,7 +129,7 @@ async def _relay(
                     out.append(event)
                 if out:
                     yield b"".join(out)
-        except httpx.HTTPError as exc:
+        except http.HTTPError as exc:
             yield _error_event(f"The upstream stream broke off ({type(exc).__name__}).", "upstream_error")
             interrupted = True
         if buffer.strip() and not interrupted:

@@ -1,0 +1,306 @@
+"""memgate's upstream HTTP/1.1 client against real sockets: scripted servers, TLS, the fake provider."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import msgspec
+import pytest
+
+from memgate_providers.http import (
+    ConnectError,
+    HTTPClient,
+    ReadTimeout,
+    RemoteProtocolError,
+    Request,
+)
+from memgate_testing.fake_provider import FakeProvider
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class ScriptedServer:
+    """A TCP server whose every connection runs `handler`; counts connections and requests."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.closed_by_client = asyncio.Event()
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> "ScriptedServer":
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.connections += 1
+            try:
+                await self.handler(reader, writer)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                writer.close()
+
+        self.server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/v1/chat/completions"
+
+    async def read_request(self, reader: asyncio.StreamReader) -> bytes:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        body = await reader.readexactly(length)
+        self.requests.append(head + body)
+        return head + body
+
+
+def post(url: str, body: bytes = b'{"x":1}', **headers: str) -> Request:
+    return Request("POST", url, {"content-type": "application/json", **headers}, body)
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[HTTPClient]:
+    c = HTTPClient(connect_timeout=2, read_timeout=2)
+    yield c
+    await c.aclose()
+
+
+async def test_keep_alive_reuses_one_connection(client: HTTPClient) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await server.read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"ok\":true}")
+            await writer.drain()
+
+    async with ScriptedServer(handler) as server:
+        for _ in range(5):
+            response = await client.send(post(server.url, authorization="Bearer k"))
+            assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+            assert await response.aread() == b'{"ok":true}'
+            await response.aclose()
+    assert server.connections == 1 and len(server.requests) == 5
+    first = server.requests[0]
+    assert first.startswith(b"POST /v1/chat/completions HTTP/1.1\r\n")
+    assert b"\r\nhost: 127.0.0.1:" in first and b"\r\nauthorization: Bearer k\r\n" in first
+    assert b"\r\ncontent-length: 7\r\n" in first and first.endswith(b'\r\n\r\n{"x":1}')
+
+
+async def test_chunked_body_streams_piece_by_piece(client: HTTPClient) -> None:
+    gate = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        writer.write(b"6\r\ndata: \r\n")
+        await writer.drain()
+        await gate.wait()  # the client must see the first piece before the rest exists
+        writer.write(b"5\r\nhello\r\n0\r\n\r\n")
+        await writer.drain()
+
+    async with ScriptedServer(handler) as server:
+        response = await client.send(post(server.url))
+        pieces = response.aiter_raw()
+        assert await anext(pieces) == b"data: "
+        gate.set()
+        assert [piece async for piece in pieces] == [b"hello"]
+        await response.aclose()
+
+
+async def test_close_delimited_body_ends_with_the_connection(client: HTTPClient) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nall of it")
+        await writer.drain()
+
+    async with ScriptedServer(handler) as server:
+        response = await client.send(post(server.url))
+        assert await response.aread() == b"all of it"
+        await response.aclose()
+
+
+async def test_interim_100_continue_is_skipped(client: HTTPClient) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        await reader.read()
+
+    async with ScriptedServer(handler) as server:
+        response = await client.send(post(server.url))
+        assert response.status_code == 201 and response.headers["x-a"] == "1, 2"
+        assert await response.aread() == b"ok"
+        await response.aclose()
+
+
+async def test_truncated_body_is_an_error(client: HTTPClient) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this")
+        await writer.drain()
+
+    async with ScriptedServer(handler) as server:
+        response = await client.send(post(server.url))
+        with pytest.raises(RemoteProtocolError):
+            await response.aread()
+        await response.aclose()
+
+
+async def test_a_stale_pooled_connection_is_replaced_once(client: HTTPClient) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        await reader.read(1)  # then the server closes this keep-alive connection
+
+    async with ScriptedServer(handler) as server:
+        for _ in range(3):
+            response = await client.send(post(server.url))
+            assert await response.aread() == b"ok"
+            await response.aclose()
+    assert len(server.requests) == 3  # no request was lost or sent twice
+
+
+async def test_a_server_that_answers_nothing_is_a_protocol_error(client: HTTPClient) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)  # and close without a word
+
+    async with ScriptedServer(handler) as server:
+        with pytest.raises(RemoteProtocolError):
+            await client.send(post(server.url))
+    assert server.connections == 1  # a new connection is not retried: the server read the request
+
+
+async def test_garbage_is_a_protocol_error(client: HTTPClient) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(b"SSH-2.0-OpenSSH\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+
+    async with ScriptedServer(handler) as server:
+        with pytest.raises(RemoteProtocolError):
+            await client.send(post(server.url))
+
+
+async def test_read_timeouts_for_headers_and_for_body(client: HTTPClient) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await server.read_request(reader)
+        if b"slow-body" in request:
+            writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nhi\r\n")
+            await writer.drain()
+        await reader.read()  # never answers (more)
+
+    async with ScriptedServer(handler) as server:
+        with pytest.raises(ReadTimeout):
+            await client.send(post(server.url), read_timeout=0.2)
+        response = await client.send(post(server.url, b"slow-body"), read_timeout=0.2)
+        with pytest.raises(ReadTimeout):
+            await response.aread()
+        await response.aclose()
+
+
+async def test_connection_refused_is_a_connect_error(client: HTTPClient) -> None:
+    async with ScriptedServer(lambda r, w: asyncio.sleep(0)) as server:
+        url = server.url
+    with pytest.raises(ConnectError):
+        await client.send(post(url))
+
+
+async def test_header_injection_is_refused_before_sending(client: HTTPClient) -> None:
+    async with ScriptedServer(lambda r, w: asyncio.sleep(0)) as server:
+        with pytest.raises(ConnectError, match="invalid header"):
+            await client.send(post(server.url, authorization="Bearer k\r\nx-evil: 1"))
+    assert server.connections == 0
+
+
+async def test_closing_an_unfinished_response_closes_the_connection(client: HTTPClient) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nhi\r\n")
+        await writer.drain()
+        await reader.read()  # returns at EOF: the client hung up
+        server.closed_by_client.set()
+
+    async with ScriptedServer(handler) as server:
+        response = await client.send(post(server.url))
+        assert await anext(response.aiter_raw()) == b"hi"
+        await response.aclose()
+        await asyncio.wait_for(server.closed_by_client.wait(), 2)
+
+
+async def test_large_bodies_both_ways_with_back_pressure(client: HTTPClient) -> None:
+    size = 3 * 1024 * 1024
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await server.read_request(reader)
+        body = request.split(b"\r\n\r\n", 1)[1]
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body))
+        for i in range(0, len(body), 65536):
+            writer.write(body[i:i + 65536])
+            await writer.drain()
+
+    payload = bytes(range(256)) * (size // 256)
+    async with ScriptedServer(handler) as server:
+        response = await client.send(post(server.url, payload))
+        received = bytearray()
+        async for piece in response.aiter_raw():
+            received += piece
+            await asyncio.sleep(0)  # a slow reader: the socket must be paused, not buffered whole
+        await response.aclose()
+    assert bytes(received) == payload
+
+
+async def test_tls_with_verification(tmp_path: Any) -> None:
+    trustme = pytest.importorskip("trustme", reason="trustme is a test dependency (requirements-test.txt)")
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nsecret")
+        await writer.drain()
+        await reader.read()
+
+    server = await asyncio.start_server(handler, "localhost", 0, ssl=server_ctx)
+    url = f"https://localhost:{server.sockets[0].getsockname()[1]}/v1/models"
+    try:
+        trusting = ssl.create_default_context()
+        ca.configure_trust(trusting)
+        good = HTTPClient(connect_timeout=2, read_timeout=2, ssl_context=trusting)
+        response = await good.send(Request("GET", url, {}))
+        assert await response.aread() == b"secret"
+        await response.aclose()
+        await good.aclose()
+        stranger = HTTPClient(connect_timeout=2, read_timeout=2)  # public CAs only: must refuse
+        with pytest.raises(ConnectError, match="certificate"):
+            await stranger.send(Request("GET", url, {}))
+        await stranger.aclose()
+    finally:
+        server.close()
+
+
+async def test_against_the_fake_provider_json_and_stream(provider: FakeProvider, client: HTTPClient) -> None:
+    body = msgspec.json.encode({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    url = provider.base_url + "/chat/completions"
+    response = await client.send(post(url, body, authorization="Bearer test"))
+    assert response.status_code == 200
+    assert msgspec.json.decode(await response.aread())["object"] == "chat.completion"
+    await response.aclose()
+    stream = msgspec.json.encode({"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    response = await client.send(post(url, stream, authorization="Bearer test"))
+    text = b"".join([piece async for piece in response.aiter_raw()])
+    await response.aclose()
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert text.rstrip().endswith(b"data: [DONE]")
