@@ -33,7 +33,8 @@ class StoredMessage(msgspec.Struct, frozen=True):
     seq: int = 0  # insertion order within the database
 
 
-_MESSAGE_COLUMNS = "id, thread_id, exchange_id, role, content, tokens, created_at, interrupted, seq"
+_MESSAGE_FIELDS = ("id", "thread_id", "exchange_id", "role", "content", "tokens", "created_at", "interrupted", "seq")
+_MESSAGE_COLUMNS = ", ".join(_MESSAGE_FIELDS)
 
 
 class ThreadVersions(msgspec.Struct, frozen=True):
@@ -175,28 +176,51 @@ class ThreadRepository:
             """
             SELECT created_at, messages_version, observations_version,
                    EXISTS (SELECT 1 FROM observations o
-                           WHERE o.tenant = $1 AND o.resource_id = $3 AND o.thread_id <> $2) AS related
+                           WHERE o.tenant = $1 AND o.resource_id = $3 AND o.thread_id < $2)
+                   OR EXISTS (SELECT 1 FROM observations o
+                              WHERE o.tenant = $1 AND o.resource_id = $3 AND o.thread_id > $2) AS related
             FROM threads WHERE tenant = $1 AND thread_id = $2
             """,
             tenant, thread_id, resource_id,
         )
         return ThreadVersions(**dict(row)) if row else None
 
+    async def changes(
+        self, tenant: str, thread_id: str, resource_id: str, after_seq: int
+    ) -> tuple["ThreadVersions | None", list[StoredMessage]]:
+        """`versions`, and the raw (uncovered) messages stored after `after_seq` (insertion
+        order, whatever their time), in one round trip and one snapshot."""
+        rows = await self.db.pool.fetch(
+            f"""
+            WITH thread AS (
+                SELECT created_at AS thread_created_at, messages_version, observations_version,
+                       EXISTS (SELECT 1 FROM observations o
+                               WHERE o.tenant = $1 AND o.resource_id = $3 AND o.thread_id < $2)
+                       OR EXISTS (SELECT 1 FROM observations o
+                                  WHERE o.tenant = $1 AND o.resource_id = $3 AND o.thread_id > $2) AS related
+                FROM threads WHERE tenant = $1 AND thread_id = $2
+            )
+            -- Ordered by seq: the (tenant, thread_id, seq) index answers with a short range
+            -- scan however long the thread is; the few rows are put in time order below.
+            SELECT thread.*, fresh.* FROM thread LEFT JOIN LATERAL (
+                SELECT {_MESSAGE_COLUMNS} FROM messages
+                WHERE tenant = $1 AND thread_id = $2 AND seq > $4 AND NOT covered
+                ORDER BY seq
+            ) fresh ON true
+            """,
+            tenant, thread_id, resource_id, after_seq,
+        )
+        if not rows:
+            return None, []
+        first = rows[0]
+        versions = ThreadVersions(first["thread_created_at"], first["messages_version"], first["observations_version"],
+                                  first["related"])
+        fresh = [StoredMessage(*(r[c] for c in _MESSAGE_FIELDS)) for r in rows if r["id"] is not None]
+        return versions, sorted(fresh, key=lambda m: (m.created_at, m.id))
+
     async def last_seq(self, tenant: str, thread_id: str) -> int:
         return await self.db.pool.fetchval(
             "SELECT coalesce(max(seq), 0) FROM messages WHERE tenant = $1 AND thread_id = $2", tenant, thread_id)
-
-    async def messages_after(self, tenant: str, thread_id: str, after_seq: int) -> list[StoredMessage]:
-        """Raw (uncovered) messages stored after `after_seq` (insertion order, whatever their time)."""
-        rows = await self.db.pool.fetch(
-            f"""
-            SELECT {_MESSAGE_COLUMNS} FROM messages
-            WHERE tenant = $1 AND thread_id = $2 AND NOT covered AND seq > $3
-            ORDER BY created_at, id
-            """,
-            tenant, thread_id, after_seq,
-        )
-        return [StoredMessage(**dict(r)) for r in rows]
 
     async def delete(self, tenant: str, thread_id: str) -> bool:
         return bool(await self._delete_where("thread_id", tenant, thread_id))

@@ -1,8 +1,9 @@
 """A cached, always-current view of each thread's memory inputs.
 
-A lookup reads the thread's two change counters (one cheap query). Equal counters: the
-cached view is served as is. Only `messages_version` moved: just the new messages are
-fetched and appended. `observations_version` moved (activation, reflection): full reload.
+A lookup of a cached thread costs one query: the thread's change counters together with
+any messages stored since the newest one the view holds (by insertion `seq`). Those are
+appended; `observations_version` moved (activation, reflection) or the thread was
+re-created: full reload.
 Correct with any number of context replicas and edges, with no invalidation messages.
 """
 
@@ -92,19 +93,22 @@ class ThreadViews:
             return await self._get(key, tenant, thread_id, resource_id)
 
     async def _get(self, key: tuple[str, str], tenant: str, thread_id: str, resource_id: str) -> ThreadView | None:
-        versions = await self.stores.threads.versions(tenant, thread_id, resource_id)
+        view = self._views.get(key)
+        if view is not None:  # the usual case: the counters and any new messages, one round trip
+            versions, fresh = await self.stores.threads.changes(tenant, thread_id, resource_id, view.last_seq)
+        else:
+            versions, fresh = await self.stores.threads.versions(tenant, thread_id, resource_id), []
         if versions is None:
             self._views.pop(key, None)
             return None
-        view = self._views.get(key)
         if (view is not None and view.created_at == versions.created_at
                 and view.observations_version == versions.observations_version):
-            if view.messages_version != versions.messages_version:
-                await self._append_new_messages(tenant, thread_id, view)
-                view.messages_version = versions.messages_version
+            if fresh:
+                self._append(view, fresh)
                 self.appends += 1
             else:
                 self.hits += 1
+            view.messages_version = versions.messages_version
             view.related = versions.related
             self._views.move_to_end(key)
             return view
@@ -129,10 +133,8 @@ class ThreadViews:
         return ThreadView(versions.created_at, versions.messages_version, versions.observations_version, False, lines,
                           [message_line(m) for m in messages], last_seq=last_seq, ids={m.id for m in messages})
 
-    async def _append_new_messages(self, tenant: str, thread_id: str, view: ThreadView) -> None:
-        fresh = await self.stores.threads.messages_after(tenant, thread_id, view.last_seq)
-        if not fresh:
-            return
+    @staticmethod
+    def _append(view: ThreadView, fresh: list[StoredMessage]) -> None:
         view.last_seq = max(view.last_seq, *(m.seq for m in fresh))
         lines = [message_line(m) for m in fresh if m.id not in view.ids]
         if not lines:

@@ -1,0 +1,102 @@
+"""The context service's cached thread views against real Postgres: deltas, order, reloads."""
+
+from __future__ import annotations
+
+import time
+
+from memgate_context.view import ThreadViews
+from memgate_core.events import MessageRecord
+from memgate_core.ids import new_id
+from memgate_store import Stores
+
+
+async def _say(stores: Stores, tenant: str, thread: str, *texts: str, at: float | None = None,
+               ids: list[str] | None = None) -> list[str]:
+    when = time.time() - 1000 if at is None else at
+    ids = ids or [new_id("msg") for _ in texts]
+    records = [MessageRecord(i, "user", text, when + n * 0.001) for n, (i, text) in enumerate(zip(ids, texts))]
+    await stores.threads.add_messages(tenant, thread, "res", new_id("exc"), records)
+    return ids
+
+
+def _texts(view) -> list[str]:  # type: ignore[no-untyped-def]
+    return [m.item.content for m in view.messages]
+
+
+async def test_new_messages_arrive_as_a_delta_in_time_order(stores: Stores) -> None:
+    tenant, thread = new_id("t"), "th"
+    start = time.time() - 1000
+    await _say(stores, tenant, thread, "one", "two", at=start)
+    views = ThreadViews(stores)
+    view = await views.get(tenant, thread, "res")
+    assert view is not None and _texts(view) == ["one", "two"] and views.loads == 1
+
+    assert await views.get(tenant, thread, "res") is view and views.hits == 1  # nothing new
+
+    await _say(stores, tenant, thread, "four", at=start + 10)
+    view = await views.get(tenant, thread, "res")
+    assert view is not None and _texts(view) == ["one", "two", "four"]
+    await _say(stores, tenant, thread, "three", at=start + 5)  # a late write from a slow edge
+    view = await views.get(tenant, thread, "res")
+    assert view is not None and _texts(view) == ["one", "two", "three", "four"]
+    assert views.appends == 2 and views.loads == 1  # deltas, not reloads
+
+
+async def test_a_redelivered_exchange_is_not_duplicated(stores: Stores) -> None:
+    tenant, thread = new_id("t"), "th"
+    views = ThreadViews(stores)
+    ids = await _say(stores, tenant, thread, "hello")
+    await views.get(tenant, thread, "res")
+    await _say(stores, tenant, thread, "hello", ids=ids)  # same message id: stored once
+    again = await _say(stores, tenant, thread, "again")
+    view = await views.get(tenant, thread, "res")
+    assert view is not None and _texts(view) == ["hello", "again"]
+    assert view.ids == {ids[0], again[0]}
+
+
+async def test_activation_reloads_and_covered_messages_leave(stores: Stores) -> None:
+    tenant, thread = new_id("t"), "th"
+    views = ThreadViews(stores)
+    ids = await _say(stores, tenant, thread, "old", "new")
+    await views.get(tenant, thread, "res")
+    # What the observer's activation does: cover messages, bump the observations version.
+    await stores.db.pool.execute("UPDATE messages SET covered = true WHERE tenant = $1 AND id = $2", tenant, ids[0])
+    await stores.db.pool.execute(
+        "UPDATE threads SET observations_version = observations_version + 1 WHERE tenant = $1 AND thread_id = $2",
+        tenant, thread)
+    view = await views.get(tenant, thread, "res")
+    assert view is not None and _texts(view) == ["new"] and views.loads == 2
+
+
+async def test_a_recreated_thread_gets_a_fresh_view(stores: Stores) -> None:
+    tenant, thread = new_id("t"), "th"
+    views = ThreadViews(stores)
+    await _say(stores, tenant, thread, "before delete")
+    assert await views.get(tenant, thread, "res") is not None
+    assert await stores.threads.delete(tenant, thread)
+    assert await views.get(tenant, thread, "res") is None
+    await stores.db.pool.execute("DELETE FROM thread_tombstones WHERE tenant = $1", tenant)
+    await _say(stores, tenant, thread, "after", at=time.time())
+    view = await views.get(tenant, thread, "res")
+    assert view is not None and _texts(view) == ["after"]
+
+
+async def test_related_tells_whether_other_threads_of_the_resource_have_observations(stores: Stores) -> None:
+    tenant = new_id("t")
+    views = ThreadViews(stores)
+    await _say(stores, tenant, "b", "hi")
+    view = await views.get(tenant, "b", "res")
+    assert view is not None and not view.related
+    for other in ("a", "c"):  # one sorts before "b", one after: both probes must see it
+        sub = new_id("t")
+        await _say(stores, sub, "b", "hi")
+        await _say(stores, sub, other, "the other conversation")
+        await stores.db.pool.execute(
+            "INSERT INTO observations (id, tenant, resource_id, thread_id, exchange_id, text, priority, observed_on, "
+            "tokens, source_message_ids) VALUES ($1, $2, 'res', $3, 'exc', 'x', 'medium', current_date, 1, '{}')",
+            new_id("obs"), sub, other)
+        sub_views = ThreadViews(stores)
+        sub_view = await sub_views.get(sub, "b", "res")
+        assert sub_view is not None and sub_view.related, other
+    view = await views.get(tenant, "b", "res")
+    assert view is not None and not view.related  # other tenants' observations do not count
