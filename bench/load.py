@@ -74,19 +74,34 @@ async def fixed_rate(url: str, headers: dict[str, str], body: dict, *, rate: flo
 _WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.body = [==[{body}]==]
-{headers}
+local header_sets = {{
+{header_sets}
+}}
+local counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format(nil, nil, header_sets[(counter % #header_sets) + 1], nil)
+end
 """
 
 
-def saturation(url: str, headers: dict[str, str], body: dict, *, seconds: int = 10, connections: int = 32,
-               threads: int = 1) -> float:
-    """Requests per second at saturation, measured with wrk (C, so the client is not the bottleneck)."""
+def _lua_table(headers: dict[str, str]) -> str:
+    return "{" + ", ".join(f'["{k}"] = "{v}"' for k, v in headers.items()) + "}"
+
+
+def saturation(url: str, headers: dict[str, str] | list[dict[str, str]], body: dict, *, seconds: int = 10,
+               connections: int = 32, threads: int = 1) -> float:
+    """Requests per second at saturation, measured with wrk (C, so the client is not the bottleneck).
+
+    `headers` may be a list: requests take them in turn (e.g. one memory thread each).
+    """
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("bench: wrk not found (make bench installs it with apt)")
-    lines = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in {**headers, "content-type": "application/json"}.items())
+    sets = headers if isinstance(headers, list) else [headers]
+    tables = ",\n".join(_lua_table({**h, "content-type": "application/json"}) for h in sets)
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(_WRK_SCRIPT.format(body=json.dumps(body), headers=lines))
+        f.write(_WRK_SCRIPT.format(body=json.dumps(body), header_sets=tables))
         script = f.name
     try:
         out = subprocess.run([wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-s", script, url],

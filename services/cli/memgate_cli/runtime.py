@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import Iterator
 from functools import partial
@@ -188,6 +189,14 @@ class HttpServer:
         self.server.should_exit = True
         if self._task is not None:
             await self._task
+
+
+def settle_heap() -> None:
+    """Call once everything is loaded: start-up objects (models, tokenizer, app) leave the
+    garbage collector's view. Without this a full collection walked them all, and stalled
+    requests for 50-65 ms each time (measured under load)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _has(module: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from memgate_cli.runtime import HttpServer, Runtime, build_edge, health_app
+from memgate_cli.runtime import HttpServer, Runtime, build_edge, health_app, settle_heap
 from memgate_cli.up import _wait_for_signal, bootstrap_key
 from memgate_context import ContextService
 from memgate_core.config import Settings
@@ -43,6 +43,7 @@ async def run_service(settings: Settings, which: str, *, database_url: str, nats
             http = HttpServer(health_app(runtime), settings.http_host, settings.health_port)
         await http.start()
         started.append(http)
+        settle_heap()
         log.info("memgate %s running", which)
         await _wait_for_signal()
         return 0

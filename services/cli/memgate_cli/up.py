@@ -13,7 +13,7 @@ import signal
 import time
 
 from memgate_cli.embedded import DataDirLock, EmbeddedNats, EmbeddedPostgres, write_runtime_file
-from memgate_cli.runtime import HttpServer, Runtime, build_edge
+from memgate_cli.runtime import HttpServer, Runtime, build_edge, settle_heap
 from memgate_context import ContextService
 from memgate_core.config import Settings
 from memgate_observer.service import ObserverService
@@ -82,6 +82,7 @@ async def run_up(settings: Settings) -> int:
                 await service.start()
             services.append(service)
 
+        settle_heap()
         base = f"http://{settings.http_host}:{settings.http_port}"
         write_runtime_file(settings.data_dir, {"pid": os.getpid(), "http": base, "nats_url": nats_url,
                                                "database_url": database_url})
