@@ -37,6 +37,13 @@ _MESSAGE_FIELDS = ("id", "thread_id", "exchange_id", "role", "content", "tokens"
 _MESSAGE_COLUMNS = ", ".join(_MESSAGE_FIELDS)
 
 
+# Whether the resource ($3) has observations in threads other than $2: two index probes
+# (thread_id below, thread_id above) that stop at the first row, however many there are.
+_RELATED = """EXISTS (SELECT 1 FROM observations o WHERE o.tenant = $1 AND o.resource_id = $3 AND o.thread_id < $2)
+           OR EXISTS (SELECT 1 FROM observations o WHERE o.tenant = $1 AND o.resource_id = $3 AND o.thread_id > $2)
+           AS related"""
+
+
 class ThreadVersions(msgspec.Struct, frozen=True):
     created_at: datetime  # tells a re-created thread (same id, after a delete) from the old one
     messages_version: int
@@ -173,12 +180,9 @@ class ThreadRepository:
     async def versions(self, tenant: str, thread_id: str, resource_id: str) -> "ThreadVersions | None":
         """The thread's change counters, and whether its resource has observations elsewhere."""
         row = await self.db.pool.fetchrow(
-            """
+            f"""
             SELECT created_at, messages_version, observations_version,
-                   EXISTS (SELECT 1 FROM observations o
-                           WHERE o.tenant = $1 AND o.resource_id = $3 AND o.thread_id < $2)
-                   OR EXISTS (SELECT 1 FROM observations o
-                              WHERE o.tenant = $1 AND o.resource_id = $3 AND o.thread_id > $2) AS related
+                   {_RELATED}
             FROM threads WHERE tenant = $1 AND thread_id = $2
             """,
             tenant, thread_id, resource_id,
@@ -194,10 +198,7 @@ class ThreadRepository:
             f"""
             WITH thread AS (
                 SELECT created_at AS thread_created_at, messages_version, observations_version,
-                       EXISTS (SELECT 1 FROM observations o
-                               WHERE o.tenant = $1 AND o.resource_id = $3 AND o.thread_id < $2)
-                       OR EXISTS (SELECT 1 FROM observations o
-                                  WHERE o.tenant = $1 AND o.resource_id = $3 AND o.thread_id > $2) AS related
+                       {_RELATED}
                 FROM threads WHERE tenant = $1 AND thread_id = $2
             )
             -- Ordered by seq: the (tenant, thread_id, seq) index answers with a short range
