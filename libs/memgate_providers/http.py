@@ -6,8 +6,9 @@ single part of memgate's overhead. This one measured about 40 µs (same machine,
 8 KB body). It does what talking to providers needs and nothing more: HTTP/1.1 over TCP
 or TLS (verified, SNI), keep-alive pooling per origin, Content-Length, chunked and
 close-delimited bodies (parsed by llhttp through httptools, the parser uvicorn uses),
-streamed reads with back-pressure, and connect / read timeouts. Not supported: proxies,
-redirects, compression (identity is what it asks for) and HTTP/2.
+streamed reads with back-pressure, connect / read timeouts, and HTTP proxies from
+HTTP_PROXY / HTTPS_PROXY / NO_PROXY (CONNECT tunnels for https). Not supported:
+redirects, compression (identity is what it asks for), HTTP/2, https:// proxy URLs.
 
 Retries: a pooled connection the server closed while idle fails before any byte of the
 response; that request is sent once more on a new connection (the server never read it).
@@ -17,12 +18,14 @@ Nothing else is retried here; the provider client decides about the rest.
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import ssl
 import time
-from collections.abc import AsyncIterator
+import urllib.request
+from collections.abc import AsyncIterator, Mapping
 from typing import cast
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import certifi
 import httptools
@@ -81,13 +84,20 @@ class _Origin(msgspec.Struct, frozen=True):
     port: int
 
 
+class _Proxy(msgspec.Struct, frozen=True):
+    host: str
+    port: int
+    authorization: str | None  # Proxy-Authorization, from credentials in the proxy URL
+
+
 class _Target(msgspec.Struct, frozen=True):
     origin: _Origin
-    path: str  # path and query
+    path: str  # path and query (absolute URL for plain http through a proxy)
     host_header: str
+    proxy: _Proxy | None = None
 
 
-def _target(url: str) -> _Target:
+def _target(url: str, proxies: Mapping[str, str]) -> _Target:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConnectError(f"not an http(s) URL: {url!r}")
@@ -96,21 +106,41 @@ def _target(url: str) -> _Target:
     port = parts.port or default
     host = parts.hostname
     shown = f"[{host}]" if ":" in host else host
+    host_header = shown if port == default else f"{shown}:{port}"
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return _Target(_Origin(https, host, port), path, shown if port == default else f"{shown}:{port}")
+    proxy = _proxy_for(parts.scheme, host, proxies)
+    if proxy is not None and not https:
+        path = f"http://{host_header}{path}"  # a forward proxy wants the absolute form
+    return _Target(_Origin(https, host, port), path, host_header, proxy)
+
+
+def _proxy_for(scheme: str, host: str, proxies: Mapping[str, str]) -> _Proxy | None:
+    url = proxies.get(scheme)
+    if not url or urllib.request.proxy_bypass_environment(host, {"no": proxies.get("no", "")}):
+        return None
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    if parts.scheme != "http" or not parts.hostname:
+        raise ConnectError(f"unsupported proxy URL {parts.scheme}://{parts.hostname}: only http:// proxies are")
+    authorization = None
+    if parts.username is not None:
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        authorization = "Basic " + base64.b64encode(credentials).decode()
+    return _Proxy(parts.hostname, parts.port or 80, authorization)
 
 
 def _head(request: Request, target: _Target) -> bytes:
     lines = [f"{request.method} {target.path} HTTP/1.1", f"host: {target.host_header}",
              f"user-agent: {USER_AGENT}", "accept-encoding: identity"]
     for name, value in request.headers.items():
-        if name in ("host", "content-length", "transfer-encoding", "connection"):
+        if name in ("host", "content-length", "transfer-encoding", "connection", "proxy-authorization"):
             continue  # framing is this client's business
         if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
             raise ConnectError(f"invalid header {name!r}: it would not be sent")
         lines.append(f"{name}: {value}")
     if request.content or request.method in ("POST", "PUT", "PATCH"):
         lines.append(f"content-length: {len(request.content)}")
+    if target.proxy is not None and target.proxy.authorization and not target.origin.https:
+        lines.append(f"proxy-authorization: {target.proxy.authorization}")
     try:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     except UnicodeEncodeError:
@@ -342,9 +372,32 @@ class _Connection(asyncio.Protocol):
         self.response._on_complete(self._parser.should_keep_alive())
 
 
+class _Tunnel(asyncio.Protocol):
+    """The proxy's answer to CONNECT; after it, the connection carries TLS to the origin."""
+
+    def __init__(self) -> None:
+        self.answered: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._head = b""
+
+    def data_received(self, data: bytes) -> None:
+        self._head += data
+        if b"\r\n\r\n" in self._head and not self.answered.done():
+            status_line = self._head.split(b"\r\n", 1)[0].split()
+            ok = len(status_line) >= 2 and status_line[0].startswith(b"HTTP/") and status_line[1].isdigit()
+            self.answered.set_result(int(status_line[1]) if ok else 0)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answered.done():
+            self.answered.set_result(0)
+
+
 class HTTPClient:
     def __init__(self, *, connect_timeout: float, read_timeout: float, max_idle_per_origin: int = 128,
-                 keepalive_expiry: float = 30.0, ssl_context: ssl.SSLContext | None = None) -> None:
+                 keepalive_expiry: float = 30.0, ssl_context: ssl.SSLContext | None = None,
+                 proxies: Mapping[str, str] | None = None) -> None:
+        """`proxies`: {"http": url, "https": url, "no": "hosts,..."}; default: HTTP(S)_PROXY and
+        NO_PROXY from the environment."""
+        self.proxies = dict(urllib.request.getproxies_environment() if proxies is None else proxies)
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.max_idle_per_origin = max_idle_per_origin
@@ -361,14 +414,14 @@ class HTTPClient:
             raise ConnectError("the HTTP client is closed")
         target = self._targets.get(request.url)
         if target is None:
-            target = self._targets[request.url] = _target(request.url)
+            target = self._targets[request.url] = _target(request.url, self.proxies)
             if len(self._targets) > 1024:
                 self._targets.pop(next(iter(self._targets)))
         head = _head(request, target)
         connect = self.connect_timeout if connect_timeout is None else connect_timeout
         read = self.read_timeout if read_timeout is None else read_timeout
         while True:
-            connection, reused = await self._acquire(target.origin, connect)
+            connection, reused = await self._acquire(target, connect)
             response = Response(connection, self, read)
             connection.start(response, head, request.content)
             try:
@@ -389,8 +442,8 @@ class HTTPClient:
                 connection.close()
         self._idle.clear()
 
-    async def _acquire(self, origin: _Origin, timeout: float) -> tuple[_Connection, bool]:
-        idle = self._idle.get(origin)
+    async def _acquire(self, target: _Target, timeout: float) -> tuple[_Connection, bool]:
+        idle = self._idle.get(target.origin)
         now = time.monotonic()
         while idle:
             connection = idle.pop()  # the most recently used: the least likely to be stale
@@ -400,21 +453,47 @@ class HTTPClient:
                 connection.close()
                 continue
             return connection, True
-        return await self._connect(origin, timeout), False
+        return await self._connect(target, timeout), False
 
-    async def _connect(self, origin: _Origin, timeout: float) -> _Connection:
-        loop = asyncio.get_running_loop()
-        tls = self._ssl_context() if origin.https else None
+    async def _connect(self, target: _Target, timeout: float) -> _Connection:
+        origin, proxy = target.origin, target.proxy
+        where = f"{origin.host}:{origin.port}" + (f" through proxy {proxy.host}:{proxy.port}" if proxy else "")
         try:
             async with asyncio.timeout(timeout):
-                _, connection = await loop.create_connection(
-                    lambda: _Connection(origin), origin.host, origin.port, ssl=tls,
-                    server_hostname=origin.host if tls else None,
+                if proxy is not None and origin.https:
+                    return await self._tunnel(origin, proxy)
+                host, port = (proxy.host, proxy.port) if proxy is not None else (origin.host, origin.port)
+                tls = self._ssl_context() if origin.https else None
+                _, connection = await asyncio.get_running_loop().create_connection(
+                    lambda: _Connection(origin), host, port, ssl=tls, server_hostname=origin.host if tls else None,
                 )
+                return connection
         except TimeoutError:
-            raise ConnectTimeout(f"connecting to {origin.host}:{origin.port} took over {timeout:g} s") from None
+            raise ConnectTimeout(f"connecting to {where} took over {timeout:g} s") from None
         except (OSError, ssl.SSLError) as exc:
-            raise ConnectError(f"cannot connect to {origin.host}:{origin.port}: {exc}") from None
+            raise ConnectError(f"cannot connect to {where}: {exc}") from None
+
+    async def _tunnel(self, origin: _Origin, proxy: _Proxy) -> _Connection:
+        loop = asyncio.get_running_loop()
+        transport, tunnel = await loop.create_connection(_Tunnel, proxy.host, proxy.port)
+        authority = f"[{origin.host}]:{origin.port}" if ":" in origin.host else f"{origin.host}:{origin.port}"
+        auth = f"proxy-authorization: {proxy.authorization}\r\n" if proxy.authorization else ""
+        transport.write(f"CONNECT {authority} HTTP/1.1\r\nhost: {authority}\r\n{auth}\r\n".encode("latin-1"))
+        try:
+            status = await tunnel.answered
+            if status != 200:
+                raise ConnectError(f"proxy {proxy.host}:{proxy.port} refused the tunnel to {authority} "
+                                   f"({f'HTTP {status}' if status else 'no HTTP answer'})")
+            connection = _Connection(origin)
+            tls_transport = await loop.start_tls(transport, connection, self._ssl_context(),
+                                                 server_hostname=origin.host)
+        except BaseException:
+            transport.close()
+            raise
+        if tls_transport is None:
+            transport.close()
+            raise ConnectError(f"TLS through proxy {proxy.host}:{proxy.port} did not start")
+        connection.connection_made(tls_transport)  # start_tls does not announce the new transport
         return connection
 
     def _ssl_context(self) -> ssl.SSLContext:

@@ -304,3 +304,134 @@ async def test_against_the_fake_provider_json_and_stream(provider: FakeProvider,
     await response.aclose()
     assert response.headers["content-type"].startswith("text/event-stream")
     assert text.rstrip().endswith(b"data: [DONE]")
+
+
+# ------------------------------------------------------------------ proxies
+
+
+class ForwardProxy:
+    """A small real HTTP proxy: CONNECT tunnels, and plain requests forwarded as they come."""
+
+    def __init__(self, *, refuse: int | None = None) -> None:
+        self.refuse = refuse
+        self.heads: list[bytes] = []
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> "ForwardProxy":
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://user:s%40cret@127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        self.heads.append(head)
+        method, target = head.split(b" ", 2)[:2]
+        if self.refuse:
+            writer.write(b"HTTP/1.1 %d No\r\ncontent-length: 0\r\n\r\n" % self.refuse)
+            await writer.drain()
+            writer.close()
+            return
+        if method == b"CONNECT":
+            host, port = target.rsplit(b":", 1)
+            up_reader, up_writer = await asyncio.open_connection(host.decode(), int(port))
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        else:  # absolute form: http://host:port/path
+            authority = target.split(b"/")[2]
+            host, port = authority.rsplit(b":", 1)
+            up_reader, up_writer = await asyncio.open_connection(host.decode(), int(port))
+            up_writer.write(head)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
+
+
+async def test_https_goes_through_a_connect_tunnel() -> None:
+    trustme = pytest.importorskip("trustme", reason="trustme is a test dependency (requirements-test.txt)")
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+    seen: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:  # keep-alive: every request on this connection
+                seen.append(await reader.readuntil(b"\r\n\r\n"))
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\n\r\ntunnel!")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    origin = await asyncio.start_server(handler, "localhost", 0, ssl=server_ctx)
+    port = origin.sockets[0].getsockname()[1]
+    trusting = ssl.create_default_context()
+    ca.configure_trust(trusting)
+    try:
+        async with ForwardProxy() as proxy:
+            client = HTTPClient(connect_timeout=2, read_timeout=2, ssl_context=trusting, proxies={"https": proxy.url})
+            for _ in range(2):  # the tunnelled connection is pooled like any other
+                response = await client.send(Request("GET", f"https://localhost:{port}/v1/models", {}))
+                assert await response.aread() == b"tunnel!"
+                await response.aclose()
+            await client.aclose()
+        assert len(proxy.heads) == 1 and len(seen) == 2
+        assert proxy.heads[0].startswith(f"CONNECT localhost:{port} HTTP/1.1\r\n".encode())
+        assert b"proxy-authorization: Basic dXNlcjpzQGNyZXQ=\r\n" in proxy.heads[0]  # user:s@cret
+        assert seen[0].startswith(b"GET /v1/models HTTP/1.1\r\n") and b"proxy-authorization" not in seen[0]
+    finally:
+        origin.close()
+
+
+async def test_plain_http_is_forwarded_in_absolute_form() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        await reader.read()
+
+    async with ScriptedServer(handler) as server, ForwardProxy() as proxy:
+        client = HTTPClient(connect_timeout=2, read_timeout=2, proxies={"http": proxy.url})
+        url = server.url
+        response = await client.send(post(url))
+        assert await response.aread() == b"ok"
+        await response.aclose()
+        await client.aclose()
+    head = server.requests[0]
+    assert head.startswith(f"POST {url} HTTP/1.1\r\n".encode())
+    assert b"\r\nproxy-authorization: Basic " in head
+
+
+async def test_no_proxy_and_refusals() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        await reader.read()
+
+    async with ScriptedServer(handler) as server, ForwardProxy() as proxy:
+        direct = HTTPClient(connect_timeout=2, read_timeout=2, proxies={"http": proxy.url, "no": "localhost,127.0.0.1"})
+        response = await direct.send(post(server.url))
+        assert await response.aread() == b"ok"
+        await response.aclose()
+        await direct.aclose()
+        assert proxy.heads == [] and len(server.requests) == 1
+    async with ForwardProxy(refuse=407) as refusing:
+        client = HTTPClient(connect_timeout=2, read_timeout=2, proxies={"https": refusing.url})
+        with pytest.raises(ConnectError, match="refused the tunnel.*HTTP 407"):
+            await client.send(Request("GET", "https://api.example.invalid/v1/models", {}))
+        await client.aclose()
+    with pytest.raises(ConnectError, match="only http:// proxies"):
+        await HTTPClient(connect_timeout=1, read_timeout=1, proxies={"https": "socks5://127.0.0.1:1080"}).send(
+            Request("GET", "https://api.example.invalid/", {}))
