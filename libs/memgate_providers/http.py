@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import ipaddress
 import ssl
 import time
 import urllib.request
@@ -116,8 +117,8 @@ def _target(url: str, proxies: Mapping[str, str]) -> _Target:
 
 def _proxy_for(scheme: str, host: str, proxies: Mapping[str, str]) -> _Proxy | None:
     url = proxies.get(scheme)
-    if not url or urllib.request.proxy_bypass_environment(host, {"no": proxies.get("no", "")}):
-        return None
+    if not url or _is_loopback(host) or urllib.request.proxy_bypass_environment(host, {"no": proxies.get("no", "")}):
+        return None  # (like Go's net/http: local providers such as ollama never go through a proxy)
     parts = urlsplit(url if "://" in url else f"http://{url}")
     if parts.scheme != "http" or not parts.hostname:
         raise ConnectError(f"unsupported proxy URL {parts.scheme}://{parts.hostname}: only http:// proxies are")
@@ -126,6 +127,15 @@ def _proxy_for(scheme: str, host: str, proxies: Mapping[str, str]) -> _Proxy | N
         credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
         authorization = "Basic " + base64.b64encode(credentials).decode()
     return _Proxy(parts.hostname, parts.port or 80, authorization)
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost.") or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _head(request: Request, target: _Target) -> bytes:

@@ -16,6 +16,8 @@ from memgate_providers.http import (
     ReadTimeout,
     RemoteProtocolError,
     Request,
+    _Proxy,
+    _target,
 )
 from memgate_testing.fake_provider import FakeProvider
 
@@ -310,7 +312,10 @@ async def test_against_the_fake_provider_json_and_stream(provider: FakeProvider,
 
 
 class ForwardProxy:
-    """A small real HTTP proxy: CONNECT tunnels, and plain requests forwarded as they come."""
+    """A small real HTTP proxy: CONNECT tunnels, and plain requests forwarded as they come.
+
+    Every host name resolves to 127.0.0.1 here, so tests can name origins that are not
+    loopback (loopback origins never go through a proxy)."""
 
     def __init__(self, *, refuse: int | None = None) -> None:
         self.refuse = refuse
@@ -340,13 +345,12 @@ class ForwardProxy:
             writer.close()
             return
         if method == b"CONNECT":
-            host, port = target.rsplit(b":", 1)
-            up_reader, up_writer = await asyncio.open_connection(host.decode(), int(port))
+            _, port = target.rsplit(b":", 1)
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", int(port))
             writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         else:  # absolute form: http://host:port/path
-            authority = target.split(b"/")[2]
-            host, port = authority.rsplit(b":", 1)
-            up_reader, up_writer = await asyncio.open_connection(host.decode(), int(port))
+            _, port = target.split(b"/")[2].rsplit(b":", 1)
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", int(port))
             up_writer.write(head)
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
@@ -362,7 +366,7 @@ async def test_https_goes_through_a_connect_tunnel() -> None:
     trustme = pytest.importorskip("trustme", reason="trustme is a test dependency (requirements-test.txt)")
     ca = trustme.CA()
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost").configure_cert(server_ctx)
+    ca.issue_cert("provider.test").configure_cert(server_ctx)
     seen: list[bytes] = []
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -374,7 +378,7 @@ async def test_https_goes_through_a_connect_tunnel() -> None:
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()
 
-    origin = await asyncio.start_server(handler, "localhost", 0, ssl=server_ctx)
+    origin = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=server_ctx)
     port = origin.sockets[0].getsockname()[1]
     trusting = ssl.create_default_context()
     ca.configure_trust(trusting)
@@ -382,12 +386,12 @@ async def test_https_goes_through_a_connect_tunnel() -> None:
         async with ForwardProxy() as proxy:
             client = HTTPClient(connect_timeout=2, read_timeout=2, ssl_context=trusting, proxies={"https": proxy.url})
             for _ in range(2):  # the tunnelled connection is pooled like any other
-                response = await client.send(Request("GET", f"https://localhost:{port}/v1/models", {}))
+                response = await client.send(Request("GET", f"https://provider.test:{port}/v1/models", {}))
                 assert await response.aread() == b"tunnel!"
                 await response.aclose()
             await client.aclose()
         assert len(proxy.heads) == 1 and len(seen) == 2
-        assert proxy.heads[0].startswith(f"CONNECT localhost:{port} HTTP/1.1\r\n".encode())
+        assert proxy.heads[0].startswith(f"CONNECT provider.test:{port} HTTP/1.1\r\n".encode())
         assert b"proxy-authorization: Basic dXNlcjpzQGNyZXQ=\r\n" in proxy.heads[0]  # user:s@cret
         assert seen[0].startswith(b"GET /v1/models HTTP/1.1\r\n") and b"proxy-authorization" not in seen[0]
     finally:
@@ -403,7 +407,7 @@ async def test_plain_http_is_forwarded_in_absolute_form() -> None:
 
     async with ScriptedServer(handler) as server, ForwardProxy() as proxy:
         client = HTTPClient(connect_timeout=2, read_timeout=2, proxies={"http": proxy.url})
-        url = server.url
+        url = server.url.replace("127.0.0.1", "provider.test")
         response = await client.send(post(url))
         assert await response.aread() == b"ok"
         await response.aclose()
@@ -413,20 +417,18 @@ async def test_plain_http_is_forwarded_in_absolute_form() -> None:
     assert b"\r\nproxy-authorization: Basic " in head
 
 
-async def test_no_proxy_and_refusals() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await server.read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-        await writer.drain()
-        await reader.read()
+def test_which_hosts_go_through_the_proxy() -> None:
+    proxies = {"http": "http://proxy.corp:3128", "https": "http://proxy.corp:3128", "no": "internal.example,.svc"}
+    assert _target("https://api.openai.com/v1/chat/completions", proxies).proxy == _Proxy("proxy.corp", 3128, None)
+    assert _target("http://vllm.svc:8000/v1/models", proxies).proxy is None  # NO_PROXY suffix
+    assert _target("http://internal.example/v1", proxies).proxy is None  # NO_PROXY host
+    for local in ("http://127.0.0.1:11434/v1", "http://localhost:8000/v1", "http://[::1]:8000/v1"):
+        assert _target(local, proxies).proxy is None  # loopback never goes through a proxy
+    assert _target("https://api.openai.com/v1", {**proxies, "no": "*"}).proxy is None
+    assert _target("https://api.openai.com/v1", {}).proxy is None
 
-    async with ScriptedServer(handler) as server, ForwardProxy() as proxy:
-        direct = HTTPClient(connect_timeout=2, read_timeout=2, proxies={"http": proxy.url, "no": "localhost,127.0.0.1"})
-        response = await direct.send(post(server.url))
-        assert await response.aread() == b"ok"
-        await response.aclose()
-        await direct.aclose()
-        assert proxy.heads == [] and len(server.requests) == 1
+
+async def test_proxy_refusals_and_unsupported_proxies() -> None:
     async with ForwardProxy(refuse=407) as refusing:
         client = HTTPClient(connect_timeout=2, read_timeout=2, proxies={"https": refusing.url})
         with pytest.raises(ConnectError, match="refused the tunnel.*HTTP 407"):
