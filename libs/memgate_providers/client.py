@@ -181,6 +181,9 @@ class ProviderClient:
             try:
                 response = await self.http.send(request, connect_timeout=min(self.timeouts.connect, remaining),
                                                 read_timeout=min(self.timeouts.first_byte, remaining))
+            except http.InvalidHeader as exc:  # e.g. a key with a line break: no provider would take it
+                raise _RouteFailed(InvalidRequest(f"A header for provider '{name}' cannot be sent: {exc}"),
+                                   fallback=False) from exc
             except http.ConnectError as exc:  # the connection never opened: nothing was sent
                 if attempt == 1:
                     log.info("connecting to '%s' failed (%s); retrying once", name, type(exc).__name__)

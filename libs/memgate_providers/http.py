@@ -10,9 +10,11 @@ streamed reads with back-pressure, connect / read timeouts, and HTTP proxies fro
 HTTP_PROXY / HTTPS_PROXY / NO_PROXY (CONNECT tunnels for https). Not supported:
 redirects, compression (identity is what it asks for), HTTP/2, https:// proxy URLs.
 
-Retries: a pooled connection the server closed while idle fails before any byte of the
-response; that request is sent once more on a new connection (the server never read it).
-Nothing else is retried here; the provider client decides about the rest.
+Retries: a pooled connection the server closed while idle fails at once (within
+STALE_WINDOW of sending, before any byte of the response) or answers 408; that request
+is sent again on a new connection (the server never read it). Nothing else is retried
+here (a connection lost later may have run the request); the provider client decides
+about the rest.
 """
 
 from __future__ import annotations
@@ -33,11 +35,13 @@ import httptools
 import msgspec
 
 __all__ = [
-    "ConnectError", "ConnectTimeout", "HTTPClient", "HTTPError", "ReadTimeout", "RemoteProtocolError", "Request",
+    "ConnectError", "ConnectTimeout", "HTTPClient", "HTTPError", "InvalidHeader", "ReadTimeout", "RemoteProtocolError",
+    "Request",
     "Response", "TimeoutException",
 ]
 
 USER_AGENT = "memgate"
+STALE_WINDOW = 1.0  # s: a pooled connection closed this soon after a send was closed while idle
 HIGH_WATER = 256 * 1024  # buffered response bytes before the socket stops being read
 LOW_WATER = 64 * 1024
 
@@ -60,6 +64,10 @@ class ConnectTimeout(TimeoutException):
 
 class ReadTimeout(TimeoutException):
     """The response (its headers, or its next piece of body) took longer than the read timeout."""
+
+
+class InvalidHeader(HTTPError):
+    """A header name or value HTTP/1.1 cannot carry (line breaks, non-latin-1): nothing was sent."""
 
 
 class RemoteProtocolError(HTTPError):
@@ -145,7 +153,7 @@ def _head(request: Request, target: _Target) -> bytes:
         if name in ("host", "content-length", "transfer-encoding", "connection", "proxy-authorization"):
             continue  # framing is this client's business
         if "\r" in value or "\n" in value or "\r" in name or "\n" in name or ":" in name:
-            raise ConnectError(f"invalid header {name!r}: it would not be sent")
+            raise InvalidHeader(f"invalid header {name!r}: it would not be sent")
         lines.append(f"{name}: {value}")
     if request.content or request.method in ("POST", "PUT", "PATCH"):
         lines.append(f"content-length: {len(request.content)}")
@@ -154,7 +162,7 @@ def _head(request: Request, target: _Target) -> bytes:
     try:
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     except UnicodeEncodeError:
-        raise ConnectError("a header holds characters HTTP/1.1 cannot carry: it would not be sent") from None
+        raise InvalidHeader("a header holds characters HTTP/1.1 cannot carry: it would not be sent") from None
 
 
 class Response:
@@ -180,6 +188,7 @@ class Response:
         self._error: HTTPError | None = None
         self._released = False
         self._got_bytes = False
+        self._sent_at = 0.0
         self.status_code = 0
         self.headers: dict[str, str] = {}
         self.content = b""
@@ -219,8 +228,11 @@ class Response:
         if self._headers_ready.done() and close_delimited and exc is None:
             self._on_complete(False)  # a body that ends with the connection
             return
-        if not self._got_bytes:
+        if not self._got_bytes and self._loop.time() - self._sent_at < STALE_WINDOW:
+            # The server closed it while idle, as the request went out: it never read it.
             self._fail(_StaleConnection("the connection was closed before the response started"))
+        elif not self._got_bytes:
+            self._fail(RemoteProtocolError("the connection was closed before the response started"))
         else:
             self._fail(RemoteProtocolError("the connection was closed before the response was complete"))
 
@@ -304,12 +316,15 @@ class _Connection(asyncio.Protocol):
         self.response: Response | None = None
         self._parser: httptools.HttpResponseParser | None = None
         self._interim = False  # a 1xx answer is being parsed; the real one follows
+        self._finished = False  # the response is complete: anything after it is not ours
 
     def start(self, response: Response, head: bytes, body: bytes) -> None:
         assert self.transport is not None
         self.response = response
         self._parser = httptools.HttpResponseParser(self)
         self._interim = False
+        self._finished = False
+        response._sent_at = response._loop.time()
         self.transport.write(head + body if len(body) < 65536 else head)
         if len(body) >= 65536:
             self.transport.write(body)  # large bodies: no copy
@@ -338,6 +353,9 @@ class _Connection(asyncio.Protocol):
             self.close()  # nothing was asked on this connection: it cannot be trusted any more
             return
         response._got_bytes = True
+        if self._finished:
+            self._reject_extra()
+            return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -346,6 +364,12 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             response._fail(RemoteProtocolError(f"malformed HTTP response: {exc}"))
             self.close()
+
+    def _reject_extra(self) -> None:
+        # E.g. a 408 sent before an idle close: never part of this answer, never pooled.
+        if self.response is not None:
+            self.response._keep_alive = False
+        self.close()
 
     def eof_received(self) -> bool | None:
         return None  # close the transport; connection_lost decides what the EOF meant
@@ -357,12 +381,19 @@ class _Connection(asyncio.Protocol):
 
     # ---------------------------------------------------------------- httptools callbacks
 
+    def on_message_begin(self) -> None:
+        if self._finished:
+            self._reject_extra()
+
     def on_header(self, name: bytes, value: bytes) -> None:
         assert self.response is not None
-        self.response._on_header(name, value)
+        if not self._finished:
+            self.response._on_header(name, value)
 
     def on_headers_complete(self) -> None:
         assert self.response is not None and self._parser is not None
+        if self._finished:
+            return
         status = self._parser.get_status_code()
         if 100 <= status < 200:
             self._interim = True
@@ -372,13 +403,17 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         assert self.response is not None
-        self.response._on_body(body)
+        if not self._finished:
+            self.response._on_body(body)
 
     def on_message_complete(self) -> None:
         assert self.response is not None and self._parser is not None
+        if self._finished:
+            return
         if self._interim:
             self._interim = False
             return
+        self._finished = True
         self.response._on_complete(self._parser.should_keep_alive())
 
 
@@ -391,6 +426,8 @@ class _Tunnel(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._head += data
+        if len(self._head) > 65536 and not self.answered.done():
+            self.answered.set_result(0)  # not an HTTP answer to CONNECT
         if b"\r\n\r\n" in self._head and not self.answered.done():
             status_line = self._head.split(b"\r\n", 1)[0].split()
             ok = len(status_line) >= 2 and status_line[0].startswith(b"HTTP/") and status_line[1].isdigit()
@@ -430,11 +467,12 @@ class HTTPClient:
         head = _head(request, target)
         connect = self.connect_timeout if connect_timeout is None else connect_timeout
         read = self.read_timeout if read_timeout is None else read_timeout
+        deadline = asyncio.get_running_loop().time() + read
         while True:
             connection, reused = await self._acquire(target, connect)
-            response = Response(connection, self, read)
-            connection.start(response, head, request.content)
+            response = Response(connection, self, max(deadline - asyncio.get_running_loop().time(), 0.001))
             try:
+                connection.start(response, head, request.content)
                 await response._wait_headers()
             except _StaleConnection:
                 if reused:
@@ -443,6 +481,9 @@ class HTTPClient:
             except BaseException:
                 connection.close()  # a timeout or a cancelled caller: the request is abandoned
                 raise
+            if reused and response.status_code == 408:
+                connection.close()  # "idle too long": said as our request went out; it was not read
+                continue
             return response
 
     async def aclose(self) -> None:
@@ -491,7 +532,7 @@ class HTTPClient:
         transport.write(f"CONNECT {authority} HTTP/1.1\r\nhost: {authority}\r\n{auth}\r\n".encode("latin-1"))
         try:
             status = await tunnel.answered
-            if status != 200:
+            if not 200 <= status < 300:
                 raise ConnectError(f"proxy {proxy.host}:{proxy.port} refused the tunnel to {authority} "
                                    f"({f'HTTP {status}' if status else 'no HTTP answer'})")
             connection = _Connection(origin)

@@ -13,6 +13,7 @@ import pytest
 from memgate_providers.http import (
     ConnectError,
     HTTPClient,
+    InvalidHeader,
     ReadTimeout,
     RemoteProtocolError,
     Request,
@@ -173,6 +174,58 @@ async def test_a_stale_pooled_connection_is_replaced_once(client: HTTPClient) ->
     assert len(server.requests) == 3  # no request was lost or sent twice
 
 
+async def test_bytes_after_the_answer_are_not_part_of_it(client: HTTPClient) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        # The answer, then at once an unsolicited 408 (as some servers send before an idle close).
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi"
+                     b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 3\r\nconnection: close\r\n\r\nbye")
+        await writer.drain()
+        await reader.read()
+
+    async with ScriptedServer(handler) as server:
+        for _ in range(2):
+            response = await client.send(post(server.url))
+            assert response.status_code == 200 and response.headers["content-length"] == "2"
+            assert await response.aread() == b"hi"
+            await response.aclose()
+    assert server.connections == 2  # the tainted connection was not pooled
+
+
+async def test_a_408_on_a_reused_connection_is_sent_again_fresh(client: HTTPClient) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        await reader.readuntil(b"\r\n\r\n")  # the next request's head arrives: "too late, idle"
+        writer.write(b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n")
+        await writer.drain()
+
+    async with ScriptedServer(handler) as server:
+        for _ in range(2):
+            response = await client.send(post(server.url))
+            assert response.status_code == 200 and await response.aread() == b"ok"
+            await response.aclose()
+    assert server.connections == 2 and len(server.requests) == 2
+
+
+async def test_a_reused_connection_lost_long_after_sending_is_not_resent(client: HTTPClient) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        await writer.drain()
+        await server.read_request(reader)  # this one the server read, worked on, then crashed
+        await asyncio.sleep(1.3)
+
+    async with ScriptedServer(handler) as server:
+        response = await client.send(post(server.url))
+        await response.aread()
+        await response.aclose()
+        with pytest.raises(RemoteProtocolError):
+            await client.send(post(server.url))
+    assert len(server.requests) == 2  # it may have run: it is not sent a second time
+
+
 async def test_a_server_that_answers_nothing_is_a_protocol_error(client: HTTPClient) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await server.read_request(reader)  # and close without a word
@@ -221,7 +274,7 @@ async def test_connection_refused_is_a_connect_error(client: HTTPClient) -> None
 
 async def test_header_injection_is_refused_before_sending(client: HTTPClient) -> None:
     async with ScriptedServer(lambda r, w: asyncio.sleep(0)) as server:
-        with pytest.raises(ConnectError, match="invalid header"):
+        with pytest.raises(InvalidHeader, match="invalid header"):
             await client.send(post(server.url, authorization="Bearer k\r\nx-evil: 1"))
     assert server.connections == 0
 

@@ -120,16 +120,19 @@ class ChatService:
         except GatewayError as exc:
             record_usage(route.provider, exc.status, None)
             raise
-        span.set_attribute("memgate.provider", answered.provider)
-        headers = {**memory_headers, "x-memgate-route": answered.name}
-        pending = PendingExchange.begin(request, principal, answered.provider) if request.memory else None
-        stream_label = "true" if request.stream else "false"
-        CHAT_REQUESTS.labels(answered.provider, "ok", stream_label, "on" if pending else "off").inc()
-
-        if request.stream:
-            on_done = partial(record_usage, answered.provider, 200)
-            return Stream(relay(upstream, pending, self.recorder, span, deadline=deadline, on_done=on_done),
-                          media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"})
+        try:
+            span.set_attribute("memgate.provider", answered.provider)
+            headers = {**memory_headers, "x-memgate-route": answered.name}
+            pending = PendingExchange.begin(request, principal, answered.provider) if request.memory else None
+            stream_label = "true" if request.stream else "false"
+            CHAT_REQUESTS.labels(answered.provider, "ok", stream_label, "on" if pending else "off").inc()
+            if request.stream:
+                on_done = partial(record_usage, answered.provider, 200)
+                return Stream(relay(upstream, pending, self.recorder, span, deadline=deadline, on_done=on_done),
+                              media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"})
+        except BaseException:
+            self.recorder.close_in_background(upstream)  # an open upstream left behind keeps generating
+            raise
         try:
             async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
                 raw_answer = await upstream.aread()
