@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import msgspec
 import pytest
@@ -56,6 +55,20 @@ class ScriptedServer:
     def url(self) -> str:
         assert self.server is not None
         return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/v1/chat/completions"
+
+    @classmethod
+    def answering(cls, raw: bytes, *, hold: bool = False) -> "ScriptedServer":
+        """A server that reads one request and writes `raw`; with `hold`, it then waits for EOF."""
+
+        async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await server.read_request(reader)
+            writer.write(raw)
+            await writer.drain()
+            if hold:
+                await reader.read()
+
+        server = cls(handler)
+        return server
 
     async def read_request(self, reader: asyncio.StreamReader) -> bytes:
         head = await reader.readuntil(b"\r\n\r\n")
@@ -121,25 +134,15 @@ async def test_chunked_body_streams_piece_by_piece(client: HTTPClient) -> None:
 
 
 async def test_close_delimited_body_ends_with_the_connection(client: HTTPClient) -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await server.read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nall of it")
-        await writer.drain()
-
-    async with ScriptedServer(handler) as server:
+    async with ScriptedServer.answering(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nall of it") as server:
         response = await client.send(post(server.url))
         assert await response.aread() == b"all of it"
         await response.aclose()
 
 
 async def test_interim_100_continue_is_skipped(client: HTTPClient) -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await server.read_request(reader)
-        writer.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 2\r\n\r\nok")
-        await writer.drain()
-        await reader.read()
-
-    async with ScriptedServer(handler) as server:
+    raw = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nx-a: 1\r\nx-a: 2\r\ncontent-length: 2\r\n\r\nok"
+    async with ScriptedServer.answering(raw, hold=True) as server:
         response = await client.send(post(server.url))
         assert response.status_code == 201 and response.headers["x-a"] == "1, 2"
         assert await response.aread() == b"ok"
@@ -147,12 +150,7 @@ async def test_interim_100_continue_is_skipped(client: HTTPClient) -> None:
 
 
 async def test_truncated_body_is_an_error(client: HTTPClient) -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await server.read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this")
-        await writer.drain()
-
-    async with ScriptedServer(handler) as server:
+    async with ScriptedServer.answering(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly this") as server:
         response = await client.send(post(server.url))
         with pytest.raises(RemoteProtocolError):
             await response.aread()
@@ -175,15 +173,10 @@ async def test_a_stale_pooled_connection_is_replaced_once(client: HTTPClient) ->
 
 
 async def test_bytes_after_the_answer_are_not_part_of_it(client: HTTPClient) -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await server.read_request(reader)
-        # The answer, then at once an unsolicited 408 (as some servers send before an idle close).
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi"
-                     b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 3\r\nconnection: close\r\n\r\nbye")
-        await writer.drain()
-        await reader.read()
-
-    async with ScriptedServer(handler) as server:
+    # The answer, then at once an unsolicited 408 (as some servers send before an idle close).
+    raw = (b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nhi"
+           b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 3\r\nconnection: close\r\n\r\nbye")
+    async with ScriptedServer.answering(raw, hold=True) as server:
         for _ in range(2):
             response = await client.send(post(server.url))
             assert response.status_code == 200 and response.headers["content-length"] == "2"
@@ -237,13 +230,7 @@ async def test_a_server_that_answers_nothing_is_a_protocol_error(client: HTTPCli
 
 
 async def test_garbage_is_a_protocol_error(client: HTTPClient) -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await server.read_request(reader)
-        writer.write(b"SSH-2.0-OpenSSH\r\n\r\n")
-        await writer.drain()
-        await reader.read()
-
-    async with ScriptedServer(handler) as server:
+    async with ScriptedServer.answering(b"SSH-2.0-OpenSSH\r\n\r\n", hold=True) as server:
         with pytest.raises(RemoteProtocolError):
             await client.send(post(server.url))
 
@@ -316,7 +303,7 @@ async def test_large_bodies_both_ways_with_back_pressure(client: HTTPClient) -> 
     assert bytes(received) == payload
 
 
-async def test_tls_with_verification(tmp_path: Any) -> None:
+async def test_tls_with_verification() -> None:
     trustme = pytest.importorskip("trustme", reason="trustme is a test dependency (requirements-test.txt)")
     ca = trustme.CA()
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
