@@ -56,6 +56,7 @@ class GatewayProcess:
     def start(self, timeout: float = 90.0) -> "GatewayProcess":
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
+        started_at = log.tell()  # the log is appended to across restarts: look at this run's part
         self.proc = subprocess.Popen([str(Path(sys.executable).parent / "memgate"), "up"], env=self.env,
                                      stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
@@ -63,7 +64,9 @@ class GatewayProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"memgate up exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                # Ready, and done starting: the banner (with a first key) is printed last.
+                if (httpx.get(self.url + "/readyz", timeout=1).status_code == 200
+                        and b"memgate is up" in self.log_path.read_bytes()[started_at:]):
                     return self
             except httpx.HTTPError:
                 pass

@@ -82,7 +82,6 @@ async def run_up(settings: Settings) -> int:
                 await service.start()
             services.append(service)
 
-        settle_heap()
         base = f"http://{settings.http_host}:{settings.http_port}"
         write_runtime_file(settings.data_dir, {"pid": os.getpid(), "http": base, "nats_url": nats_url,
                                                "database_url": database_url})
@@ -98,6 +97,7 @@ async def run_up(settings: Settings) -> int:
             lines.append(f"  Note:       {observer.notice}")
         lines.append("Press Ctrl-C to stop.")
         print("\n".join(lines), flush=True)
+        settle_heap()
 
         await _wait_for_signal()
         print("memgate: stopping...", flush=True)

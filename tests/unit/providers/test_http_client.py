@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Self
 
 import msgspec
 import pytest
@@ -24,27 +25,13 @@ from memgate_testing.fake_provider import FakeProvider
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-class ScriptedServer:
-    """A TCP server whose every connection runs `handler`; counts connections and requests."""
+class LocalServer:
+    """A TCP server on 127.0.0.1 for one `async with`; subclasses say what a connection gets."""
 
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.connections = 0
-        self.requests: list[bytes] = []
-        self.closed_by_client = asyncio.Event()
-        self.server: asyncio.Server | None = None
+    server: asyncio.Server | None = None
 
-    async def __aenter__(self) -> "ScriptedServer":
-        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            self.connections += 1
-            try:
-                await self.handler(reader, writer)
-            except (ConnectionError, asyncio.IncompleteReadError):
-                pass
-            finally:
-                writer.close()
-
-        self.server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    async def __aenter__(self) -> Self:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -52,9 +39,35 @@ class ScriptedServer:
         self.server.close()
 
     @property
-    def url(self) -> str:
+    def port(self) -> int:
         assert self.server is not None
-        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/v1/chat/completions"
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+class ScriptedServer(LocalServer):
+    """Every connection runs `handler`; counts connections and requests."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.closed_by_client = asyncio.Event()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self.handler(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1/chat/completions"
 
     @classmethod
     def answering(cls, raw: bytes, *, hold: bool = False) -> "ScriptedServer":
@@ -351,7 +364,7 @@ async def test_against_the_fake_provider_json_and_stream(provider: FakeProvider,
 # ------------------------------------------------------------------ proxies
 
 
-class ForwardProxy:
+class ForwardProxy(LocalServer):
     """A small real HTTP proxy: CONNECT tunnels, and plain requests forwarded as they come.
 
     Every host name resolves to 127.0.0.1 here, so tests can name origins that are not
@@ -360,20 +373,10 @@ class ForwardProxy:
     def __init__(self, *, refuse: int | None = None) -> None:
         self.refuse = refuse
         self.heads: list[bytes] = []
-        self.server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> "ForwardProxy":
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
 
     @property
     def url(self) -> str:
-        assert self.server is not None
-        return f"http://user:s%40cret@127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        return f"http://user:s%40cret@127.0.0.1:{self.port}"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
