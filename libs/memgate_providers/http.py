@@ -191,7 +191,6 @@ class Response:
         self._sent_at = 0.0
         self.status_code = 0
         self.headers: dict[str, str] = {}
-        self.content = b""
 
     # ---------------------------------------------------------------- parser side
 
@@ -286,8 +285,7 @@ class Response:
             yield chunk
 
     async def aread(self) -> bytes:
-        self.content = b"".join([chunk async for chunk in self.aiter_raw()])
-        return self.content
+        return b"".join([chunk async for chunk in self.aiter_raw()])
 
     async def aclose(self) -> None:
         if self._complete and not self._chunks and self._error is None:

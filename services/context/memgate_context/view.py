@@ -50,7 +50,6 @@ class MessageLine(msgspec.Struct, frozen=True):
 
 class ThreadView(msgspec.Struct):
     created_at: datetime
-    messages_version: int
     observations_version: int
     related: bool
     observations: list[ObservationLine]
@@ -108,7 +107,6 @@ class ThreadViews:
                 self.appends += 1
             else:
                 self.hits += 1
-            view.messages_version = versions.messages_version
             view.related = versions.related
             self._views.move_to_end(key)
             return view
@@ -130,7 +128,7 @@ class ThreadViews:
             when = o.observed_on.isoformat() + (f" {o.observed_time:%H:%M}" if o.observed_time else "")
             item = ObservationItem(o.id, o.thread_id, o.text, o.priority, when)
             lines.append(ObservationLine(item, observation_line(item, o.tokens)))
-        return ThreadView(versions.created_at, versions.messages_version, versions.observations_version, False, lines,
+        return ThreadView(versions.created_at, versions.observations_version, False, lines,
                           [message_line(m) for m in messages], last_seq=last_seq, ids={m.id for m in messages})
 
     @staticmethod
