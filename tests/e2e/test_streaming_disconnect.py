@@ -3,7 +3,11 @@ exchange is still recorded, marked as interrupted."""
 
 from __future__ import annotations
 
+import json
+import socket
+import time
 import uuid
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -41,6 +45,34 @@ def test_disconnect_cancels_upstream_and_records_partial_answer(gateway: Gateway
     assert answer["interrupted"] is True
     assert answer["content"].startswith("word0")
     assert len(answer["content"]) < len(LONG_REPLY)
+
+
+def test_disconnect_before_the_stream_starts_still_records_and_closes(
+    gateway: GatewayProcess, provider: FakeProvider
+) -> None:
+    # The client is gone before the provider even answers: the response never starts
+    # streaming, yet the upstream must be closed and the question remembered.
+    provider.set_behavior(headers_delay_ms=400, reply=LONG_REPLY, chunk_delay_ms=50)
+    thread = f"early-{uuid.uuid4().hex[:6]}"
+    body = json.dumps({"model": "fake/gpt-test", "stream": True,
+                       "messages": [{"role": "user", "content": "Are you there?"}]}).encode()
+    url = urlsplit(gateway.base_url)
+    headers = {**gateway.headers(), "x-thread-id": thread, "x-resource-id": "user-dc",
+               "content-type": "application/json", "content-length": str(len(body)), "host": url.netloc}
+    request = f"POST {url.path}/chat/completions HTTP/1.1\r\n".encode() + b"".join(
+        f"{k}: {v}\r\n".encode() for k, v in headers.items()) + b"\r\n" + body
+    with socket.create_connection((url.hostname, url.port)) as client:
+        client.sendall(request)
+        time.sleep(0.1)  # the gateway is waiting for the provider's headers now
+    assert wait_for(lambda: provider.stream_outcomes, timeout=10) == ["client_disconnected"]
+
+    def stored() -> list[dict] | None:
+        r = httpx.get(f"{gateway.base_url}/memory/threads/{thread}/messages", headers=gateway.headers())
+        return r.json()["data"] if r.status_code == 200 and len(r.json()["data"]) == 2 else None
+
+    question, answer = wait_for(stored, timeout=10)
+    assert (question["role"], question["content"], question["interrupted"]) == ("user", "Are you there?", False)
+    assert (answer["role"], answer["content"], answer["interrupted"]) == ("assistant", "", True)
 
 
 def test_complete_stream_is_not_interrupted(gateway: GatewayProcess, provider: FakeProvider) -> None:

@@ -245,6 +245,7 @@ class FakeProviderApp:
         if await self._maybe_fail(send):
             return
         behavior = self.state.behavior
+        await self._pause(behavior.headers_delay_ms)
         reply = _replies.compose_reply(body, behavior.reply, self.responder)
         model = body["model"]
         if body.get("stream") is True:
@@ -275,6 +276,7 @@ class FakeProviderApp:
             if len(self._fast_cache) < 256:
                 self._fast_cache[key] = payload
         behavior = self.state.behavior
+        await self._pause(behavior.headers_delay_ms)
         if request.stream:
             if behavior.delay_ms or behavior.chunk_delay_ms:
                 await self._stream([event + b"\n\n" for event in payload.split(b"\n\n")[:-1]], send)

@@ -18,6 +18,8 @@ HttpStatus = Annotated[int, msgspec.Meta(ge=100, le=599)]
 class Behavior(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """How the fake misbehaves; the default is fast, healthy and honest."""
 
+    headers_delay_ms: NonNegative = 0
+    """Before anything is sent, even a stream's headers: a provider slow to take the request."""
     delay_ms: NonNegative = 0
     """Before the response (non-streaming) or before the first chunk (streaming)."""
     chunk_delay_ms: NonNegative = 0

@@ -7,6 +7,7 @@ held back until the exchange is recorded, so the client's "end of answer" means
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -89,8 +90,11 @@ async def relay(
     collector = StreamCollector()
     try:
         with trace.use_span(span, end_on_exit=True):
-            async for piece in _relay(upstream, pending, recorder, deadline, collector):
-                yield piece
+            # `aclosing`: if this generator is closed at a yield, the inner one is closed
+            # now (recording the exchange), not whenever it is garbage-collected.
+            async with contextlib.aclosing(_relay(upstream, pending, recorder, deadline, collector)) as events:
+                async for piece in events:
+                    yield piece
     finally:
         on_done(collector.usage)
 
