@@ -4,6 +4,10 @@ The edge publishes to JetStream and waits for the stream's ack. If NATS cannot t
 event, it goes to an on-disk spool (one fsynced file per event) and a background task
 republishes it when NATS is back. JetStream's duplicate window (keyed by exchange id)
 makes a republish after a lost ack harmless.
+
+An edge that answers before it publishes (`memgate up`) first `hold`s the event in an
+append-only `Journal`; the publish settles it. Events a dead process left unsettled there
+are moved into the spool at the next `start`.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from opentelemetry import trace
 
 from memgate_bus.connection import Bus
+from memgate_bus.journal import Journal
 from memgate_bus.subjects import EXCHANGE_SUBJECT
 from memgate_bus.tracing import inject_headers
 from memgate_core.events import ExchangeCompleted, exchange_encoder
@@ -30,22 +35,40 @@ class ExchangePublisher:
         self.spool_dir = spool_dir
         self.publish_timeout = publish_timeout
         self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self.journal = Journal(spool_dir / "journal")
         self._drainer: asyncio.Task[None] | None = None
 
-    async def publish(self, event: ExchangeCompleted) -> bool:
-        """Publish or spool; returns True when JetStream acked it directly."""
+    def hold(self, event: ExchangeCompleted) -> bool:
+        """Journal `event` until `publish(event, held=True)` has it acked or spooled.
+
+        False if the disk refuses: the caller then publishes before answering.
+        """
+        try:
+            traceparent = inject_headers({}).get("traceparent", "")
+            self.journal.add(event.exchange_id, traceparent, exchange_encoder.encode(event))
+        except OSError as exc:
+            log.warning("could not journal exchange %s (%s)", event.exchange_id, exc)
+            return False
+        return True
+
+    async def publish(self, event: ExchangeCompleted, *, held: bool = False) -> bool:
+        """Publish or spool; returns True when JetStream acked it directly. `held`: it was
+        `hold`-ed, and is settled in the journal once acked or spooled."""
         with tracer.start_as_current_span("exchange.publish", kind=trace.SpanKind.PRODUCER) as span:
             span.set_attribute("memgate.exchange_id", event.exchange_id)
             payload = exchange_encoder.encode(event)
             headers = inject_headers({"Nats-Msg-Id": event.exchange_id})
             try:
                 await self._send(payload, headers)
-                return True
+                published = True
             except Exception as exc:  # noqa: BLE001 - any failure means: keep it on disk
                 log.warning("NATS publish failed (%s); spooling exchange %s", type(exc).__name__, event.exchange_id)
                 span.set_attribute("memgate.spooled", True)
                 await asyncio.to_thread(self._spool, event.exchange_id, payload, headers)
-                return False
+                published = False
+            if held:
+                self.journal.settle(event.exchange_id)
+            return published
 
     async def _send(self, payload: bytes, headers: dict[str, str]) -> None:
         if not self.bus.connected:
@@ -84,6 +107,13 @@ class ExchangePublisher:
         return sent
 
     def start(self, interval: float = 1.0) -> None:
+        left = self.journal.recover()  # held by a process that died before publishing them
+        for event in left:
+            self._spool(event.event_id, event.payload, {"traceparent": event.traceparent})
+        self.journal.forget_recovered()
+        if left:
+            log.warning("spooled %d exchange(s) a previous run answered but did not publish", len(left))
+
         async def loop() -> None:
             while True:
                 try:
@@ -96,6 +126,7 @@ class ExchangePublisher:
         self._drainer = asyncio.create_task(loop(), name="exchange-spool-drainer")
 
     async def stop(self) -> None:
+        self.journal.close()
         if self._drainer:
             self._drainer.cancel()
             try:

@@ -93,8 +93,14 @@ class ThreadRepository:
         messages: Sequence[MessageRecord],
         *,
         interrupted: bool = False,
+        durable: bool = True,
     ) -> int:
-        """Insert messages idempotently (by id); returns how many were new."""
+        """Insert messages idempotently (by id); returns how many were new.
+
+        `durable=False` commits without waiting for the WAL flush: for a copy whose durable
+        original lives elsewhere (the edge's read-your-writes copy of an exchange that is
+        also in JetStream, from which the observer stores it durably).
+        """
         if not messages:
             return 0
         rows = [
@@ -110,6 +116,9 @@ class ThreadRepository:
             WITH allowed AS (  -- a thread deleted while this exchange was running stays deleted
                 SELECT NOT EXISTS (SELECT 1 FROM thread_tombstones
                                    WHERE tenant = $1 AND thread_id = $2 AND deleted_at >= $11) AS ok
+                FROM (SELECT set_config('synchronous_commit',  -- this statement's own transaction only
+                                        CASE WHEN $12 THEN current_setting('synchronous_commit') ELSE 'off' END,
+                                        true)) AS commit_mode
             ), created AS (
                 INSERT INTO threads (tenant, thread_id, resource_id, messages_version)
                 SELECT $1, $2, $3, 1 FROM allowed WHERE ok
@@ -134,7 +143,7 @@ class ThreadRepository:
             SELECT count(*) FROM added
             """,
             tenant, thread_id, resource_id, exchange_id, *map(list, zip(*rows)),
-            datetime.fromtimestamp(min(m.created_at for m in messages), timezone.utc),
+            datetime.fromtimestamp(min(m.created_at for m in messages), timezone.utc), durable,
         )
         return inserted
 

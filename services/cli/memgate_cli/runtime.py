@@ -28,7 +28,8 @@ from memgate_telemetry.metrics import render
 from memgate_vectors import Embedder, RemoteEmbedder, VectorIndex, open_vector_index
 
 if TYPE_CHECKING:
-    from memgate_edge.context_client import LocalLookup
+    from memgate_context import ContextService
+    from memgate_edge.chat.exchange import ExchangeRecorder
     from memgate_edge.usage import UsageRecorder
 
 log = logging.getLogger("memgate")
@@ -89,6 +90,7 @@ class Edge(NamedTuple):
 
     app: Litestar
     publisher: ExchangePublisher  # start() / stop(): republishes spooled events
+    recorder: ExchangeRecorder  # stop() (before the publisher's): waits for background stores and publishes
     usage: UsageRecorder  # start() / stop(): writes usage rows in batches; stop() flushes
 
 
@@ -111,8 +113,9 @@ def _provider_client() -> ProviderClient:
 
 
 def build_edge(runtime: Runtime, *, notices: list[str], observer_name: str,
-               local_context: LocalLookup | None = None) -> Edge:
-    """The edge's app; `local_context` is the lookup of a context service in this process."""
+               local_context: ContextService | None = None) -> Edge:
+    """The edge's app; `local_context`: a context service in this process, which the edge
+    asks directly and which sees exchanges answered but not yet stored."""
     from memgate_edge.app import create_app
     from memgate_edge.auth import Authenticator
     from memgate_edge.chat.exchange import ExchangeRecorder
@@ -127,10 +130,13 @@ def build_edge(runtime: Runtime, *, notices: list[str], observer_name: str,
     auth = Authenticator(runtime.stores.keys, cache_seconds=s.auth_cache_seconds)
     limiter = RateLimiter(runtime.stores.ratelimits, default_rpm=s.default_rpm)
     usage = UsageRecorder(runtime.stores.usage)
+    recorder = ExchangeRecorder(runtime.stores.threads, publisher,
+                                unstored=local_context.assembler.pending if local_context else None)
     chat = ChatService(
         runtime.providers, runtime.stores.threads,
-        ContextClient(runtime.bus, timeout_ms=s.context_timeout_ms, local=local_context),
-        ExchangeRecorder(runtime.stores.threads, publisher), usage, budget_tokens=s.context_budget_tokens,
+        ContextClient(runtime.bus, timeout_ms=s.context_timeout_ms,
+                      local=local_context.lookup if local_context else None),
+        recorder, usage, budget_tokens=s.context_budget_tokens,
         related_budget_tokens=s.related_budget_tokens,
     )
     deps = EdgeDeps(
@@ -138,7 +144,7 @@ def build_edge(runtime: Runtime, *, notices: list[str], observer_name: str,
         index=runtime.index, embedder=runtime.embedder, readiness=runtime.readiness(),
         limiter=limiter, usage=usage, notices=notices, observer_name=observer_name,
     )
-    return Edge(create_app(deps), publisher, usage)
+    return Edge(create_app(deps), publisher, recorder, usage)
 
 
 def health_app(runtime: Runtime) -> Litestar:

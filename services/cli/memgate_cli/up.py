@@ -72,10 +72,11 @@ async def run_up(settings: Settings) -> int:
                                    runtime.providers)
         notices = [observer.notice] if observer.notice else []
         # The edge asks the context service in this process directly: no NATS hop per request.
-        app, publisher, usage = build_edge(runtime, notices=notices, observer_name=observer.observer_name,
-                                           local_context=context.lookup)
+        app, publisher, recorder, usage = build_edge(runtime, notices=notices, observer_name=observer.observer_name,
+                                                     local_context=context)
         http = HttpServer(app, settings.http_host, settings.http_port)
-        for service in (context, observer, publisher, usage, http):
+        # Stopped in reverse: requests drain first, then the exchanges they left in the background.
+        for service in (context, observer, publisher, recorder, usage, http):
             if service is publisher:
                 publisher.start()
             else:

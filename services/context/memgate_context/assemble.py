@@ -14,7 +14,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
-from memgate_context.view import CLOSE_TAG, OPEN_TAG, Line, ThreadViews, observation_line
+from memgate_context.pending import PendingMessages
+from memgate_context.view import CLOSE_TAG, OPEN_TAG, Line, MessageLine, ThreadView, ThreadViews, observation_line
 from memgate_core.context import ContextBlock, ContextLookup, ObservationItem
 from memgate_core.tokens import count_tokens
 from memgate_store import Stores
@@ -46,12 +47,14 @@ L = TypeVar("L", bound=HasLine)
 class ContextAssembler:
     def __init__(self, stores: Stores, index: VectorIndex, embedder: Embedder) -> None:
         self.views = ThreadViews(stores)
+        self.pending = PendingMessages()
         self.index = index
         self.embedder = embedder
         self._query_vectors: OrderedDict[str, list[float]] = OrderedDict()
 
     async def lookup(self, q: ContextLookup) -> ContextBlock:
         started = time.perf_counter()
+        unstored = self.pending.lines(q.tenant, q.thread_id)  # before the view's query: see PendingMessages
         view = await self.views.get(q.tenant, q.thread_id, q.resource_id)
         if view is None:
             return ContextBlock([], [], [], "", 0, lookup_ms=(time.perf_counter() - started) * 1000)
@@ -61,8 +64,9 @@ class ContextAssembler:
         thread, used = fit_newest(view.observations, int(budget * THREAD_OBSERVATION_SHARE))
         related_budget = q.related_budget_tokens if q.related_budget_tokens is not None else int(budget * RELATED_SHARE)
         related_kept, related_used = fit_best_first(related, min(related_budget, budget - used))
+        known = _with_unstored(view, unstored)
         held = set(q.client_messages)  # the client resent these itself
-        raw = [m for m in view.messages if m.fingerprint not in held] if held else view.messages
+        raw = [m for m in known if m.fingerprint not in held] if held else known
         messages, messages_used = fit_newest(raw, max(budget - used - related_used, 0))
         text = render([o.line for o in thread], [line for _, line in related_kept], [m.line for m in messages])
         return ContextBlock(
@@ -72,7 +76,7 @@ class ContextAssembler:
             text=text,
             tokens=(used + related_used + messages_used + FRAME_TOKENS) if text else 0,
             lookup_ms=(time.perf_counter() - started) * 1000,
-            skipped_messages=len(view.messages) - len(raw),
+            skipped_messages=len(known) - len(raw),
         )
 
     async def _related(self, q: ContextLookup) -> list[tuple[ObservationItem, Line]]:
@@ -97,6 +101,14 @@ class ContextAssembler:
             )
             found.append((item, observation_line(item, count_tokens(item.text), cross_thread=True)))
         return found
+
+
+def _with_unstored(view: ThreadView, unstored: list[MessageLine]) -> list[MessageLine]:
+    """The view's messages and those not stored yet (the view skips ids it already holds)."""
+    extra = [m for m in unstored if m.item.id not in view.ids]
+    if not extra:
+        return view.messages
+    return sorted([*view.messages, *extra], key=lambda m: m.key)
 
 
 def fit_newest(items: Sequence[L], budget: int) -> tuple[list[L], int]:

@@ -1,7 +1,12 @@
 """Finishing an exchange: store its messages (read-your-writes) and publish the event.
 
 Both happen before the client sees the end of the response, so a follow-up sent the
-instant a response ends already finds this exchange in memory.
+instant a response ends already finds this exchange in memory, through any edge replica.
+
+With the context service in the same process (`memgate up`, the only edge), the two
+round trips leave the response's path: the event is journaled on disk (so it survives a
+crash), its messages are handed to that context service (`UnstoredMessages`), and the
+store and publish run in the background.
 """
 
 from __future__ import annotations
@@ -9,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Coroutine, Sequence
+from typing import Any, Protocol
 
 import msgspec
 
@@ -60,10 +65,24 @@ def usage_of(data: Any) -> Usage | None:
     return Usage(prompt if isinstance(prompt, int) else 0, completion if isinstance(completion, int) else 0)
 
 
+class UnstoredMessages(Protocol):
+    """Where lookups in this process find messages until they are stored."""
+
+    def add(self, tenant: str, thread_id: str, exchange_id: str, messages: Sequence[MessageRecord]) -> None: ...
+
+    def discard(self, tenant: str, thread_id: str, exchange_id: str) -> None: ...
+
+    def forget(self, tenant: str, thread_id: str | None = None) -> None: ...
+
+
 class ExchangeRecorder:
-    def __init__(self, threads: ThreadRepository, publisher: ExchangePublisher) -> None:
+    def __init__(self, threads: ThreadRepository, publisher: ExchangePublisher, *,
+                 unstored: UnstoredMessages | None = None) -> None:
+        """`unstored`: the in-process context service's; with it, storing and publishing
+        happen after the response (see the module's docstring)."""
         self.threads = threads
         self.publisher = publisher
+        self.unstored = unstored
         self._background: set[asyncio.Task[None]] = set()
 
     async def finish(
@@ -78,14 +97,37 @@ class ExchangeRecorder:
             messages=[*pending.turn, answer_record], started_at=pending.started_at, completed_at=now,
             interrupted=interrupted, usage=usage,
         )
-        _, published = await asyncio.gather(self._store(event), self.publisher.publish(event))
+        if self.unstored is None or not self.publisher.hold(event):
+            await self._record(event)
+            return
+        self.unstored.add(event.tenant, event.thread_id, event.exchange_id, event.messages)
+        self._spawn(self._record(event, held=True))
+
+    async def _record(self, event: ExchangeCompleted, *, held: bool = False) -> None:
+        stored, published = await asyncio.gather(self._store(event), self.publisher.publish(event, held=held))
+        if stored and self.unstored is not None:
+            self.unstored.discard(event.tenant, event.thread_id, event.exchange_id)
         EXCHANGES_PUBLISHED.labels("published" if published else "spooled").inc()
+
+    def forget(self, tenant: str, thread_id: str | None = None) -> None:
+        """Deleted memory: unstored messages of it must not show up any more (their store is
+        refused by the thread's tombstone)."""
+        if self.unstored is not None:
+            self.unstored.forget(tenant, thread_id)
+
+    async def start(self) -> None:
+        """Nothing to start: `stop` is what matters."""
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Wait for background stores and publishes (the journal covers any cut short)."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=timeout)
 
     async def _store(self, event: ExchangeCompleted) -> bool:
         try:
             await self.threads.add_messages(
                 event.tenant, event.thread_id, event.resource_id, event.exchange_id, event.messages,
-                interrupted=event.interrupted,
+                interrupted=event.interrupted, durable=False,  # JetStream holds the durable copy
             )
             return True
         except Exception:  # noqa: BLE001 - the event still carries the messages to the observer

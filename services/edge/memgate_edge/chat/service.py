@@ -172,10 +172,12 @@ class ChatService:
 
     def forget_thread(self, tenant: str, thread_id: str) -> None:
         self._bound.pop((tenant, thread_id), None)
+        self.recorder.forget(tenant, thread_id)
 
     def forget_tenant_threads(self, tenant: str) -> None:
         for key in [k for k in self._bound if k[0] == tenant]:
             del self._bound[key]
+        self.recorder.forget(tenant)
 
 
 def _answer_of(raw: bytes) -> tuple[str, Any]:

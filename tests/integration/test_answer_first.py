@@ -1,0 +1,140 @@
+"""`memgate up` answers before it stores and publishes: lookups in the process still see the
+exchange, and it reaches Postgres and JetStream afterwards (real Postgres and NATS)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import nats
+
+from memgate_bus import Bus, ExchangePublisher
+from memgate_bus.subjects import EXCHANGE_STREAM
+from memgate_context.assemble import ContextAssembler
+from memgate_context.pending import PendingMessages
+from memgate_core.context import ContextLookup, message_fingerprint
+from memgate_core.events import MessageRecord
+from memgate_core.ids import new_id
+from memgate_edge.chat.exchange import ExchangeRecorder, PendingExchange
+from memgate_store import Stores
+from memgate_vectors import EdgeVectorIndex, Embedder
+
+
+def _lookup(tenant: str, thread: str, client_messages: list[str] | None = None) -> ContextLookup:
+    return ContextLookup(tenant, "res", thread, "what did I say?", 4000, client_messages=client_messages or [])
+
+
+def _record(text: str, role: str = "user", at: float | None = None) -> MessageRecord:
+    return MessageRecord(new_id("msg"), role, text, time.time() if at is None else at)
+
+
+async def _recent(assembler: ContextAssembler, lookup: ContextLookup) -> list[str]:
+    return [m.content for m in (await assembler.lookup(lookup)).recent_messages]
+
+
+async def test_an_unstored_exchange_is_in_the_block_once(stores: Stores, index: EdgeVectorIndex) -> None:
+    tenant, thread = new_id("t"), "th"
+    await stores.threads.bind(tenant, thread, "res")
+    earlier = _record("my cat is called Miso", at=time.time() - 60)
+    await stores.threads.add_messages(tenant, thread, "res", new_id("exc"), [earlier])
+    assembler = ContextAssembler(stores, index, Embedder())
+    assert await _recent(assembler, _lookup(tenant, thread)) == ["my cat is called Miso"]
+
+    exchange = new_id("exc")
+    turn = [_record("I moved to Lyon"), _record("Noted: Lyon.", "assistant", at=time.time() + 0.001)]
+    assembler.pending.add(tenant, thread, exchange, turn)
+    expected = ["my cat is called Miso", "I moved to Lyon", "Noted: Lyon."]
+    assert await _recent(assembler, _lookup(tenant, thread)) == expected
+
+    # Stored but not yet discarded (the store's commit races the lookup): still once.
+    await stores.threads.add_messages(tenant, thread, "res", exchange, turn)
+    assert await _recent(assembler, _lookup(tenant, thread)) == expected
+    assembler.pending.discard(tenant, thread, exchange)
+    assert await _recent(assembler, _lookup(tenant, thread)) == expected
+
+    # A client that resends its history gets no second copy of an unstored message either.
+    other = new_id("exc")
+    assembler.pending.add(tenant, thread, other, [_record("and I like jazz")])
+    resent = _lookup(tenant, thread, [message_fingerprint("user", "and I like jazz")])
+    assert await _recent(assembler, resent) == expected
+
+
+async def test_an_entry_whose_store_never_came_expires() -> None:
+    pending = PendingMessages(keep_seconds=0.05)
+    pending.add("t", "th", "exc_1", [_record("hello")])
+    assert [m.item.content for m in pending.lines("t", "th")] == ["hello"]
+    await asyncio.sleep(0.1)
+    assert pending.lines("t", "th") == []
+
+
+def test_deleted_threads_are_forgotten() -> None:
+    pending = PendingMessages()
+    for tenant, thread in (("t1", "a"), ("t1", "b"), ("t2", "a")):
+        pending.add(tenant, thread, new_id("exc"), [_record(f"{tenant}/{thread}")])
+    pending.forget("t1", "a")  # a thread delete
+    assert pending.lines("t1", "a") == [] and pending.lines("t1", "b") and pending.lines("t2", "a")
+    pending.forget("t1")  # a resource delete: all of the tenant's
+    assert pending.lines("t1", "b") == [] and pending.lines("t2", "a")
+
+
+async def test_finish_answers_first_then_stores_publishes_and_settles(
+    stores: Stores, nats_server, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    bus = await Bus.connect(nats_server.url, name="test-answer-first")
+    await bus.ensure_streams()
+    publisher = ExchangePublisher(bus, tmp_path / "outbox")
+    pending = PendingMessages()
+    recorder = ExchangeRecorder(stores.threads, publisher, unstored=pending)
+    tenant, thread = new_id("t"), "th"
+    await stores.threads.bind(tenant, thread, "res")
+    exchange = PendingExchange(new_id("exc"), tenant, thread, "res", "fake/x", "fake",
+                               [_record("remember the blue door")], time.time())
+
+    await recorder.finish(exchange, "The blue door, noted.", None)
+    # Answered: the messages are visible in this process, and the event is journaled.
+    assert [m.item.content for m in pending.lines(tenant, thread)] == ["remember the blue door",
+                                                                      "The blue door, noted."]
+    assert publisher.journal.pending() == 1
+
+    deadline = time.monotonic() + 10
+    while (pending.lines(tenant, thread) or publisher.journal.pending()) and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    assert pending.lines(tenant, thread) == [] and publisher.journal.pending() == 0
+    stored = await stores.threads.messages(tenant, thread)
+    assert [m.content for m in stored] == ["remember the blue door", "The blue door, noted."]
+    nc = await nats.connect(nats_server.url)
+    info = await nc.jetstream().stream_info(EXCHANGE_STREAM)
+    last = await nc.jetstream().get_msg(EXCHANGE_STREAM, info.state.last_seq)
+    assert last.headers and last.headers["Nats-Msg-Id"] == exchange.exchange_id
+    await nc.close()
+    await publisher.stop()
+    await bus.close()
+
+
+async def test_a_restart_spools_what_a_dead_edge_answered_but_never_published(
+    nats_server, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    bus = await Bus.connect(nats_server.url, name="test-answer-first-crash")
+    await bus.ensure_streams()
+    from memgate_core.events import ExchangeCompleted
+
+    now = time.time()
+    event = ExchangeCompleted(new_id("exc"), "t", "res", "th", "fake/x", "fake", [_record("hi")], now, now)
+    dead = ExchangePublisher(bus, tmp_path / "outbox")
+    assert dead.hold(event)  # ... and the process dies before publishing it
+
+    restarted = ExchangePublisher(bus, tmp_path / "outbox")
+    restarted.start()
+    assert [p.stem for p in restarted.spooled()] == [event.exchange_id]
+    deadline = time.monotonic() + 10
+    while restarted.spooled() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert restarted.spooled() == []
+    nc = await nats.connect(nats_server.url)
+    info = await nc.jetstream().stream_info(EXCHANGE_STREAM)
+    last = await nc.jetstream().get_msg(EXCHANGE_STREAM, info.state.last_seq)
+    assert last.headers and last.headers["Nats-Msg-Id"] == event.exchange_id
+    await nc.close()
+    await restarted.stop()
+    await bus.close()
