@@ -16,6 +16,7 @@ import httpx
 import openai
 import pytest
 
+from helpers import wait_for
 from memgate_testing.fake_provider import FakeProvider
 from memgate_testing.gateway import GatewayProcess
 
@@ -240,3 +241,27 @@ def test_tool_call_answer_through_openai_sdk(gateway: GatewayProcess, provider: 
     assert (received["seed"], received["logprobs"], received["top_logprobs"]) == (11, True, 2)
     assert received["x_future"] == {"a": [1, 2]}
     assert received["messages"] == [{"role": "user", "content": "Weather in Oslo?"}]
+
+
+def test_a_nul_character_is_forwarded_and_remembered(gateway: GatewayProcess, provider: FakeProvider) -> None:
+    # Valid JSON that Postgres text cannot hold: the provider gets it untouched, memory keeps
+    # U+FFFD in its place, and the exchange is observed like any other (it once failed forever).
+    thread = f"nul-{uuid.uuid4().hex[:6]}"
+    headers = {**gateway.headers(), "x-thread-id": thread, "x-resource-id": "user-nul"}
+    for text in ("my locker code is 12\u000034", "and my bike is green"):
+        body = {"model": "fake/gpt-test", "messages": [{"role": "user", "content": text}]}
+        assert httpx.post(f"{gateway.base_url}/chat/completions", headers=headers, json=body).status_code == 200
+    assert provider.requests[0]["body"]["messages"][-1]["content"] == "my locker code is 12\u000034"
+
+    def remembered() -> list[str] | None:
+        data = httpx.get(f"{gateway.base_url}/memory/threads/{thread}/messages", headers=gateway.headers()).json()
+        contents = [m["content"] for m in data["data"] if m["role"] == "user"]
+        return contents if len(contents) == 2 else None
+
+    assert wait_for(remembered) == ["my locker code is 12\ufffd34", "and my bike is green"]
+
+    def observed() -> int:
+        info = httpx.get(f"{gateway.base_url}/memory/threads/{thread}", headers=gateway.headers()).json()
+        return info["observation_count"]
+
+    assert wait_for(observed, timeout=15) >= 2

@@ -48,12 +48,18 @@ class PendingExchange(msgspec.Struct):
         assert request.memory is not None
         now = time.time()
         turn = [
-            MessageRecord(id=new_id("msg"), role=m["role"], content=remembered_text(m), created_at=now,
+            MessageRecord(id=new_id("msg"), role=m["role"], content=storable(remembered_text(m)), created_at=now,
                           name=m.get("name") if isinstance(m.get("name"), str) else None)
             for m in new_turn(request.messages)
         ]
         return cls(new_id("exc"), principal.tenant, request.memory.thread_id, request.memory.resource_id,
                    request.model, provider, turn, now)
+
+
+def storable(text: str) -> str:
+    """Text as memgate can keep it: Postgres text cannot hold NUL, which JSON (and so a
+    client or a provider) may well send; it becomes U+FFFD (the request itself goes on untouched)."""
+    return text.replace("\x00", "\ufffd")
 
 
 def usage_of(data: Any) -> Usage | None:
@@ -90,7 +96,8 @@ class ExchangeRecorder:
     ) -> None:
         now = time.time()
         # The answer must sort after the question even when both share a clock tick.
-        answer_record = MessageRecord(new_id("msg"), "assistant", answer, max(now, pending.started_at + 1e-6))
+        answer_record = MessageRecord(new_id("msg"), "assistant", storable(answer),
+                                      max(now, pending.started_at + 1e-6))
         event = ExchangeCompleted(
             exchange_id=pending.exchange_id, tenant=pending.tenant, resource_id=pending.resource_id,
             thread_id=pending.thread_id, model=pending.model, provider=pending.provider,
