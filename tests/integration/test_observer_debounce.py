@@ -74,12 +74,12 @@ class RecordingConsumer(ExchangeConsumer):
         self.deliveries += 1
         await super()._accept(msg)
 
-    async def _settle(self, batch, *, ok, delay=None):  # type: ignore[no-untyped-def]
+    async def _settle(self, batch, *, ok, delay=None, terminate=False):  # type: ignore[no-untyped-def]
         if ok:
             ids = [d.event.exchange_id for d in batch]
             committed = await self.stores.observations.observed(batch[0].event.tenant, ids) == set(ids)
             self.acks.append((ids, committed))
-        await super()._settle(batch, ok=ok, delay=delay)
+        await super()._settle(batch, ok=ok, delay=delay, terminate=terminate)
 
 
 def exchange(thread: str, text: str, at: float) -> ExchangeCompleted:
@@ -185,3 +185,30 @@ async def test_a_failed_batch_is_nakked_and_observed_on_redelivery(bus, stores, 
     [found] = await stores.observations.for_thread("t-debounce", "flaky")
     assert found.text == "User said: I survive a provider outage."
     assert len(script.bodies) == 1  # the failed request never reached the responder
+
+
+async def test_a_poison_exchange_is_set_aside_and_holds_back_nothing(bus, stores, handler, model) -> None:  # type: ignore[no-untyped-def]
+    _, script = model
+    consumer = RecordingConsumer(bus, handler, debounce=0.3, max_deliveries=2, stores=stores)
+    await consumer.start()
+    try:
+        good = [exchange("poison", f"Good fact number {i}.", NOW + i) for i in range(3)]
+        # An event Postgres can never store (text cannot hold NUL): it fails every time.
+        poison = exchange("poison", "Bad fact \u0000 here.", NOW + 0.5)
+        await publish(bus, good[0], poison, good[1])  # one batch: the poison must not sink the others
+        await eventually(lambda: stores.observations.observed("t-debounce", [good[0].exchange_id,
+                                                                              good[1].exchange_id]), timeout=15)
+        # Redelivered after its retry delay, failing again: set aside (terminated), not retried.
+        await eventually(lambda: _no_pending(bus), timeout=15)
+        assert await stores.observations.observed("t-debounce", [poison.exchange_id]) == {poison.exchange_id}
+        await publish(bus, good[2])  # the thread is not blocked
+        await eventually(lambda: stores.observations.observed("t-debounce", [good[2].exchange_id]), timeout=15)
+    finally:
+        await consumer.stop()
+    assert consumer.deliveries == 5  # three, the poison's redelivery, and the later one
+    [failure] = await stores.observations.failures("t-debounce", "poison")
+    assert failure.exchange_ids == [poison.exchange_id] and "set aside after 2 deliveries" in failure.error
+    facts = [o.text for o in await stores.observations.for_thread("t-debounce", "poison")]
+    assert facts == ["User said: Good fact number 0.", "User said: Good fact number 1.",
+                     "User said: Good fact number 2."]
+    assert await ack_pending(bus) == (0, 0)

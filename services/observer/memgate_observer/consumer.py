@@ -5,8 +5,13 @@ in a buffer until the thread has been quiet for `debounce` seconds (or the buffe
 `max_batch` exchanges, or its oldest has waited `max_wait`), then one `handle_batch`
 call observes them all. Each delivery is acked only after that call committed; while
 deliveries wait or are being handled, `in_progress()` keeps JetStream from redelivering
-them. A failed batch is nak'ed with a growing delay. One thread's batches run one at a
-time; up to `concurrency` threads are handled at once.
+them. One thread's batches run one at a time; up to `concurrency` threads are handled at once.
+
+A failed batch is observed again one exchange at a time, so that one bad exchange holds
+back none of the others. An exchange that fails on its own is nak'ed with a growing
+delay; after `max_deliveries` (about twenty minutes of tries) it is set aside: terminated,
+logged and recorded as an observer failure. Its messages stay in memory, raw, and the
+event stays in the stream (limits retention) for a week.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ tracer = trace.get_tracer("memgate.observer")
 
 ACK_WAIT_SECONDS = 120
 RETRY_DELAYS = (2.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0)  # by delivery attempt; the last repeats
+MAX_DELIVERIES = 10  # the tenth failure, about 19 minutes after the first, sets an exchange aside
 
 Msg = Any  # nats.aio.msg.Msg
 
@@ -65,7 +71,7 @@ class ExchangeConsumer:
     def __init__(
         self, bus: Bus, handler: ExchangeHandler, *, debounce: float = 0.5, max_batch: int = 32,
         max_wait: float | None = None, concurrency: int = 8, fetch_batch: int = 64, max_in_flight: int = 512,
-        ack_wait: float = ACK_WAIT_SECONDS,
+        ack_wait: float = ACK_WAIT_SECONDS, max_deliveries: int = MAX_DELIVERIES,
     ) -> None:
         self.bus = bus
         self.handler = handler
@@ -75,6 +81,7 @@ class ExchangeConsumer:
         self.fetch_batch = fetch_batch
         self.max_in_flight = max_in_flight
         self.ack_wait = ack_wait
+        self.max_deliveries = max_deliveries
         self._slots = asyncio.Semaphore(concurrency)
         self._buffers: dict[tuple[str, str], _Buffer] = {}
         self._flushers: dict[tuple[str, str], asyncio.Task[None]] = {}
@@ -171,30 +178,67 @@ class ExchangeConsumer:
             self._flushers.pop(key, None)
 
     async def _process(self, batch: list[_Delivery]) -> None:
-        first = batch[0]
+        failures = []
+        error = await self._observe(batch)
+        if error is not None and len(batch) > 1:
+            log.warning("observing %d exchanges of thread %s together failed (%r); observing them one by one",
+                        len(batch), batch[0].event.thread_id, error)
+            for delivery in batch:
+                if (alone := await self._observe([delivery])) is not None:
+                    failures.append((delivery, alone))
+        elif error is not None:
+            failures.append((batch[0], error))
+        for delivery, failure in failures:
+            await self._retry_or_set_aside(delivery, failure)
+        if len(failures) == len(batch):
+            return
+        first = batch[0].event
+        try:
+            await self.handler.reflect_if_needed(first.tenant, first.thread_id)
+        except Exception:  # noqa: BLE001 - observations are committed; reflection is tried again next time
+            log.exception("reflecting thread %s failed", first.thread_id)
+
+    async def _observe(self, batch: list[_Delivery]) -> Exception | None:
+        """Observe and ack the batch; the error if it failed (nothing acked then)."""
         links = [trace.Link(d.span.get_span_context()) for d in batch[1:]]
-        parent = trace.set_span_in_context(first.span)
+        parent = trace.set_span_in_context(batch[0].span)
         try:
             with tracer.start_as_current_span("observer.batch", context=parent, links=links) as span:
                 span.set_attribute("memgate.exchanges", len(batch))
                 await self.handler.handle_batch([d.event for d in batch])
-        except Exception:  # noqa: BLE001 - redeliver later; nothing was acked
-            log.exception("observing %d exchanges of thread %s failed; will retry", len(batch), first.event.thread_id)
-            await self._settle(batch, ok=False)
-            return
+        except Exception as exc:  # noqa: BLE001 - the caller retries or sets aside
+            if len(batch) == 1:
+                log.error("observing exchange %s of thread %s failed (delivery %d)", batch[0].event.exchange_id,
+                          batch[0].event.thread_id, batch[0].msg.metadata.num_delivered, exc_info=exc)
+            return exc
         await self._settle(batch, ok=True)
-        try:
-            await self.handler.reflect_if_needed(first.event.tenant, first.event.thread_id)
-        except Exception:  # noqa: BLE001 - observations are committed; reflection is tried again next time
-            log.exception("reflecting thread %s failed", first.event.thread_id)
+        return None
 
-    async def _settle(self, batch: Iterable[_Delivery], *, ok: bool, delay: float | None = None) -> None:
-        """Ack (after the commit) or nak (with a growing delay) each delivery, and end its span."""
+    async def _retry_or_set_aside(self, delivery: _Delivery, error: Exception) -> None:
+        meta = delivery.msg.metadata
+        if meta.num_delivered < self.max_deliveries:
+            await self._settle([delivery], ok=False)
+            return
+        event = delivery.event
+        log.error("setting exchange %s of thread %s aside after %d failed deliveries; its messages stay raw "
+                  "and the event stays in stream %s at sequence %d", event.exchange_id, event.thread_id,
+                  meta.num_delivered, EXCHANGE_STREAM, meta.sequence.stream)
+        try:
+            await self.handler.set_aside(event, f"set aside after {meta.num_delivered} deliveries: {error!r}")
+        except Exception as exc:  # noqa: BLE001 - the log line above is the record then
+            log.warning("could not record exchange %s as set aside: %r", event.exchange_id, exc)
+        await self._settle([delivery], ok=False, terminate=True)
+
+    async def _settle(self, batch: Iterable[_Delivery], *, ok: bool, delay: float | None = None,
+                      terminate: bool = False) -> None:
+        """Ack (after the commit), nak (with a growing delay) or terminate each delivery; end its span."""
         for d in batch:
             self._unacked.pop(id(d.msg), None)
             try:
                 if ok:
                     await d.msg.ack()
+                elif terminate:
+                    await d.msg.term()
                 else:
                     await d.msg.nak(delay=delay if delay is not None else retry_delay(d.msg.metadata.num_delivered))
             except Exception as exc:  # noqa: BLE001 - a lost ack means a redelivery, which changes nothing
