@@ -64,7 +64,12 @@ class ExchangePublisher:
             except Exception as exc:  # noqa: BLE001 - any failure means: keep it on disk
                 log.warning("NATS publish failed (%s); spooling exchange %s", type(exc).__name__, event.exchange_id)
                 span.set_attribute("memgate.spooled", True)
-                await asyncio.to_thread(self._spool, event.exchange_id, payload, headers)
+                try:
+                    await asyncio.to_thread(self._spool, event.exchange_id, payload, headers)
+                except OSError as spool_error:  # NATS down and the disk refusing too
+                    log.error("could not spool exchange %s either (%s); %s", event.exchange_id, spool_error,
+                              "the journal keeps it for the next start" if held else "it is lost")
+                    return False  # (a held event stays unsettled in the journal)
                 published = False
             if held:
                 self.journal.settle(event.exchange_id)

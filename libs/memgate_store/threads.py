@@ -124,10 +124,12 @@ class ThreadRepository:
                 SELECT $1, $2, $3, 1 FROM allowed WHERE ok
                 ON CONFLICT (tenant, thread_id) DO NOTHING
                 RETURNING 1
-            ), thread AS (
+            ), held AS (  -- locked until commit, before any seq is drawn: a thread's seqs follow commit order
+                SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR UPDATE
+            ), thread AS (  -- (one this statement creates is held by its uncommitted insert)
                 SELECT 1 FROM created
                 UNION ALL
-                SELECT 1 FROM threads, allowed WHERE ok AND tenant = $1 AND thread_id = $2
+                SELECT 1 FROM held, allowed WHERE ok
                 LIMIT 1
             ), added AS (
                 INSERT INTO messages (id, tenant, thread_id, exchange_id, role, content, tokens, created_at, interrupted)
@@ -235,10 +237,11 @@ class ThreadRepository:
     async def delete(self, tenant: str, thread_id: str) -> bool:
         return bool(await self._delete_where("thread_id", tenant, thread_id))
 
-    async def delete_resource(self, tenant: str, resource_id: str) -> int:
+    async def delete_resource(self, tenant: str, resource_id: str) -> list[str]:
+        """Delete the resource's threads; returns their ids."""
         return await self._delete_where("resource_id", tenant, resource_id)
 
-    async def _delete_where(self, column: str, tenant: str, value: str) -> int:
+    async def _delete_where(self, column: str, tenant: str, value: str) -> list[str]:
         async with self.db.pool.acquire() as conn, conn.transaction():
             deleted = await conn.fetch(
                 f"DELETE FROM threads WHERE tenant = $1 AND {column} = $2 RETURNING thread_id", tenant, value
@@ -249,7 +252,7 @@ class ThreadRepository:
                 tenant, [r["thread_id"] for r in deleted],
             )
             await conn.execute("DELETE FROM thread_tombstones WHERE deleted_at < now() - interval '8 days'")
-        return len(deleted)
+        return [r["thread_id"] for r in deleted]
 
     async def deleted_since(self, tenant: str, thread_id: str, since: datetime) -> bool:
         """Whether the thread was deleted at or after `since` (its events then must not revive it)."""

@@ -4,6 +4,7 @@ exchange, and it reaches Postgres and JetStream afterwards (real Postgres and NA
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
@@ -56,6 +57,7 @@ async def test_an_unstored_exchange_is_in_the_block_once(stores: Stores, index: 
     # A client that resends its history gets no second copy of an unstored message either.
     other = new_id("exc")
     assembler.pending.add(tenant, thread, other, [_record("and I like jazz")])
+    assert await _recent(assembler, _lookup(tenant, thread)) == [*expected, "and I like jazz"]
     resent = _lookup(tenant, thread, [message_fingerprint("user", "and I like jazz")])
     assert await _recent(assembler, resent) == expected
 
@@ -70,12 +72,18 @@ async def test_an_entry_whose_store_never_came_expires() -> None:
 
 def test_deleted_threads_are_forgotten() -> None:
     pending = PendingMessages()
-    for tenant, thread in (("t1", "a"), ("t1", "b"), ("t2", "a")):
-        pending.add(tenant, thread, new_id("exc"), [_record(f"{tenant}/{thread}")])
-    pending.forget("t1", "a")  # a thread delete
-    assert pending.lines("t1", "a") == [] and pending.lines("t1", "b") and pending.lines("t2", "a")
-    pending.forget("t1")  # a resource delete: all of the tenant's
-    assert pending.lines("t1", "b") == [] and pending.lines("t2", "a")
+    began = time.time()
+    for tenant, thread in (("t1", "a"), ("t1", "b"), ("t1", "c"), ("t2", "a")):
+        pending.add(tenant, thread, new_id("exc"), [_record(f"{tenant}/{thread}", at=began)])
+    pending.forget("t1", ["a", "b"])  # a delete (of a thread, or of a resource's threads)
+    assert pending.lines("t1", "a") == [] and pending.lines("t1", "b") == []
+    assert pending.lines("t1", "c") and pending.lines("t2", "a")
+    # An exchange that was running when its thread was deleted finishes now: it stays out
+    # (its store is refused by the tombstone), while one begun after the delete gets in.
+    pending.add("t1", "a", new_id("exc"), [_record("in flight", at=began)])
+    assert pending.lines("t1", "a") == []
+    pending.add("t1", "a", new_id("exc"), [_record("new life", at=time.time() + 0.01)])
+    assert [m.item.content for m in pending.lines("t1", "a")] == ["new life"]
 
 
 async def test_finish_answers_first_then_stores_publishes_and_settles(
@@ -122,7 +130,9 @@ async def test_a_restart_spools_what_a_dead_edge_answered_but_never_published(
     now = time.time()
     event = ExchangeCompleted(new_id("exc"), "t", "res", "th", "fake/x", "fake", [_record("hi")], now, now)
     dead = ExchangePublisher(bus, tmp_path / "outbox")
-    assert dead.hold(event)  # ... and the process dies before publishing it
+    assert dead.hold(event)
+    assert dead.journal._fd is not None
+    os.close(dead.journal._fd)  # the process dies before publishing it (its file is closed, its lock gone)
 
     restarted = ExchangePublisher(bus, tmp_path / "outbox")
     restarted.start()
@@ -137,4 +147,25 @@ async def test_a_restart_spools_what_a_dead_edge_answered_but_never_published(
     assert last.headers and last.headers["Nats-Msg-Id"] == event.exchange_id
     await nc.close()
     await restarted.stop()
+    await bus.close()
+
+
+async def test_stop_waits_for_recordings_started_while_stopping(
+    stores: Stores, nats_server, tmp_path: Path  # type: ignore[no-untyped-def]
+) -> None:
+    bus = await Bus.connect(nats_server.url, name="test-answer-first-stop")
+    await bus.ensure_streams()
+    publisher = ExchangePublisher(bus, tmp_path / "outbox")
+    recorder = ExchangeRecorder(stores.threads, publisher, unstored=PendingMessages())
+    tenant, thread = new_id("t"), "th"
+    await stores.threads.bind(tenant, thread, "res")
+    exchange = PendingExchange(new_id("exc"), tenant, thread, "res", "fake/x", "fake",
+                               [_record("cut off mid-answer")], time.time())
+    # An interrupted stream: `finish` runs in the background and starts the store and
+    # publish in the background in turn, after `stop` has begun waiting.
+    recorder.finish_in_background(exchange, "partial", None)
+    await recorder.stop()
+    assert [m.content for m in await stores.threads.messages(tenant, thread)] == ["cut off mid-answer", "partial"]
+    assert publisher.journal.pending() == 0
+    await publisher.stop()
     await bus.close()

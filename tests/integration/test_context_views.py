@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from memgate_context.view import ThreadViews
@@ -100,3 +101,35 @@ async def test_related_tells_whether_other_threads_of_the_resource_have_observat
         assert sub_view is not None and sub_view.related, other
     view = await views.get(tenant, "b", "res")
     assert view is not None and not view.related  # other tenants' observations do not count
+
+
+async def test_a_store_waiting_for_its_thread_takes_no_seq_yet(stores: Stores) -> None:
+    # A thread's seqs must be handed out in commit order: a view reads the deltas after the
+    # newest seq it saw, so a message committed late under a lower seq would never reach it.
+    tenant, thread = new_id("t"), "th"
+    await _say(stores, tenant, thread, "first")
+    views = ThreadViews(stores)
+    await views.get(tenant, thread, "res")
+    async with stores.db.pool.acquire() as other_writer, other_writer.transaction():
+        await other_writer.execute("SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR UPDATE",
+                                   tenant, thread)
+        before = await stores.db.pool.fetchval("SELECT last_value FROM messages_seq_seq")
+        waiting = asyncio.create_task(_say(stores, tenant, thread, "second"))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        assert await stores.db.pool.fetchval("SELECT last_value FROM messages_seq_seq") == before
+    await waiting
+    view = await views.get(tenant, thread, "res")
+    assert view is not None and _texts(view) == ["first", "second"]
+
+
+async def test_a_non_durable_store_leaves_the_pooled_connection_as_it_was(stores: Stores) -> None:
+    # The edge's copy commits without waiting for the WAL flush (set_config, local to its
+    # statement's transaction); the next user of that pooled connection must commit durably.
+    tenant = new_id("t")
+    for n in range(5):
+        await stores.threads.add_messages(tenant, "th", "res", new_id("exc"),
+                                          [MessageRecord(new_id("msg"), "user", f"turn {n}", time.time())],
+                                          durable=False)
+        assert await stores.db.pool.fetchval("SHOW synchronous_commit") == "on"
+    assert len(await stores.threads.messages(tenant, "th")) == 5

@@ -2,7 +2,7 @@
 
 In `memgate up` the edge ends a response before its exchange is stored: it journals the
 event on disk, hands the messages here, and stores and publishes in the background
-(`ExchangeRecorder`). Until the store commits, a follow-up's lookup takes them from here.
+(`ExchangeRecorder`). Until that store is done, a follow-up's lookup takes them from here.
 
 A lookup takes its `lines` *before* its database query. An exchange discarded after that
 was committed before the query ran, so the query returns it; one discarded before was
@@ -20,10 +20,13 @@ from memgate_core.events import MessageRecord
 from memgate_core.tokens import count_tokens
 from memgate_store.threads import StoredMessage
 
-# An exchange whose store failed stays visible this long; the observer stores it from the
-# event meanwhile (with NATS down as well, the spool keeps it until NATS is back).
+# A safety net: an entry is discarded once its store is done (stored or not), so only a
+# store hanging this long leaves one behind.
 KEEP_SECONDS = 120.0
-SWEEP_AT = 10_000  # threads with entries; more, and expired ones are swept on the next add
+# A deleted thread's mark refuses exchanges that began before the delete (as its tombstone
+# refuses their store) for this long: longer than any exchange runs.
+DELETED_MARK_SECONDS = 3600.0
+SWEEP_AT = 10_000  # entries (or marks) beyond which expired ones are swept
 
 
 class PendingMessages:
@@ -31,8 +34,12 @@ class PendingMessages:
         self.keep_seconds = keep_seconds
         # (tenant, thread) -> exchange id -> (added at, its message lines)
         self._threads: dict[tuple[str, str], dict[str, tuple[float, list[MessageLine]]]] = {}
+        self._deleted: dict[tuple[str, str], float] = {}  # (tenant, thread) -> deleted at (unix time)
 
     def add(self, tenant: str, thread_id: str, exchange_id: str, messages: Sequence[MessageRecord]) -> None:
+        deleted_at = self._deleted.get((tenant, thread_id))
+        if not messages or (deleted_at is not None and min(m.created_at for m in messages) <= deleted_at):
+            return  # an exchange that began before its thread was deleted stays out of it
         if len(self._threads) >= SWEEP_AT:
             self._sweep()
         lines = [
@@ -51,10 +58,14 @@ class PendingMessages:
             if not exchanges:
                 del self._threads[(tenant, thread_id)]
 
-    def forget(self, tenant: str, thread_id: str | None = None) -> None:
-        """A deleted thread (or, without `thread_id`, all of a tenant's after a resource delete)."""
-        for key in [k for k in self._threads if k[0] == tenant and thread_id in (None, k[1])]:
-            del self._threads[key]
+    def forget(self, tenant: str, thread_ids: Sequence[str]) -> None:
+        """Deleted threads: drop their entries, and refuse exchanges that began before now."""
+        now = time.time()
+        if len(self._deleted) >= SWEEP_AT:
+            self._deleted = {k: at for k, at in self._deleted.items() if at > now - DELETED_MARK_SECONDS}
+        for thread_id in thread_ids:
+            self._threads.pop((tenant, thread_id), None)
+            self._deleted[(tenant, thread_id)] = now
 
     def lines(self, tenant: str, thread_id: str) -> list[MessageLine]:
         exchanges = self._threads.get((tenant, thread_id))

@@ -78,7 +78,7 @@ class UnstoredMessages(Protocol):
 
     def discard(self, tenant: str, thread_id: str, exchange_id: str) -> None: ...
 
-    def forget(self, tenant: str, thread_id: str | None = None) -> None: ...
+    def forget(self, tenant: str, thread_ids: Sequence[str]) -> None: ...
 
 
 class ExchangeRecorder:
@@ -111,24 +111,35 @@ class ExchangeRecorder:
         self._spawn(self._record(event, held=True))
 
     async def _record(self, event: ExchangeCompleted, *, held: bool = False) -> None:
-        stored, published = await asyncio.gather(self._store(event), self.publisher.publish(event, held=held))
-        if stored and self.unstored is not None:
+        _, published = await asyncio.gather(self._store(event), self.publisher.publish(event, held=held))
+        if self.unstored is not None:
+            # Stored, or (the store failed) to be stored by the observer from the event: from
+            # now on lookups read it from Postgres, never twice (raw and once observed).
             self.unstored.discard(event.tenant, event.thread_id, event.exchange_id)
         EXCHANGES_PUBLISHED.labels("published" if published else "spooled").inc()
 
-    def forget(self, tenant: str, thread_id: str | None = None) -> None:
-        """Deleted memory: unstored messages of it must not show up any more (their store is
-        refused by the thread's tombstone)."""
+    def forget(self, tenant: str, thread_ids: Sequence[str]) -> None:
+        """Deleted threads: their unstored messages must not show up any more (the stores
+        are refused by the threads' tombstones)."""
         if self.unstored is not None:
-            self.unstored.forget(tenant, thread_id)
+            self.unstored.forget(tenant, thread_ids)
 
     async def start(self) -> None:
         """Nothing to start: `stop` is what matters."""
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Wait for background stores and publishes (the journal covers any cut short)."""
-        if self._background:
-            await asyncio.wait(set(self._background), timeout=timeout)
+        """Wait for background stores and publishes, also those they start meanwhile; cancel
+        what is left after `timeout` (the journal, or the observer, covers it)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._background:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                log.warning("cancelling %d exchange recording(s) still running at shutdown", len(self._background))
+                for task in self._background:
+                    task.cancel()
+                await asyncio.wait(set(self._background), timeout=1)
+                return
+            await asyncio.wait(set(self._background), timeout=left)
 
     async def _store(self, event: ExchangeCompleted) -> bool:
         try:

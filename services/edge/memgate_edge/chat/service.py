@@ -170,14 +170,11 @@ class ChatService:
             raise NotFound(f"Thread '{scope.thread_id}' was not found for resource '{scope.resource_id}'.",
                            code="thread_not_found", param="x-thread-id")
 
-    def forget_thread(self, tenant: str, thread_id: str) -> None:
-        self._bound.pop((tenant, thread_id), None)
-        self.recorder.forget(tenant, thread_id)
-
-    def forget_tenant_threads(self, tenant: str) -> None:
-        for key in [k for k in self._bound if k[0] == tenant]:
-            del self._bound[key]
-        self.recorder.forget(tenant)
+    def forget_threads(self, tenant: str, thread_ids: list[str]) -> None:
+        """Deleted threads: what this process holds about them goes now."""
+        for thread_id in thread_ids:
+            self._bound.pop((tenant, thread_id), None)
+        self.recorder.forget(tenant, thread_ids)
 
 
 def _answer_of(raw: bytes) -> tuple[str, Any]:

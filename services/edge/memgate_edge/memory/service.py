@@ -48,7 +48,7 @@ class MemoryService:
         await self.index.delete_thread(tenant, thread_id)
         await self.stores.threads.delete(tenant, thread_id)
         await self.index.delete_thread(tenant, thread_id)
-        self.chat.forget_thread(tenant, thread_id)
+        self.chat.forget_threads(tenant, [thread_id])
 
     async def delete_resource(self, tenant: str, resource_id: str) -> int:
         validate_client_id(resource_id, "resource_id")
@@ -57,8 +57,8 @@ class MemoryService:
         await self.index.delete_resource(tenant, resource_id)  # see delete_thread
         if not deleted:
             raise NotFound(f"Resource '{resource_id}' was not found.", code="resource_not_found")
-        self.chat.forget_tenant_threads(tenant)
-        return deleted
+        self.chat.forget_threads(tenant, deleted)
+        return len(deleted)
 
     async def search(self, tenant: str, resource_id: str, query: str, limit: int) -> list[dict[str, Any]]:
         vector = (await self.embedder.embed_async([query]))[0]
