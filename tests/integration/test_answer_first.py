@@ -169,3 +169,26 @@ async def test_stop_waits_for_recordings_started_while_stopping(
     assert publisher.journal.pending() == 0
     await publisher.stop()
     await bus.close()
+
+
+async def test_with_too_many_recordings_running_a_response_waits_for_its_own(
+    stores: Stores, nats_server, tmp_path: Path, monkeypatch  # type: ignore[no-untyped-def]
+) -> None:
+    from memgate_edge.chat import exchange as exchange_module
+
+    monkeypatch.setattr(exchange_module, "MAX_BACKGROUND", 0)  # as if 256 were still running
+    bus = await Bus.connect(nats_server.url, name="test-answer-first-pressure")
+    await bus.ensure_streams()
+    publisher = ExchangePublisher(bus, tmp_path / "outbox")
+    pending = PendingMessages()
+    recorder = ExchangeRecorder(stores.threads, publisher, unstored=pending)
+    tenant, thread = new_id("t"), "th"
+    await stores.threads.bind(tenant, thread, "res")
+    exchange = PendingExchange(new_id("exc"), tenant, thread, "res", "fake/x", "fake",
+                               [_record("slow down")], time.time())
+    await recorder.finish(exchange, "Waiting.", None)
+    # Back-pressure: stored, published and settled by the time `finish` returns.
+    assert [m.content for m in await stores.threads.messages(tenant, thread)] == ["slow down", "Waiting."]
+    assert pending.lines(tenant, thread) == [] and publisher.journal.pending() == 0
+    await publisher.stop()
+    await bus.close()

@@ -133,3 +133,20 @@ async def test_a_non_durable_store_leaves_the_pooled_connection_as_it_was(stores
                                           durable=False)
         assert await stores.db.pool.fetchval("SHOW synchronous_commit") == "on"
     assert len(await stores.threads.messages(tenant, "th")) == 5
+
+
+async def test_lookups_queued_behind_a_refresh_share_the_next_one(stores: Stores) -> None:
+    tenant, thread = new_id("t"), "th"
+    await _say(stores, tenant, thread, "one")
+    views = ThreadViews(stores)
+    await views.get(tenant, thread, "res")
+    await _say(stores, tenant, thread, "two")
+    # Ten lookups at once: the first refreshes; the second arrived before that refresh began,
+    # so it refreshes again; the eight others arrived before the second began and share it.
+    results = await asyncio.gather(*(views.get(tenant, thread, "res") for _ in range(10)))
+    assert all(v is not None and _texts(v) == ["one", "two"] for v in results)
+    assert (views.appends + views.hits, views.shared) == (2, 8)
+    # A lookup arriving after a commit never takes an older refresh.
+    await _say(stores, tenant, thread, "three")
+    view = await views.get(tenant, thread, "res")
+    assert view is not None and _texts(view) == ["one", "two", "three"]

@@ -5,11 +5,17 @@ any messages stored since the newest one the view holds (by insertion `seq`). Th
 appended; `observations_version` moved (activation, reflection) or the thread was
 re-created: full reload.
 Correct with any number of context replicas and edges, with no invalidation messages.
+
+Lookups of one thread queue for its view; a lookup whose turn comes after a refresh that
+*began* after it arrived takes that refresh's result without a query of its own (the
+refresh saw everything committed before it arrived). A busy thread costs about one query
+per round of waiting lookups, not one per lookup.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import OrderedDict
 from datetime import datetime, timezone
 
@@ -56,6 +62,7 @@ class ThreadView(msgspec.Struct):
     messages: list[MessageLine]
     last_seq: int = 0  # the newest message (by insertion) this view has seen
     ids: set[str] = msgspec.field(default_factory=set)  # of `messages`, to skip ones already held
+    read_at: float = 0.0  # (monotonic) when the query behind this state was about to be sent
 
 
 def clean(text: str) -> str:
@@ -82,17 +89,24 @@ class ThreadViews:
         self._views: OrderedDict[tuple[str, str], ThreadView] = OrderedDict()
         # Lookups run concurrently: one thread's view is refreshed by one of them at a time.
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self.hits = self.appends = self.loads = 0
+        self.hits = self.appends = self.loads = self.shared = 0
 
     async def get(self, tenant: str, thread_id: str, resource_id: str) -> ThreadView | None:
         key = (tenant, thread_id)
+        arrived = time.monotonic()
         if len(self._locks) > 2 * self.capacity:
             self._locks = {k: lock for k, lock in self._locks.items() if lock.locked()}
         async with self._locks.setdefault(key, asyncio.Lock()):
+            view = self._views.get(key)
+            if view is not None and view.read_at > arrived:  # refreshed while we queued
+                self.shared += 1
+                self._views.move_to_end(key)
+                return view
             return await self._get(key, tenant, thread_id, resource_id)
 
     async def _get(self, key: tuple[str, str], tenant: str, thread_id: str, resource_id: str) -> ThreadView | None:
         view = self._views.get(key)
+        read_at = time.monotonic()
         if view is not None:  # the usual case: the counters and any new messages, one round trip
             versions, fresh = await self.stores.threads.changes(tenant, thread_id, resource_id, view.last_seq)
         else:
@@ -108,10 +122,12 @@ class ThreadViews:
             else:
                 self.hits += 1
             view.related = versions.related
+            view.read_at = read_at
             self._views.move_to_end(key)
             return view
         view = await self._load(tenant, thread_id, versions)
         view.related = versions.related
+        view.read_at = read_at
         self._views[key] = view
         self._views.move_to_end(key)
         if len(self._views) > self.capacity:

@@ -30,6 +30,8 @@ from memgate_telemetry.metrics import EXCHANGES_PUBLISHED
 
 log = logging.getLogger("memgate.edge.exchange")
 
+MAX_BACKGROUND = 256  # recordings running after their responses; more, and responses wait for theirs
+
 
 class PendingExchange(msgspec.Struct):
     """What the edge knows about an exchange before the answer arrives."""
@@ -108,7 +110,10 @@ class ExchangeRecorder:
             await self._record(event)
             return
         self.unstored.add(event.tenant, event.thread_id, event.exchange_id, event.messages)
-        self._spawn(self._record(event, held=True))
+        if len(self._background) < MAX_BACKGROUND:
+            self._spawn(self._record(event, held=True))
+        else:  # Postgres or NATS falling behind: back-pressure, this response waits for its own
+            await self._record(event, held=True)
 
     async def _record(self, event: ExchangeCompleted, *, held: bool = False) -> None:
         _, published = await asyncio.gather(self._store(event), self.publisher.publish(event, held=held))
