@@ -119,13 +119,15 @@ class ThreadRepository:
                 FROM (SELECT set_config('synchronous_commit',  -- this statement's own transaction only
                                         CASE WHEN $12 THEN current_setting('synchronous_commit') ELSE 'off' END,
                                         true)) AS commit_mode
-            ), created AS (
+            ), created AS (  -- only a thread this statement's snapshot lacks: one being deleted
+                             -- meanwhile must not be re-created when the delete commits
                 INSERT INTO threads (tenant, thread_id, resource_id, messages_version)
-                SELECT $1, $2, $3, 1 FROM allowed WHERE ok
+                SELECT $1, $2, $3, 1 FROM allowed
+                WHERE ok AND NOT EXISTS (SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2)
                 ON CONFLICT (tenant, thread_id) DO NOTHING
                 RETURNING 1
             ), held AS (  -- locked until commit, before any seq is drawn: a thread's seqs follow commit order
-                SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR UPDATE
+                SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR NO KEY UPDATE
             ), thread AS (  -- (one this statement creates is held by its uncommitted insert)
                 SELECT 1 FROM created
                 UNION ALL

@@ -111,7 +111,7 @@ async def test_a_store_waiting_for_its_thread_takes_no_seq_yet(stores: Stores) -
     views = ThreadViews(stores)
     await views.get(tenant, thread, "res")
     async with stores.db.pool.acquire() as other_writer, other_writer.transaction():
-        await other_writer.execute("SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR UPDATE",
+        await other_writer.execute("SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR NO KEY UPDATE",
                                    tenant, thread)
         before = await stores.db.pool.fetchval("SELECT last_value FROM messages_seq_seq")
         waiting = asyncio.create_task(_say(stores, tenant, thread, "second"))
@@ -145,8 +145,43 @@ async def test_lookups_queued_behind_a_refresh_share_the_next_one(stores: Stores
     # so it refreshes again; the eight others arrived before the second began and share it.
     results = await asyncio.gather(*(views.get(tenant, thread, "res") for _ in range(10)))
     assert all(v is not None and _texts(v) == ["one", "two"] for v in results)
-    assert (views.appends + views.hits, views.shared) == (2, 8)
+    assert (views.appends + views.hits, views.reused) == (2, 8)
     # A lookup arriving after a commit never takes an older refresh.
     await _say(stores, tenant, thread, "three")
     view = await views.get(tenant, thread, "res")
     assert view is not None and _texts(view) == ["one", "two", "three"]
+
+
+async def test_a_sole_writer_trusts_a_fresh_view_until_told_otherwise(stores: Stores) -> None:
+    from memgate_context.pending import PendingMessages
+
+    tenant, thread = new_id("t"), "th"
+    await _say(stores, tenant, thread, "one")
+    views = ThreadViews(stores, trust_seconds=60)
+    pending = PendingMessages(views)
+    await views.get(tenant, thread, "res")
+    await _say(stores, tenant, thread, "two")  # a write no one told the views of (a sole writer tells)
+    view = await views.get(tenant, thread, "res")
+    assert view is not None and _texts(view) == ["one"] and views.reused == 1  # trusted: no query
+    views.invalidate(tenant, thread)  # what the observer in the process does after a batch
+    view = await views.get(tenant, thread, "res")
+    assert view is not None and _texts(view) == ["one", "two"]
+
+    # The edge's own exchange: handed over when stored, it is in the view with no query...
+    record = MessageRecord(new_id("msg"), "user", "three", time.time())
+    pending.add(tenant, thread, "exc_3", [record])
+    await stores.threads.add_messages(tenant, thread, "res", "exc_3", [record])
+    await pending.stored(tenant, thread, "exc_3", inserted=True)
+    assert pending.lines(tenant, thread) == []
+    queries = views.appends + views.hits + views.loads
+    view = await views.get(tenant, thread, "res")
+    assert view is not None and _texts(view) == ["one", "two", "three"]
+    assert views.appends + views.hits + views.loads == queries
+    views.invalidate(tenant, thread)  # ... and a real refresh does not add it twice
+    view = await views.get(tenant, thread, "res")
+    assert view is not None and _texts(view) == ["one", "two", "three"]
+
+    # A delete: forgotten at once, whatever the trust.
+    await stores.threads.delete(tenant, thread)
+    pending.forget(tenant, [thread])
+    assert await views.get(tenant, thread, "res") is None

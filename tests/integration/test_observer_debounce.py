@@ -189,7 +189,9 @@ async def test_a_failed_batch_is_nakked_and_observed_on_redelivery(bus, stores, 
 
 async def test_a_poison_exchange_is_set_aside_and_holds_back_nothing(bus, stores, handler, model) -> None:  # type: ignore[no-untyped-def]
     _, script = model
-    consumer = RecordingConsumer(bus, handler, debounce=0.3, max_deliveries=2, stores=stores)
+    changed: list[tuple[str, str]] = []
+    consumer = RecordingConsumer(bus, handler, debounce=0.3, max_deliveries=2, set_aside_after=0, stores=stores,
+                                 on_thread_changed=lambda tenant, thread: changed.append((tenant, thread)))
     await consumer.start()
     try:
         good = [exchange("poison", f"Good fact number {i}.", NOW + i) for i in range(3)]
@@ -207,8 +209,25 @@ async def test_a_poison_exchange_is_set_aside_and_holds_back_nothing(bus, stores
         await consumer.stop()
     assert consumer.deliveries == 5  # three, the poison's redelivery, and the later one
     [failure] = await stores.observations.failures("t-debounce", "poison")
-    assert failure.exchange_ids == [poison.exchange_id] and "set aside after 2 deliveries" in failure.error
+    assert failure.exchange_ids == [poison.exchange_id] and "set aside after 2 failures" in failure.error
     facts = [o.text for o in await stores.observations.for_thread("t-debounce", "poison")]
     assert facts == ["User said: Good fact number 0.", "User said: Good fact number 1.",
                      "User said: Good fact number 2."]
     assert await ack_pending(bus) == (0, 0)
+    assert set(changed) == {("t-debounce", "poison")}  # a context service in the process is told
+
+
+async def test_an_outage_never_sets_anything_aside(bus, stores, handler, model) -> None:  # type: ignore[no-untyped-def]
+    fake, script = model
+    fake.set_behavior(fail_status=503, fail_times=1)  # the provider is down for the first attempt
+    consumer = ExchangeConsumer(bus, handler, debounce=0.05, max_deliveries=1, set_aside_after=0)
+    await consumer.start()
+    try:
+        event = exchange("outage", "I outlast an outage.", NOW)
+        await publish(bus, event)
+        await eventually(lambda: stores.observations.observed("t-debounce", [event.exchange_id]), timeout=15)
+    finally:
+        await consumer.stop()
+    assert await stores.observations.failures("t-debounce", "outage") == []
+    [found] = await stores.observations.for_thread("t-debounce", "outage")
+    assert found.text == "User said: I outlast an outage."

@@ -115,7 +115,7 @@ def _provider_client() -> ProviderClient:
 def build_edge(runtime: Runtime, *, notices: list[str], observer_name: str,
                local_context: ContextService | None = None) -> Edge:
     """The edge's app; `local_context`: a context service in this process, which the edge
-    asks directly and which sees exchanges answered but not yet stored."""
+    asks directly (and, if it is the sole writer, hands exchanges answered but not stored)."""
     from memgate_edge.app import create_app
     from memgate_edge.auth import Authenticator
     from memgate_edge.chat.exchange import ExchangeRecorder
@@ -130,8 +130,9 @@ def build_edge(runtime: Runtime, *, notices: list[str], observer_name: str,
     auth = Authenticator(runtime.stores.keys, cache_seconds=s.auth_cache_seconds)
     limiter = RateLimiter(runtime.stores.ratelimits, default_rpm=s.default_rpm)
     usage = UsageRecorder(runtime.stores.usage)
+    sole = local_context is not None and local_context.sole_writer  # then the only edge, too: answer first
     recorder = ExchangeRecorder(runtime.stores.threads, publisher,
-                                unstored=local_context.assembler.pending if local_context else None)
+                                unstored=local_context.assembler.pending if sole else None)
     chat = ChatService(
         runtime.providers, runtime.stores.threads,
         ContextClient(runtime.bus, timeout_ms=s.context_timeout_ms,

@@ -67,9 +67,12 @@ async def run_up(settings: Settings) -> int:
         runtime = await Runtime.open(settings, database_url=database_url, nats_url=nats_url, name="memgate-up")
         key_line = await bootstrap_key(runtime)
 
-        context = ContextService(runtime.bus, runtime.stores, runtime.index, runtime.embedder)
+        # On its embedded Postgres this process is the only writer, and may trust what it knows.
+        sole_writer = settings.database_url is None
+        context = ContextService(runtime.bus, runtime.stores, runtime.index, runtime.embedder, sole_writer=sole_writer)
         observer = ObserverService(settings, runtime.bus, runtime.stores, runtime.index, runtime.embedder,
-                                   runtime.providers)
+                                   runtime.providers,
+                                   on_thread_changed=context.thread_changed if sole_writer else None)
         notices = [observer.notice] if observer.notice else []
         # The edge asks the context service in this process directly: no NATS hop per request.
         app, publisher, recorder, usage = build_edge(runtime, notices=notices, observer_name=observer.observer_name,

@@ -45,9 +45,9 @@ L = TypeVar("L", bound=HasLine)
 
 
 class ContextAssembler:
-    def __init__(self, stores: Stores, index: VectorIndex, embedder: Embedder) -> None:
-        self.views = ThreadViews(stores)
-        self.pending = PendingMessages()
+    def __init__(self, stores: Stores, index: VectorIndex, embedder: Embedder, *, trust_seconds: float = 0.0) -> None:
+        self.views = ThreadViews(stores, trust_seconds=trust_seconds)
+        self.pending = PendingMessages(self.views)
         self.index = index
         self.embedder = embedder
         self._query_vectors: OrderedDict[str, list[float]] = OrderedDict()

@@ -2,11 +2,12 @@
 
 In `memgate up` the edge ends a response before its exchange is stored: it journals the
 event on disk, hands the messages here, and stores and publishes in the background
-(`ExchangeRecorder`). Until that store is done, a follow-up's lookup takes them from here.
+(`ExchangeRecorder`). Until that store is done, a follow-up's lookup takes them from here;
+then (`stored`) they move into the thread's view, if it has one, and leave.
 
-A lookup takes its `lines` *before* its database query. An exchange discarded after that
-was committed before the query ran, so the query returns it; one discarded before was
-committed even earlier. Either way the lookup sees it, once: the view skips ids it holds.
+A lookup takes its `lines` *before* its view. An exchange that left after that is in the
+view by then (absorbed, or committed before the view's query); one that left before was
+absorbed even earlier. Either way the lookup sees it, once: ids the view holds are skipped.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
-from memgate_context.view import MessageLine, message_line
+from memgate_context.view import MessageLine, ThreadViews, message_line
 from memgate_core.events import MessageRecord
 from memgate_core.tokens import count_tokens
 from memgate_store.threads import StoredMessage
 
-# A safety net: an entry is discarded once its store is done (stored or not), so only a
-# store hanging this long leaves one behind.
+# A safety net: an entry leaves once its store is done (stored or not), so only a store
+# hanging this long leaves one behind.
 KEEP_SECONDS = 120.0
 # A deleted thread's mark refuses exchanges that began before the delete (as its tombstone
 # refuses their store) for this long: longer than any exchange runs.
@@ -30,7 +31,8 @@ SWEEP_AT = 10_000  # entries (or marks) beyond which expired ones are swept
 
 
 class PendingMessages:
-    def __init__(self, *, keep_seconds: float = KEEP_SECONDS) -> None:
+    def __init__(self, views: ThreadViews | None = None, *, keep_seconds: float = KEEP_SECONDS) -> None:
+        self.views = views
         self.keep_seconds = keep_seconds
         # (tenant, thread) -> exchange id -> (added at, its message lines)
         self._threads: dict[tuple[str, str], dict[str, tuple[float, list[MessageLine]]]] = {}
@@ -51,6 +53,18 @@ class PendingMessages:
         ]
         self._threads.setdefault((tenant, thread_id), {})[exchange_id] = (time.monotonic(), lines)
 
+    async def stored(self, tenant: str, thread_id: str, exchange_id: str, *, inserted: bool) -> None:
+        """Its store is done. `inserted`: by that store, so over to the view as they are.
+        Otherwise (stored and maybe observed already, refused, failed: the observer stores
+        it from the event) the view is only told to read the database again."""
+        entry = self._threads.get((tenant, thread_id), {}).get(exchange_id)
+        if self.views is not None:
+            if inserted and entry is not None:
+                await self.views.absorb(tenant, thread_id, entry[1])
+            else:
+                self.views.invalidate(tenant, thread_id)
+        self.discard(tenant, thread_id, exchange_id)
+
     def discard(self, tenant: str, thread_id: str, exchange_id: str) -> None:
         exchanges = self._threads.get((tenant, thread_id))
         if exchanges is not None:
@@ -66,6 +80,8 @@ class PendingMessages:
         for thread_id in thread_ids:
             self._threads.pop((tenant, thread_id), None)
             self._deleted[(tenant, thread_id)] = now
+            if self.views is not None:
+                self.views.forget(tenant, thread_id)
 
     def lines(self, tenant: str, thread_id: str) -> list[MessageLine]:
         exchanges = self._threads.get((tenant, thread_id))

@@ -10,6 +10,13 @@ Lookups of one thread queue for its view; a lookup whose turn comes after a refr
 *began* after it arrived takes that refresh's result without a query of its own (the
 refresh saw everything committed before it arrived). A busy thread costs about one query
 per round of waiting lookups, not one per lookup.
+
+When this process is the only writer (`memgate up` on its embedded Postgres), it is told
+of every write: the edge's stored messages are `absorb`ed (as `PendingMessages` hands
+them over), the observer `invalidate`s a thread after each batch or reflection, deletes
+`forget`. A view refreshed less than `trust_seconds` ago and changed by none of those is
+then current: the lookup makes no query at all. (Anything else that changed the database
+shows within `trust_seconds`.)
 """
 
 from __future__ import annotations
@@ -83,13 +90,17 @@ def message_line(m: StoredMessage) -> MessageLine:
 
 
 class ThreadViews:
-    def __init__(self, stores: Stores, *, capacity: int = CACHE_THREADS) -> None:
+    def __init__(self, stores: Stores, *, capacity: int = CACHE_THREADS, trust_seconds: float = 0.0) -> None:
         self.stores = stores
         self.capacity = capacity
+        self.trust_seconds = trust_seconds
         self._views: OrderedDict[tuple[str, str], ThreadView] = OrderedDict()
         # Lookups run concurrently: one thread's view is refreshed by one of them at a time.
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self.hits = self.appends = self.loads = self.shared = 0
+        # (monotonic) when a thread last changed other than by absorbed messages: a view read
+        # before that is not trusted (also one an in-flight refresh puts back after a delete).
+        self._changed_at: dict[tuple[str, str], float] = {}
+        self.hits = self.appends = self.loads = self.reused = 0
 
     async def get(self, tenant: str, thread_id: str, resource_id: str) -> ThreadView | None:
         key = (tenant, thread_id)
@@ -98,11 +109,33 @@ class ThreadViews:
             self._locks = {k: lock for k, lock in self._locks.items() if lock.locked()}
         async with self._locks.setdefault(key, asyncio.Lock()):
             view = self._views.get(key)
-            if view is not None and view.read_at > arrived:  # refreshed while we queued
-                self.shared += 1
+            if view is not None and (view.read_at > arrived or self._trusted(key, view, arrived)):
+                self.reused += 1
                 self._views.move_to_end(key)
                 return view
             return await self._get(key, tenant, thread_id, resource_id)
+
+    def _trusted(self, key: tuple[str, str], view: ThreadView, now: float) -> bool:
+        return view.read_at > now - self.trust_seconds and view.read_at > self._changed_at.get(key, 0.0)
+
+    async def absorb(self, tenant: str, thread_id: str, lines: list[MessageLine]) -> None:
+        """Messages this process just stored: into the view (a later refresh skips their ids)."""
+        key = (tenant, thread_id)
+        async with self._locks.setdefault(key, asyncio.Lock()):  # not into a view being replaced
+            view = self._views.get(key)
+            if view is not None:
+                self._append_lines(view, [line for line in lines if line.item.id not in view.ids])
+
+    def invalidate(self, tenant: str, thread_id: str) -> None:
+        """The thread changed (observations, a delete): the next lookup reads the database."""
+        now = time.monotonic()
+        if len(self._changed_at) > self.capacity:  # older marks no longer matter
+            self._changed_at = {k: at for k, at in self._changed_at.items() if at > now - self.trust_seconds}
+        self._changed_at[(tenant, thread_id)] = now
+
+    def forget(self, tenant: str, thread_id: str) -> None:
+        self.invalidate(tenant, thread_id)
+        self._views.pop((tenant, thread_id), None)
 
     async def _get(self, key: tuple[str, str], tenant: str, thread_id: str, resource_id: str) -> ThreadView | None:
         view = self._views.get(key)
@@ -123,7 +156,8 @@ class ThreadViews:
                 self.hits += 1
             view.related = versions.related
             view.read_at = read_at
-            self._views.move_to_end(key)
+            if key in self._views:  # (unless forgotten meanwhile)
+                self._views.move_to_end(key)
             return view
         view = await self._load(tenant, thread_id, versions)
         view.related = versions.related
@@ -147,10 +181,13 @@ class ThreadViews:
         return ThreadView(versions.created_at, versions.observations_version, False, lines,
                           [message_line(m) for m in messages], last_seq=last_seq, ids={m.id for m in messages})
 
-    @staticmethod
-    def _append(view: ThreadView, fresh: list[StoredMessage]) -> None:
+    @classmethod
+    def _append(cls, view: ThreadView, fresh: list[StoredMessage]) -> None:
         view.last_seq = max(view.last_seq, *(m.seq for m in fresh))
-        lines = [message_line(m) for m in fresh if m.id not in view.ids]
+        cls._append_lines(view, [message_line(m) for m in fresh if m.id not in view.ids])
+
+    @staticmethod
+    def _append_lines(view: ThreadView, lines: list[MessageLine]) -> None:
         if not lines:
             return
         in_order = not view.messages or min(line.key for line in lines) > view.messages[-1].key

@@ -7,11 +7,14 @@ call observes them all. Each delivery is acked only after that call committed; w
 deliveries wait or are being handled, `in_progress()` keeps JetStream from redelivering
 them. One thread's batches run one at a time; up to `concurrency` threads are handled at once.
 
-A failed batch is observed again one exchange at a time, so that one bad exchange holds
-back none of the others. An exchange that fails on its own is nak'ed with a growing
-delay; after `max_deliveries` (about twenty minutes of tries) it is set aside: terminated,
-logged and recorded as an observer failure. Its messages stay in memory, raw, and the
-event stays in the stream (limits retention) for a week.
+A failed batch is nak'ed with a growing delay. If it failed for something other than an
+outage (of Postgres, NATS or the provider: `transient`), or keeps failing even so, its
+exchanges are first observed again one at a time, so that one bad exchange (or one batch
+too big for the provider) holds back none of the others. An exchange that fails so, not
+for an outage, `max_deliveries` times (counted by this process) and at least
+`set_aside_after` seconds after it was published, is set aside: recorded as an observer
+failure (its messages stay in memory, raw), then terminated; the event stays in the
+stream (limits retention) for a week. Outages never set anything aside.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import asyncpg
 import msgspec
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig
@@ -29,6 +34,7 @@ from opentelemetry import trace
 
 from memgate_bus import Bus, extract_context
 from memgate_bus.subjects import EXCHANGE_STREAM, EXCHANGE_SUBJECT, OBSERVER_DURABLE
+from memgate_core.errors import GatewayError
 from memgate_core.events import ExchangeCompleted, exchange_decoder
 from memgate_observer.handler import ExchangeHandler
 
@@ -37,13 +43,24 @@ tracer = trace.get_tracer("memgate.observer")
 
 ACK_WAIT_SECONDS = 120
 RETRY_DELAYS = (2.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0)  # by delivery attempt; the last repeats
-MAX_DELIVERIES = 10  # the tenth failure, about 19 minutes after the first, sets an exchange aside
+MAX_DELIVERIES = 10  # the tenth failure not caused by an outage (19+ minutes of retries) sets an exchange aside
+SET_ASIDE_AFTER_SECONDS = 15 * 60  # ... if it was published at least this long ago
+SPLIT_AFTER_DELIVERIES = 3  # a batch failing for an outage this often is tried one exchange at a time
 
 Msg = Any  # nats.aio.msg.Msg
 
 
 def retry_delay(num_delivered: int) -> float:
     return RETRY_DELAYS[min(max(num_delivered, 1), len(RETRY_DELAYS)) - 1]
+
+
+def transient(error: BaseException) -> bool:
+    """An outage (database, NATS, the provider), not something wrong with the exchanges."""
+    if isinstance(error, GatewayError):
+        return error.status >= 500 or error.status == 429
+    return isinstance(error, (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+                              asyncpg.exceptions.OperatorInterventionError,
+                              asyncpg.exceptions.InsufficientResourcesError))
 
 
 class _Delivery:
@@ -72,7 +89,10 @@ class ExchangeConsumer:
         self, bus: Bus, handler: ExchangeHandler, *, debounce: float = 0.5, max_batch: int = 32,
         max_wait: float | None = None, concurrency: int = 8, fetch_batch: int = 64, max_in_flight: int = 512,
         ack_wait: float = ACK_WAIT_SECONDS, max_deliveries: int = MAX_DELIVERIES,
+        set_aside_after: float = SET_ASIDE_AFTER_SECONDS, on_thread_changed: Callable[[str, str], None] | None = None,
     ) -> None:
+        """`on_thread_changed(tenant, thread_id)` is called after each batch of a thread (a
+        context service in the same process then knows its view of the thread is stale)."""
         self.bus = bus
         self.handler = handler
         self.debounce = debounce
@@ -82,6 +102,9 @@ class ExchangeConsumer:
         self.max_in_flight = max_in_flight
         self.ack_wait = ack_wait
         self.max_deliveries = max_deliveries
+        self.set_aside_after = set_aside_after
+        self._failures: dict[str, int] = {}  # exchange id -> failures not caused by an outage, here
+        self.on_thread_changed = on_thread_changed
         self._slots = asyncio.Semaphore(concurrency)
         self._buffers: dict[tuple[str, str], _Buffer] = {}
         self._flushers: dict[tuple[str, str], asyncio.Task[None]] = {}
@@ -178,25 +201,30 @@ class ExchangeConsumer:
             self._flushers.pop(key, None)
 
     async def _process(self, batch: list[_Delivery]) -> None:
-        failures = []
-        error = await self._observe(batch)
-        if error is not None and len(batch) > 1:
-            log.warning("observing %d exchanges of thread %s together failed (%r); observing them one by one",
-                        len(batch), batch[0].event.thread_id, error)
-            for delivery in batch:
-                if (alone := await self._observe([delivery])) is not None:
-                    failures.append((delivery, alone))
-        elif error is not None:
-            failures.append((batch[0], error))
-        for delivery, failure in failures:
-            await self._retry_or_set_aside(delivery, failure)
-        if len(failures) == len(batch):
-            return
         first = batch[0].event
         try:
-            await self.handler.reflect_if_needed(first.tenant, first.thread_id)
-        except Exception:  # noqa: BLE001 - observations are committed; reflection is tried again next time
-            log.exception("reflecting thread %s failed", first.thread_id)
+            error = await self._observe(batch)
+            if error is None:
+                await self._reflect(first)
+            elif len(batch) == 1 or (transient(error) and
+                                     max(d.msg.metadata.num_delivered for d in batch) < SPLIT_AFTER_DELIVERIES):
+                log.error("observing %d exchange(s) of thread %s failed; will retry", len(batch), first.thread_id,
+                          exc_info=error)
+                for delivery in batch:
+                    await self._retry_or_set_aside(delivery, error)
+            else:  # one bad exchange must not hold back the others: one at a time
+                log.warning("observing %d exchanges of thread %s together failed (%r); observing them one by one",
+                            len(batch), first.thread_id, error)
+                failures = [(d, alone) for d in batch if (alone := await self._observe([d])) is not None]
+                for delivery, alone in failures:
+                    log.error("observing exchange %s of thread %s failed", delivery.event.exchange_id,
+                              first.thread_id, exc_info=alone)
+                    await self._retry_or_set_aside(delivery, alone)
+                if len(failures) < len(batch):
+                    await self._reflect(first)
+        finally:
+            if self.on_thread_changed is not None:
+                self.on_thread_changed(first.tenant, first.thread_id)
 
     async def _observe(self, batch: list[_Delivery]) -> Exception | None:
         """Observe and ack the batch; the error if it failed (nothing acked then)."""
@@ -207,26 +235,39 @@ class ExchangeConsumer:
                 span.set_attribute("memgate.exchanges", len(batch))
                 await self.handler.handle_batch([d.event for d in batch])
         except Exception as exc:  # noqa: BLE001 - the caller retries or sets aside
-            if len(batch) == 1:
-                log.error("observing exchange %s of thread %s failed (delivery %d)", batch[0].event.exchange_id,
-                          batch[0].event.thread_id, batch[0].msg.metadata.num_delivered, exc_info=exc)
             return exc
         await self._settle(batch, ok=True)
         return None
 
+    async def _reflect(self, event: ExchangeCompleted) -> None:
+        try:
+            await self.handler.reflect_if_needed(event.tenant, event.thread_id)
+        except Exception:  # noqa: BLE001 - observations are committed; reflection is tried again next time
+            log.exception("reflecting thread %s failed", event.thread_id)
+
     async def _retry_or_set_aside(self, delivery: _Delivery, error: Exception) -> None:
         meta = delivery.msg.metadata
-        if meta.num_delivered < self.max_deliveries:
+        event = delivery.event
+        if transient(error):
             await self._settle([delivery], ok=False)
             return
-        event = delivery.event
-        log.error("setting exchange %s of thread %s aside after %d failed deliveries; its messages stay raw "
-                  "and the event stays in stream %s at sequence %d", event.exchange_id, event.thread_id,
-                  meta.num_delivered, EXCHANGE_STREAM, meta.sequence.stream)
+        if len(self._failures) > 10_000:  # (exchanges another replica took over)
+            self._failures.clear()
+        failures = self._failures[event.exchange_id] = self._failures.get(event.exchange_id, 0) + 1
+        age = time.time() - meta.timestamp.timestamp() if meta.timestamp else 0.0
+        if failures < self.max_deliveries or age < self.set_aside_after:
+            await self._settle([delivery], ok=False)
+            return
         try:
-            await self.handler.set_aside(event, f"set aside after {meta.num_delivered} deliveries: {error!r}")
-        except Exception as exc:  # noqa: BLE001 - the log line above is the record then
-            log.warning("could not record exchange %s as set aside: %r", event.exchange_id, exc)
+            await self.handler.set_aside(event, f"set aside after {failures} failures: {error!r}")
+        except Exception as exc:  # noqa: BLE001 - not recorded: keep it, and try again later
+            log.warning("could not set exchange %s aside (%r); it will be retried", event.exchange_id, exc)
+            await self._settle([delivery], ok=False, delay=RETRY_DELAYS[-1])
+            return
+        log.error("set exchange %s of thread %s aside after %d failures; its messages stay raw "
+                  "and the event stays in stream %s at sequence %d", event.exchange_id, event.thread_id,
+                  failures, EXCHANGE_STREAM, meta.sequence.stream)
+        self._failures.pop(event.exchange_id, None)
         await self._settle([delivery], ok=False, terminate=True)
 
     async def _settle(self, batch: Iterable[_Delivery], *, ok: bool, delay: float | None = None,
@@ -234,6 +275,8 @@ class ExchangeConsumer:
         """Ack (after the commit), nak (with a growing delay) or terminate each delivery; end its span."""
         for d in batch:
             self._unacked.pop(id(d.msg), None)
+            if ok:
+                self._failures.pop(d.event.exchange_id, None)
             try:
                 if ok:
                     await d.msg.ack()

@@ -183,8 +183,9 @@ class ExchangeHandler:
         observations = self.stores.observations
         async with self.stores.db.pool.acquire() as conn, conn.transaction():
             await observations.lock_thread(conn, event.tenant, event.thread_id)
-            await observations.record_batch(conn, event.tenant, event.thread_id, [event.exchange_id],
-                                            self.observer.name, [], failed=True)
+            if not await observations.record_batch(conn, event.tenant, event.thread_id, [event.exchange_id],
+                                                   self.observer.name, [], failed=True):
+                return  # observed meanwhile, after all
             await observations.record_failure(conn, event.tenant, event.thread_id, kind="observer",
                                               observer=self.observer.name, error=error,
                                               exchange_ids=[event.exchange_id])

@@ -78,7 +78,7 @@ class UnstoredMessages(Protocol):
 
     def add(self, tenant: str, thread_id: str, exchange_id: str, messages: Sequence[MessageRecord]) -> None: ...
 
-    def discard(self, tenant: str, thread_id: str, exchange_id: str) -> None: ...
+    async def stored(self, tenant: str, thread_id: str, exchange_id: str, *, inserted: bool) -> None: ...
 
     def forget(self, tenant: str, thread_ids: Sequence[str]) -> None: ...
 
@@ -92,6 +92,7 @@ class ExchangeRecorder:
         self.publisher = publisher
         self.unstored = unstored
         self._background: set[asyncio.Task[None]] = set()
+        self._recording: dict[str, set[asyncio.Task[None]]] = {}  # tenant -> recordings after their responses
 
     async def finish(
         self, pending: PendingExchange, answer: str, usage: Usage | None, *, interrupted: bool = False
@@ -111,17 +112,35 @@ class ExchangeRecorder:
             return
         self.unstored.add(event.tenant, event.thread_id, event.exchange_id, event.messages)
         if len(self._background) < MAX_BACKGROUND:
-            self._spawn(self._record(event, held=True))
+            self._track(event.tenant, self._spawn(self._record(event, held=True)))
         else:  # Postgres or NATS falling behind: back-pressure, this response waits for its own
             await self._record(event, held=True)
 
     async def _record(self, event: ExchangeCompleted, *, held: bool = False) -> None:
-        _, published = await asyncio.gather(self._store(event), self.publisher.publish(event, held=held))
+        stored, published = await asyncio.gather(self._store(event), self.publisher.publish(event, held=held))
         if self.unstored is not None:
-            # Stored, or (the store failed) to be stored by the observer from the event: from
-            # now on lookups read it from Postgres, never twice (raw and once observed).
-            self.unstored.discard(event.tenant, event.thread_id, event.exchange_id)
+            # Inserted now (the view can take them as they are), or not: already stored by
+            # the observer, refused (deleted thread) or failed (the observer stores them).
+            await self.unstored.stored(event.tenant, event.thread_id, event.exchange_id, inserted=stored)
         EXCHANGES_PUBLISHED.labels("published" if published else "spooled").inc()
+
+    async def settled(self, tenant: str, timeout: float = 5.0) -> None:
+        """Wait for the tenant's exchanges still being recorded after their responses, so
+        that the memory API, read right after a response, shows them (read-your-writes)."""
+        recordings = self._recording.get(tenant)
+        if recordings:
+            await asyncio.wait(set(recordings), timeout=timeout)
+
+    def _track(self, tenant: str, task: asyncio.Task[None]) -> None:
+        recordings = self._recording.setdefault(tenant, set())
+        recordings.add(task)
+
+        def done(finished: asyncio.Task[None]) -> None:
+            recordings.discard(finished)
+            if not recordings and self._recording.get(tenant) is recordings:
+                del self._recording[tenant]
+
+        task.add_done_callback(done)
 
     def forget(self, tenant: str, thread_ids: Sequence[str]) -> None:
         """Deleted threads: their unstored messages must not show up any more (the stores
@@ -147,12 +166,12 @@ class ExchangeRecorder:
             await asyncio.wait(set(self._background), timeout=left)
 
     async def _store(self, event: ExchangeCompleted) -> bool:
+        """Whether this store inserted the messages."""
         try:
-            await self.threads.add_messages(
+            return await self.threads.add_messages(
                 event.tenant, event.thread_id, event.resource_id, event.exchange_id, event.messages,
                 interrupted=event.interrupted, durable=False,  # JetStream holds the durable copy
-            )
-            return True
+            ) > 0
         except Exception:  # noqa: BLE001 - the event still carries the messages to the observer
             log.exception("storing messages of exchange %s failed; the observer will store them", event.exchange_id)
             return False

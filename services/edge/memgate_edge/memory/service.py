@@ -21,12 +21,14 @@ class MemoryService:
         self.chat = chat
 
     async def thread(self, tenant: str, thread_id: str) -> ThreadSummary:
+        await self.chat.recorder.settled(tenant)  # the tenant's newest exchanges are stored first
         found = await self.stores.threads.get(tenant, thread_id)
         if found is None:
             raise NotFound(f"Thread '{thread_id}' was not found.", code="thread_not_found")
         return found
 
     async def threads(self, tenant: str, resource_id: str | None, limit: int, offset: int) -> list[ThreadSummary]:
+        await self.chat.recorder.settled(tenant)
         return await self.stores.threads.list(tenant, resource_id=resource_id, limit=limit, offset=offset)
 
     async def messages(self, tenant: str, thread_id: str, limit: int) -> list[StoredMessage]:
@@ -38,6 +40,7 @@ class MemoryService:
         return await self.stores.observations.for_thread(tenant, thread_id)
 
     async def resources(self, tenant: str, limit: int, offset: int) -> list[ResourceSummary]:
+        await self.chat.recorder.settled(tenant)
         return await self.stores.threads.resources(tenant, limit=limit, offset=offset)
 
     async def delete_thread(self, tenant: str, thread_id: str) -> None:
@@ -46,18 +49,20 @@ class MemoryService:
         # for) may have indexed vectors in between.
         await self.thread(tenant, thread_id)
         await self.index.delete_thread(tenant, thread_id)
-        await self.stores.threads.delete(tenant, thread_id)
+        try:
+            await self.stores.threads.delete(tenant, thread_id)
+        finally:  # what this process holds of it goes, whatever happens next
+            self.chat.forget_threads(tenant, [thread_id])
         await self.index.delete_thread(tenant, thread_id)
-        self.chat.forget_threads(tenant, [thread_id])
 
     async def delete_resource(self, tenant: str, resource_id: str) -> int:
         validate_client_id(resource_id, "resource_id")
         await self.index.delete_resource(tenant, resource_id)
         deleted = await self.stores.threads.delete_resource(tenant, resource_id)
+        self.chat.forget_threads(tenant, deleted)
         await self.index.delete_resource(tenant, resource_id)  # see delete_thread
         if not deleted:
             raise NotFound(f"Resource '{resource_id}' was not found.", code="resource_not_found")
-        self.chat.forget_threads(tenant, deleted)
         return len(deleted)
 
     async def search(self, tenant: str, resource_id: str, query: str, limit: int) -> list[dict[str, Any]]:
