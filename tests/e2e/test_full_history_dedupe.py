@@ -34,3 +34,19 @@ def test_full_history_client_gets_each_message_once(gateway: GatewayProcess, pro
                                    messages=[{"role": "user", "content": "Which codes did I give?"}])
     only_new = memory_text(provider.requests[-1])
     assert all(only_new.count(f"user: {fact}") == 1 for fact in facts)
+
+
+def test_a_resent_message_with_a_nul_is_recognised(gateway: GatewayProcess, provider: FakeProvider) -> None:
+    # Memory keeps U+FFFD for NUL; the client resends the original: still the same message.
+    client = openai.OpenAI(base_url=gateway.base_url, api_key=gateway.api_key, max_retries=0)
+    headers = {"x-thread-id": f"full-nul-{uuid.uuid4().hex[:6]}", "x-resource-id": "user-full"}
+    history: list[dict] = [{"role": "user", "content": "my pin is 12\u000034"}]
+    answer = client.chat.completions.create(model="fake/gpt-test", messages=history, extra_headers=headers)
+    history += [{"role": "assistant", "content": answer.choices[0].message.content},
+                {"role": "user", "content": "and now?"}]
+    raw = client.chat.completions.with_raw_response.create(model="fake/gpt-test", messages=history,
+                                                           extra_headers=headers)
+    assert raw.headers["x-memory-skipped-messages"] == "2"
+    blocks = [m["content"] for m in provider.requests[-1]["body"]["messages"]
+              if m["role"] == "system" and "<memgate_memory>" in m["content"]]
+    assert all("my pin is" not in block for block in blocks)

@@ -6,16 +6,19 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import NamedTuple
 
 import nats
+import pytest
 
 from memgate_bus import Bus, ExchangePublisher
 from memgate_bus.subjects import EXCHANGE_STREAM
 from memgate_context.assemble import ContextAssembler
 from memgate_context.pending import PendingMessages
 from memgate_core.context import ContextLookup, message_fingerprint
-from memgate_core.events import MessageRecord
+from memgate_core.events import ExchangeCompleted, MessageRecord
 from memgate_core.ids import new_id
 from memgate_edge.chat.exchange import ExchangeRecorder, PendingExchange
 from memgate_store import Stores
@@ -48,10 +51,11 @@ async def test_an_unstored_exchange_is_in_the_block_once(stores: Stores, index: 
     expected = ["my cat is called Miso", "I moved to Lyon", "Noted: Lyon."]
     assert await _recent(assembler, _lookup(tenant, thread)) == expected
 
-    # Stored but not yet discarded (the store's commit races the lookup): still once.
+    # Stored but not yet handed over (the store's commit races the lookup): still once.
     await stores.threads.add_messages(tenant, thread, "res", exchange, turn)
     assert await _recent(assembler, _lookup(tenant, thread)) == expected
-    assembler.pending.discard(tenant, thread, exchange)
+    await assembler.pending.stored(tenant, thread, exchange, inserted=True)
+    assert assembler.pending.lines(tenant, thread) == []
     assert await _recent(assembler, _lookup(tenant, thread)) == expected
 
     # A client that resends its history gets no second copy of an unstored message either.
@@ -86,47 +90,95 @@ def test_deleted_threads_are_forgotten() -> None:
     assert [m.item.content for m in pending.lines("t1", "a")] == ["new life"]
 
 
-async def test_finish_answers_first_then_stores_publishes_and_settles(
-    stores: Stores, nats_server, tmp_path: Path  # type: ignore[no-untyped-def]
-) -> None:
-    bus = await Bus.connect(nats_server.url, name="test-answer-first")
-    await bus.ensure_streams()
+class Recording(NamedTuple):
+    """An answer-first recorder on real Postgres and NATS, and a thread to record on."""
+
+    recorder: ExchangeRecorder
+    publisher: ExchangePublisher
+    pending: PendingMessages
+    tenant: str
+    thread: str
+
+    def exchange(self, text: str) -> PendingExchange:
+        return PendingExchange(new_id("exc"), self.tenant, self.thread, "res", "fake/x", "fake", [_record(text)],
+                               time.time())
+
+
+@pytest.fixture()
+async def bus(nats_server) -> AsyncIterator[Bus]:  # type: ignore[no-untyped-def]
+    connected = await Bus.connect(nats_server.url, name="test-answer-first")
+    await connected.ensure_streams()
+    yield connected
+    await connected.close()
+
+
+@pytest.fixture()
+async def recording(stores: Stores, bus: Bus, tmp_path: Path) -> AsyncIterator[Recording]:
     publisher = ExchangePublisher(bus, tmp_path / "outbox")
     pending = PendingMessages()
-    recorder = ExchangeRecorder(stores.threads, publisher, unstored=pending)
     tenant, thread = new_id("t"), "th"
     await stores.threads.bind(tenant, thread, "res")
-    exchange = PendingExchange(new_id("exc"), tenant, thread, "res", "fake/x", "fake",
-                               [_record("remember the blue door")], time.time())
-
-    await recorder.finish(exchange, "The blue door, noted.", None)
-    # Answered: the messages are visible in this process, and the event is journaled.
-    assert [m.item.content for m in pending.lines(tenant, thread)] == ["remember the blue door",
-                                                                      "The blue door, noted."]
-    assert publisher.journal.pending() == 1
-
-    deadline = time.monotonic() + 10
-    while (pending.lines(tenant, thread) or publisher.journal.pending()) and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
-    assert pending.lines(tenant, thread) == [] and publisher.journal.pending() == 0
-    stored = await stores.threads.messages(tenant, thread)
-    assert [m.content for m in stored] == ["remember the blue door", "The blue door, noted."]
-    nc = await nats.connect(nats_server.url)
-    info = await nc.jetstream().stream_info(EXCHANGE_STREAM)
-    last = await nc.jetstream().get_msg(EXCHANGE_STREAM, info.state.last_seq)
-    assert last.headers and last.headers["Nats-Msg-Id"] == exchange.exchange_id
-    await nc.close()
+    yield Recording(ExchangeRecorder(stores.threads, publisher, unstored=pending), publisher, pending, tenant, thread)
     await publisher.stop()
-    await bus.close()
+
+
+async def _last_published(url: str) -> str:
+    nc = await nats.connect(url)
+    try:
+        info = await nc.jetstream().stream_info(EXCHANGE_STREAM)
+        last = await nc.jetstream().get_msg(EXCHANGE_STREAM, info.state.last_seq)
+        return (last.headers or {})["Nats-Msg-Id"]
+    finally:
+        await nc.close()
+
+
+async def _contents(stores: Stores, r: Recording) -> list[str]:
+    return [m.content for m in await stores.threads.messages(r.tenant, r.thread)]
+
+
+async def test_finish_answers_first_then_stores_publishes_and_settles(
+    stores: Stores, recording: Recording, nats_server  # type: ignore[no-untyped-def]
+) -> None:
+    r = recording
+    exchange = r.exchange("remember the blue door")
+    await r.recorder.finish(exchange, "The blue door, noted.", None)
+    # Answered: the messages are visible in this process, and the event is journaled.
+    assert [m.item.content for m in r.pending.lines(r.tenant, r.thread)] == ["remember the blue door",
+                                                                            "The blue door, noted."]
+    assert r.publisher.journal.pending() == 1
+
+    await r.recorder.settled(r.tenant)
+    assert r.pending.lines(r.tenant, r.thread) == [] and r.publisher.journal.pending() == 0
+    assert await _contents(stores, r) == ["remember the blue door", "The blue door, noted."]
+    assert await _last_published(nats_server.url) == exchange.exchange_id
+
+
+async def test_stop_waits_for_recordings_started_while_stopping(stores: Stores, recording: Recording) -> None:
+    r = recording
+    # An interrupted stream: `finish` runs in the background and starts the store and
+    # publish in the background in turn, after `stop` has begun waiting.
+    r.recorder.finish_in_background(r.exchange("cut off mid-answer"), "partial", None)
+    await r.recorder.stop()
+    assert await _contents(stores, r) == ["cut off mid-answer", "partial"]
+    assert r.publisher.journal.pending() == 0
+
+
+async def test_with_too_many_recordings_running_a_response_waits_for_its_own(
+    stores: Stores, recording: Recording, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memgate_edge.chat import exchange as exchange_module
+
+    monkeypatch.setattr(exchange_module, "MAX_BACKGROUND", 0)  # as if 256 were still running
+    r = recording
+    await r.recorder.finish(r.exchange("slow down"), "Waiting.", None)
+    # Back-pressure: stored, published and settled by the time `finish` returns.
+    assert await _contents(stores, r) == ["slow down", "Waiting."]
+    assert r.pending.lines(r.tenant, r.thread) == [] and r.publisher.journal.pending() == 0
 
 
 async def test_a_restart_spools_what_a_dead_edge_answered_but_never_published(
-    nats_server, tmp_path: Path  # type: ignore[no-untyped-def]
+    bus: Bus, nats_server, tmp_path: Path  # type: ignore[no-untyped-def]
 ) -> None:
-    bus = await Bus.connect(nats_server.url, name="test-answer-first-crash")
-    await bus.ensure_streams()
-    from memgate_core.events import ExchangeCompleted
-
     now = time.time()
     event = ExchangeCompleted(new_id("exc"), "t", "res", "th", "fake/x", "fake", [_record("hi")], now, now)
     dead = ExchangePublisher(bus, tmp_path / "outbox")
@@ -141,54 +193,5 @@ async def test_a_restart_spools_what_a_dead_edge_answered_but_never_published(
     while restarted.spooled() and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert restarted.spooled() == []
-    nc = await nats.connect(nats_server.url)
-    info = await nc.jetstream().stream_info(EXCHANGE_STREAM)
-    last = await nc.jetstream().get_msg(EXCHANGE_STREAM, info.state.last_seq)
-    assert last.headers and last.headers["Nats-Msg-Id"] == event.exchange_id
-    await nc.close()
+    assert await _last_published(nats_server.url) == event.exchange_id
     await restarted.stop()
-    await bus.close()
-
-
-async def test_stop_waits_for_recordings_started_while_stopping(
-    stores: Stores, nats_server, tmp_path: Path  # type: ignore[no-untyped-def]
-) -> None:
-    bus = await Bus.connect(nats_server.url, name="test-answer-first-stop")
-    await bus.ensure_streams()
-    publisher = ExchangePublisher(bus, tmp_path / "outbox")
-    recorder = ExchangeRecorder(stores.threads, publisher, unstored=PendingMessages())
-    tenant, thread = new_id("t"), "th"
-    await stores.threads.bind(tenant, thread, "res")
-    exchange = PendingExchange(new_id("exc"), tenant, thread, "res", "fake/x", "fake",
-                               [_record("cut off mid-answer")], time.time())
-    # An interrupted stream: `finish` runs in the background and starts the store and
-    # publish in the background in turn, after `stop` has begun waiting.
-    recorder.finish_in_background(exchange, "partial", None)
-    await recorder.stop()
-    assert [m.content for m in await stores.threads.messages(tenant, thread)] == ["cut off mid-answer", "partial"]
-    assert publisher.journal.pending() == 0
-    await publisher.stop()
-    await bus.close()
-
-
-async def test_with_too_many_recordings_running_a_response_waits_for_its_own(
-    stores: Stores, nats_server, tmp_path: Path, monkeypatch  # type: ignore[no-untyped-def]
-) -> None:
-    from memgate_edge.chat import exchange as exchange_module
-
-    monkeypatch.setattr(exchange_module, "MAX_BACKGROUND", 0)  # as if 256 were still running
-    bus = await Bus.connect(nats_server.url, name="test-answer-first-pressure")
-    await bus.ensure_streams()
-    publisher = ExchangePublisher(bus, tmp_path / "outbox")
-    pending = PendingMessages()
-    recorder = ExchangeRecorder(stores.threads, publisher, unstored=pending)
-    tenant, thread = new_id("t"), "th"
-    await stores.threads.bind(tenant, thread, "res")
-    exchange = PendingExchange(new_id("exc"), tenant, thread, "res", "fake/x", "fake",
-                               [_record("slow down")], time.time())
-    await recorder.finish(exchange, "Waiting.", None)
-    # Back-pressure: stored, published and settled by the time `finish` returns.
-    assert [m.content for m in await stores.threads.messages(tenant, thread)] == ["slow down", "Waiting."]
-    assert pending.lines(tenant, thread) == [] and publisher.journal.pending() == 0
-    await publisher.stop()
-    await bus.close()

@@ -1,6 +1,6 @@
 """Messages this process has answered but not stored yet, which lookups must still see.
 
-In `memgate up` the edge ends a response before its exchange is stored: it journals the
+In `memgate up` on its embedded Postgres the edge ends a response before its exchange is stored: it journals the
 event on disk, hands the messages here, and stores and publishes in the background
 (`ExchangeRecorder`). Until that store is done, a follow-up's lookup takes them from here;
 then (`stored`) they move into the thread's view, if it has one, and leave.
@@ -63,9 +63,9 @@ class PendingMessages:
                 await self.views.absorb(tenant, thread_id, entry[1])
             else:
                 self.views.invalidate(tenant, thread_id)
-        self.discard(tenant, thread_id, exchange_id)
+        self._discard(tenant, thread_id, exchange_id)
 
-    def discard(self, tenant: str, thread_id: str, exchange_id: str) -> None:
+    def _discard(self, tenant: str, thread_id: str, exchange_id: str) -> None:
         exchanges = self._threads.get((tenant, thread_id))
         if exchanges is not None:
             exchanges.pop(exchange_id, None)

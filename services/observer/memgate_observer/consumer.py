@@ -205,6 +205,7 @@ class ExchangeConsumer:
         try:
             error = await self._observe(batch)
             if error is None:
+                self._changed(first)  # now, not after a reflection that may take a while
                 await self._reflect(first)
             elif len(batch) == 1 or (transient(error) and
                                      max(d.msg.metadata.num_delivered for d in batch) < SPLIT_AFTER_DELIVERIES):
@@ -223,8 +224,11 @@ class ExchangeConsumer:
                 if len(failures) < len(batch):
                     await self._reflect(first)
         finally:
-            if self.on_thread_changed is not None:
-                self.on_thread_changed(first.tenant, first.thread_id)
+            self._changed(first)
+
+    def _changed(self, event: ExchangeCompleted) -> None:
+        if self.on_thread_changed is not None:
+            self.on_thread_changed(event.tenant, event.thread_id)
 
     async def _observe(self, batch: list[_Delivery]) -> Exception | None:
         """Observe and ack the batch; the error if it failed (nothing acked then)."""
@@ -259,14 +263,15 @@ class ExchangeConsumer:
             await self._settle([delivery], ok=False)
             return
         try:
-            await self.handler.set_aside(event, f"set aside after {failures} failures: {error!r}")
+            recorded = await self.handler.set_aside(event, f"set aside after {failures} failures: {error!r}")
         except Exception as exc:  # noqa: BLE001 - not recorded: keep it, and try again later
             log.warning("could not set exchange %s aside (%r); it will be retried", event.exchange_id, exc)
             await self._settle([delivery], ok=False, delay=RETRY_DELAYS[-1])
             return
-        log.error("set exchange %s of thread %s aside after %d failures; its messages stay raw "
-                  "and the event stays in stream %s at sequence %d", event.exchange_id, event.thread_id,
-                  failures, EXCHANGE_STREAM, meta.sequence.stream)
+        if recorded:
+            log.error("set exchange %s of thread %s aside after %d failures; its messages stay raw "
+                      "and the event stays in stream %s at sequence %d", event.exchange_id, event.thread_id,
+                      failures, EXCHANGE_STREAM, meta.sequence.stream)
         self._failures.pop(event.exchange_id, None)
         await self._settle([delivery], ok=False, terminate=True)
 

@@ -177,19 +177,21 @@ class ExchangeHandler:
         EXCHANGES_OBSERVED.labels("failed").inc(len(batch.exchanges))
         return BatchResult("failed", len(batch.exchanges))
 
-    async def set_aside(self, event: ExchangeCompleted, error: str) -> None:
+    async def set_aside(self, event: ExchangeCompleted, error: str) -> bool:
         """Give up on an exchange that kept failing: mark it done (failed), so no later batch
-        tries it again, and record why (the dashboard shows the thread's failures)."""
+        tries it again, and record why (the dashboard shows the thread's failures). False if
+        it was observed meanwhile after all."""
         observations = self.stores.observations
         async with self.stores.db.pool.acquire() as conn, conn.transaction():
             await observations.lock_thread(conn, event.tenant, event.thread_id)
             if not await observations.record_batch(conn, event.tenant, event.thread_id, [event.exchange_id],
                                                    self.observer.name, [], failed=True):
-                return  # observed meanwhile, after all
+                return False
             await observations.record_failure(conn, event.tenant, event.thread_id, kind="observer",
                                               observer=self.observer.name, error=error,
                                               exchange_ids=[event.exchange_id])
         EXCHANGES_OBSERVED.labels("set_aside").inc()
+        return True
 
     # ------------------------------------------------------------------ reflection
 

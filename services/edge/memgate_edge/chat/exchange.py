@@ -3,7 +3,8 @@
 Both happen before the client sees the end of the response, so a follow-up sent the
 instant a response ends already finds this exchange in memory, through any edge replica.
 
-With the context service in the same process (`memgate up`, the only edge), the two
+With the context service in the same process and the only writer (`memgate up` on its
+embedded Postgres, so also the only edge), the two
 round trips leave the response's path: the event is journaled on disk (so it survives a
 crash), its messages are handed to that context service (`UnstoredMessages`), and the
 store and publish run in the background.
@@ -23,7 +24,7 @@ from memgate_bus import ExchangePublisher
 from memgate_core.events import ExchangeCompleted, MessageRecord, Usage
 from memgate_core.ids import new_id
 from memgate_edge.auth import Principal
-from memgate_edge.chat.request import ChatRequest, new_turn, remembered_text
+from memgate_edge.chat.request import ChatRequest, new_turn, remembered_text, storable
 from memgate_providers import http
 from memgate_store.threads import ThreadRepository
 from memgate_telemetry.metrics import EXCHANGES_PUBLISHED
@@ -50,18 +51,12 @@ class PendingExchange(msgspec.Struct):
         assert request.memory is not None
         now = time.time()
         turn = [
-            MessageRecord(id=new_id("msg"), role=m["role"], content=storable(remembered_text(m)), created_at=now,
+            MessageRecord(id=new_id("msg"), role=m["role"], content=remembered_text(m), created_at=now,
                           name=m.get("name") if isinstance(m.get("name"), str) else None)
             for m in new_turn(request.messages)
         ]
         return cls(new_id("exc"), principal.tenant, request.memory.thread_id, request.memory.resource_id,
                    request.model, provider, turn, now)
-
-
-def storable(text: str) -> str:
-    """Text as memgate can keep it: Postgres text cannot hold NUL, which JSON (and so a
-    client or a provider) may well send; it becomes U+FFFD (the request itself goes on untouched)."""
-    return text.replace("\x00", "\ufffd")
 
 
 def usage_of(data: Any) -> Usage | None:
@@ -111,7 +106,7 @@ class ExchangeRecorder:
             await self._record(event)
             return
         self.unstored.add(event.tenant, event.thread_id, event.exchange_id, event.messages)
-        if len(self._background) < MAX_BACKGROUND:
+        if sum(map(len, self._recording.values())) < MAX_BACKGROUND:
             self._track(event.tenant, self._spawn(self._record(event, held=True)))
         else:  # Postgres or NATS falling behind: back-pressure, this response waits for its own
             await self._record(event, held=True)

@@ -112,7 +112,13 @@ def remembered_text(message: dict[str, Any]) -> str:
              if isinstance(c, dict) and isinstance(c.get("function"), dict)]
     if calls:
         text = "\n".join(filter(None, [text, describe_tool_calls(calls)]))
-    return text
+    return storable(text)
+
+
+def storable(text: str) -> str:
+    """Text as memgate can keep it: Postgres text cannot hold NUL, which JSON (and so a
+    client or a provider) may well send; it becomes U+FFFD (the request itself goes on untouched)."""
+    return text.replace("\x00", "\ufffd")
 
 
 def describe_tool_calls(calls: list[tuple[str, str]]) -> str:
