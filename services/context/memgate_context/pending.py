@@ -1,8 +1,8 @@
 """Messages this process has answered but not stored yet, which lookups must still see.
 
-In `memgate up` on its embedded Postgres the edge ends a response before its exchange is stored: it journals the
-event on disk, hands the messages here, and stores and publishes in the background
-(`ExchangeRecorder`). Until that store is done, a follow-up's lookup takes them from here;
+In `memgate up` on its embedded Postgres the edge ends a response before its exchange is
+stored: it journals the event on disk, hands the messages here, and stores and publishes
+in the background (`ExchangeRecorder`). Until that store is done, a follow-up's lookup takes them from here;
 then (`stored`) they move into the thread's view, if it has one, and leave.
 
 A lookup takes its `lines` *before* its view. An exchange that left after that is in the

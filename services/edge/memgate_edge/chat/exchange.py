@@ -4,10 +4,10 @@ Both happen before the client sees the end of the response, so a follow-up sent 
 instant a response ends already finds this exchange in memory, through any edge replica.
 
 With the context service in the same process and the only writer (`memgate up` on its
-embedded Postgres, so also the only edge), the two
-round trips leave the response's path: the event is journaled on disk (so it survives a
-crash), its messages are handed to that context service (`UnstoredMessages`), and the
-store and publish run in the background.
+embedded Postgres, so also the only edge), the two round trips leave the response's path:
+the event is journaled on disk (so it survives a crash), its messages are handed to that
+context service (`UnstoredMessages`), and the store and publish run in the background.
+The memory API waits for them (`settled`), so it cannot tell.
 """
 
 from __future__ import annotations
