@@ -65,6 +65,56 @@ _THREAD_SUMMARY = """
 """
 
 
+# One statement, one round trip: create the thread if needed, insert the messages, and bump
+# the thread's version only when a message was new (the context service re-reads the thread
+# on a bump; a redelivered exchange must not cause one). $12: wait for the WAL flush or not.
+_ADD_MESSAGES = """
+    WITH allowed AS (  -- a thread deleted while this exchange was running stays deleted
+        SELECT NOT EXISTS (SELECT 1 FROM thread_tombstones
+                           WHERE tenant = $1 AND thread_id = $2 AND deleted_at >= $11) AS ok
+        FROM (SELECT set_config('synchronous_commit',  -- this statement's own transaction only
+                                CASE WHEN $12 THEN current_setting('synchronous_commit') ELSE 'off' END,
+                                true)) AS commit_mode
+    ), created AS (  -- only a thread this statement's snapshot lacks: one being deleted
+                     -- meanwhile must not be re-created when the delete commits
+        INSERT INTO threads (tenant, thread_id, resource_id, messages_version)
+        SELECT $1, $2, $3, 1 FROM allowed
+        WHERE ok AND NOT EXISTS (SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2)
+        ON CONFLICT (tenant, thread_id) DO NOTHING
+        RETURNING 1
+    ), held AS (  -- locked until commit, before any seq is drawn: a thread's seqs follow commit order
+        SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR NO KEY UPDATE
+    ), thread AS (  -- (one this statement creates is held by its uncommitted insert)
+        SELECT 1 FROM created
+        UNION ALL
+        SELECT 1 FROM held, allowed WHERE ok
+        LIMIT 1
+    ), added AS (
+        INSERT INTO messages (id, tenant, thread_id, exchange_id, role, content, tokens, created_at, interrupted)
+        SELECT m.id, $1, $2, $4, m.role, m.content, m.tokens, m.created_at, m.interrupted
+        FROM unnest($5::text[], $6::text[], $7::text[], $8::int[], $9::timestamptz[], $10::bool[])
+             AS m(id, role, content, tokens, created_at, interrupted), thread
+        ON CONFLICT (id) DO NOTHING
+        RETURNING 1
+    ), bumped AS (  -- (a thread created by this statement already starts at version 1)
+        UPDATE threads SET updated_at = now(), messages_version = messages_version + 1
+        WHERE tenant = $1 AND thread_id = $2 AND EXISTS (SELECT 1 FROM added)
+    )
+    SELECT count(*) FROM added
+"""
+
+
+class NewMessages(msgspec.Struct, frozen=True):
+    """One exchange's messages, to be stored in its thread."""
+
+    tenant: str
+    thread_id: str
+    resource_id: str
+    exchange_id: str
+    messages: Sequence[MessageRecord]
+    interrupted: bool = False
+
+
 class ThreadRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -103,53 +153,23 @@ class ThreadRepository:
         """
         if not messages:
             return 0
-        rows = [
-            (m.id, m.role, m.content, count_tokens(m.content), datetime.fromtimestamp(m.created_at, timezone.utc),
-             interrupted and m.role == "assistant")
-            for m in messages
-        ]
-        # One statement, one round trip: create the thread if needed, insert the messages,
-        # and bump the thread's version only when a message was new (the context service
-        # re-reads the thread on a bump; a redelivered exchange must not cause one).
-        inserted = await self.db.pool.fetchval(
-            """
-            WITH allowed AS (  -- a thread deleted while this exchange was running stays deleted
-                SELECT NOT EXISTS (SELECT 1 FROM thread_tombstones
-                                   WHERE tenant = $1 AND thread_id = $2 AND deleted_at >= $11) AS ok
-                FROM (SELECT set_config('synchronous_commit',  -- this statement's own transaction only
-                                        CASE WHEN $12 THEN current_setting('synchronous_commit') ELSE 'off' END,
-                                        true)) AS commit_mode
-            ), created AS (  -- only a thread this statement's snapshot lacks: one being deleted
-                             -- meanwhile must not be re-created when the delete commits
-                INSERT INTO threads (tenant, thread_id, resource_id, messages_version)
-                SELECT $1, $2, $3, 1 FROM allowed
-                WHERE ok AND NOT EXISTS (SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2)
-                ON CONFLICT (tenant, thread_id) DO NOTHING
-                RETURNING 1
-            ), held AS (  -- locked until commit, before any seq is drawn: a thread's seqs follow commit order
-                SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR NO KEY UPDATE
-            ), thread AS (  -- (one this statement creates is held by its uncommitted insert)
-                SELECT 1 FROM created
-                UNION ALL
-                SELECT 1 FROM held, allowed WHERE ok
-                LIMIT 1
-            ), added AS (
-                INSERT INTO messages (id, tenant, thread_id, exchange_id, role, content, tokens, created_at, interrupted)
-                SELECT m.id, $1, $2, $4, m.role, m.content, m.tokens, m.created_at, m.interrupted
-                FROM unnest($5::text[], $6::text[], $7::text[], $8::int[], $9::timestamptz[], $10::bool[])
-                     AS m(id, role, content, tokens, created_at, interrupted), thread
-                ON CONFLICT (id) DO NOTHING
-                RETURNING 1
-            ), bumped AS (  -- (a thread created by this statement already starts at version 1)
-                UPDATE threads SET updated_at = now(), messages_version = messages_version + 1
-                WHERE tenant = $1 AND thread_id = $2 AND EXISTS (SELECT 1 FROM added)
-            )
-            SELECT count(*) FROM added
-            """,
-            tenant, thread_id, resource_id, exchange_id, *map(list, zip(*rows)),
-            datetime.fromtimestamp(min(m.created_at for m in messages), timezone.utc), durable,
-        )
-        return inserted
+        new = NewMessages(tenant, thread_id, resource_id, exchange_id, messages, interrupted)
+        return await self.db.pool.fetchval(_ADD_MESSAGES, *_add_arguments(new, durable))
+
+    async def add_many(self, batch: Sequence[NewMessages], *, durable: bool = True) -> list[int]:
+        """`add_messages` for several exchanges in one transaction and one round trip; how
+        many messages of each were new. All or nothing: on an error, none is stored."""
+        todo = [(i, new) for i, new in enumerate(batch) if new.messages]
+        # Threads locked in one order, so two batches cannot wait on each other (a stable
+        # sort: a thread's exchanges keep their order, and so their seqs).
+        todo.sort(key=lambda item: (item[1].tenant, item[1].thread_id))
+        counts = [0] * len(batch)
+        if todo:
+            async with self.db.pool.acquire() as connection:
+                rows = await connection.fetchmany(_ADD_MESSAGES, [_add_arguments(new, durable) for _, new in todo])
+            for (i, _), row in zip(todo, rows, strict=True):
+                counts[i] = row[0]
+        return counts
 
     async def get(self, tenant: str, thread_id: str) -> ThreadSummary | None:
         row = await self.db.pool.fetchrow(_THREAD_SUMMARY + " WHERE t.tenant = $1 AND t.thread_id = $2", tenant, thread_id)
@@ -262,3 +282,14 @@ class ThreadRepository:
             "SELECT 1 FROM thread_tombstones WHERE tenant = $1 AND thread_id = $2 AND deleted_at >= $3",
             tenant, thread_id, since,
         ))
+
+
+def _add_arguments(new: NewMessages, durable: bool) -> tuple[object, ...]:
+    messages = new.messages
+    rows = [
+        (m.id, m.role, m.content, count_tokens(m.content), datetime.fromtimestamp(m.created_at, timezone.utc),
+         new.interrupted and m.role == "assistant")
+        for m in messages
+    ]
+    return (new.tenant, new.thread_id, new.resource_id, new.exchange_id, *map(list, zip(*rows)),
+            datetime.fromtimestamp(min(m.created_at for m in messages), timezone.utc), durable)

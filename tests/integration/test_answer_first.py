@@ -122,12 +122,15 @@ async def recording(stores: Stores, bus: Bus, tmp_path: Path) -> AsyncIterator[R
     await publisher.stop()
 
 
-async def _last_published(url: str) -> str:
+async def _last_published(url: str, count: int = 1) -> str | set[str]:
+    """The exchange id last published (or the set of the last `count`)."""
     nc = await nats.connect(url)
     try:
-        info = await nc.jetstream().stream_info(EXCHANGE_STREAM)
-        last = await nc.jetstream().get_msg(EXCHANGE_STREAM, info.state.last_seq)
-        return (last.headers or {})["Nats-Msg-Id"]
+        last_seq = (await nc.jetstream().stream_info(EXCHANGE_STREAM)).state.last_seq
+        ids = set()
+        for seq in range(last_seq - count + 1, last_seq + 1):
+            ids.add(((await nc.jetstream().get_msg(EXCHANGE_STREAM, seq)).headers or {})["Nats-Msg-Id"])
+        return ids.pop() if count == 1 else ids
     finally:
         await nc.close()
 
@@ -174,6 +177,42 @@ async def test_with_too_many_recordings_running_a_response_waits_for_its_own(
     # Back-pressure: stored, published and settled by the time `finish` returns.
     assert await _contents(stores, r) == ["slow down", "Waiting."]
     assert r.pending.lines(r.tenant, r.thread) == [] and r.publisher.journal.pending() == 0
+
+
+async def test_exchanges_answered_meanwhile_are_stored_together_in_order(
+    stores: Stores, recording: Recording, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = recording
+    batches: list[int] = []
+    add_many = stores.threads.add_many
+
+    async def counted(batch, **kwargs):  # type: ignore[no-untyped-def]
+        batches.append(len(batch))
+        return await add_many(batch, **kwargs)
+
+    monkeypatch.setattr(stores.threads, "add_many", counted)
+    texts = [f"turn {n}" for n in range(20)]
+    for text in texts:  # answered one after another, faster than one store's round trip
+        await r.recorder.finish(r.exchange(text), f"ok {text}", None)
+    await r.recorder.settled(r.tenant)
+    assert await _contents(stores, r) == [t for text in texts for t in (text, f"ok {text}")]
+    assert batches and len(batches) <= 2  # a transaction or two, not twenty
+    assert r.pending.lines(r.tenant, r.thread) == [] and r.publisher.journal.pending() == 0
+
+
+async def test_a_batch_that_fails_is_stored_one_by_one(
+    stores: Stores, recording: Recording, nats_server  # type: ignore[no-untyped-def]
+) -> None:
+    r = recording
+    answered = []
+    for text in ("first", "a NUL \x00 that Postgres refuses", "second"):  # (the edge makes text storable)
+        answered.append(r.exchange(text))
+        await r.recorder.finish(answered[-1], "ok", None)
+    await r.recorder.settled(r.tenant)
+    assert await _contents(stores, r) == ["first", "ok", "second", "ok"]
+    # Nothing is lost: every event was published (the observer stores the broken one, or sets it aside).
+    assert r.publisher.journal.pending() == 0
+    assert await _last_published(nats_server.url, 3) == {e.exchange_id for e in answered}
 
 
 async def test_a_restart_spools_what_a_dead_edge_answered_but_never_published(

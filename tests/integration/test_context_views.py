@@ -9,6 +9,7 @@ from memgate_context.view import ThreadViews
 from memgate_core.events import MessageRecord
 from memgate_core.ids import new_id
 from memgate_store import Stores
+from memgate_store.threads import NewMessages
 
 
 async def _say(stores: Stores, tenant: str, thread: str, *texts: str, at: float | None = None,
@@ -133,6 +134,24 @@ async def test_a_non_durable_store_leaves_the_pooled_connection_as_it_was(stores
                                           durable=False)
         assert await stores.db.pool.fetchval("SHOW synchronous_commit") == "on"
     assert len(await stores.threads.messages(tenant, "th")) == 5
+
+
+async def test_a_batch_stores_each_exchange_once_in_its_order(stores: Stores) -> None:
+    tenant = new_id("t")
+    at = time.time()
+
+    def exchange(thread: str, text: str, n: int) -> NewMessages:
+        return NewMessages(tenant, thread, "res", new_id("exc"), [MessageRecord(new_id("msg"), "user", text, at + n)])
+
+    batch = [exchange("b", "b one", 0), exchange("a", "a one", 1), exchange("b", "b two", 2),
+             NewMessages(tenant, "a", "res", new_id("exc"), []), exchange("a", "a two", 3)]
+    assert await stores.threads.add_many(batch, durable=False) == [1, 1, 1, 0, 1]
+    assert await stores.threads.add_many([batch[2], exchange("b", "b three", 4)]) == [0, 1]  # idempotent by id
+    assert await stores.db.pool.fetchval("SHOW synchronous_commit") == "on"
+    for thread, texts in (("a", ["a one", "a two"]), ("b", ["b one", "b two", "b three"])):
+        stored = await stores.threads.messages(tenant, thread)
+        assert [m.content for m in stored] == texts
+        assert [m.seq for m in stored] == sorted(m.seq for m in stored)  # seqs follow the batch's order
 
 
 async def test_lookups_queued_behind_a_refresh_share_the_next_one(stores: Stores) -> None:

@@ -6,7 +6,8 @@ instant a response ends already finds this exchange in memory, through any edge 
 With the context service in the same process and the only writer (`memgate up` on its
 embedded Postgres, so also the only edge), the two round trips leave the response's path:
 the event is journaled on disk (so it survives a crash), its messages are handed to that
-context service (`UnstoredMessages`), and the store and publish run in the background.
+context service (`UnstoredMessages`), and the store and publish run in the background,
+in batches: under load, one transaction stores every exchange that queued meanwhile.
 The memory API waits for them (`settled`), so it cannot tell.
 """
 
@@ -26,12 +27,13 @@ from memgate_core.ids import new_id
 from memgate_edge.auth import Principal
 from memgate_edge.chat.request import ChatRequest, new_turn, remembered_text, storable
 from memgate_providers import http
-from memgate_store.threads import ThreadRepository
+from memgate_store.threads import NewMessages, ThreadRepository
 from memgate_telemetry.metrics import EXCHANGES_PUBLISHED
 
 log = logging.getLogger("memgate.edge.exchange")
 
 MAX_BACKGROUND = 256  # recordings running after their responses; more, and responses wait for theirs
+BATCH_SIZE = 64  # exchanges stored in one transaction, at most
 
 
 class PendingExchange(msgspec.Struct):
@@ -87,7 +89,9 @@ class ExchangeRecorder:
         self.publisher = publisher
         self.unstored = unstored
         self._background: set[asyncio.Task[None]] = set()
-        self._recording: dict[str, set[asyncio.Task[None]]] = {}  # tenant -> recordings after their responses
+        self._queue: list[tuple[ExchangeCompleted, asyncio.Future[None]]] = []  # answered, not yet recorded
+        self._flusher: asyncio.Task[None] | None = None
+        self._recording: dict[str, set[asyncio.Future[None]]] = {}  # tenant -> recordings after their responses
 
     async def finish(
         self, pending: PendingExchange, answer: str, usage: Usage | None, *, interrupted: bool = False
@@ -106,18 +110,49 @@ class ExchangeRecorder:
             await self._record(event)
             return
         self.unstored.add(event.tenant, event.thread_id, event.exchange_id, event.messages)
-        if sum(map(len, self._recording.values())) < MAX_BACKGROUND:
-            self._track(event.tenant, self._spawn(self._record(event, held=True)))
-        else:  # Postgres or NATS falling behind: back-pressure, this response waits for its own
-            await self._record(event, held=True)
+        recorded = asyncio.get_running_loop().create_future()
+        self._queue.append((event, recorded))
+        self._track(event.tenant, recorded)
+        if self._flusher is None:
+            self._flusher = self._spawn(self._flush())
+        if sum(map(len, self._recording.values())) > MAX_BACKGROUND:
+            # Postgres or NATS falling behind: back-pressure, this response waits for its own.
+            await asyncio.shield(recorded)
 
-    async def _record(self, event: ExchangeCompleted, *, held: bool = False) -> None:
-        stored, published = await asyncio.gather(self._store(event), self.publisher.publish(event, held=held))
-        if self.unstored is not None:
-            # Inserted now (the view can take them as they are), or not: already stored by
-            # the observer, refused (deleted thread) or failed (the observer stores them).
+    async def _record(self, event: ExchangeCompleted) -> None:
+        """Store and publish one exchange, before its response ends."""
+        stored, published = await asyncio.gather(self._store(event), self.publisher.publish(event))
+        if self.unstored is not None:  # (the journal refused it) its view must read the database again
             await self.unstored.stored(event.tenant, event.thread_id, event.exchange_id, inserted=stored)
         EXCHANGES_PUBLISHED.labels("published" if published else "spooled").inc()
+
+    async def _flush(self) -> None:
+        """Record queued exchanges, a batch at a time, until none is left."""
+        try:
+            while self._queue:
+                batch, self._queue = self._queue[:BATCH_SIZE], self._queue[BATCH_SIZE:]
+                try:
+                    await self._record_batch([event for event, _ in batch])
+                except Exception:  # noqa: BLE001 - the journal keeps them; the loop goes on
+                    log.exception("recording a batch of %d exchange(s) failed", len(batch))
+                finally:
+                    for _, recorded in batch:
+                        if not recorded.done():
+                            recorded.set_result(None)
+        finally:
+            self._flusher = None
+
+    async def _record_batch(self, events: list[ExchangeCompleted]) -> None:
+        assert self.unstored is not None
+        stored, published = await asyncio.gather(
+            self._store_batch(events),
+            asyncio.gather(*(self.publisher.publish(event, held=True) for event in events)),
+        )
+        for event, inserted, acked in zip(events, stored, published, strict=True):
+            # Inserted now (the view can take them as they are), or not: already stored by
+            # the observer, refused (deleted thread) or failed (the observer stores them).
+            await self.unstored.stored(event.tenant, event.thread_id, event.exchange_id, inserted=inserted)
+            EXCHANGES_PUBLISHED.labels("published" if acked else "spooled").inc()
 
     async def settled(self, tenant: str, timeout: float = 5.0) -> None:
         """Wait for the tenant's exchanges still being recorded after their responses, so
@@ -126,16 +161,16 @@ class ExchangeRecorder:
         if recordings:
             await asyncio.wait(set(recordings), timeout=timeout)
 
-    def _track(self, tenant: str, task: asyncio.Task[None]) -> None:
+    def _track(self, tenant: str, recorded: asyncio.Future[None]) -> None:
         recordings = self._recording.setdefault(tenant, set())
-        recordings.add(task)
+        recordings.add(recorded)
 
-        def done(finished: asyncio.Task[None]) -> None:
+        def done(finished: asyncio.Future[None]) -> None:
             recordings.discard(finished)
             if not recordings and self._recording.get(tenant) is recordings:
                 del self._recording[tenant]
 
-        task.add_done_callback(done)
+        recorded.add_done_callback(done)
 
     def forget(self, tenant: str, thread_ids: Sequence[str]) -> None:
         """Deleted threads: their unstored messages must not show up any more (the stores
@@ -153,7 +188,8 @@ class ExchangeRecorder:
         while self._background:
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
-                log.warning("cancelling %d exchange recording(s) still running at shutdown", len(self._background))
+                log.warning("cancelling %d background task(s) still running at shutdown, %d exchange(s) queued; "
+                            "the journal has them", len(self._background), len(self._queue))
                 for task in self._background:
                     task.cancel()
                 await asyncio.wait(set(self._background), timeout=1)
@@ -170,6 +206,22 @@ class ExchangeRecorder:
         except Exception:  # noqa: BLE001 - the event still carries the messages to the observer
             log.exception("storing messages of exchange %s failed; the observer will store them", event.exchange_id)
             return False
+
+    async def _store_batch(self, events: list[ExchangeCompleted]) -> list[bool]:
+        """Whether this store inserted each exchange's messages."""
+        if len(events) == 1:
+            return [await self._store(events[0])]
+        try:
+            counts = await self.threads.add_many(
+                [NewMessages(e.tenant, e.thread_id, e.resource_id, e.exchange_id, e.messages, e.interrupted)
+                 for e in events],
+                durable=False,  # JetStream holds the durable copy
+            )
+        except Exception as exc:  # noqa: BLE001 - all or nothing: find out which one failed
+            log.warning("storing a batch of %d exchanges failed (%s); storing them one by one",
+                        len(events), type(exc).__name__)
+            return [await self._store(event) for event in events]  # in order: a thread's seqs follow it
+        return [count > 0 for count in counts]
 
     async def finish_shielded(self, pending: PendingExchange, answer: str, usage: Usage | None, *,
                               interrupted: bool = False) -> None:
