@@ -48,6 +48,36 @@ def seed(gateway: GatewayProcess, header_sets: list[dict[str, str]], turns: int)
                 time.sleep(0.2)
 
 
+def _metric(text: str, name: str, **labels: str) -> float:
+    """Sum of a Prometheus counter's samples whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def recorded(gateway: GatewayProcess, threads: list[str], timeout: float = 120.0) -> str:
+    """Nothing lost at saturation: every exchange answered with memory on is published and
+    stored (memgate up records them after the response). Waits for it; says how long."""
+    started = time.monotonic()
+    with httpx.Client(timeout=30) as client:
+        while True:
+            metrics = client.get(f"{gateway.url}/metrics").text
+            answered = _metric(metrics, "memgate_chat_requests_total", memory="on")
+            published = _metric(metrics, "memgate_exchanges_published_total")
+            stored = sum(client.get(f"{gateway.base_url}/memory/threads/{thread}",
+                                    headers=gateway.headers()).json()["message_count"] for thread in threads) / 2
+            waited = time.monotonic() - started
+            if answered == published == stored:
+                return f"all {answered:.0f} exchanges answered with memory on were published and stored " \
+                       f"({waited:.1f} s after the last run)"
+            if waited > timeout:
+                return f"NOT ALL RECORDED after {waited:.0f} s: {answered:.0f} answered, {published:.0f} " \
+                       f"published, {stored:.0f} stored"
+            time.sleep(0.5)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=100.0)
@@ -82,6 +112,7 @@ def main() -> None:
                 rows[name] = (plain, ttfb, rps)
             url = f"{gateway.base_url}/chat/completions"
             spread_rps = saturation(url, spread, BODY, seconds=args.saturation_seconds)
+            accounting = recorded(gateway, [h["x-thread-id"] for h in (memory, *spread)])
         finally:
             gateway.stop()
 
@@ -97,6 +128,7 @@ def main() -> None:
               f"{rps:>9.0f}{plain.errors + ttfb.errors:>8}")
     print(f"\nmemory on, spread over {args.threads} threads of {args.history} turns each: {spread_rps:.0f} req/s "
           f"at saturation (the table's memory-on row: every request on one thread)")
+    print(accounting)
 
 
 if __name__ == "__main__":

@@ -160,8 +160,8 @@ class ThreadRepository:
         """`add_messages` for several exchanges in one transaction and one round trip; how
         many messages of each were new. All or nothing: on an error, none is stored."""
         todo = [(i, new) for i, new in enumerate(batch) if new.messages]
-        # Threads locked in one order, so two batches cannot wait on each other (a stable
-        # sort: a thread's exchanges keep their order, and so their seqs).
+        # Threads locked in one order (that of `delete_resource` too), so that nothing waits
+        # in a cycle. A stable sort: a thread's exchanges keep their order, and so their seqs.
         todo.sort(key=lambda item: (item[1].tenant, item[1].thread_id))
         counts = [0] * len(batch)
         if todo:
@@ -265,6 +265,12 @@ class ThreadRepository:
 
     async def _delete_where(self, column: str, tenant: str, value: str) -> list[str]:
         async with self.db.pool.acquire() as conn, conn.transaction():
+            # Rows locked in `add_many`'s order (code points, so collation "C"): a resource's
+            # delete and a batch of stores into its threads cannot deadlock.
+            await conn.execute(
+                f'SELECT 1 FROM threads WHERE tenant = $1 AND {column} = $2 ORDER BY thread_id COLLATE "C" FOR UPDATE',
+                tenant, value,
+            )
             deleted = await conn.fetch(
                 f"DELETE FROM threads WHERE tenant = $1 AND {column} = $2 RETURNING thread_id", tenant, value
             )
