@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import nats
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 
 from memgate_bus import Bus, ExchangePublisher
 from memgate_bus.subjects import EXCHANGE_STREAM
@@ -122,15 +123,20 @@ async def recording(stores: Stores, bus: Bus, tmp_path: Path) -> AsyncIterator[R
     await publisher.stop()
 
 
-async def _last_published(url: str, count: int = 1) -> str | set[str]:
-    """The exchange id last published (or the set of the last `count`)."""
+async def _last_published(url: str) -> str:
+    return next(iter(await _published_traces(url, 1)))
+
+
+async def _published_traces(url: str, count: int) -> dict[str, str]:
+    """The last `count` exchanges published: exchange id -> the trace id it carries."""
     nc = await nats.connect(url)
     try:
         last_seq = (await nc.jetstream().stream_info(EXCHANGE_STREAM)).state.last_seq
-        ids = set()
+        found = {}
         for seq in range(last_seq - count + 1, last_seq + 1):
-            ids.add(((await nc.jetstream().get_msg(EXCHANGE_STREAM, seq)).headers or {})["Nats-Msg-Id"])
-        return ids.pop() if count == 1 else ids
+            headers = (await nc.jetstream().get_msg(EXCHANGE_STREAM, seq)).headers or {}
+            found[headers["Nats-Msg-Id"]] = headers.get("traceparent", "--").split("-")[1]
+        return found
     finally:
         await nc.close()
 
@@ -192,12 +198,31 @@ async def test_exchanges_answered_meanwhile_are_stored_together_in_order(
 
     monkeypatch.setattr(stores.threads, "add_many", counted)
     texts = [f"turn {n}" for n in range(20)]
-    for text in texts:  # answered one after another, faster than one store's round trip
+    for text in texts:  # answered one after another, faster than a store's round trip
         await r.recorder.finish(r.exchange(text), f"ok {text}", None)
+        await asyncio.sleep(0)  # (the first store is under way)
     await r.recorder.settled(r.tenant)
-    assert await _contents(stores, r) == [t for text in texts for t in (text, f"ok {text}")]
-    assert batches and len(batches) <= 2  # a transaction or two, not twenty
+    stored = await stores.threads.messages(r.tenant, r.thread)
+    assert [m.content for m in stored] == [t for text in texts for t in (text, f"ok {text}")]
+    assert [m.seq for m in stored] == sorted(m.seq for m in stored)
+    assert batches and len(batches) <= 3  # a few transactions, not twenty
     assert r.pending.lines(r.tenant, r.thread) == [] and r.publisher.journal.pending() == 0
+
+
+async def test_each_exchange_is_published_in_its_own_request_trace(
+    recording: Recording, nats_server  # type: ignore[no-untyped-def]
+) -> None:
+    # Published together by one background task, each event still carries its own trace.
+    r = recording
+    tracer = TracerProvider().get_tracer("test")
+    traces = {}
+    for n in range(3):
+        with tracer.start_as_current_span(f"request {n}") as span:
+            exchange = r.exchange(f"question {n}")
+            await r.recorder.finish(exchange, "ok", None)
+        traces[exchange.exchange_id] = format(span.get_span_context().trace_id, "032x")
+    await r.recorder.settled(r.tenant)
+    assert await _published_traces(nats_server.url, 3) == traces
 
 
 async def test_a_batch_that_fails_is_stored_one_by_one(
@@ -211,8 +236,8 @@ async def test_a_batch_that_fails_is_stored_one_by_one(
     await r.recorder.settled(r.tenant)
     assert await _contents(stores, r) == ["first", "ok", "second", "ok"]
     # Nothing is lost: every event was published (the observer stores the broken one, or sets it aside).
-    assert r.publisher.journal.pending() == 0
-    assert await _last_published(nats_server.url, 3) == {e.exchange_id for e in answered}
+    assert r.publisher.journal.pending() == 0 and r.pending.lines(r.tenant, r.thread) == []
+    assert set(await _published_traces(nats_server.url, 3)) == {e.exchange_id for e in answered}
 
 
 async def test_a_restart_spools_what_a_dead_edge_answered_but_never_published(

@@ -146,9 +146,11 @@ async def test_a_batch_stores_each_exchange_once_in_its_order(stores: Stores) ->
     batch = [exchange("b", "b one", 0), exchange("a", "a one", 1), exchange("b", "b two", 2),
              NewMessages(tenant, "a", "res", new_id("exc"), []), exchange("a", "a two", 3)]
     assert await stores.threads.add_many(batch, durable=False) == [1, 1, 1, 0, 1]
-    assert await stores.threads.add_many([batch[2], exchange("b", "b three", 4)]) == [0, 1]  # idempotent by id
+    # Idempotent by id, and each count is its own exchange's (the batch is sorted by thread).
+    again = [exchange("b", "b three", 4), batch[1], exchange("b", "b four", 5)]
+    assert await stores.threads.add_many(again) == [1, 0, 1]
     assert await stores.db.pool.fetchval("SHOW synchronous_commit") == "on"
-    for thread, texts in (("a", ["a one", "a two"]), ("b", ["b one", "b two", "b three"])):
+    for thread, texts in (("a", ["a one", "a two"]), ("b", ["b one", "b two", "b three", "b four"])):
         stored = await stores.threads.messages(tenant, thread)
         assert [m.content for m in stored] == texts
         assert [m.seq for m in stored] == sorted(m.seq for m in stored)  # seqs follow the batch's order

@@ -14,10 +14,11 @@ The memory API waits for them (`settled`), so it cannot tell.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from collections.abc import Coroutine, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import msgspec
 
@@ -31,6 +32,7 @@ from memgate_store.threads import NewMessages, ThreadRepository
 from memgate_telemetry.metrics import EXCHANGES_PUBLISHED
 
 log = logging.getLogger("memgate.edge.exchange")
+T = TypeVar("T")
 
 MAX_BACKGROUND = 256  # recordings running after their responses; more, and responses wait for theirs
 BATCH_SIZE = 64  # exchanges stored in one transaction, at most
@@ -70,6 +72,14 @@ def usage_of(data: Any) -> Usage | None:
     return Usage(prompt if isinstance(prompt, int) else 0, completion if isinstance(completion, int) else 0)
 
 
+class _Queued(NamedTuple):
+    """An exchange answered in `memgate up`, waiting to be stored with others."""
+
+    event: ExchangeCompleted
+    context: contextvars.Context  # its request's (the publish belongs to that trace)
+    recorded: asyncio.Future[None]  # done once stored and published
+
+
 class UnstoredMessages(Protocol):
     """Where lookups in this process find messages until they are stored."""
 
@@ -88,8 +98,8 @@ class ExchangeRecorder:
         self.threads = threads
         self.publisher = publisher
         self.unstored = unstored
-        self._background: set[asyncio.Task[None]] = set()
-        self._queue: list[tuple[ExchangeCompleted, asyncio.Future[None]]] = []  # answered, not yet recorded
+        self._background: set[asyncio.Task[Any]] = set()
+        self._queue: list[_Queued] = []  # answered, not yet stored
         self._flusher: asyncio.Task[None] | None = None
         self._recording: dict[str, set[asyncio.Future[None]]] = {}  # tenant -> recordings after their responses
 
@@ -110,10 +120,10 @@ class ExchangeRecorder:
             await self._record(event)
             return
         self.unstored.add(event.tenant, event.thread_id, event.exchange_id, event.messages)
-        recorded = asyncio.get_running_loop().create_future()
-        self._queue.append((event, recorded))
+        recorded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Queued(event, contextvars.copy_context(), recorded))
         self._track(event.tenant, recorded)
-        if self._flusher is None:
+        if self._flusher is None or self._flusher.done():
             self._flusher = self._spawn(self._flush())
         if sum(map(len, self._recording.values())) > MAX_BACKGROUND:
             # Postgres or NATS falling behind: back-pressure, this response waits for its own.
@@ -127,32 +137,41 @@ class ExchangeRecorder:
         EXCHANGES_PUBLISHED.labels("published" if published else "spooled").inc()
 
     async def _flush(self) -> None:
-        """Record queued exchanges, a batch at a time, until none is left."""
-        try:
-            while self._queue:
-                batch, self._queue = self._queue[:BATCH_SIZE], self._queue[BATCH_SIZE:]
-                try:
-                    await self._record_batch([event for event, _ in batch])
-                except Exception:  # noqa: BLE001 - the journal keeps them; the loop goes on
-                    log.exception("recording a batch of %d exchange(s) failed", len(batch))
-                finally:
-                    for _, recorded in batch:
-                        if not recorded.done():
-                            recorded.set_result(None)
-        finally:
-            self._flusher = None
-
-    async def _record_batch(self, events: list[ExchangeCompleted]) -> None:
+        """Record queued exchanges, a batch at a time, until none is left: the batch's
+        publishes start together, its store is one transaction, and the next batch's store
+        need not wait for this batch's acks."""
         assert self.unstored is not None
-        stored, published = await asyncio.gather(
-            self._store_batch(events),
-            asyncio.gather(*(self.publisher.publish(event, held=True) for event in events)),
-        )
-        for event, inserted, acked in zip(events, stored, published, strict=True):
-            # Inserted now (the view can take them as they are), or not: already stored by
-            # the observer, refused (deleted thread) or failed (the observer stores them).
-            await self.unstored.stored(event.tenant, event.thread_id, event.exchange_id, inserted=inserted)
-            EXCHANGES_PUBLISHED.labels("published" if acked else "spooled").inc()
+        while self._queue:
+            batch, self._queue = self._queue[:BATCH_SIZE], self._queue[BATCH_SIZE:]
+            publishes = [self._spawn(self.publisher.publish(q.event, held=True), context=q.context)
+                         for q in batch]  # (each in its request's trace)
+            try:
+                inserted = await self._store_batch([q.event for q in batch])
+            except asyncio.CancelledError:  # shutdown: the observer stores them from the events
+                for q in batch:
+                    q.recorded.set_result(None)
+                raise
+            for q, was_inserted in zip(batch, inserted, strict=True):
+                try:
+                    # Inserted now (the view can take them as they are), or not: already stored
+                    # by the observer, refused (deleted thread) or failed (the observer stores them).
+                    await self.unstored.stored(q.event.tenant, q.event.thread_id, q.event.exchange_id,
+                                               inserted=was_inserted)
+                except Exception:  # noqa: BLE001 - its view reads the database once its entry expires
+                    log.exception("handing exchange %s over to its view failed", q.event.exchange_id)
+            self._spawn(self._published(batch, publishes))
+
+    async def _published(self, batch: list["_Queued"], publishes: list[asyncio.Task[bool]]) -> None:
+        """The batch is stored; once published too, its exchanges are recorded."""
+        outcomes = await asyncio.gather(*publishes, return_exceptions=True)
+        for q, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log.error("publishing exchange %s failed (%r); the journal keeps it for the next start",
+                          q.event.exchange_id, outcome)
+            else:
+                EXCHANGES_PUBLISHED.labels("published" if outcome else "spooled").inc()
+            if not q.recorded.done():
+                q.recorded.set_result(None)
 
     async def settled(self, tenant: str, timeout: float = 5.0) -> None:
         """Wait for the tenant's exchanges still being recorded after their responses, so
@@ -161,16 +180,16 @@ class ExchangeRecorder:
         if recordings:
             await asyncio.wait(set(recordings), timeout=timeout)
 
-    def _track(self, tenant: str, recorded: asyncio.Future[None]) -> None:
+    def _track(self, tenant: str, recording: asyncio.Future[None]) -> None:
         recordings = self._recording.setdefault(tenant, set())
-        recordings.add(recorded)
+        recordings.add(recording)
 
         def done(finished: asyncio.Future[None]) -> None:
             recordings.discard(finished)
             if not recordings and self._recording.get(tenant) is recordings:
                 del self._recording[tenant]
 
-        recorded.add_done_callback(done)
+        recording.add_done_callback(done)
 
     def forget(self, tenant: str, thread_ids: Sequence[str]) -> None:
         """Deleted threads: their unstored messages must not show up any more (the stores
@@ -235,8 +254,8 @@ class ExchangeRecorder:
     def close_in_background(self, response: http.Response) -> None:
         self._spawn(response.aclose())
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.create_task(work)
+    def _spawn(self, work: Coroutine[Any, Any, T], *, context: contextvars.Context | None = None) -> asyncio.Task[T]:
+        task = asyncio.create_task(work, context=context)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
