@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Protocol, TypeVar
 
 from memgate_context.pending import PendingMessages
@@ -105,10 +106,17 @@ class ContextAssembler:
 
 def _with_unstored(view: ThreadView, unstored: list[MessageLine]) -> list[MessageLine]:
     """The view's messages and those not stored yet (the view skips ids it already holds)."""
-    extra = [m for m in unstored if m.item.id not in view.ids]
+    held = view.ids
+    extra = [m for m in unstored if m.item.id not in held]
     if not extra:
         return view.messages
-    return sorted([*view.messages, *extra], key=lambda m: m.key)
+    extra.sort(key=_by_key)  # (a few, and mostly in order already)
+    if not view.messages or extra[0].key > view.messages[-1].key:
+        return view.messages + extra  # the usual case: all newer than what the view holds
+    return sorted([*view.messages, *extra], key=_by_key)
+
+
+_by_key = attrgetter("key")
 
 
 def fit_newest(items: Sequence[L], budget: int) -> tuple[list[L], int]:
