@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
+import asyncpg
 import msgspec
 
 from memgate_core.events import MessageRecord
@@ -104,6 +105,16 @@ _ADD_MESSAGES = """
 """
 
 
+# SQLSTATE classes of a refusal that is about the statements themselves: data exceptions,
+# integrity constraints, a rolled-back transaction (deadlock). Not a server going away.
+_REFUSALS = ("22", "23", "40")
+
+
+class BatchRefused(Exception):
+    """Postgres refused one of a batch's statements (its data, a deadlock): nothing of the
+    batch was stored. One at a time, the others would be."""
+
+
 class NewMessages(msgspec.Struct, frozen=True):
     """One exchange's messages, to be stored in its thread."""
 
@@ -158,7 +169,8 @@ class ThreadRepository:
 
     async def add_many(self, batch: Sequence[NewMessages], *, durable: bool = True) -> list[int]:
         """`add_messages` for several exchanges in one transaction and one round trip; how
-        many messages of each were new. All or nothing: on an error, none is stored."""
+        many messages of each were new. All or nothing: on an error, none is stored
+        (`BatchRefused` when Postgres refused a statement, not when it could not be reached)."""
         todo = [(i, new) for i, new in enumerate(batch) if new.messages]
         # Threads locked in one order (that of `delete_resource` too), so that nothing waits
         # in a cycle. A stable sort: a thread's exchanges keep their order, and so their seqs.
@@ -166,7 +178,12 @@ class ThreadRepository:
         counts = [0] * len(batch)
         if todo:
             async with self.db.pool.acquire() as connection:
-                rows = await connection.fetchmany(_ADD_MESSAGES, [_add_arguments(new, durable) for _, new in todo])
+                try:
+                    rows = await connection.fetchmany(_ADD_MESSAGES, [_add_arguments(new, durable) for _, new in todo])
+                except asyncpg.PostgresError as exc:
+                    if exc.sqlstate[:2] in _REFUSALS:
+                        raise BatchRefused(f"{type(exc).__name__}: {exc}") from exc
+                    raise
             for (i, _), row in zip(todo, rows, strict=True):
                 counts[i] = row[0]
         return counts
@@ -291,6 +308,7 @@ class ThreadRepository:
 
 
 def _add_arguments(new: NewMessages, durable: bool) -> tuple[object, ...]:
+    """`_ADD_MESSAGES`'s parameters: the messages go as one array per column."""
     messages = new.messages
     rows = [
         (m.id, m.role, m.content, count_tokens(m.content), datetime.fromtimestamp(m.created_at, timezone.utc),

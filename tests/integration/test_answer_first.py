@@ -7,6 +7,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -172,6 +173,19 @@ async def test_stop_waits_for_recordings_started_while_stopping(stores: Stores, 
     assert r.publisher.journal.pending() == 0
 
 
+async def test_a_stop_that_gives_up_leaves_no_one_waiting(stores: Stores, recording: Recording) -> None:
+    r = recording
+    async with thread_locked(stores, r):
+        await r.recorder.finish(r.exchange("one"), "ok", None)
+        await asyncio.sleep(0.05)  # its store waits for the thread
+        await r.recorder.finish(r.exchange("two"), "ok", None)  # queued behind it
+        await r.recorder.stop(timeout=0.1)
+        began = time.monotonic()
+        await r.recorder.settled(r.tenant, timeout=3)
+        assert time.monotonic() - began < 1
+    assert r.publisher.journal.pending() >= 1  # "two" was never published: the next start spools it
+
+
 async def test_with_too_many_recordings_running_a_response_waits_for_its_own(
     stores: Stores, recording: Recording, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -185,28 +199,77 @@ async def test_with_too_many_recordings_running_a_response_waits_for_its_own(
     assert r.pending.lines(r.tenant, r.thread) == [] and r.publisher.journal.pending() == 0
 
 
+class CountedBatches:
+    """The real `add_many`, with the size of each batch it was given and what it raised."""
+
+    def __init__(self, stores: Stores, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sizes: list[int] = []
+        self.raised: list[str] = []
+        self._add_many = stores.threads.add_many
+        monkeypatch.setattr(stores.threads, "add_many", self)
+
+    async def __call__(self, batch, **kwargs):  # type: ignore[no-untyped-def]
+        self.sizes.append(len(batch))
+        try:
+            return await self._add_many(batch, **kwargs)
+        except Exception as exc:
+            self.raised.append(type(exc).__name__)
+            raise
+
+
+@asynccontextmanager
+async def thread_locked(stores: Stores, r: Recording) -> AsyncIterator[None]:
+    """Another transaction holds the thread's row: stores into it wait until the block ends."""
+    async with stores.db.pool.acquire() as other, other.transaction():
+        await other.execute("SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR NO KEY UPDATE",
+                            r.tenant, r.thread)
+        yield
+
+
 async def test_exchanges_answered_meanwhile_are_stored_together_in_order(
     stores: Stores, recording: Recording, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     r = recording
-    batches: list[int] = []
-    add_many = stores.threads.add_many
-
-    async def counted(batch, **kwargs):  # type: ignore[no-untyped-def]
-        batches.append(len(batch))
-        return await add_many(batch, **kwargs)
-
-    monkeypatch.setattr(stores.threads, "add_many", counted)
+    batches = CountedBatches(stores, monkeypatch)
     texts = [f"turn {n}" for n in range(20)]
-    for text in texts:  # answered one after another, faster than a store's round trip
-        await r.recorder.finish(r.exchange(text), f"ok {text}", None)
-        await asyncio.sleep(0)  # (the first store is under way)
+    async with thread_locked(stores, r):
+        for text in texts:
+            await r.recorder.finish(r.exchange(text), f"ok {text}", None)
+            await asyncio.sleep(0.01)  # the first one's store is under way, and waits for the thread
+        assert await _contents(stores, r) == []
     await r.recorder.settled(r.tenant)
     stored = await stores.threads.messages(r.tenant, r.thread)
     assert [m.content for m in stored] == [t for text in texts for t in (text, f"ok {text}")]
     assert [m.seq for m in stored] == sorted(m.seq for m in stored)
-    assert batches and len(batches) <= 3  # a few transactions, not twenty
+    assert batches.sizes == [19]  # the first went alone; the others, answered meanwhile, in one transaction
     assert r.pending.lines(r.tenant, r.thread) == [] and r.publisher.journal.pending() == 0
+
+
+async def test_a_lookup_sees_each_exchange_once_while_batches_are_stored(
+    stores: Stores, bus: Bus, index: EdgeVectorIndex, tmp_path: Path
+) -> None:
+    # As in `memgate up`: the context service's own pending messages and views (which
+    # trust what they were handed for a second) are the recorder's.
+    assembler = ContextAssembler(stores, index, Embedder(), trust_seconds=1.0)
+    publisher = ExchangePublisher(bus, tmp_path / "outbox")
+    recorder = ExchangeRecorder(stores.threads, publisher, unstored=assembler.pending)
+    r = Recording(recorder, publisher, assembler.pending, new_id("t"), "th")
+    await stores.threads.bind(r.tenant, r.thread, "res")
+    assert await _recent(assembler, _lookup(r.tenant, r.thread)) == []  # the thread's view, empty
+
+    expected: list[str] = []
+    async with thread_locked(stores, r):
+        for n in range(6):
+            await recorder.finish(r.exchange(f"question {n}"), f"answer {n}", None)
+            expected += [f"question {n}", f"answer {n}"]
+            assert await _recent(assembler, _lookup(r.tenant, r.thread)) == expected
+    await recorder.settled(r.tenant)
+    assert assembler.pending.lines(r.tenant, r.thread) == []
+    assert await _recent(assembler, _lookup(r.tenant, r.thread)) == expected  # from the view now, once
+    assembler.views.invalidate(r.tenant, r.thread)
+    assert await _recent(assembler, _lookup(r.tenant, r.thread)) == expected  # and from Postgres
+    await recorder.stop()
+    await publisher.stop()
 
 
 async def test_each_exchange_is_published_in_its_own_request_trace(
@@ -225,19 +288,62 @@ async def test_each_exchange_is_published_in_its_own_request_trace(
     assert await _published_traces(nats_server.url, 3) == traces
 
 
-async def test_a_batch_that_fails_is_stored_one_by_one(
-    stores: Stores, recording: Recording, nats_server  # type: ignore[no-untyped-def]
+async def test_a_batch_postgres_refuses_is_stored_one_by_one(
+    stores: Stores, recording: Recording, nats_server, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
 ) -> None:
     r = recording
+    batches = CountedBatches(stores, monkeypatch)
     answered = []
-    for text in ("first", "a NUL \x00 that Postgres refuses", "second"):  # (the edge makes text storable)
-        answered.append(r.exchange(text))
-        await r.recorder.finish(answered[-1], "ok", None)
+    async with thread_locked(stores, r):
+        # (The edge makes every text storable itself; a NUL is a way to make Postgres refuse one.)
+        for text in ("goes alone", "first", "a NUL \x00 that Postgres refuses", "second"):
+            answered.append(r.exchange(text))
+            await r.recorder.finish(answered[-1], "ok", None)
+            await asyncio.sleep(0.01)
     await r.recorder.settled(r.tenant)
-    assert await _contents(stores, r) == ["first", "ok", "second", "ok"]
-    # Nothing is lost: every event was published (the observer stores the broken one, or sets it aside).
+    assert batches.sizes == [3] and batches.raised == ["BatchRefused"]
+    assert await _contents(stores, r) == ["goes alone", "ok", "first", "ok", "second", "ok"]
+    # Nothing is lost: every event was published (the observer stores the refused one, or sets it aside).
+    assert r.publisher.journal.pending() == 0 and r.pending.lines(r.tenant, r.thread) == []
+    assert set(await _published_traces(nats_server.url, 4)) == {e.exchange_id for e in answered}
+
+
+async def test_a_batch_whose_connection_dies_is_left_to_the_observer(
+    stores: Stores, recording: Recording, nats_server, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+) -> None:
+    # Postgres going away is no refusal: storing one by one would only wait as long again,
+    # per exchange. The events carry the messages to the observer, which stores them.
+    r = recording
+    batches = CountedBatches(stores, monkeypatch)
+    answered = [r.exchange("goes alone"), r.exchange("first"), r.exchange("second")]
+    async with stores.db.pool.acquire() as other, other.transaction():
+        await other.execute("SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR NO KEY UPDATE",
+                            r.tenant, r.thread)
+        await r.recorder.finish(answered[0], "ok", None)
+        await _a_waiting_store(other)  # (the first one's store waits for the thread)
+        for exchange in answered[1:]:
+            await r.recorder.finish(exchange, "ok", None)
+        for _ in range(2):  # the lone store, then the batch: each is cut off while it waits
+            await _a_waiting_store(other, terminate=True)
+    await r.recorder.settled(r.tenant)
+    assert batches.sizes == [2] and batches.raised == ["ConnectionDoesNotExistError"]
+    assert await _contents(stores, r) == []  # nothing stored one by one after the batch failed
     assert r.publisher.journal.pending() == 0 and r.pending.lines(r.tenant, r.thread) == []
     assert set(await _published_traces(nats_server.url, 3)) == {e.exchange_id for e in answered}
+
+
+async def _a_waiting_store(connection, *, terminate: bool = False) -> None:  # type: ignore[no-untyped-def]
+    """Wait for a store to wait for a lock; `terminate`: then cut its connection."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        pid = await connection.fetchval("SELECT pid FROM pg_stat_activity "
+                                        "WHERE datname = current_database() AND wait_event_type = 'Lock' LIMIT 1")
+        if pid is not None:
+            if terminate:
+                await connection.execute("SELECT pg_terminate_backend($1)", pid)
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("no store waited for the thread")
 
 
 async def test_a_restart_spools_what_a_dead_edge_answered_but_never_published(

@@ -28,7 +28,7 @@ from memgate_core.ids import new_id
 from memgate_edge.auth import Principal
 from memgate_edge.chat.request import ChatRequest, new_turn, remembered_text, storable
 from memgate_providers import http
-from memgate_store.threads import NewMessages, ThreadRepository
+from memgate_store.threads import BatchRefused, NewMessages, ThreadRepository
 from memgate_telemetry.metrics import EXCHANGES_PUBLISHED
 
 log = logging.getLogger("memgate.edge.exchange")
@@ -80,6 +80,13 @@ class _Queued(NamedTuple):
     recorded: asyncio.Future[None]  # done once stored and published
 
 
+def _release(batch: list[_Queued]) -> None:
+    """Whoever waits for these exchanges to be recorded need wait no longer."""
+    for q in batch:
+        if not q.recorded.done():
+            q.recorded.set_result(None)
+
+
 class UnstoredMessages(Protocol):
     """Where lookups in this process find messages until they are stored."""
 
@@ -124,7 +131,7 @@ class ExchangeRecorder:
         self._queue.append(_Queued(event, contextvars.copy_context(), recorded))
         self._track(event.tenant, recorded)
         if self._flusher is None or self._flusher.done():
-            self._flusher = self._spawn(self._flush())
+            self._flusher = self._spawn(self._flush(), context=contextvars.Context())  # (no request's)
         if sum(map(len, self._recording.values())) > MAX_BACKGROUND:
             # Postgres or NATS falling behind: back-pressure, this response waits for its own.
             await asyncio.shield(recorded)
@@ -147,21 +154,20 @@ class ExchangeRecorder:
                          for q in batch]  # (each in its request's trace)
             try:
                 inserted = await self._store_batch([q.event for q in batch])
+                for q, was_inserted in zip(batch, inserted, strict=True):
+                    try:
+                        # Inserted now (the view can take them as they are), or not: already stored
+                        # by the observer, refused (deleted thread) or failed (the observer stores them).
+                        await self.unstored.stored(q.event.tenant, q.event.thread_id, q.event.exchange_id,
+                                                   inserted=was_inserted)
+                    except Exception:  # noqa: BLE001 - its view reads the database once its entry expires
+                        log.exception("handing exchange %s over to its view failed", q.event.exchange_id)
             except asyncio.CancelledError:  # shutdown: the observer stores them from the events
-                for q in batch:
-                    q.recorded.set_result(None)
+                _release(batch)
                 raise
-            for q, was_inserted in zip(batch, inserted, strict=True):
-                try:
-                    # Inserted now (the view can take them as they are), or not: already stored
-                    # by the observer, refused (deleted thread) or failed (the observer stores them).
-                    await self.unstored.stored(q.event.tenant, q.event.thread_id, q.event.exchange_id,
-                                               inserted=was_inserted)
-                except Exception:  # noqa: BLE001 - its view reads the database once its entry expires
-                    log.exception("handing exchange %s over to its view failed", q.event.exchange_id)
-            self._spawn(self._published(batch, publishes))
+            self._spawn(self._settle_when_published(batch, publishes))
 
-    async def _published(self, batch: list["_Queued"], publishes: list[asyncio.Task[bool]]) -> None:
+    async def _settle_when_published(self, batch: list[_Queued], publishes: list[asyncio.Task[bool]]) -> None:
         """The batch is stored; once published too, its exchanges are recorded."""
         outcomes = await asyncio.gather(*publishes, return_exceptions=True)
         for q, outcome in zip(batch, outcomes, strict=True):
@@ -170,8 +176,7 @@ class ExchangeRecorder:
                           q.event.exchange_id, outcome)
             else:
                 EXCHANGES_PUBLISHED.labels("published" if outcome else "spooled").inc()
-            if not q.recorded.done():
-                q.recorded.set_result(None)
+        _release(batch)
 
     async def settled(self, tenant: str, timeout: float = 5.0) -> None:
         """Wait for the tenant's exchanges still being recorded after their responses, so
@@ -211,6 +216,7 @@ class ExchangeRecorder:
                             "the journal has them", len(self._background), len(self._queue))
                 for task in self._background:
                     task.cancel()
+                _release(self._queue)
                 await asyncio.wait(set(self._background), timeout=1)
                 return
             await asyncio.wait(set(self._background), timeout=left)
@@ -236,10 +242,13 @@ class ExchangeRecorder:
                  for e in events],
                 durable=False,  # JetStream holds the durable copy
             )
-        except Exception as exc:  # noqa: BLE001 - all or nothing: find out which one failed
-            log.warning("storing a batch of %d exchanges failed (%s); storing them one by one",
-                        len(events), type(exc).__name__)
+        except BatchRefused as refused:  # all or nothing: find out which one it was
+            log.warning("Postgres refused a batch of %d exchanges (%s); storing them one by one",
+                        len(events), refused)
             return [await self._store(event) for event in events]  # in order: a thread's seqs follow it
+        except Exception:  # noqa: BLE001 - Postgres away or slow: the observer stores them from the events
+            log.exception("storing a batch of %d exchanges failed; the observer will store them", len(events))
+            return [False] * len(events)
         return [count > 0 for count in counts]
 
     async def finish_shielded(self, pending: PendingExchange, answer: str, usage: Usage | None, *,
