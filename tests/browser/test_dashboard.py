@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import threading
 import uuid
 from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import openai
 import pytest
@@ -72,3 +75,28 @@ def test_threads_and_thread_page(gateway: GatewayProcess, browser, tmp_path) -> 
     assert thread not in other.content()
     other.goto(f"{gateway.url}/dashboard/threads/{thread}")
     assert "Kim" not in other.content()
+
+
+def test_another_site_cannot_sign_a_visitor_in(gateway: GatewayProcess, browser, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Login CSRF: a page on another site (localhost is not the same site as 127.0.0.1) posts
+    # the sign-in form with its own key, to sign the visitor into the attacker's tenant.
+    attacker_key = gateway.memgate("keys", "create", "--tenant", "dash-attacker", "--quiet").stdout.strip()
+    (tmp_path / "index.html").write_text(
+        f'<form method="post" action="{gateway.url}/dashboard/login">'
+        f'<input name="api_key" value="{attacker_key}"></form><script>document.forms[0].submit()</script>'
+    )
+    site = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(tmp_path)))
+    threading.Thread(target=site.serve_forever, daemon=True).start()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        with page.expect_response(f"{gateway.url}/dashboard/login") as answer:
+            page.goto(f"http://localhost:{site.server_port}/index.html")
+        assert answer.value.status == 403
+        assert answer.value.json()["error"]["code"] == "cross_site_request"
+        assert [c for c in context.cookies() if c["name"] == "memgate_session"] == []
+        page.goto(f"{gateway.url}/dashboard/threads")
+        assert page.url.endswith("/dashboard/login")  # still signed out
+    finally:
+        context.close()
+        site.shutdown()

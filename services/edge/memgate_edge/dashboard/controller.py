@@ -4,17 +4,38 @@ from __future__ import annotations
 
 from itertools import groupby
 from typing import Any
+from urllib.parse import urlsplit
 
 from litestar import Controller, Request, get, post
+from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie
+from litestar.handlers import BaseRouteHandler
 from litestar.response import Redirect, Template
 
-from memgate_core.errors import AuthenticationFailed, NotFound
+from memgate_core.errors import AuthenticationFailed, NotFound, PermissionDenied
 from memgate_edge.deps import EdgeDeps
 from memgate_edge.memory.service import MemoryService
 
 SESSION_COOKIE = "memgate_session"
 FAILURES_SHOWN = 20
+
+
+def same_origin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Forms are accepted from the dashboard's own pages only, so that another site cannot
+    sign a visitor in (to the other site's tenant) or out. The session cookie is SameSite=
+    Strict, which covers everything else. The browser says where a form comes from:
+    Sec-Fetch-Site, or Origin for one too old to send it; a client sending neither (not a
+    browser) is no cross-site request."""
+    site = connection.headers.get("sec-fetch-site")
+    if site is not None:
+        if site in ("same-origin", "none"):  # ("none": typed or bookmarked by the user)
+            return
+    else:
+        origin = connection.headers.get("origin")
+        if origin is None or urlsplit(origin).netloc == connection.headers.get("host"):
+            return
+    raise PermissionDenied("Dashboard forms are accepted from the dashboard's own pages only.",
+                           code="cross_site_request")
 
 
 class DashboardController(Controller):
@@ -37,7 +58,7 @@ class DashboardController(Controller):
         """The sign-in form."""
         return self._page("login.html", deps, tenant=None, error=None)
 
-    @post("/login", status_code=303)
+    @post("/login", status_code=303, guards=[same_origin])
     async def login(self, request: Request[Any, Any, Any], deps: EdgeDeps) -> Template | Redirect:
         """Exchange an API key for a session cookie."""
         form = await request.form()
@@ -53,7 +74,7 @@ class DashboardController(Controller):
                         max_age=12 * 3600, secure=request.url.scheme == "https")
         return Redirect("/dashboard/threads", cookies=[cookie], status_code=303)
 
-    @post("/logout", status_code=303)
+    @post("/logout", status_code=303, guards=[same_origin])
     async def logout(self, request: Request[Any, Any, Any], deps: EdgeDeps) -> Redirect:
         token = request.cookies.get(SESSION_COOKIE)
         if token:
