@@ -147,25 +147,28 @@ class ExchangeRecorder:
         """Record queued exchanges, a batch at a time, until none is left: the batch's
         publishes start together, its store is one transaction, and the next batch's store
         need not wait for this batch's acks."""
-        assert self.unstored is not None
         while self._queue:
             batch, self._queue = self._queue[:BATCH_SIZE], self._queue[BATCH_SIZE:]
             publishes = [self._spawn(self.publisher.publish(q.event, held=True), context=q.context)
                          for q in batch]  # (each in its request's trace)
             try:
-                inserted = await self._store_batch([q.event for q in batch])
-                for q, was_inserted in zip(batch, inserted, strict=True):
-                    try:
-                        # Inserted now (the view can take them as they are), or not: already stored
-                        # by the observer, refused (deleted thread) or failed (the observer stores them).
-                        await self.unstored.stored(q.event.tenant, q.event.thread_id, q.event.exchange_id,
-                                                   inserted=was_inserted)
-                    except Exception:  # noqa: BLE001 - its view reads the database once its entry expires
-                        log.exception("handing exchange %s over to its view failed", q.event.exchange_id)
+                await self._hand_over(batch, await self._store_batch([q.event for q in batch]))
             except asyncio.CancelledError:  # shutdown: the observer stores them from the events
                 _release(batch)
                 raise
             self._spawn(self._settle_when_published(batch, publishes))
+
+    async def _hand_over(self, batch: list[_Queued], inserted: list[bool]) -> None:
+        """The batch's messages leave the unstored ones: inserted now (the view can take
+        them as they are), or not (already stored by the observer, refused for a deleted
+        thread, or failed: the observer stores them), and the view reads the database."""
+        assert self.unstored is not None
+        for q, was_inserted in zip(batch, inserted, strict=True):
+            try:
+                await self.unstored.stored(q.event.tenant, q.event.thread_id, q.event.exchange_id,
+                                           inserted=was_inserted)
+            except Exception:  # noqa: BLE001 - its view reads the database once its entry expires
+                log.exception("handing exchange %s over to its view failed", q.event.exchange_id)
 
     async def _settle_when_published(self, batch: list[_Queued], publishes: list[asyncio.Task[bool]]) -> None:
         """The batch is stored; once published too, its exchanges are recorded."""
