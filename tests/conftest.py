@@ -16,6 +16,7 @@ from memgate_testing.fake_provider import FakeProvider
 from memgate_testing.gateway import GatewayProcess
 
 if TYPE_CHECKING:
+    from memgate_bus import Bus
     from memgate_cli.embedded import EmbeddedNats
     from memgate_store import Stores
     from memgate_vectors import EdgeVectorIndex
@@ -68,6 +69,17 @@ def nats_server(tmp_path: Path) -> Iterator["EmbeddedNats"]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture()
+async def bus(nats_server: "EmbeddedNats") -> AsyncIterator["Bus"]:
+    """A connection to `nats_server`, with memgate's streams created."""
+    from memgate_bus import Bus
+
+    connected = await Bus.connect(nats_server.url, name="memgate-tests")
+    await connected.ensure_streams()
+    yield connected
+    await connected.close()
 
 
 @pytest.fixture()

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import NamedTuple
 
+import asyncpg
 import nats
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -104,14 +105,6 @@ class Recording(NamedTuple):
     def exchange(self, text: str) -> PendingExchange:
         return PendingExchange(new_id("exc"), self.tenant, self.thread, "res", "fake/x", "fake", [_record(text)],
                                time.time())
-
-
-@pytest.fixture()
-async def bus(nats_server) -> AsyncIterator[Bus]:  # type: ignore[no-untyped-def]
-    connected = await Bus.connect(nats_server.url, name="test-answer-first")
-    await connected.ensure_streams()
-    yield connected
-    await connected.close()
 
 
 @pytest.fixture()
@@ -218,12 +211,13 @@ class CountedBatches:
 
 
 @asynccontextmanager
-async def thread_locked(stores: Stores, r: Recording) -> AsyncIterator[None]:
-    """Another transaction holds the thread's row: stores into it wait until the block ends."""
+async def thread_locked(stores: Stores, r: Recording) -> AsyncIterator[asyncpg.Connection]:
+    """Another transaction (on the connection yielded) holds the thread's row: stores into
+    it wait until the block ends."""
     async with stores.db.pool.acquire() as other, other.transaction():
         await other.execute("SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR NO KEY UPDATE",
                             r.tenant, r.thread)
-        yield
+        yield other
 
 
 async def test_exchanges_answered_meanwhile_are_stored_together_in_order(
@@ -316,9 +310,7 @@ async def test_a_batch_whose_connection_dies_is_left_to_the_observer(
     r = recording
     batches = CountedBatches(stores, monkeypatch)
     answered = [r.exchange("goes alone"), r.exchange("first"), r.exchange("second")]
-    async with stores.db.pool.acquire() as other, other.transaction():
-        await other.execute("SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR NO KEY UPDATE",
-                            r.tenant, r.thread)
+    async with thread_locked(stores, r) as other:
         await r.recorder.finish(answered[0], "ok", None)
         await _a_waiting_store(other)  # (the first one's store waits for the thread)
         for exchange in answered[1:]:

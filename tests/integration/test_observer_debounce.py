@@ -107,14 +107,6 @@ async def ack_pending(bus: Bus) -> tuple[int, int]:
     return info.num_ack_pending, info.num_redelivered
 
 
-@pytest.fixture()
-async def bus(nats_server) -> AsyncIterator[Bus]:  # type: ignore[no-untyped-def]
-    b = await Bus.connect(nats_server.url, name="test-observer-debounce")
-    await b.ensure_streams()
-    yield b
-    await b.close()
-
-
 async def publish(bus: Bus, *events: ExchangeCompleted, gap: float = 0.05) -> None:
     for event in events:
         await bus.js.publish(EXCHANGE_SUBJECT, exchange_encoder.encode(event), headers={"Nats-Msg-Id": event.exchange_id})
