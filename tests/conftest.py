@@ -6,6 +6,7 @@ stand-in is the LLM provider, a real HTTP server speaking the OpenAI API.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,11 @@ import pytest
 
 from memgate_testing.fake_provider import FakeProvider
 from memgate_testing.gateway import GatewayProcess
+
+# Every gateway a test starts inherits these. The suite stays hermetic when a provider key is in
+# the environment (the default observer model would go to a real LLM), and a loaded CI machine
+# cannot push a context lookup past its budget; tests about either set their own values.
+os.environ.update({"MEMGATE_OBSERVER_MODEL": "local", "MEMGATE_CONTEXT_TIMEOUT_MS": "2000"})
 
 if TYPE_CHECKING:
     from memgate_bus import Bus

@@ -104,4 +104,4 @@ def test_context_down_degrades_but_chat_works(split: dict, provider: FakeProvide
     assert raw.headers["x-memory"] == "degraded"
     assert raw.headers["x-memory-degraded"] == "true"
     assert raw.headers["x-memory-degraded-reason"] in ("context_unavailable", "context_timeout")
-    assert time.perf_counter() - started < 2
+    assert time.perf_counter() - started < 10  # no wait on the dead service beyond its budget

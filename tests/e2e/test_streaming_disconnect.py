@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 import uuid
 from urllib.parse import urlsplit
 
@@ -52,7 +51,7 @@ def test_disconnect_before_the_stream_starts_still_records_and_closes(
 ) -> None:
     # The client is gone before the provider even answers: the response never starts
     # streaming, yet the upstream must be closed and the question remembered.
-    provider.set_behavior(headers_delay_ms=400, reply=LONG_REPLY, chunk_delay_ms=50)
+    provider.set_behavior(headers_delay_ms=3000, reply=LONG_REPLY, chunk_delay_ms=50)
     thread = f"early-{uuid.uuid4().hex[:6]}"
     body = json.dumps({"model": "fake/gpt-test", "stream": True,
                        "messages": [{"role": "user", "content": "Are you there?"}]}).encode()
@@ -63,7 +62,7 @@ def test_disconnect_before_the_stream_starts_still_records_and_closes(
         f"{k}: {v}\r\n".encode() for k, v in headers.items()) + b"\r\n" + body
     with socket.create_connection((url.hostname, url.port)) as client:
         client.sendall(request)
-        time.sleep(0.1)  # the gateway is waiting for the provider's headers now
+        wait_for(lambda: provider.requests)  # the gateway is waiting for the provider's headers now
     assert wait_for(lambda: provider.stream_outcomes, timeout=10) == ["client_disconnected"]
 
     def stored() -> list[dict] | None:
@@ -82,6 +81,6 @@ def test_complete_stream_is_not_interrupted(gateway: GatewayProcess, provider: F
     with httpx.stream("POST", f"{gateway.base_url}/chat/completions", headers=headers, json=body, timeout=30) as r:
         lines = [line for line in r.iter_lines() if line.startswith("data:")]
     assert lines[-1] == "data: [DONE]"
-    assert provider.stream_outcomes == ["completed"]
+    assert wait_for(lambda: provider.stream_outcomes) == ["completed"]  # recorded after its last send
     messages = httpx.get(f"{gateway.base_url}/memory/threads/{thread}/messages", headers=gateway.headers()).json()
     assert [m["interrupted"] for m in messages["data"]] == [False, False]

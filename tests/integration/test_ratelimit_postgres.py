@@ -109,8 +109,12 @@ async def test_recorded_usage_appears_in_the_report(replicas: tuple[Stores, Stor
     record(key_a.id, tenant_a, "openai/gpt-4o-mini", tokens=(30, 15), latency=300.0)
     record(key_a.id, tenant_a, "google/gemini-stream", status=502, tokens=(0, 0))
     record(key_b.id, tenant_b, "openai/gpt-4o-mini", tokens=(1, 1))
-    await asyncio.sleep(0.3)  # written by the background task, before stop()
-    report = await stores.usage.report(started, tenant=tenant_a)
+    # Written by the background task, before stop(): poll until its batch has committed.
+    for _ in range(200):
+        report = await stores.usage.report(started, tenant=tenant_a)
+        if report.totals.requests == 3:
+            break
+        await asyncio.sleep(0.05)
     await recorder.stop()
 
     assert report.tenant == tenant_a

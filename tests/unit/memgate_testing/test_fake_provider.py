@@ -10,6 +10,7 @@ import httpx
 import openai
 import pytest
 
+from helpers import wait_for
 from memgate_testing.fake_provider import Behavior, FakeProvider, FakeProviderProcess
 
 KEY = "sk-test-key"
@@ -171,9 +172,7 @@ def test_delay_and_fixed_reply(fake: FakeProvider, client: openai.OpenAI) -> Non
     assert result.choices[0].message.content == "fixed words here"
 
     fake.reset()
-    started = time.monotonic()
     result = client.chat.completions.create(model="m", messages=USER_HI)
-    assert time.monotonic() - started < 0.2
     assert result.choices[0].message.content == "fake answer to: hello there"
 
 
@@ -236,12 +235,10 @@ def test_stop_cuts_pending_delays_short() -> None:
 
     caller = threading.Thread(target=call)
     caller.start()
-    time.sleep(0.1)
-    started = time.monotonic()
+    wait_for(lambda: provider.requests)  # the call is in the fake, inside its 10 s delay
     provider.stop()
-    caller.join(5)
-    assert time.monotonic() - started < 1.0
-    assert outcome == ["fake answer to: hello there"]
+    caller.join(8)
+    assert outcome == ["fake answer to: hello there"]  # answered: the delay was cut short
 
 
 def test_process_provider_over_control_api() -> None:
