@@ -81,7 +81,10 @@ _ADD_MESSAGES = """
         INSERT INTO threads (tenant, thread_id, resource_id, messages_version)
         SELECT $1, $2, $3, 1 FROM allowed
         WHERE ok AND NOT EXISTS (SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2)
-        ON CONFLICT (tenant, thread_id) DO NOTHING
+        -- Another statement created it since this one's snapshot: `held` cannot see that row,
+        -- but the conflict locks and returns it (and `bumped` cannot see it: bump here).
+        ON CONFLICT (tenant, thread_id) DO UPDATE
+            SET updated_at = now(), messages_version = threads.messages_version + 1
         RETURNING 1
     ), held AS (  -- locked until commit, before any seq is drawn: a thread's seqs follow commit order
         SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR NO KEY UPDATE

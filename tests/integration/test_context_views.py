@@ -124,6 +124,23 @@ async def test_a_store_waiting_for_its_thread_takes_no_seq_yet(stores: Stores) -
     assert view is not None and _texts(view) == ["first", "second"]
 
 
+async def test_a_store_racing_another_to_create_the_thread_keeps_its_messages(stores: Stores) -> None:
+    # Two first stores into a new thread: the second's snapshot lacks the thread the first
+    # is creating, so only its insert (waiting on the first's) can find and lock it.
+    tenant, thread = new_id("t"), "th"
+    async with stores.db.pool.acquire() as first, first.transaction():
+        await first.execute("INSERT INTO threads (tenant, thread_id, resource_id, messages_version) "
+                            "VALUES ($1, $2, 'res', 1)", tenant, thread)
+        second = asyncio.create_task(_say(stores, tenant, thread, "said while the thread was being created"))
+        await asyncio.sleep(0.3)
+        assert not second.done()  # waits for the first's insert to commit
+    await second
+    assert [m.content for m in await stores.threads.messages(tenant, thread)] == [
+        "said while the thread was being created"]
+    versions = await stores.threads.versions(tenant, thread, "res")
+    assert versions is not None and versions.messages_version == 2  # created at 1, bumped by the message
+
+
 async def test_a_non_durable_store_leaves_the_pooled_connection_as_it_was(stores: Stores) -> None:
     # The edge's copy commits without waiting for the WAL flush (set_config, local to its
     # statement's transaction); the next user of that pooled connection must commit durably.
