@@ -172,6 +172,7 @@ def test_delay_and_fixed_reply(fake: FakeProvider, client: openai.OpenAI) -> Non
     assert result.choices[0].message.content == "fixed words here"
 
     fake.reset()
+    assert fake.behavior.delay_ms == 0
     result = client.chat.completions.create(model="m", messages=USER_HI)
     assert result.choices[0].message.content == "fake answer to: hello there"
 
