@@ -85,16 +85,17 @@ async def run(kind: str, threads: int, per_thread: int, tmp: Path) -> None:
                 await bus.js.publish(EXCHANGE_SUBJECT, exchange_encoder.encode(event))
 
         consumer = ExchangeConsumer(bus, handler, debounce=0.5, max_batch=32, concurrency=8)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         await consumer.start()
         while await stores.db.pool.fetchval("SELECT count(*) FROM observed_exchanges") < total:
             await asyncio.sleep(0.05)
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         observations = await stores.db.pool.fetchval("SELECT count(*) FROM observations")
         await consumer.stop()
         calls = f", {len(fake.requests)} LLM calls" if fake else ""
         print(f"{kind:<6} {threads} threads x {per_thread}: {total} exchanges, {observations} observations in "
-              f"{elapsed:.2f} s -> {total / elapsed:.1f} exchanges/s{calls}", flush=True)
+              f"{elapsed:.2f} s -> {total / elapsed:.1f} exchanges/s{calls}; "
+              f"{cpu / total * 1000:.1f} ms of this process's CPU per exchange", flush=True)
         if client is not None:
             await client.close()
         await bus.close()

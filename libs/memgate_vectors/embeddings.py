@@ -88,6 +88,9 @@ class Embedder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
+        # Idle worker threads sleep instead of spinning for the next op: the CPU they would
+        # burn is the event loop's and Postgres's, on the same few cores.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # only errors: the int8 graph triggers harmless warnings
         session = ort.InferenceSession(
