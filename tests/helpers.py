@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -48,3 +49,21 @@ def assert_memory_reached_provider(requests: list[dict[str, Any]], statement: st
     assert statement in system["content"]
     assert rest == [{"role": "user", "content": question}]
     assert requests[1]["body"].get("stream", False) is stream
+
+
+async def backend_waiting_for_a_lock(db: Any, *, terminate: bool = False, besides: Sequence[int] = ()) -> int:
+    """The pid of a Postgres backend waiting for a lock, polled for up to 10 s; `terminate`: then
+    cut its connection. `besides`: pids to pass over (cut ones show until their backends exit).
+    `db`: an asyncpg pool or connection (in a transaction too: each poll drops the snapshot
+    of pg_stat_activity that a transaction would otherwise keep)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        await db.execute("SELECT pg_stat_clear_snapshot()")
+        pid = await db.fetchval("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                                "AND wait_event_type = 'Lock' AND pid <> ALL($1::int[]) LIMIT 1", list(besides))
+        if pid is not None:
+            if terminate:
+                await db.execute("SELECT pg_terminate_backend($1)", pid)
+            return pid
+        await asyncio.sleep(0.01)
+    raise AssertionError("no backend waited for a lock")

@@ -16,6 +16,7 @@ import nats
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
+from helpers import backend_waiting_for_a_lock
 from memgate_bus import Bus, ExchangePublisher
 from memgate_bus.subjects import EXCHANGE_STREAM
 from memgate_context.assemble import ContextAssembler
@@ -312,34 +313,17 @@ async def test_a_batch_whose_connection_dies_is_left_to_the_observer(
     answered = [r.exchange("goes alone"), r.exchange("first"), r.exchange("second")]
     async with thread_locked(stores, r) as other:
         await r.recorder.finish(answered[0], "ok", None)
-        await _a_waiting_store(other)  # (the first one's store waits for the thread)
+        await backend_waiting_for_a_lock(other)  # (the first one's store waits for the thread)
         for exchange in answered[1:]:
             await r.recorder.finish(exchange, "ok", None)
         cut: list[int] = []
         for _ in range(2):  # the lone store, then the batch: each is cut off while it waits
-            cut.append(await _a_waiting_store(other, terminate=True, besides=cut))
+            cut.append(await backend_waiting_for_a_lock(other, terminate=True, besides=cut))
     await r.recorder.settled(r.tenant)
     assert batches.sizes == [2] and batches.raised == ["ConnectionDoesNotExistError"]
     assert await _contents(stores, r) == []  # nothing stored one by one after the batch failed
     assert r.publisher.journal.pending() == 0 and r.pending.lines(r.tenant, r.thread) == []
     assert set(await _published_traces(nats_server.url, 3)) == {e.exchange_id for e in answered}
-
-
-async def _a_waiting_store(connection, *, terminate: bool = False,  # type: ignore[no-untyped-def]
-                           besides: list[int] | None = None) -> int:
-    """Wait for a store to wait for a lock, and return its backend's pid; `terminate`: then cut
-    its connection. `besides`: pids already cut, which may still show until their backends exit."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        pid = await connection.fetchval("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                                        "AND wait_event_type = 'Lock' AND pid <> ALL($1::int[]) LIMIT 1",
-                                        besides or [])
-        if pid is not None:
-            if terminate:
-                await connection.execute("SELECT pg_terminate_backend($1)", pid)
-            return pid
-        await asyncio.sleep(0.01)
-    raise AssertionError("no store waited for the thread")
 
 
 async def test_a_restart_spools_what_a_dead_edge_answered_but_never_published(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from helpers import backend_waiting_for_a_lock
 from memgate_context.view import ThreadViews
 from memgate_core.events import MessageRecord
 from memgate_core.ids import new_id
@@ -116,7 +117,7 @@ async def test_a_store_waiting_for_its_thread_takes_no_seq_yet(stores: Stores) -
                                    tenant, thread)
         before = await stores.db.pool.fetchval("SELECT last_value FROM messages_seq_seq")
         waiting = asyncio.create_task(_say(stores, tenant, thread, "second"))
-        await asyncio.sleep(0.3)
+        await backend_waiting_for_a_lock(stores.db.pool)
         assert not waiting.done()
         assert await stores.db.pool.fetchval("SELECT last_value FROM messages_seq_seq") == before
     await waiting
@@ -132,8 +133,8 @@ async def test_a_store_racing_another_to_create_the_thread_keeps_its_messages(st
         await first.execute("INSERT INTO threads (tenant, thread_id, resource_id, messages_version) "
                             "VALUES ($1, $2, 'res', 1)", tenant, thread)
         second = asyncio.create_task(_say(stores, tenant, thread, "said while the thread was being created"))
-        await asyncio.sleep(0.3)
-        assert not second.done()  # waits for the first's insert to commit
+        await backend_waiting_for_a_lock(stores.db.pool)  # its insert waits for the first's to commit
+        assert not second.done()
     await second
     assert [m.content for m in await stores.threads.messages(tenant, thread)] == [
         "said while the thread was being created"]
