@@ -164,16 +164,9 @@ class ExchangeHandler:
         """Unusable output: mark the exchanges done (their messages stay raw) and show why."""
         log.error("observer failed on thread %s (%d exchanges): %s", batch.thread_id, len(batch.exchanges),
                   failure.error)
-        observations = self.stores.observations
-        async with self.stores.db.pool.acquire() as conn, conn.transaction():
-            await observations.lock_thread(conn, batch.tenant, batch.thread_id)
-            if not await observations.record_batch(conn, batch.tenant, batch.thread_id, batch.exchange_ids,
-                                                   self.observer.name, [], failed=True):
-                raise ConcurrentlyObserved(f"part of a batch of thread {batch.thread_id} was observed concurrently")
-            await observations.record_failure(
-                conn, batch.tenant, batch.thread_id, kind="observer", observer=self.observer.name,
-                error=failure.error, raw_output=failure.raw_output, exchange_ids=batch.exchange_ids,
-            )
+        if not await self._mark_failed(batch.tenant, batch.thread_id, batch.exchange_ids, failure.error,
+                                       failure.raw_output):
+            raise ConcurrentlyObserved(f"part of a batch of thread {batch.thread_id} was observed concurrently")
         EXCHANGES_OBSERVED.labels("failed").inc(len(batch.exchanges))
         return BatchResult("failed", len(batch.exchanges))
 
@@ -181,16 +174,23 @@ class ExchangeHandler:
         """Give up on an exchange that kept failing: mark it done (failed), so no later batch
         tries it again, and record why (the dashboard shows the thread's failures). False if
         it was observed meanwhile after all."""
+        if not await self._mark_failed(event.tenant, event.thread_id, [event.exchange_id], error):
+            return False
+        EXCHANGES_OBSERVED.labels("set_aside").inc()
+        return True
+
+    async def _mark_failed(self, tenant: str, thread_id: str, exchange_ids: list[str], error: str,
+                           raw_output: str | None = None) -> bool:
+        """Mark the exchanges observed (failed) and record why, in one transaction; False if
+        one of them was observed meanwhile (then nothing is written)."""
         observations = self.stores.observations
         async with self.stores.db.pool.acquire() as conn, conn.transaction():
-            await observations.lock_thread(conn, event.tenant, event.thread_id)
-            if not await observations.record_batch(conn, event.tenant, event.thread_id, [event.exchange_id],
-                                                   self.observer.name, [], failed=True):
+            await observations.lock_thread(conn, tenant, thread_id)
+            if not await observations.record_batch(conn, tenant, thread_id, exchange_ids, self.observer.name, [],
+                                                   failed=True):
                 return False
-            await observations.record_failure(conn, event.tenant, event.thread_id, kind="observer",
-                                              observer=self.observer.name, error=error,
-                                              exchange_ids=[event.exchange_id])
-        EXCHANGES_OBSERVED.labels("set_aside").inc()
+            await observations.record_failure(conn, tenant, thread_id, kind="observer", observer=self.observer.name,
+                                              error=error, raw_output=raw_output, exchange_ids=exchange_ids)
         return True
 
     # ------------------------------------------------------------------ reflection
