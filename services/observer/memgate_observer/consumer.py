@@ -55,12 +55,14 @@ def retry_delay(num_delivered: int) -> float:
 
 
 def transient(error: BaseException) -> bool:
-    """An outage (database, NATS, the provider), not something wrong with the exchanges."""
+    """An outage (database, NATS, the provider) or a rolled-back transaction (a deadlock with a
+    concurrent store or delete), not something wrong with the exchanges."""
     if isinstance(error, GatewayError):
         return error.status >= 500 or error.status == 429
     return isinstance(error, (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
                               asyncpg.exceptions.OperatorInterventionError,
-                              asyncpg.exceptions.InsufficientResourcesError))
+                              asyncpg.exceptions.InsufficientResourcesError,
+                              asyncpg.exceptions.TransactionRollbackError))
 
 
 class _Delivery:
