@@ -4,12 +4,16 @@ Every edge replica runs the same single statement, so a key's limit holds across
 replicas. The arithmetic mirrors `memgate_edge.ratelimit.gcra` (unit-tested there), in
 integer microseconds so that comparisons are exact:
 
-    tat   = max(stored tat, now)           -- theoretical arrival time
-    allow = tat - now <= tolerance         -- tolerance = (burst - 1) * interval
+    now   = max(now, the bucket's last now) -- a bucket's clock never runs backwards
+    tat   = max(stored tat, now)            -- theoretical arrival time
+    allow = tat - now <= tolerance          -- tolerance = (burst - 1) * interval
     store tat + interval if allowed, else leave it
 
 The clock is the database's (one clock for all replicas) unless the caller passes `now`
-(tests inject a clock). The table is UNLOGGED: losing it only resets the limits.
+(tests inject a clock). The statement reads the clock before it waits for the bucket's
+row lock, so a request that queued behind a later one would otherwise be judged at an
+earlier time than the bucket has already seen (one less remaining, or a denial a few
+microseconds early). The table is UNLOGGED: losing it only resets the limits.
 """
 
 from __future__ import annotations
@@ -20,11 +24,11 @@ _TAKE = """
 INSERT INTO rate_limit_buckets AS b (bucket, tat, allowed, seen_at)
 SELECT $1, n.now + $3, true, n.now
 FROM (SELECT coalesce($2::bigint, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint) AS now) AS n
-ON CONFLICT (bucket) DO UPDATE SET
-    allowed = greatest(b.tat, excluded.seen_at) - excluded.seen_at <= $4,
-    tat = CASE WHEN greatest(b.tat, excluded.seen_at) - excluded.seen_at <= $4
-               THEN greatest(b.tat, excluded.seen_at) + $3 ELSE b.tat END,
-    seen_at = excluded.seen_at
+ON CONFLICT (bucket) DO UPDATE SET  -- now = greatest(b.seen_at, excluded.seen_at)
+    allowed = greatest(b.tat, b.seen_at, excluded.seen_at) - greatest(b.seen_at, excluded.seen_at) <= $4,
+    tat = CASE WHEN greatest(b.tat, b.seen_at, excluded.seen_at) - greatest(b.seen_at, excluded.seen_at) <= $4
+               THEN greatest(b.tat, b.seen_at, excluded.seen_at) + $3 ELSE b.tat END,
+    seen_at = greatest(b.seen_at, excluded.seen_at)
 RETURNING allowed, tat, seen_at
 """
 

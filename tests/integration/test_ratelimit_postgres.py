@@ -61,6 +61,19 @@ async def test_concurrent_requests_on_two_replicas_on_the_database_clock(replica
     assert all(50 < d.retry_after_seconds <= 60 and d.headers()["Retry-After"] for d in denied)
 
 
+async def test_a_request_that_read_an_earlier_clock_is_judged_at_the_buckets_time(
+        replicas: tuple[Stores, Stores]) -> None:
+    # What happens when a statement reads the database clock, then queues behind a later
+    # request for the bucket's row lock: it arrives with a time the bucket has passed.
+    ahead, behind = Clock(), Clock()
+    behind.now -= 0.001
+    a, b = RateLimiter(replicas[0].ratelimits, clock=ahead), RateLimiter(replicas[1].ratelimits, clock=behind)
+    key = _principal(rpm=1, burst=10)
+    first, second = await a.check(key), await b.check(key)
+    assert (first.remaining, second.remaining) == (9, 8)
+    assert second.reset_seconds == pytest.approx(2 * 60)
+
+
 async def test_sql_matches_the_python_math(replicas: tuple[Stores, Stores]) -> None:
     rng = random.Random(7)
     clock = Clock()
@@ -69,7 +82,7 @@ async def test_sql_matches_the_python_math(replicas: tuple[Stores, Stores]) -> N
     for rpm, burst in ((60, 1), (7, 3), (600, 20), (1, 2)):
         key = _principal(rpm, burst)
         for _ in range(150):
-            clock.now += rng.choice((0.0, 0.001, 0.05, 0.3, 1.7, 9.0))
+            clock.now += rng.choice((0.0, 0.001, 0.05, 0.3, 1.7, 9.0, -0.002))  # and a clock a step behind
             assert await shared.check(key) == await local.check(key)
 
 

@@ -111,10 +111,12 @@ class MemoryBuckets:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self._tat: dict[str, int] = {}
+        self._seen: dict[str, int] = {}  # a bucket's clock never runs backwards, as in the shared store
 
     async def take(self, bucket: str, *, interval_us: int, tolerance_us: int,
                    now_us: int | None = None) -> tuple[bool, int, int]:
         now = now_us if now_us is not None else round(self.clock() * MICROS)
+        now = self._seen[bucket] = max(now, self._seen.get(bucket, now))
         allowed, tat = gcra(self._tat.get(bucket), now, interval_us, tolerance_us)
         self._tat[bucket] = tat
         return allowed, tat, now
