@@ -2,8 +2,9 @@
 
 In `memgate up` on its embedded Postgres the edge ends a response before its exchange is
 stored: it journals the event on disk, hands the messages here, and stores and publishes
-in the background (`ExchangeRecorder`). Until that store is done, a follow-up's lookup takes them from here;
-then (`stored`) they move into the thread's view, if it has one, and leave.
+in the background (`ExchangeRecorder`). Until that store is done, a follow-up's lookup
+takes them from here; then (`stored`) they move into the thread's view, if it has one,
+and leave.
 
 A lookup takes its `lines` *before* its view. An exchange that left after that is in the
 view by then (absorbed, or committed before the view's query); one that left before was
