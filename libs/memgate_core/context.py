@@ -16,8 +16,8 @@ class ContextLookup(msgspec.Struct, frozen=True):
     # Fingerprints of messages the client sent itself (clients that resend their whole
     # history): those are not injected a second time.
     client_messages: list[str] = msgspec.field(default_factory=list)
-    # Most tokens for observations recalled from the resource's other threads
-    # (None: a fifth of budget_tokens).
+    # Most tokens for what recall adds (relevant messages and observations of the
+    # resource, beyond the thread's own newest memory); None: whatever the budget leaves.
     related_budget_tokens: int | None = None
     version: int = 1
 
@@ -45,6 +45,8 @@ class ContextBlock(msgspec.Struct, tag="block"):
     tokens: int
     lookup_ms: float = 0.0
     skipped_messages: int = 0  # raw messages left out because the client sent them itself
+    # Messages recall found relevant (of this thread beyond its recent ones, or of others).
+    recalled_messages: list[MessageItem] = msgspec.field(default_factory=list)
     version: int = 1
 
     @property

@@ -38,10 +38,9 @@ _MESSAGE_FIELDS = ("id", "thread_id", "exchange_id", "role", "content", "tokens"
 _MESSAGE_COLUMNS = ", ".join(_MESSAGE_FIELDS)
 
 
-# Whether the resource ($3) has observations in threads other than $2: two index probes
-# (thread_id below, thread_id above) that stop at the first row, however many there are.
-_RELATED = """EXISTS (SELECT 1 FROM observations o WHERE o.tenant = $1 AND o.resource_id = $3 AND o.thread_id < $2)
-           OR EXISTS (SELECT 1 FROM observations o WHERE o.tenant = $1 AND o.resource_id = $3 AND o.thread_id > $2)
+# Whether the resource ($3) has threads other than $2 (whose memory recall may find): one
+# probe of threads_by_resource that stops at the second row at the latest.
+_RELATED = """EXISTS (SELECT 1 FROM threads o WHERE o.tenant = $1 AND o.resource_id = $3 AND o.thread_id <> $2)
            AS related"""
 
 
@@ -49,7 +48,7 @@ class ThreadVersions(msgspec.Struct, frozen=True):
     created_at: datetime  # tells a re-created thread (same id, after a delete) from the old one
     messages_version: int
     observations_version: int
-    related: bool  # the resource has observations in other threads
+    related: bool  # the resource has other threads
 
 
 class ResourceSummary(msgspec.Struct, frozen=True):
@@ -230,8 +229,17 @@ class ThreadRepository:
         )
         return [StoredMessage(**dict(r)) for r in rows]
 
+    async def previous_message(self, tenant: str, thread_id: str, before: datetime) -> StoredMessage | None:
+        """The thread's newest message sent before `before` (what a new message follows)."""
+        row = await self.db.pool.fetchrow(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE tenant = $1 AND thread_id = $2 AND created_at < $3 "
+            "ORDER BY created_at DESC, id DESC LIMIT 1",
+            tenant, thread_id, before,
+        )
+        return StoredMessage(**dict(row)) if row else None
+
     async def versions(self, tenant: str, thread_id: str, resource_id: str) -> "ThreadVersions | None":
-        """The thread's change counters, and whether its resource has observations elsewhere."""
+        """The thread's change counters, and whether its resource has other threads."""
         row = await self.db.pool.fetchrow(
             f"""
             SELECT created_at, messages_version, observations_version,

@@ -10,7 +10,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from memgate_vectors.factory import open_vector_index
-from memgate_vectors.points import VectorHit, VectorPoint
+from memgate_vectors.points import Rankings, VectorHit, VectorPoint
 from memgate_vectors.port import VectorIndex
 from memgate_vectors.remote import RemoteEmbedder
 
@@ -28,6 +28,7 @@ _LAZY = {
 __all__ = [
     "EdgeVectorIndex",
     "Embedder",
+    "Rankings",
     "RemoteEmbedder",
     "ServerVectorIndex",
     "VectorHit",

@@ -1,4 +1,4 @@
-"""What the vector index stores (one point per observation) and what a search returns."""
+"""What the vector index stores (one point per observation or message) and what a search returns."""
 
 from __future__ import annotations
 
@@ -8,12 +8,23 @@ from typing import Any
 
 import msgspec
 
-# Every point carries these; the index filters and deletes by the first three.
-REQUIRED_PAYLOAD = ("tenant", "resource_id", "thread_id", "observation_id", "text")
+# Every point carries these; the index filters and deletes by the first three. What a
+# point is (payload "kind": "observation" or "message") and its provenance are the
+# writer's business; the index only stores them.
+REQUIRED_PAYLOAD = ("tenant", "resource_id", "thread_id", "text")
+# Optional: the text the keyword (sparse) vector is made of, when it should be more than
+# "text" itself (a message indexed together with the one it answers).
+KEYWORD_TEXT = "keyword_text"
+
+
+def keyword_text(payload: dict[str, Any]) -> str:
+    """The text a point's keyword vector is computed from."""
+    text = payload.get(KEYWORD_TEXT)
+    return text if isinstance(text, str) else str(payload.get("text", ""))
 
 
 class VectorPoint(msgspec.Struct, frozen=True):
-    """One embedded observation (its keyword vector is derived from payload["text"]).
+    """One embedded text (its keyword vector is derived from `keyword_text(payload)`).
 
     `id` is a UUID string that callers derive deterministically (e.g. uuid5 of the
     observation id), so writing the same observation twice overwrites it.
@@ -27,13 +38,21 @@ class VectorPoint(msgspec.Struct, frozen=True):
 class VectorHit(msgspec.Struct, frozen=True):
     """A search result, best first; higher `score` is better.
 
-    `score` is cosine similarity for a dense search, and the fused RRF score (at most
-    2 / 60, not comparable to cosine) for a hybrid one.
+    `score` is cosine similarity for a dense search, the fused RRF score (at most
+    2 / 60, not comparable to cosine) for a hybrid one, and the BM25 score for a
+    keyword ranking.
     """
 
     id: str
     score: float
     payload: dict[str, Any]
+
+
+class Rankings(msgspec.Struct, frozen=True):
+    """The two rankings of one query, each best first, for the caller to fuse."""
+
+    dense: list[VectorHit]  # by cosine similarity
+    keyword: list[VectorHit]  # by BM25 score; empty when the query has no terms or the index is not hybrid
 
 
 def checked_points(points: Sequence[VectorPoint], dim: int) -> list[VectorPoint]:

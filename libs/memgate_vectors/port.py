@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from memgate_vectors.points import VectorHit, VectorPoint
+from memgate_vectors.points import Rankings, VectorHit, VectorPoint
 
 # Both adapters lay data out the same way, so a deployment can move between them.
 VECTOR_NAME = "dense"
-# BM25-style term weights of payload["text"] (memgate_vectors.sparse), IDF applied by
+# BM25-style term weights of keyword_text(payload) (memgate_vectors.sparse), IDF applied by
 # the engine. Indexes made before hybrid search lack it until ensure() adds it.
 SPARSE_VECTOR_NAME = "sparse"
 # Hybrid search: each of the dense and sparse rankings contributes its best
@@ -33,7 +33,7 @@ def prefetch_limit(limit: int) -> int:
 
 @runtime_checkable
 class VectorIndex(Protocol):
-    """Observations as dense + sparse vectors, always searched within one tenant and resource."""
+    """Observations and messages as dense + sparse vectors, always searched within one tenant and resource."""
 
     dim: int
     # After ensure(): True when searches given `query_text` are hybrid; False for an
@@ -48,7 +48,7 @@ class VectorIndex(Protocol):
     async def upsert(self, points: Sequence[VectorPoint]) -> None:
         """Insert or overwrite points by id; visible to searches when this returns.
 
-        The sparse vector is computed here from payload["text"].
+        The sparse vector is computed here from `keyword_text(payload)`.
         """
         ...
 
@@ -68,6 +68,17 @@ class VectorIndex(Protocol):
         hybrid): nearest by `vector`, scored by cosine similarity. With it: the dense
         and the keyword (BM25) rankings fused by RRF, scored by the fused score.
         """
+        ...
+
+    async def rankings(
+        self, vector: Sequence[float], *, tenant: str, resource_id: str, query_text: str, limit: int
+    ) -> Rankings:
+        """The dense and the keyword ranking of one tenant's resource, unfused: each its
+        best `limit` points with its own score (cosine; BM25)."""
+        ...
+
+    async def delete(self, ids: Sequence[str]) -> None:
+        """Remove points by id (ids that do not exist are ignored)."""
         ...
 
     async def delete_thread(self, tenant: str, thread_id: str) -> None:

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import qdrant_edge as qe
 
 from memgate_vectors import sparse
-from memgate_vectors.points import VectorHit, VectorPoint, checked_points
+from memgate_vectors.points import Rankings, VectorHit, VectorPoint, checked_points, keyword_text
 from memgate_vectors.port import (
     KEYWORD_FIELDS,
     RRF_K,
@@ -96,10 +96,29 @@ class EdgeVectorIndex:
             request = qe.QueryRequest(limit=limit, query=dense, filter=where, with_payload=True)
         # Inline, not in a thread: sub-millisecond with the payload indexes, and a
         # thread hop would cost more than it saves while the engine holds the GIL.
-        return [
-            VectorHit(id=str(p.id), score=p.score, payload=p.payload or {})
-            for p in self._open_shard().query(request)
-        ]
+        return [_hit(p) for p in self._open_shard().query(request)]
+
+    async def rankings(
+        self, vector: Sequence[float], *, tenant: str, resource_id: str, query_text: str, limit: int
+    ) -> Rankings:
+        if limit <= 0:
+            return Rankings([], [])
+        where = _filter(tenant=tenant, resource_id=resource_id)
+        shard = self._open_shard()
+        dense = shard.query(qe.QueryRequest(
+            limit=limit, query=qe.Query.Nearest(list(vector), using=VECTOR_NAME), filter=where, with_payload=True,
+        ))
+        terms = sparse.query_vector(query_text) if self.hybrid else None
+        keyword = shard.query(qe.QueryRequest(
+            limit=limit, filter=where, with_payload=True,
+            query=qe.Query.Nearest(qe.SparseVector(terms.indices, terms.values), using=SPARSE_VECTOR_NAME),
+        )) if terms is not None and terms.indices else []
+        # Inline, like search(): sub-millisecond each with the payload indexes.
+        return Rankings([_hit(p) for p in dense], [_hit(p) for p in keyword])
+
+    async def delete(self, ids: Sequence[str]) -> None:
+        if ids:
+            await asyncio.to_thread(self._write, partial(qe.UpdateOperation.delete_points, list(ids)))
 
     async def delete_thread(self, tenant: str, thread_id: str) -> None:
         where = _filter(tenant=tenant, thread_id=thread_id)
@@ -192,6 +211,10 @@ class EdgeVectorIndex:
         return self._shard
 
 
+def _hit(point: Any) -> VectorHit:
+    return VectorHit(id=str(point.id), score=point.score, payload=point.payload or {})
+
+
 def _upsert_op(points: Sequence[VectorPoint], *, hybrid: bool) -> qe.UpdateOperation:
     return qe.UpdateOperation.upsert_points([_point(p, hybrid=hybrid) for p in points])
 
@@ -199,7 +222,7 @@ def _upsert_op(points: Sequence[VectorPoint], *, hybrid: bool) -> qe.UpdateOpera
 def _point(point: VectorPoint, *, hybrid: bool) -> qe.Point:
     vectors: dict[str, Any] = {VECTOR_NAME: point.vector}
     if hybrid:
-        terms = sparse.document_vector(point.payload["text"])
+        terms = sparse.document_vector(keyword_text(point.payload))
         # A text without terms stores no sparse vector: the engine leaves such
         # points out of its IDF statistics either way, and so then does every adapter.
         if terms.indices:
@@ -232,7 +255,7 @@ def _backfill_sparse(shard: qe.EdgeShard) -> int:
         )
         updates = []
         for record in records:
-            terms = sparse.document_vector(str((record.payload or {}).get("text", "")))
+            terms = sparse.document_vector(keyword_text(record.payload or {}))
             if terms.indices:
                 updates.append(
                     qe.PointVectors(record.id, {SPARSE_VECTOR_NAME: qe.SparseVector(terms.indices, terms.values)})

@@ -17,7 +17,7 @@ from qdrant_client import models as qm
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from memgate_vectors import sparse
-from memgate_vectors.points import VectorHit, VectorPoint, checked_points
+from memgate_vectors.points import Rankings, VectorHit, VectorPoint, checked_points, keyword_text
 from memgate_vectors.port import (
     KEYWORD_FIELDS,
     RRF_K,
@@ -144,7 +144,27 @@ class ServerVectorIndex:
                 limit=limit,
                 with_payload=True,
             )
-        return [VectorHit(id=str(p.id), score=p.score, payload=p.payload or {}) for p in response.points]
+        return [_hit(p) for p in response.points]
+
+    async def rankings(
+        self, vector: Sequence[float], *, tenant: str, resource_id: str, query_text: str, limit: int
+    ) -> Rankings:
+        if limit <= 0:
+            return Rankings([], [])
+        where = _filter(tenant=tenant, resource_id=resource_id)
+        terms = sparse.query_vector(query_text) if self.hybrid else None
+        requests = [qm.QueryRequest(query=list(vector), using=VECTOR_NAME, filter=where, limit=limit, with_payload=True)]
+        if terms is not None and terms.indices:
+            keywords = qm.SparseVector(indices=terms.indices, values=terms.values)
+            requests.append(qm.QueryRequest(query=keywords, using=SPARSE_VECTOR_NAME, filter=where, limit=limit,
+                                            with_payload=True))
+        responses = await self._client.query_batch_points(self.collection, requests=requests)  # one round trip
+        dense, *keyword = [[_hit(p) for p in r.points] for r in responses]
+        return Rankings(dense, keyword[0] if keyword else [])
+
+    async def delete(self, ids: Sequence[str]) -> None:
+        if ids:
+            await self._client.delete(self.collection, points_selector=qm.PointIdsList(points=list(ids)), wait=True)
 
     async def delete_thread(self, tenant: str, thread_id: str) -> None:
         await self._delete(_filter(tenant=tenant, thread_id=thread_id))
@@ -209,12 +229,12 @@ class ServerVectorIndex:
                 scroll_filter=_LACKING_SPARSE,
                 limit=WRITE_CHUNK,
                 offset=offset,
-                with_payload=["text"],
+                with_payload=["text", "keyword_text"],
                 with_vectors=False,
             )
             updates = []
             for record in records:
-                terms = sparse.document_vector(str((record.payload or {}).get("text", "")))
+                terms = sparse.document_vector(keyword_text(record.payload or {}))
                 if terms.indices:
                     vector = qm.SparseVector(indices=terms.indices, values=terms.values)
                     updates.append(qm.PointVectors(id=record.id, vector={SPARSE_VECTOR_NAME: vector}))
@@ -233,10 +253,14 @@ class ServerVectorIndex:
         return filled
 
 
+def _hit(point: Any) -> VectorHit:
+    return VectorHit(id=str(point.id), score=point.score, payload=point.payload or {})
+
+
 def _vectors(point: VectorPoint, *, hybrid: bool) -> dict[str, Any]:
     vectors: dict[str, Any] = {VECTOR_NAME: point.vector}
     if hybrid:
-        terms = sparse.document_vector(point.payload["text"])
+        terms = sparse.document_vector(keyword_text(point.payload))
         # No terms, no sparse vector: as in the edge adapter, so IDF statistics agree.
         if terms.indices:
             vectors[SPARSE_VECTOR_NAME] = qm.SparseVector(indices=terms.indices, values=terms.values)

@@ -58,7 +58,11 @@ def test_same_event_twice_gives_one_set(gateway: GatewayProcess) -> None:
     # One vector per observation: search finds each exactly once.
     hits = httpx.post(f"{gateway.base_url}/memory/search", headers=gateway.headers(),
                       json={"resource_id": "user-idem", "query": "peanut allergy", "limit": 10}).json()["data"]
-    assert sorted(h["observation_id"] for h in hits if h["thread_id"] == thread) == sorted(o["id"] for o in again)
+    assert sorted(h["observation_id"] for h in hits
+                  if h["thread_id"] == thread and h["kind"] == "observation") == sorted(o["id"] for o in again)
+    found_messages = [h["message_id"] for h in hits if h["thread_id"] == thread and h["kind"] == "message"]
+    assert len(found_messages) == len(set(found_messages)) and event.messages[0].id in found_messages
+    assert set(found_messages) <= {m.id for m in event.messages}
     assert hits[0]["text"] == "User stated: I am allergic to peanuts."
 
 

@@ -111,6 +111,13 @@ def observe_users(body: dict[str, Any]) -> str:
     return "\n".join([*(out or ["NONE"]), "Current task: Testing memgate."])
 
 
+async def indexed(index: EdgeVectorIndex, tenant: str, thread: str, kind: str) -> set[str]:
+    """Ids (observation or message) of the thread's points of one kind in the vector index."""
+    every = await index.rankings([1.0] + [0.0] * 383, tenant=tenant, resource_id="res-1", query_text="", limit=10_000)
+    return {h.payload[f"{kind}_id"] for h in every.dense
+            if h.payload["thread_id"] == thread and h.payload.get("kind") == kind}
+
+
 async def thread_row(stores: Stores, tenant: str, thread: str) -> Any:
     return await stores.db.pool.fetchrow("SELECT * FROM threads WHERE tenant = $1 AND thread_id = $2", tenant, thread)
 
@@ -136,7 +143,9 @@ async def test_local_batch_has_specific_provenance_task_and_markers(stores, inde
     assert all((o.tenant, o.resource_id, o.observed_on) == (tenant, "res-1", date(2024, 5, 1)) for o in found)
     assert (await thread_row(stores, tenant, thread))["current_task"] == "Please plan my trip to Lisbon."
     assert await stores.observations.observed(tenant, [e1.exchange_id, e2.exchange_id]) == {e1.exchange_id, e2.exchange_id}
-    assert await index.count(tenant=tenant, thread_id=thread) == 4
+    assert await index.count(tenant=tenant, thread_id=thread) == 8  # the 4 messages and the 4 observations
+    assert await indexed(index, tenant, thread, "observation") == {o.id for o in found}
+    assert await indexed(index, tenant, thread, "message") == {m.id for m in [*e1.messages, *e2.messages]}
 
 
 async def test_redelivery_in_any_grouping_changes_nothing(stores, index, embedder) -> None:  # type: ignore[no-untyped-def]
@@ -387,7 +396,9 @@ async def test_llm_reflection_shrinks_keeps_generations_and_unions_provenance(  
     superseded = [o for o in everything if o.superseded_at is not None]
     assert sorted(o.id for o in superseded) == sorted(o.id for o in old)
     assert (await thread_row(stores, tenant, thread))["observations_version"] == version + 1
-    assert await index.count(tenant=tenant, thread_id=thread) == 2  # superseded ones left the index
+    # Superseded ones left the index; the messages stay.
+    assert await indexed(index, tenant, thread, "observation") == {o.id for o in current}
+    assert len(await indexed(index, tenant, thread, "message")) == len(FACTS)
     assert await handler.reflect_if_needed(tenant, thread) is None  # under budget now
 
 
@@ -461,4 +472,5 @@ async def test_for_thread_active_only_returns_the_current_generation(stores, ind
     # The buffered observation is neither reflected nor superseded: it activates later.
     [leash] = [o for o in everything if "leash" in o.text]
     assert not leash.active and leash.superseded_at is None
-    assert await index.count(tenant=tenant, thread_id=thread) == 2  # the reflected one and the buffered one
+    # The reflected one and the buffered one.
+    assert await indexed(index, tenant, thread, "observation") == {current[0].id, leash.id}

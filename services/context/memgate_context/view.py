@@ -35,7 +35,7 @@ from memgate_store.threads import StoredMessage, ThreadVersions
 RECENT_MESSAGE_LIMIT = 400  # raw messages kept per thread view (the budget decides how many go in)
 CACHE_THREADS = 10_000
 # Tokens of a line's framing (date, role, priority, brackets).
-MESSAGE_LINE_TOKENS = 12
+MESSAGE_LINE_TOKENS = 16
 OBSERVATION_LINE_TOKENS = 10
 
 OPEN_TAG = "<memgate_memory>"

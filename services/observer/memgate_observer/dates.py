@@ -1,4 +1,5 @@
-"""Relative dates ("tomorrow", "next Friday", "in 3 days") resolved against the day a message was sent."""
+"""Relative dates ("tomorrow", "next Friday", "last weekend", "3 years ago", "last summer") resolved against the day a
+message was sent."""
 
 from __future__ import annotations
 
@@ -7,19 +8,25 @@ from datetime import date, timedelta
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _NUMBERS = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
-            "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "a couple of": 2, "a few": 3}
-_COUNT = r"\d{1,3}|a couple of|a few|an|a|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
+            "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "a couple of": 2, "a couple": 2, "a few": 3}
+_COUNT = r"\d{1,3}|a couple of|a couple|a few|an|a|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve"
 _DAY = "|".join(WEEKDAYS)
+_ABBREVIATED = {"mon": 0, "tue": 1, "tues": 1, "wed": 2, "thu": 3, "thur": 3, "thurs": 3, "fri": 4, "sat": 5, "sun": 6}
+_SEASONS = {"spring": (3, 5), "summer": (6, 8), "fall": (9, 11), "autumn": (9, 11)}  # first and last month
 
 _PATTERNS = re.compile(
     rf"\b(?P<phrase>"
     rf"(?P<dat>the day after tomorrow)|(?P<dby>the day before yesterday)"
     rf"|(?P<today>today|tonight|this (?:morning|afternoon|evening))"
-    rf"|(?P<tomorrow>tomorrow)|(?P<yesterday>yesterday)"
+    rf"|(?P<tomorrow>tomorrow)|(?P<yesterday>yesterday|last night)"
     rf"|(?P<wd_rel>next|last|this|coming|on) (?P<wd>{_DAY})"
-    rf"|in (?P<in_n>{_COUNT}) (?P<in_unit>days?|weeks?|months?)|(?P<ago_n>{_COUNT}) (?P<ago_unit>days?|weeks?|months?) ago"
+    rf"|(?P<abbr_rel>next|last|this|coming) (?P<abbr>{'|'.join(_ABBREVIATED)})(?=\.?(?:[\s,;:!?)]|$))"
+    rf"|(?P<weekend_rel>next|last|this|coming) weekend|(?P<weekends_n>{_COUNT}) weekends? ago"
+    rf"|in (?P<in_n>{_COUNT}) (?P<in_unit>days?|weeks?|months?|years?)"
+    rf"|(?P<ago_n>{_COUNT}) (?P<ago_unit>days?|weeks?|months?|years?) ago"
     rf"|(?P<week_rel>next|last|this) week|(?P<month_rel>next|last|this) month|(?P<year_rel>next|last|this) year"
-    rf")\b(?! ?\()",  # already followed by "(...)": resolved before
+    rf"|(?P<season_rel>next|last|this) (?P<season>spring|summer|fall|autumn|winter)"
+    rf")\b(?!\.? ?\()",  # already followed by "(...)": resolved before
     re.IGNORECASE,
 )
 
@@ -35,6 +42,8 @@ def _number(raw: str) -> int:
 
 def _shift(day: date, n: int, unit: str) -> str:
     unit = unit.lower().rstrip("s")
+    if unit == "year":
+        return str(day.year + n)
     if unit == "day":
         return (day + timedelta(days=n)).isoformat()
     if unit == "week":
@@ -54,11 +63,17 @@ def _resolve(m: re.Match[str], on: date) -> str | None:
         return (on + timedelta(days=1)).isoformat()
     if g["yesterday"]:
         return (on - timedelta(days=1)).isoformat()
-    if g["wd"]:
-        target = WEEKDAYS.index(g["wd"].lower())
-        if g["wd_rel"].lower() == "last":
+    if g["wd"] or g["abbr"]:
+        target = WEEKDAYS.index(g["wd"].lower()) if g["wd"] else _ABBREVIATED[g["abbr"].lower()]
+        if (g["wd_rel"] or g["abbr_rel"]).lower() == "last":
             return (on - timedelta(days=(on.weekday() - target - 1) % 7 + 1)).isoformat()
         return (on + timedelta(days=(target - on.weekday() - 1) % 7 + 1)).isoformat()
+    saturday = on - timedelta(days=on.weekday()) + timedelta(days=5)  # this week's
+    if g["weekend_rel"]:
+        delta = {"next": 1, "last": -1, "this": 0, "coming": 0}[g["weekend_rel"].lower()]
+        return "weekend of " + (saturday + timedelta(weeks=delta)).isoformat()
+    if g["weekends_n"]:
+        return "weekend of " + (saturday - timedelta(weeks=_number(g["weekends_n"]))).isoformat()
     if g["in_unit"]:
         return _shift(on, _number(g["in_n"]), g["in_unit"])
     if g["ago_unit"]:
@@ -72,7 +87,30 @@ def _resolve(m: re.Match[str], on: date) -> str | None:
         return _add_months(on, delta).strftime("%Y-%m")
     if g["year_rel"]:
         return str(on.year + {"next": 1, "last": -1, "this": 0}[g["year_rel"].lower()])
+    if g["season"]:
+        return _season(g["season"].lower(), g["season_rel"].lower(), on)
     return None
+
+
+def _season(season: str, rel: str, on: date) -> str:
+    """ "last summer" → "summer 2022"; winters span two years ("winter 2022-23"). Northern seasons."""
+    if season == "winter":  # December to February, named by the year it starts in
+        current = on.year if on.month == 12 else on.year - 1 if on.month <= 2 else None
+        if rel == "this":
+            start = current if current is not None else on.year
+        elif rel == "last":
+            start = current - 1 if current is not None else on.year - 1
+        else:
+            start = current + 1 if current is not None else on.year
+        return f"winter {start}-{str(start + 1)[-2:]}"
+    first, last = _SEASONS[season]
+    if rel == "this":
+        year = on.year
+    elif rel == "last":
+        year = on.year if on.month > last else on.year - 1
+    else:
+        year = on.year if on.month < first else on.year + 1
+    return f"{season} {year}"
 
 
 def resolve_relative_dates(text: str, on: date) -> str:

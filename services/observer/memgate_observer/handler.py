@@ -1,5 +1,8 @@
 """Handling one thread's pending exchanges: persist → observe → embed → index → commit; then reflect.
 
+Both the exchanges' messages and the observations made of them are indexed
+(`memgate_observer.indexing`), so everything remembered can be recalled.
+
 Idempotent under redelivery: messages have their own ids, observation ids are derived
 from the batch's exchange ids, vectors are upserted by id, and `observed_exchanges`
 marks every exchange of the batch done in the transaction that writes its observations
@@ -22,11 +25,12 @@ from memgate_core.events import ExchangeCompleted
 from memgate_core.ids import stable_uuid
 from memgate_core.tokens import count_tokens
 from memgate_observer.base import ObservationDraft, Observer, ObserverFailed, ObserverInput, Reflector
+from memgate_observer.indexing import MessageIndexer, observation_point
 from memgate_observer.reflector import LocalReflector, reflect_safely
 from memgate_store import Observation, Stores
 from memgate_store.observations import MemoryLimits, text_key
 from memgate_telemetry.metrics import EXCHANGES_OBSERVED, OBSERVATIONS_WRITTEN
-from memgate_vectors import Embedder, VectorIndex, VectorPoint
+from memgate_vectors import Embedder, VectorIndex
 
 log = logging.getLogger("memgate.observer")
 tracer = trace.get_tracer("memgate.observer")
@@ -60,6 +64,7 @@ class ExchangeHandler:
         self.activation_tokens = activation_tokens
         self.keep_raw_tokens = keep_raw_tokens
         self.observation_budget_tokens = observation_budget_tokens
+        self.messages = MessageIndexer(stores.threads, embedder)
 
     async def limits(self, tenant: str) -> MemoryLimits:
         return await self.stores.observations.limits(
@@ -98,6 +103,8 @@ class ExchangeHandler:
                 await self.stores.threads.add_messages(tenant, thread_id, resource_id, e.exchange_id, e.messages,
                                                        interrupted=e.interrupted)
 
+            with tracer.start_as_current_span("observer.embed_messages"):
+                message_points = await self.messages.points(fresh)
             memory = await observations.thread_memory(tenant, thread_id)
             batch = ObserverInput(
                 tenant, thread_id, resource_id, fresh,
@@ -108,7 +115,9 @@ class ExchangeHandler:
                 with tracer.start_as_current_span("observer.observe"):
                     result = await self.observer.observe(batch)
             except ObserverFailed as failure:
-                return await self._record_failure(batch, failure)
+                result = await self._record_failure(batch, failure)
+                await self.index.upsert(message_points)  # its messages stay recallable
+                return result
 
             drafts = await self._new_facts(tenant, thread_id, result.drafts)
             stored = self._observations(batch, drafts)
@@ -126,9 +135,9 @@ class ExchangeHandler:
                 # Vectors last, just before commit: anything above may still roll back, and the
                 # rows written hold a lock on the thread that makes a concurrent delete wait
                 # (the delete then removes these vectors after us).
-                if stored:
-                    with tracer.start_as_current_span("observer.index"):
-                        await self.index.upsert([_point(o, v) for o, v in zip(stored, vectors)])
+                with tracer.start_as_current_span("observer.index"):
+                    await self.index.upsert([*message_points,
+                                             *(observation_point(o, v) for o, v in zip(stored, vectors))])
             EXCHANGES_OBSERVED.labels("observed").inc(len(fresh))
             OBSERVATIONS_WRITTEN.inc(len(stored))
             span.set_attribute("memgate.observations", len(stored))
@@ -242,21 +251,15 @@ class ExchangeHandler:
                 if not await observations.replace_generation(conn, tenant, thread_id, list(by_id), reflected,
                                                               reflector=self.reflector.name):
                     return "stale"
-                await self._reindex(tenant, thread_id, await observations.current(tenant, thread_id, conn=conn))
+                await self._reindex(list(by_id), await observations.current(tenant, thread_id, conn=conn))
             log.info("reflected thread %s: %d observations (%d tokens) -> %d (%d tokens), generation %d",
                      thread_id, len(inputs), outcome.input_tokens, len(reflected), outcome.output_tokens, generation)
             return "reflected"
 
-    async def _reindex(self, tenant: str, thread_id: str, current: list[Observation]) -> None:
-        """Make the thread's vectors exactly its current observations (superseded ones leave the index)."""
+    async def _reindex(self, superseded: list[str], current: list[Observation]) -> None:
+        """Make the thread's observation vectors exactly its current observations (superseded
+        ones leave the index; its messages' points stay)."""
         vectors = await self.embedder.embed_async([o.text for o in current]) if current else []
-        await self.index.delete_thread(tenant, thread_id)
+        await self.index.delete(superseded)
         if current:
-            await self.index.upsert([_point(o, v) for o, v in zip(current, vectors)])
-
-
-def _point(o: Observation, vector: list[float]) -> VectorPoint:
-    return VectorPoint(id=o.id, vector=vector, payload={
-        "tenant": o.tenant, "resource_id": o.resource_id, "thread_id": o.thread_id, "observation_id": o.id,
-        "text": o.text, "priority": o.priority, "observed_on": o.observed_on.isoformat(),
-    })
+            await self.index.upsert([observation_point(o, v) for o, v in zip(current, vectors)])

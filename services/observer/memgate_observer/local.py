@@ -1,12 +1,22 @@
 """The observer that needs no LLM: sentence-level, dated facts with provenance.
 
+- A message that starts with a speaker prefix ("Caroline: I went to ...") is a person
+  speaking, whatever its role: what they say about themselves, their plans, preferences and
+  events is observed under their name ("Caroline said: I went to ..."); fillers (greetings,
+  exclamations, compliments, reactions with no fact), questions and compliments addressed to
+  the listener are not. A shared photo ("[shared a photo: ...]") is observed as such
+  ("Caroline shared a photo: a sunset over a lake.").
 - User sentences are authoritative: statements become observations ("User stated: ..."),
   requests too ("User asked: ..."); questions and pleasantries do not. Durable personal
   facts (names, preferences, constraints, plans, deadlines) are high priority; "I finished
   X" is completed; the rest medium.
 - Assistant sentences count only when they state a fact, a decision or a commitment:
   commitments and recommendations medium, facts low; hedges, pleasantries, questions and
-  echoes of what the user just said are skipped.
+  echoes of what the user just said are skipped. In an assistant message that reads like a
+  person talking (no pleasantries, no AI phrases, no markdown, short), first-person
+  statements about themselves ("I painted that lake sunrise last year.") count like a
+  user's.
+- Every sentence needs a content word that is not a filler word or a speaker's name.
 - Relative dates are resolved against the message's (UTC) date; the time of day is the
   message's. Each observation cites the one message it came from.
 - Duplicates (same words, any case or punctuation) are dropped within the batch; the
@@ -23,6 +33,15 @@ from datetime import datetime, timezone
 from memgate_core.events import MessageRecord
 from memgate_observer.base import ObservationDraft, ObserverInput, ObserverResult
 from memgate_observer.dates import resolve_relative_dates
+from memgate_observer.speech import (
+    FILLER_WORDS,
+    about_the_listener,
+    is_filler,
+    is_reaction,
+    speaker_words,
+    split_photos,
+    split_speaker,
+)
 from memgate_observer.text import content_words, normalised, sentences, similarity
 
 MAX_SENTENCE_CHARS = 400
@@ -51,7 +70,7 @@ _REQUEST = re.compile(
     re.IGNORECASE,
 )
 _DURABLE = re.compile(
-    r"\b(?:my name|i am|i'm|call me|i prefer|i like|i love|i hate|i don't like|i dislike|always|never|allergic|"
+    r"\b(?:my name|call me|i prefer|i like|i love|i hate|i don't like|i dislike|always|never|allergic|"
     r"my (?:\w+ )?(?:wife|husband|partner|son|daughter|kids?|children|mother|mom|father|dad|brother|sister|friend|"
     r"boss|dog|cat|birthday|email|phone|address|job|company|team|budget|deadline|goal|plan)|i live|i work|i moved|"
     r"i was born|i use|i own|i have (?:a|an|two|three)|i decided|we decided|i will|i'll|i'm planning|i plan|"
@@ -89,6 +108,28 @@ _FACT_VERB = re.compile(
     re.IGNORECASE,
 )
 _SPECIFIC = re.compile(r"\d|(?<=\s)[A-Z][a-z]+")  # a number, or a capitalised word inside the sentence
+_PERSONAL = re.compile(  # a sentence in which the speaker talks about themselves
+    r"^(?:(?:yeah|yes|yep|oh|well|actually|so|and|but|haha|lol|honestly|btw|by the way)[,!]?\s+)*"
+    r"(?:i|i'm|i've|i'd|i was|my|we|we're|we've|we'd|our|me and|last \w+ i|yesterday i)\b",
+    re.IGNORECASE,
+)
+_AI_FIRST_PERSON = re.compile(  # first-person phrases of an AI assistant, not of a person talking about themselves
+    r"^(?:(?:yeah|yes|oh|well|actually|so|and|but)[,!]?\s+)*(?:i can|i could|i would|i'd|i cannot|i can't|"
+    r"i'm (?:here|glad|happy|sorry|not|just|an?|unable|able|afraid|designed|programmed|built|trained|always)|"
+    r"i am (?:here|glad|happy|sorry|not|just|an?|unable|able|afraid|designed|programmed|built|trained|always)|"
+    r"i understand|i see|i hope|i don't|i do not|i recommend|i suggest|i'll|i will|i've (?:found|compiled|put|"
+    r"listed|outlined|prepared|included|gathered)|i have (?:found|compiled|put|listed|outlined|prepared|included|"
+    r"gathered)|my (?:apologies|knowledge|training|purpose|goal is to|capabilities|responses?))\b",
+    re.IGNORECASE,
+)
+_AI_MESSAGE = re.compile(  # anywhere in an assistant message: it is an AI assistant's reply
+    r"\b(?:as an ai|language model|i'm an ai|i am an ai|an ai assistant|i can help|i'd be happy to|happy to help|"
+    r"glad to help|here to help|how can i (?:help|assist)|let me know|feel free|hope (?:this|that) helps|"
+    r"i don't have (?:personal|access|the ability|real-time)|i can't (?:browse|access)|knowledge cutoff)\b"
+    r"|```|^\s*(?:[-*•]|\d{1,3}[.)])\s+",
+    re.IGNORECASE | re.MULTILINE,
+)
+PERSONAL_MESSAGE_MAX_WORDS = 120  # people chatting write short messages; AI answers run long
 
 
 def _when(message: MessageRecord) -> datetime:
@@ -103,6 +144,53 @@ def _clip(sentence: str) -> str:
     return sentence if len(sentence) <= MAX_SENTENCE_CHARS else sentence[: MAX_SENTENCE_CHARS - 1].rstrip() + "…"
 
 
+_I_AM = re.compile(r"\b(?:i am|i'm) (?:an? |the )?([\w'-]+)", re.IGNORECASE)
+# "I'm so glad", "I'm just saying": states of the moment, not who someone is ("I'm a nurse", "I'm allergic").
+_NOT_IDENTITY = FILLER_WORDS | frozenset(
+    "so really super just still not here feeling also off very totally truly pretty kinda kind always".split())
+
+
+def _durable(sentence: str) -> bool:
+    return bool(_DURABLE.search(sentence)) or any(m.group(1).casefold() not in _NOT_IDENTITY
+                                                  for m in _I_AM.finditer(sentence))
+
+
+def _statement_priority(sentence: str) -> str:
+    if _COMPLETED.search(sentence):
+        return "completed"
+    return "high" if _durable(sentence) else "medium"
+
+
+def _photo(who: str, caption: str) -> str:
+    return f"{who} shared a photo: {caption}."
+
+
+_OBSERVED_SPEAKER = re.compile(r"^([A-Z][\w'’-]*(?: [A-Z][\w'’-]*){0,2}) (?:said|shared a photo):")
+
+
+def _speakers(batch: ObserverInput) -> tuple[dict[str, str], set[str]]:
+    """Each message's speaker (by message id), and the casefolded name words of everyone speaking.
+
+    A user message's "Name: " prefix always names its speaker. An assistant message's does
+    only in a conversation between people: when a user message of the batch has one too, or
+    the name already speaks in the thread's memory (so "Python: use asyncio" in an AI answer
+    is not a person called Python)."""
+    remembered: set[str] = set()
+    for observation in batch.recent:
+        m = _OBSERVED_SPEAKER.match(observation.text)
+        if m:
+            remembered.add(m.group(1))
+    prefixed = [(m, name) for m in batch.messages if m.role in ("user", "assistant")
+                for name in [split_speaker(m.content)[0]] if name is not None]
+    people = any(m.role == "user" for m, _ in prefixed)
+    speakers = {m.id: name for m, name in prefixed if m.role == "user" or people or name in remembered}
+    known: set[str] = set()
+    for name in [*speakers.values(), *remembered, *(m.name for m in batch.messages if m.name)]:
+        known |= speaker_words(name)
+    return speakers, known
+
+
+
 class LocalObserver:
     name = "local"
 
@@ -110,18 +198,29 @@ class LocalObserver:
         drafts: list[ObservationDraft] = []
         seen: set[str] = set()
         user_words: list[set[str]] = []  # what the user said in this batch: assistant echoes are skipped
+        speakers, names = _speakers(batch)
         task: str | None = None
         for message in batch.messages:
+            if message.role not in ("user", "assistant"):
+                continue
             when = _when(message)
-            if message.role == "user":
-                found, request = self._user(message, when)
-                for text, priority, sentence in found:
-                    user_words.append(content_words(sentence))
-                    self._add(drafts, seen, text, priority, message, when, sentence)
+            speaker = speakers.get(message.id)
+            body, captions = split_photos(split_speaker(message.content)[1] if speaker else message.content)
+            if speaker is not None:  # a person speaking, whichever role carries them
+                found, request = self._person(speaker, body, when, names)
+                if message.role == "user":
+                    task = request or task
+            elif message.role == "user":
+                found, request = self._user(body, when, names)
                 task = request or task
-            elif message.role == "assistant":
-                for text, priority, sentence in self._assistant(message, when, user_words):
-                    self._add(drafts, seen, text, priority, message, when, sentence)
+            else:
+                found = self._assistant(body, when, user_words, names)
+            if message.role == "user":
+                user_words.extend(content_words(sentence) for _, _, sentence in found)
+            who = speaker or ("User" if message.role == "user" else "Assistant")
+            found += [(_photo(who, caption), "medium", _photo(who, caption)) for caption in captions]
+            for text, priority, key in found:
+                self._add(drafts, seen, text, priority, message, when, key if speaker is None else text)
         if task is not None:
             task = task if len(task) <= TASK_CHARS else task[: TASK_CHARS - 1].rstrip() + "…"
         return ObserverResult(drafts, task)
@@ -136,33 +235,57 @@ class LocalObserver:
         drafts.append(ObservationDraft(text, priority, when.date(), [message.id], when.time().replace(second=0,
                                                                                                      microsecond=0)))
 
-    def _user(self, message: MessageRecord, when: datetime) -> tuple[list[tuple[str, str, str]], str | None]:
+    @staticmethod
+    def _skipped(sentence: str, names: set[str]) -> bool:
+        """Markup, fillers, fragments and lines introducing what follows: never observations (questions aside)."""
+        return bool(_MARKUP.search(sentence) or _FILLER.match(sentence) or len(sentence.split()) < 3
+                    or sentence.endswith(":") or is_filler(sentence, names) or is_reaction(sentence))
+
+    def _user(self, body: str, when: datetime, names: set[str]) -> tuple[list[tuple[str, str, str]], str | None]:
         """Observations from one user message, and its request (the thread's current task), if any."""
         found: list[tuple[str, str, str]] = []
         request: str | None = None
-        for sentence in sentences(message.content):
+        for sentence in sentences(body):
             if _MARKUP.search(sentence) or _FILLER.match(sentence):
                 continue
             if _is_question(sentence):
                 request = request or sentence
                 continue
-            if len(sentence.split()) < 3 or sentence.endswith(":"):  # too short, or introduces what follows
+            if self._skipped(sentence, names):
                 continue
             sentence = _clip(resolve_relative_dates(sentence, when.date()))
             if _REQUEST.match(sentence):
                 request = request or sentence
                 found.append((f"User asked: {sentence}", "medium", sentence))
-            elif _COMPLETED.search(sentence):
-                found.append((f"User stated: {sentence}", "completed", sentence))
             else:
-                priority = "high" if _DURABLE.search(sentence) else "medium"
-                found.append((f"User stated: {sentence}", priority, sentence))
+                found.append((f"User stated: {sentence}", _statement_priority(sentence), sentence))
         return found, request
 
-    def _assistant(self, message: MessageRecord, when: datetime,
-                   user_words: list[set[str]]) -> list[tuple[str, str, str]]:
+    def _person(self, speaker: str, body: str, when: datetime,
+                names: set[str]) -> tuple[list[tuple[str, str, str]], str | None]:
+        """Observations from a person speaking ("Caroline: ..."), and their request or question, if any."""
         found: list[tuple[str, str, str]] = []
-        for sentence in sentences(message.content):
+        request: str | None = None
+        for sentence in sentences(body):
+            if _MARKUP.search(sentence) or _FILLER.match(sentence):
+                continue
+            if _is_question(sentence):
+                request = request or sentence
+                continue
+            if self._skipped(sentence, names) or _SELF.search(sentence) or about_the_listener(sentence):
+                continue
+            sentence = _clip(resolve_relative_dates(sentence, when.date()))
+            if _REQUEST.match(sentence):
+                request = request or sentence
+            found.append((f"{speaker} said: {sentence}", _statement_priority(sentence), sentence))
+        return found, request
+
+    def _assistant(self, body: str, when: datetime, user_words: list[set[str]],
+                   names: set[str]) -> list[tuple[str, str, str]]:
+        found: list[tuple[str, str, str]] = []
+        personal = len(body.split()) <= PERSONAL_MESSAGE_MAX_WORDS and not _AI_MESSAGE.search(body) and not any(
+            _PLEASANTRY.match(s) or _SELF.search(s) for s in sentences(body))
+        for sentence in sentences(body):
             if len(found) >= MAX_ASSISTANT_FACTS:
                 break
             n = len(sentence.split())
@@ -173,11 +296,15 @@ class LocalObserver:
             topic = content_words(sentence)
             if any(similarity(topic, said) >= 0.6 or (topic and topic <= said) for said in user_words):
                 continue  # the assistant repeating the user
+            if is_filler(sentence, names):
+                continue
             sentence = _clip(resolve_relative_dates(sentence, when.date()))
             if _COMMITMENT.match(sentence):
                 found.append((f"Assistant committed: {sentence}", "medium", sentence))
             elif _RECOMMENDATION.search(sentence):
                 found.append((f"Assistant recommended: {sentence}", "medium", sentence))
+            elif personal and _PERSONAL.match(sentence) and not _AI_FIRST_PERSON.match(sentence):
+                found.append((f"Assistant stated: {sentence}", _statement_priority(sentence), sentence))
             elif _FACT_VERB.search(sentence) and _SPECIFIC.search(sentence):
                 found.append((f"Assistant stated: {sentence}", "low", sentence))
         return found

@@ -203,7 +203,7 @@ def _memory_headers(result: ContextResult) -> dict[str, str]:
         "x-memory": "injected" if block.text else "empty",
         "x-memory-degraded": "false",
         "x-memory-observations": str(block.observation_count),
-        "x-memory-messages": str(len(block.recent_messages)),
+        "x-memory-messages": str(len(block.recent_messages) + len(block.recalled_messages)),
         "x-memory-tokens": str(block.tokens),
         "x-memory-skipped-messages": str(block.skipped_messages),
     })
