@@ -621,3 +621,42 @@ async def test_edge_needs_ensure_before_use(tmp_path: Path) -> None:
     index = EdgeVectorIndex(tmp_path / "qdrant", dim=DIM)
     with pytest.raises(RuntimeError, match="ensure"):
         await index.count(tenant="acme")
+
+
+async def test_rankings_are_the_dense_and_the_bm25_ranking_unfused(index: VectorIndex) -> None:
+    """Every adapter returns both rankings with their own scores, within the resource."""
+    points = [point(axis(1, 0.15 * i + 0.05), text=t) for i, t in enumerate(TEA_TEXTS)]
+    await index.upsert([*points, point(axis(1), text="tea tea lemon", resource_id="user-2")])
+    rankings = await index.rankings(axis(1), tenant="acme", resource_id="user-1", query_text="Lemon teas?", limit=4)
+
+    cosine = {p.id: sum(a * b for a, b in zip(p.vector, axis(1))) for p in points}
+    assert [h.id for h in rankings.dense] == sorted(cosine, key=cosine.__getitem__, reverse=True)[:4]
+    assert [h.score for h in rankings.dense] == pytest.approx([cosine[h.id] for h in rankings.dense], rel=1e-5)
+    expected = reference_hybrid(points, axis(1), "Lemon teas?", 8)  # (asserts no ties)
+    docs = {p.id: p.payload["text"] for p in points}
+    assert all({"tea", "lemon"} & set(docs[h.id].replace(",", "").split()) for h in rankings.keyword)
+    assert len(rankings.keyword) == 4 and expected  # four texts mention tea or lemon
+    assert [h.score for h in rankings.keyword] == sorted((h.score for h in rankings.keyword), reverse=True)
+    assert all(h.payload["resource_id"] == "user-1" for h in [*rankings.dense, *rankings.keyword])
+
+    no_terms = await index.rankings(axis(1), tenant="acme", resource_id="user-1", query_text="the and of", limit=4)
+    assert no_terms.keyword == [] and len(no_terms.dense) == 4
+
+
+async def test_keyword_text_is_what_the_keyword_vector_is_made_of(index: VectorIndex) -> None:
+    reply = point(axis(1), text="Yes, last year!", keyword_text="Did you paint the lake sunrise?\nYes, last year!")
+    other = point(axis(0, 1), text="I like sunrise walks")
+    await index.upsert([reply, other])
+    rankings = await index.rankings(axis(1), tenant="acme", resource_id="user-1", query_text="lake painting", limit=5)
+    assert [h.id for h in rankings.keyword] == [reply.id]
+    assert rankings.keyword[0].payload["text"] == "Yes, last year!"
+
+
+async def test_delete_by_ids_removes_only_those(index: VectorIndex) -> None:
+    points = [point(axis(1, i + 1), text=f"fact {i}") for i in range(4)]
+    await index.upsert(points)
+    await index.delete([points[0].id, points[2].id, str(uuid.uuid4())])  # an unknown id is ignored
+    left = await index.search(axis(1), tenant="acme", resource_id="user-1", limit=10)
+    assert sorted(h.id for h in left) == sorted([points[1].id, points[3].id])
+    await index.delete([])
+    assert await index.count(tenant="acme") == 2
