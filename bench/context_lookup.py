@@ -1,12 +1,13 @@
-"""Context lookup latency with 10,000 observations in one resource.
+"""Context lookup latency with 20,000 messages and 10,000 observations in one resource.
 
 Real engines in this process: embedded Postgres, Qdrant Edge and NATS. Seeds a resource
-with N observations spread over many threads (Postgres rows + dense/sparse vectors), then
-times lookups for one of its threads: (a) the assembler called directly, (b) the full
+with N observations and M messages spread over many threads (Postgres rows + dense/sparse
+vectors, as the observer writes them), the looked-up thread holding far more than the
+budget, then times lookups of that thread: (a) the assembler called directly, (b) the full
 request/reply hop the edge makes over NATS. Every lookup asks a different question, so
-cross-thread recall (query embedding + hybrid search) runs each time.
+recall (query embedding + both rankings + fusion + assembly) runs each time.
 
-    .venv/bin/python bench/context_lookup.py [--observations 10000] [--lookups 300]
+    .venv/bin/python bench/context_lookup.py [--observations 10000] [--messages 20000] [--lookups 300]
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from memgate_cli.embedded import EmbeddedNats, EmbeddedPostgres
 from memgate_context import ContextService
 from memgate_context.assemble import ContextAssembler
 from memgate_core.context import ContextLookup
-from memgate_core.events import MessageRecord
+from memgate_core.events import ExchangeCompleted, MessageRecord
 from memgate_core.ids import stable_uuid
 from memgate_core.tokens import count_tokens
 from memgate_edge.context_client import ContextClient
 from memgate_store import Stores, migrate
+from memgate_observer.indexing import MessageIndexer
 from memgate_vectors import EdgeVectorIndex, Embedder, VectorPoint
 
 TENANT, RESOURCE = "bench", "user-10k"
@@ -47,6 +49,30 @@ def sentence(rng: random.Random, n: int) -> str:
 def pct(samples: list[float], p: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def message_text(rng: random.Random, n: int) -> str:
+    obj = rng.choice(OBJECTS).format(n=n)
+    return f"My {rng.choice(SUBJECTS)} {rng.choice(VERBS)} {obj} this week, can you remember that? ({n})"
+
+
+async def seed_messages(stores: Stores, index: EdgeVectorIndex, embedder: Embedder, m: int, threads: int,
+                        own: int) -> None:
+    """`own` messages in the looked-up thread t0, the rest over the other threads; indexed
+    the way the observer indexes them (a point per message, with the one it follows)."""
+    rng = random.Random(5)
+    indexer = MessageIndexer(stores.threads, embedder)
+    start = time.time() - 86_400 * 30
+    for t in range(threads):
+        count = own if t == 0 else (m - own) // max(threads - 1, 1)
+        records = [MessageRecord(f"m-{t}-{i}", "user" if i % 2 == 0 else "assistant", message_text(rng, i),
+                                 start + i * 60) for i in range(count)]
+        for chunk in range(0, len(records), 200):
+            part = records[chunk:chunk + 200]
+            exchange = ExchangeCompleted(f"x-{t}-{chunk}", TENANT, RESOURCE, f"t{t}", "bench", "bench", part,
+                                         part[0].created_at, part[-1].created_at)
+            await stores.threads.add_messages(TENANT, f"t{t}", RESOURCE, exchange.exchange_id, part)
+            await index.upsert(await indexer.points([exchange]))
 
 
 async def seed(stores: Stores, index: EdgeVectorIndex, embedder: Embedder, n: int, threads: int) -> None:
@@ -78,7 +104,7 @@ async def seed(stores: Stores, index: EdgeVectorIndex, embedder: Embedder, n: in
     ])
 
 
-async def main(n: int, lookups: int, threads: int) -> None:
+async def main(n: int, m: int, own: int, lookups: int, threads: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         pg, nats = EmbeddedPostgres(Path(tmp)), EmbeddedNats(Path(tmp))
         url, nats_url = pg.start(), nats.start()
@@ -90,18 +116,22 @@ async def main(n: int, lookups: int, threads: int) -> None:
             embedder = Embedder()
             started = time.perf_counter()
             await seed(stores, index, embedder, n, threads)
-            print(f"seeded {n} observations in {threads} threads of one resource in {time.perf_counter() - started:.1f} s")
+            await seed_messages(stores, index, embedder, m, threads, own)
+            print(f"seeded {n} observations and {m} messages in {threads} threads of one resource "
+                  f"({own} messages in the looked-up thread) in {time.perf_counter() - started:.1f} s")
 
             rng = random.Random(11)
             questions = [f"What did my {rng.choice(SUBJECTS)} say about {rng.choice(OBJECTS).format(n=rng.randrange(n))}?"
                          for _ in range(lookups * 2)]
             assembler = ContextAssembler(stores, index, embedder)
-            direct, related = [], []
+            direct, related, recalled, tokens = [], [], [], []
             for q in questions[:lookups]:
                 t = time.perf_counter()
                 block = await assembler.lookup(ContextLookup(TENANT, RESOURCE, "t0", q, 2000))
                 direct.append((time.perf_counter() - t) * 1000)
                 related.append(len(block.related_observations))
+                recalled.append(len(block.recalled_messages))
+                tokens.append(block.tokens)
 
             bus = await Bus.connect(nats_url, name="bench")
             service = ContextService(bus, stores, index, embedder)
@@ -120,7 +150,8 @@ async def main(n: int, lookups: int, threads: int) -> None:
             nats.stop()
             pg.stop()
 
-    print(f"cross-thread observations injected per lookup: mean {statistics.mean(related):.1f}")
+    print(f"per lookup (budget 2000): {statistics.mean(recalled):.1f} recalled messages, "
+          f"{statistics.mean(related):.1f} recalled observations, {statistics.median(tokens):.0f} tokens (median)")
     for name, samples in (("assembler (in process)", direct), ("edge -> NATS -> context", hop)):
         print(f"{name:<26} p50 {pct(samples, 50):6.2f} ms   p99 {pct(samples, 99):6.2f} ms   ({len(samples)} lookups)")
 
@@ -128,7 +159,9 @@ async def main(n: int, lookups: int, threads: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--observations", type=int, default=10_000)
+    parser.add_argument("--messages", type=int, default=20_000)
+    parser.add_argument("--own-messages", type=int, default=2_000, help="of them, in the looked-up thread")
     parser.add_argument("--lookups", type=int, default=300)
     parser.add_argument("--threads", type=int, default=200)
     args = parser.parse_args()
-    asyncio.run(main(args.observations, args.lookups, args.threads))
+    asyncio.run(main(args.observations, args.messages, args.own_messages, args.lookups, args.threads))

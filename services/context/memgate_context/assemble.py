@@ -12,8 +12,8 @@ What goes in, in this order of claim on the budget:
 4. whatever budget is left: older raw messages of the thread, then older observations.
 
 When the thread's whole memory fits, all of it goes in and recall only adds other threads'.
-Recalled items are shown grouped by conversation and date, oldest first, so the model reads
-them in the order things happened.
+Recalled items are shown grouped by date, oldest first, so the model reads them in the
+order things happened.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from memgate_vectors import Embedder, VectorIndex
 
 THREAD_OBSERVATION_SHARE = 0.3
 RECENT_SHARE = 0.2
-GROUP_TOKENS = 16  # a recalled group's heading: date, time and conversation
+GROUP_TOKENS = 8  # a recalled group's heading: its date
 RECALLED_LINE_TOKENS = 3  # a recalled line's framing ("user: ", "- [high] ")
 SECTION_TOKENS = 12  # a section heading
 FRAME_TOKENS = 50  # the block's tags and preamble
@@ -130,7 +130,7 @@ def choose(q: ContextLookup, observations: Sequence[ObservationLine], raw: Seque
     held = set(q.client_messages)
     cap = q.related_budget_tokens if q.related_budget_tokens is not None else budget
     picked: list[Recalled] = []
-    groups: set[tuple[str, str]] = set()
+    groups: set[str] = set()
     recall_used = SECTION_TOKENS
     for item in recalled:
         if item.id in shown or (item.kind == "message" and message_fingerprint(item.role, item.text) in held):
@@ -169,8 +169,8 @@ def choose(q: ContextLookup, observations: Sequence[ObservationLine], raw: Seque
             picked = sorted(picked, key=attrgetter("score"), reverse=True)[:-1]
 
 
-def _group(item: Recalled) -> tuple[str, str]:
-    return item.thread_id, _day(item)
+def _group(item: Recalled) -> str:
+    return _day(item)
 
 
 def _day(item: Recalled) -> str:
@@ -229,13 +229,14 @@ def render(thread: list[Line], recalled: Sequence[Recalled], messages: list[Line
 
 
 def recalled_lines(items: Sequence[Recalled]) -> list[str]:
-    """Grouped by conversation and day, groups and lines in time order."""
-    groups: dict[tuple[str, str], list[Recalled]] = {}
+    """Grouped by day (whatever the conversation: the date is what a model needs to place
+    them), days and lines in time order. Which thread each came from is in the block's items."""
+    groups: dict[str, list[Recalled]] = {}
     for item in sorted(items, key=lambda i: (_when(i), i.id)):
         groups.setdefault(_group(item), []).append(item)
     lines = []
-    for (thread_id, _), members in groups.items():
-        lines.append(f"### {_when(members[0])} (thread {thread_id})")
+    for day, members in groups.items():
+        lines.append(f"### {day}")
         for item in members:
             if item.kind == "message":
                 lines.append(f"{item.role}: {clean(item.text)}")

@@ -26,7 +26,7 @@ import numpy as np
 from memgate_core.context import ContextLookup
 from memgate_vectors import Embedder, VectorHit, VectorIndex
 
-CANDIDATES = 100  # per ranking
+CANDIDATES = 128  # per ranking
 QUERY_CACHE = 2048  # recent query embeddings (a retried or repeated question costs nothing)
 PRIORITY_BONUS = {"high": 0.3, "medium": 0.0, "low": -0.3, "completed": -0.2}
 SLIGHT_PENALTY = 0.75  # a message with under MIN_OWN_WORDS words of its own, or only a question

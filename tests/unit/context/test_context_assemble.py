@@ -54,18 +54,16 @@ def test_sections_in_order() -> None:
     assert lines.index(THREAD_HEADER) < lines.index(RECALLED_HEADER) < lines.index(MESSAGES_HEADER)
     assert "- 2024-05-01 [high] User's name is Dana" in lines
     assert lines[lines.index(RECALLED_HEADER) + 1:lines.index(RECALLED_HEADER) + 4] == [
-        "### 2024-05-01 (thread th2)", "- [high] Tea!", "### 2024-05-01 09:05 (thread th2)"] or \
-        "user: Prefers tea" in lines
+        "### 2024-05-01", "- [high] Tea!", "user: Prefers tea"]
     assert lines[-3:-1] == ["[2024-05-01 09:05] user: hello", "[2024-05-01 09:06] assistant: hi Dana"]
 
 
-def test_recalled_items_are_grouped_by_thread_and_day_in_time_order() -> None:
+def test_recalled_items_are_grouped_by_day_in_time_order() -> None:
     items = [_recalled("later", seconds=7200), _recalled("first"), _recalled("other thread", thread="th3", seconds=60),
-             _recalled("next day", seconds=86_400)]
+             _recalled("next day", seconds=86_400), _recalled("A fact.", kind="observation")]
     assert recalled_lines(items) == [
-        "### 2024-05-01 09:05 (thread th2)", "user: first", "user: later",
-        "### 2024-05-01 09:06 (thread th3)", "user: other thread",
-        "### 2024-05-02 09:05 (thread th2)", "user: next day",
+        "### 2024-05-01", "- [high] A fact.", "user: first", "user: other thread", "user: later",
+        "### 2024-05-02", "user: next day",
     ]
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from memgate_core.errors import InvalidRequest
 from memgate_edge.chat.request import (
+    BUDGET_HEADER,
     RESOURCE_HEADER,
     THREAD_HEADER,
     MemoryScope,
@@ -87,6 +88,16 @@ def test_memory_headers_are_parsed_with_the_body() -> None:
     request = parse_chat_request(_json({"model": "m", "messages": [USER]}),
                                  {THREAD_HEADER: "thread-1", RESOURCE_HEADER: "user@example.com"})
     assert request.memory == MemoryScope("thread-1", "user@example.com")
+
+
+def test_a_request_may_set_its_own_memory_budget() -> None:
+    headers = {THREAD_HEADER: "t1", RESOURCE_HEADER: "u1"}
+    assert parse_memory_scope(headers) == MemoryScope("t1", "u1", None)
+    assert parse_memory_scope({**headers, BUDGET_HEADER: "1500"}) == MemoryScope("t1", "u1", 1500)
+    for bad in ("0", "-5", "1e3", "abc", "", "100001"):
+        with pytest.raises(InvalidRequest) as info:
+            parse_memory_scope({**headers, BUDGET_HEADER: bad})
+        assert info.value.code == "invalid_memory_budget" and info.value.param == BUDGET_HEADER
 
 
 def test_bad_memory_header_fails_the_request() -> None:

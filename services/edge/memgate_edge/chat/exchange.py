@@ -124,7 +124,7 @@ class ExchangeRecorder:
             interrupted=interrupted, usage=usage,
         )
         if self.unstored is None or not self.publisher.hold(event):
-            await self._record(event)
+            await self.record(event)
             return
         self.unstored.add(event.tenant, event.thread_id, event.exchange_id, event.messages)
         recorded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -136,10 +136,11 @@ class ExchangeRecorder:
             # Postgres or NATS falling behind: back-pressure, this response waits for its own.
             await asyncio.shield(recorded)
 
-    async def _record(self, event: ExchangeCompleted) -> None:
-        """Store and publish one exchange, before its response ends."""
+    async def record(self, event: ExchangeCompleted) -> None:
+        """Store and publish one exchange; both are done when this returns (a chat
+        response's end waits for it, and so does an import's answer)."""
         stored, published = await asyncio.gather(self._store(event), self.publisher.publish(event))
-        if self.unstored is not None:  # (the journal refused it) its view must read the database again
+        if self.unstored is not None:  # (journal refused, or an import) its view must read the database again
             await self.unstored.stored(event.tenant, event.thread_id, event.exchange_id, inserted=stored)
         EXCHANGES_PUBLISHED.labels("published" if published else "spooled").inc()
 

@@ -15,11 +15,14 @@ from memgate_core.ids import validate_client_id
 
 THREAD_HEADER = "x-thread-id"
 RESOURCE_HEADER = "x-resource-id"
+BUDGET_HEADER = "x-memory-budget-tokens"  # this request's memory budget instead of the gateway's
+MAX_BUDGET_TOKENS = 100_000
 
 
 class MemoryScope(msgspec.Struct, frozen=True):
     thread_id: str
     resource_id: str
+    budget_tokens: int | None = None  # None: the gateway's MEMGATE_CONTEXT_BUDGET_TOKENS
 
 
 class ChatRequest(msgspec.Struct):
@@ -86,7 +89,17 @@ def parse_memory_scope(headers: dict[str, str]) -> MemoryScope | None:
     if resource_id is None:
         raise InvalidRequest("x-thread-id requires x-resource-id (the user or entity the thread belongs to).",
                              code="missing_resource_id", param=RESOURCE_HEADER)
-    return MemoryScope(validate_client_id(thread_id, THREAD_HEADER), validate_client_id(resource_id, RESOURCE_HEADER))
+    return MemoryScope(validate_client_id(thread_id, THREAD_HEADER), validate_client_id(resource_id, RESOURCE_HEADER),
+                       _budget(headers.get(BUDGET_HEADER)))
+
+
+def _budget(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not value.strip().isdigit() or not 1 <= int(value) <= MAX_BUDGET_TOKENS:
+        raise InvalidRequest(f"{BUDGET_HEADER} must be a whole number of tokens from 1 to {MAX_BUDGET_TOKENS}.",
+                             code="invalid_memory_budget", param=BUDGET_HEADER)
+    return int(value)
 
 
 def text_of(content: Any) -> str:

@@ -94,7 +94,7 @@ class ChatService:
             result = await self.contexts.lookup(ContextLookup(
                 tenant=principal.tenant, resource_id=request.memory.resource_id,
                 thread_id=request.memory.thread_id, query=latest_user_text(messages),
-                budget_tokens=self.budget_tokens, client_messages=client_fingerprints(messages),
+                budget_tokens=request.memory.budget_tokens or self.budget_tokens, client_messages=client_fingerprints(messages),
                 related_budget_tokens=self.related_budget_tokens,
             ))
             memory_headers = _memory_headers(result)

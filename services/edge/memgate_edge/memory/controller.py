@@ -10,6 +10,7 @@ from litestar.params import Parameter
 
 from memgate_core.errors import InvalidRequest
 from memgate_edge.deps import EdgeDeps
+from memgate_edge.memory.imports import parse_import
 from memgate_edge.memory.service import MemoryService
 
 
@@ -51,6 +52,14 @@ class MemoryController(Controller):
     ) -> dict[str, Any]:
         """A thread's messages, oldest first."""
         return _page(await memory.messages(await self._tenant(request, deps), thread_id, limit))
+
+    @post("/threads/{thread_id:str}/messages", status_code=201)
+    async def import_messages(self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService,
+                              thread_id: str) -> dict[str, Any]:
+        """Import past messages with their times; they are observed as if chatted."""
+        tenant = await self._tenant(request, deps)
+        resource_id, records = parse_import(await request.body())
+        return await memory.import_messages(tenant, thread_id, resource_id, records)
 
     @get("/threads/{thread_id:str}/observations")
     async def thread_observations(self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from memgate_core.errors import NotFound
+from memgate_core.errors import InvalidRequest, NotFound
+from memgate_core.events import MessageRecord
 from memgate_core.ids import validate_client_id
 from memgate_edge.chat.service import ChatService
+from memgate_edge.memory.imports import exchange_event, group_exchanges, stored_view
 from memgate_store import Stores
 from memgate_store.observations import Observation
 from memgate_store.threads import ResourceSummary, StoredMessage, ThreadSummary
@@ -34,6 +36,29 @@ class MemoryService:
     async def messages(self, tenant: str, thread_id: str, limit: int) -> list[StoredMessage]:
         await self.thread(tenant, thread_id)
         return await self.stores.threads.messages(tenant, thread_id, limit=limit)
+
+    async def import_messages(self, tenant: str, thread_id: str, resource_id: str | None,
+                              records: list[MessageRecord]) -> dict[str, Any]:
+        """Record validated messages (see `memory.imports`) as chat would: one exchange at a
+        time, stored and published before the next. The thread is created for `resource_id`
+        if it does not exist (400 without one); bound to another resource, it is a 404."""
+        validate_client_id(thread_id, "thread_id")
+        if resource_id is None:
+            await self.chat.recorder.settled(tenant)
+            found = await self.stores.threads.get(tenant, thread_id)
+            if found is None:
+                raise InvalidRequest(f"Thread '{thread_id}' does not exist; send 'resource_id' to create it.",
+                                     code="missing_resource_id", param="resource_id")
+            resource_id = found.resource_id
+        elif await self.stores.threads.bind(tenant, thread_id, resource_id) != resource_id:
+            # Chat's answer for the same case: ids of others are not revealed.
+            raise NotFound(f"Thread '{thread_id}' was not found for resource '{resource_id}'.",
+                           code="thread_not_found", param="resource_id")
+        exchanges = group_exchanges(records)
+        for messages in exchanges:
+            await self.chat.recorder.record(exchange_event(tenant, thread_id, resource_id, messages))
+        return {"object": "list", "thread_id": thread_id, "resource_id": resource_id,
+                "data": [stored_view(r) for r in records], "exchanges": len(exchanges)}
 
     async def observations(self, tenant: str, thread_id: str) -> list[Observation]:
         await self.thread(tenant, thread_id)
@@ -68,4 +93,7 @@ class MemoryService:
     async def search(self, tenant: str, resource_id: str, query: str, limit: int) -> list[dict[str, Any]]:
         vector = (await self.embedder.embed_async([query]))[0]
         hits = await self.index.search(vector, tenant=tenant, resource_id=resource_id, limit=limit, query_text=query)
-        return [{"score": h.score, **{k: v for k, v in h.payload.items() if k != "tenant"}} for h in hits]
+        return [{"score": h.score, **{k: v for k, v in h.payload.items() if k not in _INTERNAL}} for h in hits]
+
+
+_INTERNAL = frozenset({"tenant", "keyword_text", "tokens"})  # payload keys a search result does not show

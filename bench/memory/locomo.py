@@ -1,0 +1,550 @@
+"""LoCoMo memory benchmark: evidence recall of memgate's injected block on long real
+conversations, beside BM25, dense and RRF baselines over the raw turns.
+
+Each LoCoMo conversation is imported, session by session with its dates, through
+POST /v1/memory/threads/{id}/messages into a fresh `memgate up` (one per mode; each question
+is asked at every budget with `x-memory-budget-tokens`;
+local observer, in-process fake provider). Once the observer has handled every imported
+exchange, each question is asked by chat completion and the memory block the fake
+provider received is scored by the evidence rule (`covered`). Modes:
+
+- cross: each session is its own thread of the conversation's resource; each question
+  goes to a new thread of that resource (recall across threads).
+- same: all sessions in one thread; the questions are asked one after another in it.
+
+The baselines rank the conversation's replayed turns for each question and take them in
+rank order, skipping any that would not fit, up to the budget (o200k tokens of the turn
+texts); their text is scored by the same rule. docs/eval.md describes the method.
+
+    .venv/bin/python bench/memory/locomo.py [--data DIR] [--budgets 1000,2000,4000]
+        [--modes cross,same] [--conversations 26,30] [--json PATH] [--baselines-only]
+
+The report goes to stdout, progress to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from memgate_core.tokens import count_tokens
+from memgate_testing.eval import captured_block, percentile
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "locomo-dev"
+DEFAULT_BUDGETS = (1000, 2000, 4000)
+MODES = ("cross", "same")
+MODE_TITLES = {"cross": "cross-thread (each session its own thread; questions in new threads)",
+               "same": "same-thread (all sessions in one thread; questions asked in it)"}
+CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
+LEFT_OUT_CATEGORY = 5  # adversarial: no answer in the conversation
+MODEL = "fake/eval"
+REPLY = "I don't remember."
+COVERAGE = 0.6  # share of a turn's content words the injected text must hold
+BM25_K1, BM25_B = 1.2, 0.75
+RRF_K = 60
+OBSERVER_TIMEOUT_S = 300.0
+DATE_FORMAT = "%I:%M %p on %d %B, %Y"  # "1:56 pm on 8 May, 2023"
+
+# The classic English stopword list (NLTK's 179 words).
+STOPWORDS = frozenset("""
+i me my myself we our ours ourselves you you're you've you'll you'd your yours yourself yourselves he him his
+himself she she's her hers herself it it's its itself they them their theirs themselves what which who whom this
+that that'll these those am is are was were be been being have has had having do does did doing a an the and but
+if or because as until while of at by for with about against between into through during before after above below
+to from up down in out on off over under again further then once here there when where why how all any both each
+few more most other some such no nor not only own same so than too very s t can will just don don't should
+should've now d ll m o re ve y ain aren aren't couldn couldn't didn didn't doesn doesn't hadn hadn't hasn hasn't
+haven haven't isn isn't ma mightn mightn't mustn mustn't needn needn't shan shan't shouldn shouldn't wasn wasn't
+weren weren't won won't wouldn wouldn't
+""".split())
+_WORD = re.compile(r"[a-z0-9]+")
+_SESSION = re.compile(r"session_(\d+)")
+_EVIDENCE = re.compile(r"D\s*:?\s*(\d+)\s*:\s*(\d+)")  # "D3:7", and "D:11:26", "D30:05", "D8:6; D9:17"
+
+Progress = Callable[[str], None]
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------- the data
+
+
+@dataclass(frozen=True)
+class Turn:
+    dia_id: str  # "D<session>:<turn>"
+    role: str  # speaker_a: user; speaker_b: assistant
+    text: str  # as replayed: "<speaker>: <text>[ [shared a photo: <caption>]]"
+    created_at: float  # the session's date-time plus the turn's index in seconds
+
+
+@dataclass(frozen=True)
+class Session:
+    number: int
+    turns: list[Turn]
+
+
+@dataclass(frozen=True)
+class Question:
+    index: int  # in the conversation's qa list
+    question: str
+    answer: str
+    category: int
+    evidence: list[str]  # known dia ids, normalised
+
+
+@dataclass
+class Conversation:
+    stem: str
+    sessions: list[Session]
+    questions: list[Question]
+    left_out: Counter[str] = field(default_factory=Counter)  # why questions were left out
+
+    @property
+    def resource_id(self) -> str:
+        return f"locomo-{self.stem}"
+
+    @property
+    def turns(self) -> list[Turn]:
+        return [t for s in self.sessions for t in s.turns]
+
+
+def turn_text(turn: dict[str, Any]) -> str:
+    text = f"{turn['speaker']}: {turn['text']}"
+    caption = turn.get("blip_caption")
+    return f"{text} [shared a photo: {caption}]" if caption else text
+
+
+def normalise_evidence(evidence: Iterable[str]) -> list[str]:
+    """Dia ids as the turns have them: "D:11:26" -> "D11:26", "D30:05" -> "D30:5"."""
+    return [f"D{int(s)}:{int(t)}" for item in evidence for s, t in _EVIDENCE.findall(str(item))]
+
+
+def load_conversation(path: Path) -> Conversation:
+    """One LoCoMo file. Sessions without turns are skipped; category 5 questions and those
+    whose evidence names no known turn are left out (counted in `left_out`); evidence ids
+    that name no turn are dropped from a question that has others."""
+    data = json.loads(path.read_text())
+    speaker_a = data["speaker_a"]
+    sessions = []
+    for key in sorted((k for k in data if _SESSION.fullmatch(k)), key=lambda k: int(k.split("_")[1])):
+        number = int(key.split("_")[1])
+        raw_turns = data[key]
+        if not isinstance(raw_turns, list) or not raw_turns:
+            continue
+        start = datetime.strptime(data[f"{key}_date_time"].strip(), DATE_FORMAT).replace(tzinfo=timezone.utc)
+        sessions.append(Session(number, [
+            Turn(t["dia_id"], "user" if t["speaker"] == speaker_a else "assistant", turn_text(t),
+                 (start + timedelta(seconds=i)).timestamp())
+            for i, t in enumerate(raw_turns)
+        ]))
+    known = {t.dia_id for s in sessions for t in s.turns}
+    conversation = Conversation(path.stem, sessions, [])
+    for index, qa in enumerate(data["qa"]):
+        if qa["category"] == LEFT_OUT_CATEGORY:
+            conversation.left_out["category 5"] += 1
+            continue
+        ids = normalise_evidence(qa.get("evidence") or [])
+        evidence = list(dict.fromkeys(i for i in ids if i in known))
+        conversation.left_out["unknown evidence ids dropped"] += len(set(ids) - known)
+        if not evidence:
+            conversation.left_out["evidence names no known turn"] += 1
+            continue
+        conversation.questions.append(Question(index, qa["question"], str(qa.get("answer", "")), qa["category"],
+                                               evidence))
+    return conversation
+
+
+def load_conversations(data_dir: Path, only: Sequence[str] | None = None) -> list[Conversation]:
+    paths = sorted(data_dir.glob("*.json"), key=lambda p: (len(p.stem), p.stem))
+    if only:
+        missing = set(only) - {p.stem for p in paths}
+        if missing:
+            raise SystemExit(f"no conversation {', '.join(sorted(missing))} in {data_dir}")
+        paths = [p for p in paths if p.stem in only]
+    if not paths:
+        raise SystemExit(f"no LoCoMo conversations (*.json) in {data_dir}")
+    return [load_conversation(p) for p in paths]
+
+
+# ---------------------------------------------------------------------------- the evidence rule
+
+
+def tokens_of(text: str) -> list[str]:
+    """Content words, in order and repeated: lowercased [a-z0-9]+ of 3+ characters, no stopwords."""
+    return [w for w in _WORD.findall(text.lower()) if len(w) >= 3 and w not in STOPWORDS]
+
+
+def content_words(text: str) -> frozenset[str]:
+    return frozenset(tokens_of(text))
+
+
+def covered(turn_words: frozenset[str], injected: frozenset[str]) -> bool:
+    """A turn is covered when at least 60% of its content words are in the injected text
+    (a turn with none is covered)."""
+    return not turn_words or len(turn_words & injected) >= COVERAGE * len(turn_words)
+
+
+def recalled(evidence: Iterable[frozenset[str]], injected_text: str) -> bool:
+    """A question is recalled when every evidence turn is covered by the injected text."""
+    injected = content_words(injected_text)
+    return all(covered(words, injected) for words in evidence)
+
+
+# ---------------------------------------------------------------------------- baselines
+
+
+class Bm25:
+    """Okapi BM25 over content words (k1 1.2, b 0.75)."""
+
+    def __init__(self, documents: list[list[str]]) -> None:
+        self.documents = [Counter(d) for d in documents]
+        self.lengths = [len(d) for d in documents]
+        self.average = sum(self.lengths) / max(len(documents), 1) or 1.0
+        frequency = Counter(w for d in self.documents for w in d)
+        n = len(documents)
+        self.idf = {w: math.log(1 + (n - f + 0.5) / (f + 0.5)) for w, f in frequency.items()}
+
+    def scores(self, query: list[str]) -> list[float]:
+        terms = [w for w in set(query) if w in self.idf]
+        out = []
+        for counts, length in zip(self.documents, self.lengths):
+            norm = BM25_K1 * (1 - BM25_B + BM25_B * length / self.average)
+            out.append(sum(self.idf[w] * counts[w] * (BM25_K1 + 1) / (counts[w] + norm) for w in terms if w in counts))
+        return out
+
+
+def ranking(scores: Sequence[float]) -> list[int]:
+    """Turn indexes, best first (ties: earlier turn first)."""
+    return sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+
+
+def rrf(*rankings: list[int]) -> list[int]:
+    fused: dict[int, float] = {}
+    for ranked in rankings:
+        for rank, i in enumerate(ranked, 1):
+            fused[i] = fused.get(i, 0.0) + 1 / (RRF_K + rank)
+    return sorted(fused, key=lambda i: (-fused[i], i))
+
+
+def fill(ranked: list[int], tokens: list[int], budget: int) -> list[int]:
+    """Turns in rank order, skipping any that would not fit, while the budget allows."""
+    chosen, used = [], 0
+    for i in ranked:
+        if used + tokens[i] <= budget:
+            chosen.append(i)
+            used += tokens[i]
+    return chosen
+
+
+@dataclass
+class BaselineResult:
+    recalled: bool
+    tokens: int
+
+
+BASELINES = ("bm25", "dense", "rrf")
+
+
+def run_baselines(conversations: list[Conversation], budgets: Sequence[int],
+                  say: Progress = progress) -> dict[tuple[str, int, str, int], BaselineResult]:
+    """(conversation, question index, method, budget) -> result."""
+    import numpy as np
+
+    from memgate_vectors.embeddings import Embedder
+
+    embedder = Embedder()
+    results: dict[tuple[str, int, str, int], BaselineResult] = {}
+    for c in conversations:
+        started = time.monotonic()
+        turns = c.turns
+        texts = [t.text for t in turns]
+        words = [content_words(t) for t in texts]
+        by_id = {t.dia_id: i for i, t in enumerate(turns)}
+        tokens = [count_tokens(t) for t in texts]
+        bm25 = Bm25([tokens_of(t) for t in texts])
+        vectors = np.array(embedder.embed(texts))  # each turn once per conversation
+        queries = np.array(embedder.embed([q.question for q in c.questions]))
+        for q, query in zip(c.questions, queries):
+            dense = ranking((vectors @ query).tolist())  # unit vectors: the dot product is the cosine
+            rankings = {"bm25": ranking(bm25.scores(tokens_of(q.question))), "dense": dense}
+            rankings["rrf"] = rrf(rankings["bm25"], dense)
+            evidence = [words[by_id[e]] for e in q.evidence]
+            for method, ranked in rankings.items():
+                for budget in budgets:
+                    chosen = fill(ranked, tokens, budget)
+                    text = "\n".join(texts[i] for i in chosen)
+                    results[(c.stem, q.index, method, budget)] = BaselineResult(
+                        recalled(evidence, text), sum(tokens[i] for i in chosen))
+        say(f"baselines: conversation {c.stem} ({len(turns)} turns, {len(c.questions)} questions) "
+            f"in {time.monotonic() - started:.1f}s")
+    return results
+
+
+# ---------------------------------------------------------------------------- memgate
+
+
+@dataclass
+class MemgateResult:
+    stem: str
+    index: int
+    question: str
+    answer: str
+    category: int
+    evidence: list[str]
+    recalled: bool
+    memory: str  # x-memory
+    header_tokens: int  # x-memory-tokens
+    tokens: int  # the block's o200k tokens
+    lookup_ms: float  # x-memory-lookup-ms
+    block: str
+
+
+@dataclass
+class GatewayRun:
+    mode: str
+    budget: int
+    results: list[MemgateResult]
+    exchanges: int
+    import_s: float
+    observer_wait_s: float
+    observer_settled: bool
+    ask_s: float
+
+
+def threads_of(mode: str, c: Conversation) -> list[tuple[str, Session]]:
+    if mode == "cross":
+        return [(f"{c.resource_id}.s{s.number}", s) for s in c.sessions]
+    return [(f"{c.resource_id}.all", s) for s in c.sessions]
+
+
+def question_thread(mode: str, c: Conversation, q: Question, budget: int) -> str:
+    return f"{c.resource_id}.q{q.index}.b{budget}" if mode == "cross" else f"{c.resource_id}.all"
+
+
+def observed_exchanges(http: Any) -> float:
+    """memgate_exchanges_observed_total, summed over outcomes (from GET /metrics)."""
+    response = http.get("/metrics")
+    response.raise_for_status()
+    total = 0.0
+    for line in response.text.splitlines():
+        if line.startswith("memgate_exchanges_observed_total"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def wait_for_observer(http: Any, exchanges: int, say: Progress) -> bool:
+    """Until the observer has handled `exchanges` exchanges (or the timeout: False)."""
+    deadline = time.monotonic() + OBSERVER_TIMEOUT_S
+    while (done := observed_exchanges(http)) < exchanges:
+        if time.monotonic() > deadline:
+            say(f"observer not settled after {OBSERVER_TIMEOUT_S:g}s ({done:.0f}/{exchanges} exchanges); asking anyway")
+            return False
+        time.sleep(0.25)
+    time.sleep(1.0)  # the last exchanges' vectors and caches
+    return True
+
+
+def run_gateway(mode: str, budgets: Sequence[int], conversations: list[Conversation], fake: Any, root: Path,
+                say: Progress = progress) -> list[GatewayRun]:
+    """One fresh `memgate up` per mode: import every conversation, wait for the observer, ask
+    each question at each budget (`x-memory-budget-tokens`). In the same-thread mode the
+    budgets are asked one after the other in the thread, so the later ones also see the
+    earlier asks among its newest messages."""
+    import httpx
+
+    from memgate_testing.gateway import GatewayProcess
+
+    gateway = GatewayProcess(root / mode / "data", provider_url=fake.base_url, traces=False, env={
+        "MEMGATE_OBSERVER_MODEL": "local", "MEMGATE_LOG_LEVEL": "WARNING",
+    })
+    say(f"{mode}: starting memgate up")
+    with gateway, httpx.Client(base_url=gateway.url, headers=gateway.headers(), timeout=120) as http:
+        started = time.monotonic()
+        exchanges = 0
+        for c in conversations:
+            for thread, session in threads_of(mode, c):
+                messages = [{"role": t.role, "content": t.text, "created_at": t.created_at} for t in session.turns]
+                response = http.post(f"/v1/memory/threads/{thread}/messages",
+                                     json={"resource_id": c.resource_id, "messages": messages})
+                if response.status_code != 201:
+                    raise SystemExit(f"import into {thread} failed ({response.status_code}): {response.text[:500]}")
+                exchanges += response.json()["exchanges"]
+        import_s = time.monotonic() - started
+        say(f"{mode}: imported {exchanges} exchanges in {import_s:.1f}s; waiting for the observer")
+        started = time.monotonic()
+        settled = wait_for_observer(http, exchanges, say)
+        wait_s = time.monotonic() - started
+        say(f"{mode}: observer done in {wait_s:.1f}s; asking "
+            f"{sum(len(c.questions) for c in conversations)} questions at {len(budgets)} budgets")
+        started = time.monotonic()
+        results: dict[int, list[MemgateResult]] = {b: [] for b in budgets}
+        for c in conversations:
+            for q in c.questions:
+                for budget in budgets:
+                    results[budget].append(ask(http, fake, mode, c, q, budget))
+        ask_s = (time.monotonic() - started) / len(budgets)
+    return [GatewayRun(mode, b, results[b], exchanges, import_s, wait_s, settled, ask_s) for b in budgets]
+
+
+def ask(http: Any, fake: Any, mode: str, c: Conversation, q: Question, budget: int) -> MemgateResult:
+    fake.reset()
+    fake.set_behavior(reply=REPLY)
+    response = http.post("/v1/chat/completions", json={"model": MODEL, "messages": [
+        {"role": "user", "content": q.question}]}, headers={
+        "x-thread-id": question_thread(mode, c, q, budget), "x-resource-id": c.resource_id,
+        "x-memory-budget-tokens": str(budget)})
+    if response.status_code != 200:
+        raise SystemExit(f"question {c.stem}#{q.index} failed ({response.status_code}): {response.text[:500]}")
+    block = captured_block(fake.requests, q.question)
+    by_id = {t.dia_id: t for t in c.turns}
+    return MemgateResult(
+        c.stem, q.index, q.question, q.answer, q.category, q.evidence,
+        recalled([content_words(by_id[e].text) for e in q.evidence], block),
+        response.headers.get("x-memory", ""), int(response.headers.get("x-memory-tokens") or 0),
+        count_tokens(block), float(response.headers.get("x-memory-lookup-ms") or 0.0), block,
+    )
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def _share(flags: Sequence[bool]) -> str:
+    return f"{sum(flags) / len(flags):6.1%}" if flags else "     -"
+
+
+def format_mode(mode: str, budgets: Sequence[int], questions: list[tuple[Conversation, Question]],
+                baselines: dict[tuple[str, int, str, int], BaselineResult], runs: dict[int, GatewayRun]) -> list[str]:
+    def base(method: str, budget: int, keep: Callable[[Question], bool] = lambda q: True) -> list[bool]:
+        return [baselines[(c.stem, q.index, method, budget)].recalled for c, q in questions if keep(q)]
+
+    lines = [f"mode {mode}: {MODE_TITLES[mode]}", "",
+             f"{'budget':>7} {'memgate':>8} {'bm25':>7} {'dense':>7} {'rrf':>7}   {'tokens p50/p90':>14}"
+             f"   {'lookup ms p50/p99':>17}"]
+    for budget in budgets:
+        run = runs.get(budget)
+        if run:
+            tokens = [float(r.tokens) for r in run.results]
+            lookups = [r.lookup_ms for r in run.results]
+            mine = f"{_share([r.recalled for r in run.results]):>8}"
+            sizes = f"{percentile(tokens, 50):>6.0f}/{percentile(tokens, 90):<7.0f}"
+            latency = f"{percentile(lookups, 50):>8.1f}/{percentile(lookups, 99):<8.1f}"
+        else:
+            mine, sizes, latency = f"{'-':>8}", f"{'-':>14}", f"{'-':>17}"
+        lines.append(f"{budget:>7} {mine} {_share(base('bm25', budget)):>7} {_share(base('dense', budget)):>7} "
+                     f"{_share(base('rrf', budget)):>7}   {sizes}   {latency}")
+    counts = Counter(q.category for _, q in questions)
+    header = "".join(f" {f'{k} {v} ({counts[k]})':>18}" for k, v in CATEGORIES.items())
+    lines += ["", f"recall by category{'':>3}{'budget':>7}{header}"]
+    for name in ("memgate", "rrf"):
+        for budget in budgets:
+            cells = []
+            for category in CATEGORIES:
+                if name == "rrf":
+                    flags = base("rrf", budget, lambda q, k=category: q.category == k)
+                else:
+                    run = runs.get(budget)
+                    flags = [r.recalled for r in run.results if r.category == category] if run else []
+                cells.append(f" {_share(flags):>18}")
+            lines.append(f"{name:<21}{budget:>7}{''.join(cells)}")
+    for budget, run in sorted(runs.items()):
+        states = Counter(r.memory for r in run.results)
+        lines.append(f"  (budget {budget}: {run.exchanges} exchanges imported in {run.import_s:.1f}s, observer "
+                     f"{'done' if run.observer_settled else 'NOT settled'} after {run.observer_wait_s:.1f}s, "
+                     f"questions asked in {run.ask_s:.1f}s; x-memory {dict(states)})")
+    return lines
+
+
+def format_report(conversations: list[Conversation], budgets: Sequence[int], modes: Sequence[str],
+                  baselines: dict[tuple[str, int, str, int], BaselineResult],
+                  runs: dict[tuple[str, int], GatewayRun], wall_s: float) -> str:
+    questions = [(c, q) for c in conversations for q in c.questions]
+    left_out: Counter[str] = sum((c.left_out for c in conversations), Counter())
+    lines = [
+        f"LoCoMo memory benchmark: conversations {', '.join(c.stem for c in conversations)} "
+        f"({sum(len(c.sessions) for c in conversations)} sessions, {sum(len(c.turns) for c in conversations)} turns, "
+        f"{len(questions)} questions)",
+        f"left out: {left_out['category 5']} category-5 questions, {left_out['evidence names no known turn']} "
+        f"whose evidence names no known turn ({left_out['unknown evidence ids dropped']} unknown evidence ids dropped)",
+        "recall: questions whose every evidence turn has >= 60% of its content words in the injected text; "
+        "tokens: o200k tokens of memgate's block",
+    ]
+    for mode in modes:
+        lines += ["", *format_mode(mode, budgets, questions, baselines,
+                                   {b: r for (m, b), r in runs.items() if m == mode})]
+    lines += ["", f"total wall time {wall_s:.1f}s"]
+    return "\n".join(lines)
+
+
+def write_json(path: Path, conversations: list[Conversation], budgets: Sequence[int],
+               baselines: dict[tuple[str, int, str, int], BaselineResult], runs: dict[tuple[str, int], GatewayRun]) -> None:
+    report: dict[str, Any] = {"budgets": list(budgets), "baselines": [], "memgate": []}
+    for c in conversations:
+        for q in c.questions:
+            report["baselines"].append({
+                "conversation": c.stem, "index": q.index, "question": q.question, "category": q.category,
+                "evidence": q.evidence,
+                **{f"{m}_{b}": asdict(baselines[(c.stem, q.index, m, b)]) for m in BASELINES for b in budgets},
+            })
+    for (mode, budget), run in sorted(runs.items()):
+        report["memgate"].append({"mode": mode, "budget": budget, "exchanges": run.exchanges,
+                                  "observer_settled": run.observer_settled,
+                                  "results": [asdict(r) for r in run.results]})
+    path.write_text(json.dumps(report, indent=1))
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"LoCoMo folder (default {DEFAULT_DATA})")
+    parser.add_argument("--budgets", default=",".join(map(str, DEFAULT_BUDGETS)),
+                        help="injected-token budgets, each question asked at each (default 1000,2000,4000)")
+    parser.add_argument("--modes", default=",".join(MODES), help="cross, same or both (default cross,same)")
+    parser.add_argument("--conversations", default="", help="a subset of the files' stems, e.g. 26,30")
+    parser.add_argument("--json", type=Path, default=None, help="write every question's result (with the block) here")
+    parser.add_argument("--baselines-only", action="store_true", help="only the baselines: no gateway")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the gateways' data and logs here")
+    args = parser.parse_args(argv)
+    budgets = [int(b) for b in args.budgets.split(",") if b.strip()]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not budgets or any(b <= 0 for b in budgets) or not modes or set(modes) - set(MODES):
+        parser.error("--budgets takes positive integers, --modes cross and/or same")
+
+    started = time.monotonic()
+    conversations = load_conversations(args.data, [s.strip() for s in args.conversations.split(",") if s.strip()])
+    baselines = run_baselines(conversations, budgets)
+    runs: dict[tuple[str, int], GatewayRun] = {}
+    if not args.baselines_only:
+        from memgate_testing.fake_provider import FakeProvider
+
+        with tempfile.TemporaryDirectory(prefix="memgate-locomo-") as tmp, FakeProvider() as fake:
+            root = args.workdir or Path(tmp)
+            for mode in modes:
+                for run in run_gateway(mode, budgets, conversations, fake, root):
+                    runs[(mode, run.budget)] = run
+    wall_s = time.monotonic() - started
+    print(format_report(conversations, budgets, modes, baselines, runs, wall_s))
+    if args.json:
+        write_json(args.json, conversations, budgets, baselines, runs)
+        progress(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
