@@ -12,12 +12,24 @@ provider received is scored by the evidence rule (`covered`). Modes:
   goes to a new thread of that resource (recall across threads).
 - same: all sessions in one thread; the questions are asked one after another in it.
 
+Observers (`--observer`):
+
+- local (default): MEMGATE_OBSERVER_MODEL=local, the rule-based observer.
+- authors: MEMGATE_OBSERVER_MODEL=fake/observer (the LLM Observer, through the fake
+  provider) and MEMGATE_REFLECTOR_MODEL=local. The fake provider answers each Observer
+  request with the dataset authors' own LLM-written observations (`session_N_observation`):
+  each new message of the prompt is matched to its turn by its replayed text and send
+  date, and every authors' observation of a turn in the batch becomes a
+  `- [high] HH:MM <text> {Mx}` line citing the batch's messages of its dia ids. An upper
+  bound for an LLM observer as good as the authors' notes, with memgate's retrieval.
+
 The baselines rank the conversation's replayed turns for each question and take them in
 rank order, skipping any that would not fit, up to the budget (o200k tokens of the turn
 texts); their text is scored by the same rule. docs/eval.md describes the method.
 
     .venv/bin/python bench/memory/locomo.py [--data DIR] [--budgets 1000,2000,4000]
-        [--modes cross,same] [--conversations 26,30] [--json PATH] [--baselines-only]
+        [--modes cross,same] [--conversations 26,30] [--observer local|authors] [--json PATH]
+        [--baselines-only]
 
 The report goes to stdout, progress to stderr.
 """
@@ -55,6 +67,8 @@ COVERAGE = 0.6  # share of a turn's content words the injected text must hold
 BM25_K1, BM25_B = 1.2, 0.75
 RRF_K = 60
 OBSERVER_TIMEOUT_S = 300.0
+OBSERVERS = ("local", "authors")
+AUTHORS_OBSERVER_MODEL = "fake/observer"  # the fake provider's model for --observer authors
 DATE_FORMAT = "%I:%M %p on %d %B, %Y"  # "1:56 pm on 8 May, 2023"
 
 # The classic English stopword list (NLTK's 179 words).
@@ -106,12 +120,21 @@ class Question:
     evidence: list[str]  # known dia ids, normalised
 
 
+@dataclass(frozen=True)
+class AuthorObservation:
+    """One of the dataset authors' observations (`session_N_observation`)."""
+
+    text: str
+    dia_ids: tuple[str, ...]  # normalised
+
+
 @dataclass
 class Conversation:
     stem: str
     sessions: list[Session]
     questions: list[Question]
     left_out: Counter[str] = field(default_factory=Counter)  # why questions were left out
+    observations: list[AuthorObservation] = field(default_factory=list)  # the authors', session by session
 
     @property
     def resource_id(self) -> str:
@@ -152,7 +175,15 @@ def load_conversation(path: Path) -> Conversation:
             for i, t in enumerate(raw_turns)
         ]))
     known = {t.dia_id for s in sessions for t in s.turns}
-    conversation = Conversation(path.stem, sessions, [])
+    observations = []
+    for key in sorted((k for k in data if re.fullmatch(r"session_\d+_observation", k)),
+                      key=lambda k: int(k.split("_")[1])):
+        for items in (data[key] or {}).values():
+            for item in items:
+                if isinstance(item, list) and len(item) == 2 and isinstance(item[0], str):
+                    ids = item[1] if isinstance(item[1], list) else [item[1]]
+                    observations.append(AuthorObservation(item[0], tuple(dict.fromkeys(normalise_evidence(ids)))))
+    conversation = Conversation(path.stem, sessions, [], observations=observations)
     for index, qa in enumerate(data["qa"]):
         if qa["category"] == LEFT_OUT_CATEGORY:
             conversation.left_out["category 5"] += 1
@@ -294,6 +325,78 @@ def run_baselines(conversations: list[Conversation], budgets: Sequence[int],
     return results
 
 
+# ---------------------------------------------------------------------------- the authors' observer
+
+
+_SENT = "%Y-%m-%d %H:%M UTC"  # a NEW MESSAGES line's "sent"
+
+
+def _fact(text: str) -> str:
+    """An authors' observation as one line of the Observer's format."""
+    fact = " ".join(text.split()).replace("{", "(").replace("}", ")")
+    return fact[:1000].rstrip()
+
+
+class AuthorsObserver:
+    """The fake provider's responder for `--observer authors`: plays the Observer LLM with the
+    dataset authors' observations; any other request (the bench's questions) gets REPLY."""
+
+    def __init__(self, conversations: list[Conversation]) -> None:
+        from memgate_observer.prompt import OBSERVER_SYSTEM
+
+        self.system = OBSERVER_SYSTEM
+        self.turns: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (text, sent day) -> [(stem, dia id)]
+        self.about: dict[tuple[str, str], list[tuple[str, int]]] = {}  # (stem, dia id) -> [(stem, observation)]
+        self.observations: dict[str, list[AuthorObservation]] = {}
+        for c in conversations:
+            for t in c.turns:
+                day = datetime.fromtimestamp(t.created_at, timezone.utc).strftime("%Y-%m-%d")
+                self.turns.setdefault((t.text.strip(), day), []).append((c.stem, t.dia_id))
+            self.observations[c.stem] = c.observations
+            for i, o in enumerate(c.observations):
+                for dia_id in o.dia_ids:
+                    self.about.setdefault((c.stem, dia_id), []).append((c.stem, i))
+        self.stats: Counter[str] = Counter()
+
+    def __call__(self, body: dict[str, Any]) -> str:
+        messages = body.get("messages") or []
+        if len(messages) < 2 or messages[0].get("content") != self.system:
+            self.stats["other requests"] += 1
+            return REPLY
+        self.stats["observer requests"] += 1
+        return self.answer(str(messages[1].get("content") or ""))
+
+    def answer(self, prompt: str) -> str:
+        """The Observer's answer for a prompt's NEW MESSAGES ('NONE' when no observation applies)."""
+        lines = prompt.split("\n")
+        new = [json.loads(line) for line in lines[lines.index("NEW MESSAGES:") + 1:] if line.strip()]
+        cited: dict[tuple[str, int], list[str]] = {}  # observation -> the batch's ids of its turns
+        first: dict[tuple[str, int], datetime] = {}  # observation -> its first cited message's send time
+        for m in new:
+            sent = datetime.strptime(m["sent"], _SENT)
+            found = self.turns.get((str(m.get("text", "")).strip(), sent.strftime("%Y-%m-%d")), [])
+            self.stats["messages matched" if found else "messages not matched"] += 1
+            for turn in found:
+                for key in self.about.get(turn, []):
+                    aliases = cited.setdefault(key, [])
+                    if m["id"] not in aliases:
+                        aliases.append(m["id"])
+                    first.setdefault(key, sent)
+        if not cited:
+            return "NONE"
+        out: list[str] = []
+        day = None
+        for key in sorted(cited, key=lambda k: (first[k], k[1])):
+            sent = first[key]
+            if sent.strftime("%Y-%m-%d") != day:
+                day = sent.strftime("%Y-%m-%d")
+                out.append(f"## {day}")
+            fact = _fact(self.observations[key[0]][key[1]].text)
+            out.append(f"- [high] {sent:%H:%M} {fact} {{{', '.join(cited[key])}}}")
+            self.stats["observation lines"] += 1
+        return "\n".join(out)
+
+
 # ---------------------------------------------------------------------------- memgate
 
 
@@ -323,6 +426,8 @@ class GatewayRun:
     observer_wait_s: float
     observer_settled: bool
     ask_s: float
+    observer: str = "local"
+    observations: Counter[str] = field(default_factory=Counter)  # stored observations by their observer
 
 
 def threads_of(mode: str, c: Conversation) -> list[tuple[str, Session]]:
@@ -358,8 +463,19 @@ def wait_for_observer(http: Any, exchanges: int, say: Progress) -> bool:
     return True
 
 
+def stored_observations(http: Any, conversations: list[Conversation], mode: str) -> Counter[str]:
+    """The imported threads' observations by the observer that wrote them (GET .../observations)."""
+    observers: Counter[str] = Counter()
+    for c in conversations:
+        for thread in dict.fromkeys(t for t, _ in threads_of(mode, c)):
+            response = http.get(f"/v1/memory/threads/{thread}/observations")
+            response.raise_for_status()
+            observers.update(str(o.get("observer")) for o in response.json()["data"])
+    return observers
+
+
 def run_gateway(mode: str, budgets: Sequence[int], conversations: list[Conversation], fake: Any, root: Path,
-                say: Progress = progress) -> list[GatewayRun]:
+                say: Progress = progress, observer: str = "local") -> list[GatewayRun]:
     """One fresh `memgate up` per mode: import every conversation, wait for the observer, ask
     each question at each budget (`x-memory-budget-tokens`). In the same-thread mode the
     budgets are asked one after the other in the thread, so the later ones also see the
@@ -368,8 +484,10 @@ def run_gateway(mode: str, budgets: Sequence[int], conversations: list[Conversat
 
     from memgate_testing.gateway import GatewayProcess
 
+    models = ({"MEMGATE_OBSERVER_MODEL": AUTHORS_OBSERVER_MODEL, "MEMGATE_REFLECTOR_MODEL": "local"}
+              if observer == "authors" else {"MEMGATE_OBSERVER_MODEL": "local"})
     gateway = GatewayProcess(root / mode / "data", provider_url=fake.base_url, traces=False, env={
-        "MEMGATE_OBSERVER_MODEL": "local", "MEMGATE_LOG_LEVEL": "WARNING",
+        **models, "MEMGATE_LOG_LEVEL": "WARNING",
     })
     say(f"{mode}: starting memgate up")
     with gateway, httpx.Client(base_url=gateway.url, headers=gateway.headers(), timeout=120) as http:
@@ -388,6 +506,8 @@ def run_gateway(mode: str, budgets: Sequence[int], conversations: list[Conversat
         started = time.monotonic()
         settled = wait_for_observer(http, exchanges, say)
         wait_s = time.monotonic() - started
+        observations = stored_observations(http, conversations, mode)
+        say(f"{mode}: stored observations by observer {dict(observations)}")
         say(f"{mode}: observer done in {wait_s:.1f}s; asking "
             f"{sum(len(c.questions) for c in conversations)} questions at {len(budgets)} budgets")
         started = time.monotonic()
@@ -397,12 +517,14 @@ def run_gateway(mode: str, budgets: Sequence[int], conversations: list[Conversat
                 for budget in budgets:
                     results[budget].append(ask(http, fake, mode, c, q, budget))
         ask_s = (time.monotonic() - started) / len(budgets)
-    return [GatewayRun(mode, b, results[b], exchanges, import_s, wait_s, settled, ask_s) for b in budgets]
+    return [GatewayRun(mode, b, results[b], exchanges, import_s, wait_s, settled, ask_s, observer, observations)
+            for b in budgets]
 
 
 def ask(http: Any, fake: Any, mode: str, c: Conversation, q: Question, budget: int) -> MemgateResult:
     fake.reset()
-    fake.set_behavior(reply=REPLY)
+    if fake.responder is None:  # else the responder (--observer authors) answers REPLY to the questions
+        fake.set_behavior(reply=REPLY)
     response = http.post("/v1/chat/completions", json={"model": MODEL, "messages": [
         {"role": "user", "content": q.question}]}, headers={
         "x-thread-id": question_thread(mode, c, q, budget), "x-resource-id": c.resource_id,
@@ -465,12 +587,15 @@ def format_mode(mode: str, budgets: Sequence[int], questions: list[tuple[Convers
         lines.append(f"  (budget {budget}: {run.exchanges} exchanges imported in {run.import_s:.1f}s, observer "
                      f"{'done' if run.observer_settled else 'NOT settled'} after {run.observer_wait_s:.1f}s, "
                      f"questions asked in {run.ask_s:.1f}s; x-memory {dict(states)})")
+        lines.append(f"  (budget {budget}: observer {run.observer}; the imported threads' observations by observer "
+                     f"{dict(run.observations)})")
     return lines
 
 
 def format_report(conversations: list[Conversation], budgets: Sequence[int], modes: Sequence[str],
                   baselines: dict[tuple[str, int, str, int], BaselineResult],
-                  runs: dict[tuple[str, int], GatewayRun], wall_s: float) -> str:
+                  runs: dict[tuple[str, int], GatewayRun], wall_s: float, observer: str = "local",
+                  observer_stats: Counter[str] | None = None) -> str:
     questions = [(c, q) for c in conversations for q in c.questions]
     left_out: Counter[str] = sum((c.left_out for c in conversations), Counter())
     lines = [
@@ -481,7 +606,12 @@ def format_report(conversations: list[Conversation], budgets: Sequence[int], mod
         f"whose evidence names no known turn ({left_out['unknown evidence ids dropped']} unknown evidence ids dropped)",
         "recall: questions whose every evidence turn has >= 60% of its content words in the injected text; "
         "tokens: o200k tokens of memgate's block",
+        "observer: " + ("local (MEMGATE_OBSERVER_MODEL=local)" if observer == "local" else
+                        f"authors (MEMGATE_OBSERVER_MODEL={AUTHORS_OBSERVER_MODEL}, MEMGATE_REFLECTOR_MODEL=local; "
+                        "the fake provider answers with the dataset authors' observations)"),
     ]
+    if observer_stats:
+        lines.append(f"authors' observer: {dict(observer_stats)}")
     for mode in modes:
         lines += ["", *format_mode(mode, budgets, questions, baselines,
                                    {b: r for (m, b), r in runs.items() if m == mode})]
@@ -500,7 +630,8 @@ def write_json(path: Path, conversations: list[Conversation], budgets: Sequence[
                 **{f"{m}_{b}": asdict(baselines[(c.stem, q.index, m, b)]) for m in BASELINES for b in budgets},
             })
     for (mode, budget), run in sorted(runs.items()):
-        report["memgate"].append({"mode": mode, "budget": budget, "exchanges": run.exchanges,
+        report["memgate"].append({"mode": mode, "budget": budget, "observer": run.observer,
+                                  "observations": dict(run.observations), "exchanges": run.exchanges,
                                   "observer_settled": run.observer_settled,
                                   "results": [asdict(r) for r in run.results]})
     path.write_text(json.dumps(report, indent=1))
@@ -517,6 +648,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="injected-token budgets, each question asked at each (default 1000,2000,4000)")
     parser.add_argument("--modes", default=",".join(MODES), help="cross, same or both (default cross,same)")
     parser.add_argument("--conversations", default="", help="a subset of the files' stems, e.g. 26,30")
+    parser.add_argument("--observer", choices=OBSERVERS, default="local",
+                        help="local: the rule-based observer; authors: the LLM Observer (fake/observer) answered "
+                             "with the dataset authors' observations (default local)")
     parser.add_argument("--json", type=Path, default=None, help="write every question's result (with the block) here")
     parser.add_argument("--baselines-only", action="store_true", help="only the baselines: no gateway")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the gateways' data and logs here")
@@ -530,16 +664,18 @@ def main(argv: list[str] | None = None) -> int:
     conversations = load_conversations(args.data, [s.strip() for s in args.conversations.split(",") if s.strip()])
     baselines = run_baselines(conversations, budgets)
     runs: dict[tuple[str, int], GatewayRun] = {}
+    authors = AuthorsObserver(conversations) if args.observer == "authors" else None
     if not args.baselines_only:
         from memgate_testing.fake_provider import FakeProvider
 
-        with tempfile.TemporaryDirectory(prefix="memgate-locomo-") as tmp, FakeProvider() as fake:
+        with tempfile.TemporaryDirectory(prefix="memgate-locomo-") as tmp, FakeProvider(responder=authors) as fake:
             root = args.workdir or Path(tmp)
             for mode in modes:
-                for run in run_gateway(mode, budgets, conversations, fake, root):
+                for run in run_gateway(mode, budgets, conversations, fake, root, observer=args.observer):
                     runs[(mode, run.budget)] = run
     wall_s = time.monotonic() - started
-    print(format_report(conversations, budgets, modes, baselines, runs, wall_s))
+    print(format_report(conversations, budgets, modes, baselines, runs, wall_s, args.observer,
+                        authors.stats if authors else None))
     if args.json:
         write_json(args.json, conversations, budgets, baselines, runs)
         progress(f"wrote {args.json}")

@@ -34,7 +34,7 @@ def test_recall_across_threads_with_provider_embeddings(make_gateway: Callable[.
                                    messages=[{"role": "user", "content": "Which tea is my favourite tea?"}])
     chat = [r for r in provider.requests if r["path"] == "/v1/chat/completions"][-1]
     block = chat["body"]["messages"][0]["content"]
-    assert "lapsang souchong" in block and f"(thread {first['x-thread-id']})" in block
+    assert "lapsang souchong" in block and "## Recalled from memory" in block
     assert any(r["path"] == "/v1/embeddings" for r in provider.requests)  # the query was embedded remotely
 
 

@@ -18,7 +18,7 @@ from memgate_store.threads import StoredMessage
 
 AT = datetime(2024, 5, 1, 9, 5, tzinfo=timezone.utc)
 THREAD_HEADER = "## Observations from this conversation"
-RECALLED_HEADER = "## Recalled from memory (relevant to the newest message; oldest first)"
+RECALLED_HEADER = "## Recalled from memory by relevance (oldest first)"
 MESSAGES_HEADER = "## Recent messages of this conversation (oldest first)"
 
 
