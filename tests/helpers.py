@@ -21,6 +21,15 @@ def memory_text(request: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def assert_error(response: httpx.Response, status: int, error_type: str) -> dict[str, Any]:
+    """The response is an OpenAI-shaped error of this status and type; returns its `error`."""
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["type"] == error_type
+    assert isinstance(error["message"], str) and error["message"]
+    return error
+
+
 def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from helpers import memory_text
+from helpers import assert_error, memory_text
 from memgate_testing.fake_provider import FakeProvider
 from memgate_testing.gateway import GatewayProcess
 
@@ -22,14 +22,6 @@ def _chat(gateway: GatewayProcess, key: str, headers: dict[str, str], content: s
         json={"model": "fake/gpt-test", "messages": [{"role": "user", "content": content}]},
         timeout=30,
     )
-
-
-def _assert_error(response: httpx.Response, status: int, error_type: str) -> dict:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["type"] == error_type
-    assert isinstance(error["message"], str) and error["message"]
-    return error
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +54,12 @@ def test_thread_bound_to_its_resource(gateway: GatewayProcess, provider: FakePro
     thread = f"bound-{uuid.uuid4().hex[:6]}"
     assert _chat(gateway, gateway.api_key, {"x-thread-id": thread, "x-resource-id": "owner"}).status_code == 200
     response = _chat(gateway, gateway.api_key, {"x-thread-id": thread, "x-resource-id": "intruder"}, SECRET)
-    _assert_error(response, 404, "not_found")
+    assert_error(response, 404, "not_found")
     assert len(provider.requests) == 1  # nothing reached the provider
 
 
 def test_thread_without_resource_is_rejected(gateway: GatewayProcess, provider: FakeProvider) -> None:
-    error = _assert_error(_chat(gateway, gateway.api_key, {"x-thread-id": "lonely"}), 400, "invalid_request_error")
+    error = assert_error(_chat(gateway, gateway.api_key, {"x-thread-id": "lonely"}), 400, "invalid_request_error")
     assert "x-resource-id" in error["message"]
     assert provider.requests == []
 
@@ -81,17 +73,17 @@ def test_invalid_ids_are_rejected(gateway: GatewayProcess, provider: FakeProvide
                      ("x-resource-id", value.encode())],
             json={"model": "fake/gpt-test", "messages": [{"role": "user", "content": "hi"}]},
         )
-    _assert_error(response, 400, "invalid_request_error")
+    assert_error(response, 400, "invalid_request_error")
     assert provider.requests == []
 
 
 def test_missing_and_wrong_keys(gateway: GatewayProcess, provider: FakeProvider) -> None:
     body = {"model": "fake/gpt-test", "messages": [{"role": "user", "content": "hi"}]}
     no_key = httpx.post(f"{gateway.base_url}/chat/completions", json=body)
-    _assert_error(no_key, 401, "authentication_error")
+    assert_error(no_key, 401, "authentication_error")
     wrong = httpx.post(f"{gateway.base_url}/chat/completions", json=body,
                        headers={"Authorization": "Bearer msk_not_a_real_key_at_all_000000"})
-    _assert_error(wrong, 401, "authentication_error")
+    assert_error(wrong, 401, "authentication_error")
     client = openai.OpenAI(base_url=gateway.base_url, api_key="msk_wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         client.chat.completions.create(model="fake/gpt-test", messages=[{"role": "user", "content": "hi"}])
@@ -123,6 +115,6 @@ def test_bad_bodies(gateway: GatewayProcess, provider: FakeProvider) -> None:
         (b'{"model": "fake/x", "messages": [{"role": "user", "content": "\xff\xfe"}]}', "invalid_encoding"),
     ]
     for body, code in cases:
-        error = _assert_error(httpx.post(url, content=body, headers=h), 400, "invalid_request_error")
+        error = assert_error(httpx.post(url, content=body, headers=h), 400, "invalid_request_error")
         assert error["code"] == code, (body, error)
     assert provider.requests == []

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from helpers import memory_text, observations, wait_for
+from helpers import assert_error, memory_text, observations, wait_for
 from memgate_testing.fake_provider import FakeProvider
 from memgate_testing.gateway import GatewayProcess
 
@@ -47,14 +47,6 @@ def _when(value: str | float) -> datetime:
     if isinstance(value, str):
         return datetime.fromisoformat(value)
     return datetime.fromtimestamp(value, timezone.utc)
-
-
-def _assert_error(response: httpx.Response, status: int, error_type: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    error = response.json()["error"]
-    assert error["type"] == error_type
-    assert isinstance(error["message"], str) and error["message"]
-    return error
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +139,7 @@ def test_import_appends_to_an_existing_thread_and_groups_like_chat(gateway: Gate
 ])
 def test_bad_imports_are_400_and_store_nothing(gateway: GatewayProcess, body: Any, code: str | None) -> None:
     thread = f"import-bad-{_uid()}"
-    error = _assert_error(_import(gateway, thread, body), 400, "invalid_request_error")
+    error = assert_error(_import(gateway, thread, body), 400, "invalid_request_error")
     if code:
         assert error["code"] == code
     assert _messages(gateway, thread).status_code == 404  # not even the thread was created
@@ -157,14 +149,14 @@ def test_a_bad_message_anywhere_stores_none_of_them(gateway: GatewayProcess) -> 
     thread, resource = f"import-{_uid()}", f"import-user-{_uid()}"
     assert _import(gateway, thread, {"resource_id": resource, "messages": TWO_EXCHANGES[:2]}).status_code == 201
     bad = [*TWO_EXCHANGES[2:], {"role": "user", "content": "and then", "created_at": "2022-01-01T00:00:00Z"}]
-    _assert_error(_import(gateway, thread, {"messages": bad}), 400, "invalid_request_error")
+    assert_error(_import(gateway, thread, {"messages": bad}), 400, "invalid_request_error")
     assert len(_messages(gateway, thread).json()["data"]) == 2
 
 
 def test_a_thread_of_another_resource_is_not_found(gateway: GatewayProcess) -> None:
     thread = f"import-{_uid()}"
     assert _import(gateway, thread, {"resource_id": "owner", "messages": TWO_EXCHANGES[:2]}).status_code == 201
-    error = _assert_error(_import(gateway, thread, {"resource_id": "intruder", "messages": TWO_EXCHANGES[2:]}),
+    error = assert_error(_import(gateway, thread, {"resource_id": "intruder", "messages": TWO_EXCHANGES[2:]}),
                           404, "not_found")
     assert error["code"] == "thread_not_found"
     assert len(_messages(gateway, thread).json()["data"]) == 2
@@ -175,8 +167,8 @@ def test_tenants_never_see_each_others_imports(gateway: GatewayProcess, other_ke
     assert _import(gateway, thread, {"resource_id": resource, "messages": TWO_EXCHANGES}).status_code == 201
 
     # The other tenant has no such thread: reading it is a 404, importing without a resource a 400.
-    _assert_error(_messages(gateway, thread, other_key), 404, "not_found")
-    _assert_error(_import(gateway, thread, {"messages": TWO_EXCHANGES[:2]}, other_key), 400, "invalid_request_error")
+    assert_error(_messages(gateway, thread, other_key), 404, "not_found")
+    assert_error(_import(gateway, thread, {"messages": TWO_EXCHANGES[:2]}, other_key), 400, "invalid_request_error")
     # With a resource, it creates its own thread of that id, which the first tenant never sees.
     mine = [{"role": "user", "content": "My locker code is 4711."}]
     response = _import(gateway, thread, {"resource_id": resource, "messages": mine}, other_key)
@@ -188,4 +180,4 @@ def test_tenants_never_see_each_others_imports(gateway: GatewayProcess, other_ke
 def test_import_needs_a_key(gateway: GatewayProcess) -> None:
     response = httpx.post(f"{gateway.base_url}/memory/threads/import-anon/messages",
                           json={"resource_id": "r", "messages": TWO_EXCHANGES}, timeout=10)
-    _assert_error(response, 401, "authentication_error")
+    assert_error(response, 401, "authentication_error")

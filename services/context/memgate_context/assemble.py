@@ -93,7 +93,7 @@ class ContextAssembler:
             recent_messages=[m.item for m in block.messages],
             recalled_messages=[_message_item(r) for r in block.recalled if r.kind == "message"],
             text=block.text,
-            tokens=count_tokens(block.text) if block.text else 0,
+            tokens=block.tokens,
             lookup_ms=(time.perf_counter() - started) * 1000,
             skipped_messages=len(known) - len(raw),
         )
@@ -108,6 +108,7 @@ class Chosen:
         self.messages = messages
         self.recalled = recalled
         self.text = render([o.line for o in observations], recalled, [m.line for m in messages])
+        self.tokens = count_tokens(self.text) if self.text else 0
 
 
 def own_tokens(observations: Sequence[ObservationLine], raw: Sequence[MessageLine]) -> int:
@@ -137,7 +138,7 @@ def choose(q: ContextLookup, observations: Sequence[ObservationLine], raw: Seque
     for item in recalled:
         if item.id in shown or (item.kind == "message" and message_fingerprint(item.role, item.text) in held):
             continue
-        group = _group(item)
+        group = _day(item)
         cost = item.tokens + RECALLED_LINE_TOKENS + (GROUP_TOKENS if group not in groups else 0)
         if used + recall_used + cost > budget or recall_used + cost > cap:
             continue
@@ -163,16 +164,12 @@ def choose(q: ContextLookup, observations: Sequence[ObservationLine], raw: Seque
     # the leftover goes first (oldest first), then the least relevant of what recall added.
     while True:
         chosen = Chosen(thread_obs, [*extra, *tail], picked)  # (extra: older than the tail, in order)
-        if count_tokens(chosen.text) <= q.budget_tokens or not (extra or picked):
+        if chosen.tokens <= q.budget_tokens or not (extra or picked):
             return chosen
         if extra:
             extra = extra[max(len(extra) // 10, 1):]
         else:
             picked = sorted(picked, key=attrgetter("score"), reverse=True)[:-1]
-
-
-def _group(item: Recalled) -> str:
-    return _day(item)
 
 
 def _day(item: Recalled) -> str:
@@ -235,7 +232,7 @@ def recalled_lines(items: Sequence[Recalled]) -> list[str]:
     them), days and lines in time order. Which thread each came from is in the block's items."""
     groups: dict[str, list[Recalled]] = {}
     for item in sorted(items, key=lambda i: (_when(i), i.id)):
-        groups.setdefault(_group(item), []).append(item)
+        groups.setdefault(_day(item), []).append(item)
     lines = []
     for day, members in groups.items():
         lines.append(f"### {day}")

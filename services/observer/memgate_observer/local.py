@@ -206,13 +206,10 @@ class LocalObserver:
             when = _when(message)
             speaker = speakers.get(message.id)
             body, captions = split_photos(split_speaker(message.content)[1] if speaker else message.content)
-            if speaker is not None:  # a person speaking, whichever role carries them
-                found, request = self._person(speaker, body, when, names)
+            if speaker is not None or message.role == "user":  # a person speaking, whichever role carries them
+                found, request = self._statements(speaker, body, when, names)
                 if message.role == "user":
                     task = request or task
-            elif message.role == "user":
-                found, request = self._user(body, when, names)
-                task = request or task
             else:
                 found = self._assistant(body, when, user_words, names)
             if message.role == "user":
@@ -241,8 +238,10 @@ class LocalObserver:
         return bool(_MARKUP.search(sentence) or _FILLER.match(sentence) or len(sentence.split()) < 3
                     or sentence.endswith(":") or is_filler(sentence, names) or is_reaction(sentence))
 
-    def _user(self, body: str, when: datetime, names: set[str]) -> tuple[list[tuple[str, str, str]], str | None]:
-        """Observations from one user message, and its request (the thread's current task), if any."""
+    def _statements(self, speaker: str | None, body: str, when: datetime,
+                    names: set[str]) -> tuple[list[tuple[str, str, str]], str | None]:
+        """Observations from the user's message (`speaker` None) or a person speaking
+        ("Caroline: ..."), and the message's request or question, if any."""
         found: list[tuple[str, str, str]] = []
         request: str | None = None
         for sentence in sentences(body):
@@ -251,33 +250,18 @@ class LocalObserver:
             if _is_question(sentence):
                 request = request or sentence
                 continue
-            if self._skipped(sentence, names):
+            if self._skipped(sentence, names) or (
+                    speaker is not None and (_SELF.search(sentence) or about_the_listener(sentence))):
                 continue
             sentence = _clip(resolve_relative_dates(sentence, when.date()))
             if _REQUEST.match(sentence):
                 request = request or sentence
+            if speaker is not None:
+                found.append((f"{speaker} said: {sentence}", _statement_priority(sentence), sentence))
+            elif _REQUEST.match(sentence):
                 found.append((f"User asked: {sentence}", "medium", sentence))
             else:
                 found.append((f"User stated: {sentence}", _statement_priority(sentence), sentence))
-        return found, request
-
-    def _person(self, speaker: str, body: str, when: datetime,
-                names: set[str]) -> tuple[list[tuple[str, str, str]], str | None]:
-        """Observations from a person speaking ("Caroline: ..."), and their request or question, if any."""
-        found: list[tuple[str, str, str]] = []
-        request: str | None = None
-        for sentence in sentences(body):
-            if _MARKUP.search(sentence) or _FILLER.match(sentence):
-                continue
-            if _is_question(sentence):
-                request = request or sentence
-                continue
-            if self._skipped(sentence, names) or _SELF.search(sentence) or about_the_listener(sentence):
-                continue
-            sentence = _clip(resolve_relative_dates(sentence, when.date()))
-            if _REQUEST.match(sentence):
-                request = request or sentence
-            found.append((f"{speaker} said: {sentence}", _statement_priority(sentence), sentence))
         return found, request
 
     def _assistant(self, body: str, when: datetime, user_words: list[set[str]],
