@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from memgate_vectors.factory import open_vector_index
 from memgate_vectors.points import Rankings, VectorHit, VectorPoint
-from memgate_vectors.port import VectorIndex
+from memgate_vectors.port import MESSAGE_KIND, VectorIndex
 from memgate_vectors.remote import RemoteEmbedder
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "MESSAGE_KIND",
     "EdgeVectorIndex",
     "Embedder",
     "Rankings",

@@ -19,7 +19,10 @@ PREFETCH_FACTOR = 4
 MIN_PREFETCH = 20
 RRF_K = 60
 
-KEYWORD_FIELDS = ("tenant", "resource_id", "thread_id")
+KEYWORD_FIELDS = ("tenant", "resource_id", "thread_id", "kind")
+# payload["kind"] of a message's point; every other point (observations, also those
+# written before messages were indexed, which have no kind) is not a message.
+MESSAGE_KIND = "message"
 # Points are written in chunks of this many: bounded request bodies for the server,
 # and for the edge shard (which holds the GIL while it works) a turn for the event
 # loop between chunks.
@@ -71,10 +74,12 @@ class VectorIndex(Protocol):
         ...
 
     async def rankings(
-        self, vector: Sequence[float], *, tenant: str, resource_id: str, query_text: str, limit: int
+        self, vector: Sequence[float], *, tenant: str, resource_id: str, query_text: str, limit: int,
+        messages: bool | None = None,
     ) -> Rankings:
         """The dense and the keyword ranking of one tenant's resource, unfused: each its
-        best `limit` points with its own score (cosine; BM25)."""
+        best `limit` points with its own score (cosine; BM25). `messages`: True, only
+        message points; False, only the others; None, all."""
         ...
 
     async def delete(self, ids: Sequence[str]) -> None:

@@ -33,6 +33,7 @@ from memgate_vectors import sparse
 from memgate_vectors.points import Rankings, VectorHit, VectorPoint, checked_points, keyword_text
 from memgate_vectors.port import (
     KEYWORD_FIELDS,
+    MESSAGE_KIND,
     RRF_K,
     SPARSE_VECTOR_NAME,
     VECTOR_NAME,
@@ -99,11 +100,12 @@ class EdgeVectorIndex:
         return [_hit(p) for p in self._open_shard().query(request)]
 
     async def rankings(
-        self, vector: Sequence[float], *, tenant: str, resource_id: str, query_text: str, limit: int
+        self, vector: Sequence[float], *, tenant: str, resource_id: str, query_text: str, limit: int,
+        messages: bool | None = None,
     ) -> Rankings:
         if limit <= 0:
             return Rankings([], [])
-        where = _filter(tenant=tenant, resource_id=resource_id)
+        where = _filter(tenant=tenant, resource_id=resource_id, messages=messages)
         shard = self._open_shard()
         dense = shard.query(qe.QueryRequest(
             limit=limit, query=qe.Query.Nearest(list(vector), using=VECTOR_NAME), filter=where, with_payload=True,
@@ -281,6 +283,7 @@ def _filter(
     resource_id: str | None = None,
     thread_id: str | None = None,
     exclude_thread_id: str | None = None,
+    messages: bool | None = None,
 ) -> qe.Filter:
     keys = {"tenant": tenant, "resource_id": resource_id, "thread_id": thread_id}
     must: list[Any] = [
@@ -289,4 +292,6 @@ def _filter(
     must_not: list[Any] = []
     if exclude_thread_id is not None:
         must_not.append(qe.FieldCondition("thread_id", match=qe.MatchValue(exclude_thread_id)))
+    if messages is not None:
+        (must if messages else must_not).append(qe.FieldCondition("kind", match=qe.MatchValue(MESSAGE_KIND)))
     return qe.Filter(must=must, must_not=must_not or None)

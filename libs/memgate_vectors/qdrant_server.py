@@ -20,6 +20,7 @@ from memgate_vectors import sparse
 from memgate_vectors.points import Rankings, VectorHit, VectorPoint, checked_points, keyword_text
 from memgate_vectors.port import (
     KEYWORD_FIELDS,
+    MESSAGE_KIND,
     RRF_K,
     SPARSE_VECTOR_NAME,
     VECTOR_NAME,
@@ -147,11 +148,12 @@ class ServerVectorIndex:
         return [_hit(p) for p in response.points]
 
     async def rankings(
-        self, vector: Sequence[float], *, tenant: str, resource_id: str, query_text: str, limit: int
+        self, vector: Sequence[float], *, tenant: str, resource_id: str, query_text: str, limit: int,
+        messages: bool | None = None,
     ) -> Rankings:
         if limit <= 0:
             return Rankings([], [])
-        where = _filter(tenant=tenant, resource_id=resource_id)
+        where = _filter(tenant=tenant, resource_id=resource_id, messages=messages)
         terms = sparse.query_vector(query_text) if self.hybrid else None
         requests = [qm.QueryRequest(query=list(vector), using=VECTOR_NAME, filter=where, limit=limit, with_payload=True)]
         if terms is not None and terms.indices:
@@ -278,6 +280,7 @@ def _filter(
     resource_id: str | None = None,
     thread_id: str | None = None,
     exclude_thread_id: str | None = None,
+    messages: bool | None = None,
 ) -> qm.Filter:
     keys = {"tenant": tenant, "resource_id": resource_id, "thread_id": thread_id}
     must: list[Any] = [
@@ -286,4 +289,6 @@ def _filter(
     must_not: list[Any] = []
     if exclude_thread_id is not None:
         must_not.append(qm.FieldCondition(key="thread_id", match=qm.MatchValue(value=exclude_thread_id)))
+    if messages is not None:
+        (must if messages else must_not).append(qm.FieldCondition(key="kind", match=qm.MatchValue(value=MESSAGE_KIND)))
     return qm.Filter(must=must, must_not=must_not or None)

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from qdrant_client import AsyncQdrantClient
 
-from memgate_vectors import EdgeVectorIndex, Embedder, ServerVectorIndex, VectorIndex, VectorPoint, sparse
+from memgate_vectors import EdgeVectorIndex, Embedder, Rankings, ServerVectorIndex, VectorIndex, VectorPoint, sparse
 from memgate_vectors.port import RRF_K, prefetch_limit
 
 # Local mode has no payload indexes and says so each time ensure() creates one.
@@ -660,3 +660,19 @@ async def test_delete_by_ids_removes_only_those(index: VectorIndex) -> None:
     assert sorted(h.id for h in left) == sorted([points[1].id, points[3].id])
     await index.delete([])
     assert await index.count(tenant="acme") == 2
+
+
+async def test_rankings_can_keep_to_messages_or_to_the_rest(index: VectorIndex) -> None:
+    message = point(axis(1), text="lemon tea for breakfast", kind="message")
+    observation = point(axis(1, 0.1), text="Likes lemon tea.", kind="observation")
+    legacy = point(axis(1, 0.2), text="Drinks lemon tea.")  # written before points had a kind
+    await index.upsert([message, observation, legacy])
+
+    def ids(rankings: Rankings) -> tuple[set[str], set[str]]:
+        return {h.id for h in rankings.dense}, {h.id for h in rankings.keyword}
+
+    ask = dict(tenant="acme", resource_id="user-1", query_text="lemon tea", limit=10)
+    assert ids(await index.rankings(axis(1), messages=True, **ask)) == ({message.id}, {message.id})
+    others = {observation.id, legacy.id}
+    assert ids(await index.rankings(axis(1), messages=False, **ask)) == (others, others)
+    assert ids(await index.rankings(axis(1), **ask)) == ({message.id, *others}, {message.id, *others})

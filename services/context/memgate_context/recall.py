@@ -24,9 +24,10 @@ import msgspec
 import numpy as np
 
 from memgate_core.context import ContextLookup
-from memgate_vectors import Embedder, VectorHit, VectorIndex
+from memgate_vectors import MESSAGE_KIND, Embedder, VectorHit, VectorIndex
 
-CANDIDATES = 128  # per ranking
+MESSAGE_CANDIDATES = 128  # per ranking
+OBSERVATION_CANDIDATES = 32  # per ranking
 QUERY_CACHE = 2048  # recent query embeddings (a retried or repeated question costs nothing)
 PRIORITY_BONUS = {"high": 0.3, "medium": 0.0, "low": -0.3, "completed": -0.2}
 SLIGHT_PENALTY = 0.75  # a message with under MIN_OWN_WORDS words of its own, or only a question
@@ -60,11 +61,15 @@ class Recall:
         """The resource's memory ranked by relevance to `q.query`, best first."""
         if not q.query.strip():
             return []
-        rankings = await self.index.rankings(
-            await self._vector(q.query), tenant=q.tenant, resource_id=q.resource_id, query_text=q.query,
-            limit=CANDIDATES,
-        )
-        return fuse(rankings.dense, rankings.keyword)
+        vector = await self._vector(q.query)
+        # Messages and observations ranked apart: an observation often restates its message,
+        # and would otherwise take a message's candidate slot with the same words.
+        messages = await self.index.rankings(vector, tenant=q.tenant, resource_id=q.resource_id,
+                                             query_text=q.query, limit=MESSAGE_CANDIDATES, messages=True)
+        observations = await self.index.rankings(vector, tenant=q.tenant, resource_id=q.resource_id,
+                                                 query_text=q.query, limit=OBSERVATION_CANDIDATES, messages=False)
+        return with_provenance([*fuse(messages.dense, messages.keyword),
+                                *fuse(observations.dense, observations.keyword)])
 
     async def _vector(self, text: str) -> list[float]:
         vector = self._query_vectors.get(text)
@@ -77,7 +82,7 @@ class Recall:
 
 
 def fuse(dense: Sequence[VectorHit], keyword: Sequence[VectorHit]) -> list[Recalled]:
-    """Both rankings' candidates, scored by the sum of their standardised scores.
+    """Both rankings' candidates, scored by the sum of their standardised scores (unsorted).
 
     A candidate one ranking did not return gets that ranking's floor: the lowest cosine
     it returned, or a BM25 score of 0.
@@ -94,7 +99,7 @@ def fuse(dense: Sequence[VectorHit], keyword: Sequence[VectorHit]) -> list[Recal
     d = _standardised(np.array([dense_score.get(i, floor) for i in ids]))
     k = _standardised(np.array([keyword_score.get(i, 0.0) for i in ids]))
     items = [_item(hits[i], float(s)) for i, s in zip(ids, d + k)]
-    return _with_provenance([item for item in items if item is not None])
+    return [item for item in items if item is not None]
 
 
 def _standardised(scores: np.ndarray) -> np.ndarray:
@@ -109,7 +114,7 @@ def _item(payload: dict[str, Any], score: float) -> Recalled | None:
     tokens = payload.get("tokens")
     tokens = tokens if isinstance(tokens, int) else len(text) // 3 + 1
     thread_id = str(payload.get("thread_id", ""))
-    if payload.get("kind") == "message":
+    if payload.get("kind") == MESSAGE_KIND:
         if _slight(text):
             score -= SLIGHT_PENALTY
         return Recalled("message", str(payload.get("message_id", "")), thread_id, text, tokens, score,
@@ -133,7 +138,7 @@ def _slight(text: str) -> bool:
     return stripped.endswith("?") and not re.search(r"[.!]\s", stripped)
 
 
-def _with_provenance(items: list[Recalled]) -> list[Recalled]:
+def with_provenance(items: list[Recalled]) -> list[Recalled]:
     """Observations lend their score to their source messages among the candidates, and
     leave the ranking when one is there; best first."""
     messages = {i.id: i for i in items if i.kind == "message"}

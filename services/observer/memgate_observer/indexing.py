@@ -21,9 +21,8 @@ from memgate_core.ids import stable_uuid
 from memgate_core.tokens import count_tokens
 from memgate_store import Observation
 from memgate_store.threads import ThreadRepository
-from memgate_vectors import Embedder, VectorPoint
+from memgate_vectors import MESSAGE_KIND, Embedder, VectorPoint
 
-MESSAGE_KIND = "message"
 OBSERVATION_KIND = "observation"
 CONTEXT_CHARS = 1_000  # of the previous message, indexed with a message
 

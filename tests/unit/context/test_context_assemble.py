@@ -9,7 +9,7 @@ from memgate_context import assemble
 import msgspec
 
 from memgate_context.assemble import PREAMBLE, choose, recalled_lines, render
-from memgate_context.recall import Recalled, fuse
+from memgate_context.recall import Recalled, fuse, with_provenance
 from memgate_context.view import CLOSE_TAG, OPEN_TAG, Line, MessageLine, message_line, observation_line
 from memgate_core.context import ContextLookup, ObservationItem, message_fingerprint
 from memgate_core.tokens import count_tokens
@@ -135,7 +135,7 @@ def test_fusion_rewards_agreement_and_observations_point_to_their_messages() -> 
              hit("c", 0.5, message_id="c", **message),
              hit("o", 0.85, kind="observation", observation_id="o", priority="high", source_message_ids=["c"])]
     keyword = [hit("b", 12.0, message_id="b", **message), hit("d", 3.0, message_id="d", **message)]
-    fused = fuse(dense, keyword)
+    fused = with_provenance(fuse(dense, keyword))
     assert [i.id for i in fused][:2] == ["b", "c"]  # both rankings agree on b; c takes its observation's score
     assert "o" not in {i.id for i in fused}  # not paid for twice
     assert {i.id for i in fused} == {"a", "b", "c", "d"}
@@ -146,7 +146,7 @@ def test_a_message_with_little_of_its_own_ranks_lower() -> None:
         return VectorHit(id, 0.8, {"kind": "message", "message_id": id, "thread_id": "th2", "text": text,
                                    "role": "user"})
 
-    fused = fuse([hit("short", "Yes!"), hit("full", "I painted a lake sunrise last year")], [])
+    fused = with_provenance(fuse([hit("short", "Yes!"), hit("full", "I painted a lake sunrise last year")], []))
     assert [i.id for i in fused] == ["full", "short"]
 
 
