@@ -10,7 +10,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from memgate_vectors.factory import open_vector_index
-from memgate_vectors.points import Rankings, VectorHit, VectorPoint
+from memgate_vectors.points import KEYWORD_TEXT, Rankings, VectorHit, VectorPoint
 from memgate_vectors.port import MESSAGE_KIND, VectorIndex
 from memgate_vectors.remote import RemoteEmbedder
 
@@ -26,6 +26,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "KEYWORD_TEXT",
     "MESSAGE_KIND",
     "EdgeVectorIndex",
     "Embedder",

@@ -74,12 +74,14 @@ class VectorIndex(Protocol):
         ...
 
     async def rankings(
-        self, vector: Sequence[float], *, tenant: str, resource_id: str, query_text: str, limit: int,
+        self, vector: Sequence[float] | None, *, tenant: str, resource_id: str, query_text: str, limit: int,
         messages: bool | None = None,
     ) -> Rankings:
         """The dense and the keyword ranking of one tenant's resource, unfused: each its
-        best `limit` points with its own score (cosine; BM25). `messages`: True, only
-        message points; False, only the others; None, all."""
+        best `limit` points with its own score (cosine; BM25). No `vector`: no dense
+        ranking; a `query_text` without terms: no keyword ranking (so a caller can ask for
+        the keyword ranking while its query is still being embedded). `messages`: True,
+        only message points; False, only the others; None, all."""
         ...
 
     async def delete(self, ids: Sequence[str]) -> None:

@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import qdrant_edge as qe
 
 from memgate_vectors import sparse
-from memgate_vectors.points import Rankings, VectorHit, VectorPoint, checked_points, keyword_text
+from memgate_vectors.points import KEYWORD_TEXT, Rankings, VectorHit, VectorPoint, checked_points, keyword_text
 from memgate_vectors.port import (
     KEYWORD_FIELDS,
     MESSAGE_KIND,
@@ -42,6 +42,8 @@ from memgate_vectors.port import (
 )
 
 T = TypeVar("T")
+# A ranking's hits carry their payload without the keyword text (only the index needs it).
+_RANKED_PAYLOAD = qe.PayloadSelector.Exclude([KEYWORD_TEXT])
 log = logging.getLogger("memgate.vectors")
 
 
@@ -100,7 +102,7 @@ class EdgeVectorIndex:
         return [_hit(p) for p in self._open_shard().query(request)]
 
     async def rankings(
-        self, vector: Sequence[float], *, tenant: str, resource_id: str, query_text: str, limit: int,
+        self, vector: Sequence[float] | None, *, tenant: str, resource_id: str, query_text: str, limit: int,
         messages: bool | None = None,
     ) -> Rankings:
         if limit <= 0:
@@ -108,14 +110,15 @@ class EdgeVectorIndex:
         where = _filter(tenant=tenant, resource_id=resource_id, messages=messages)
         shard = self._open_shard()
         dense = shard.query(qe.QueryRequest(
-            limit=limit, query=qe.Query.Nearest(list(vector), using=VECTOR_NAME), filter=where, with_payload=True,
-        ))
+            limit=limit, query=qe.Query.Nearest(list(vector), using=VECTOR_NAME), filter=where,
+            with_payload=_RANKED_PAYLOAD,
+        )) if vector is not None else []
         terms = sparse.query_vector(query_text) if self.hybrid else None
         keyword = shard.query(qe.QueryRequest(
-            limit=limit, filter=where, with_payload=True,
+            limit=limit, filter=where, with_payload=_RANKED_PAYLOAD,
             query=qe.Query.Nearest(qe.SparseVector(terms.indices, terms.values), using=SPARSE_VECTOR_NAME),
         )) if terms is not None and terms.indices else []
-        # Inline, like search(): sub-millisecond each with the payload indexes.
+        # Inline, like search(): a few milliseconds at most, and the engine holds the GIL.
         return Rankings([_hit(p) for p in dense], [_hit(p) for p in keyword])
 
     async def delete(self, ids: Sequence[str]) -> None:

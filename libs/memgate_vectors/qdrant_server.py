@@ -17,7 +17,7 @@ from qdrant_client import models as qm
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from memgate_vectors import sparse
-from memgate_vectors.points import Rankings, VectorHit, VectorPoint, checked_points, keyword_text
+from memgate_vectors.points import KEYWORD_TEXT, Rankings, VectorHit, VectorPoint, checked_points, keyword_text
 from memgate_vectors.port import (
     KEYWORD_FIELDS,
     MESSAGE_KIND,
@@ -33,6 +33,8 @@ log = logging.getLogger("memgate.vectors")
 # completing the BM25 weights memgate_vectors.sparse stores.
 _SPARSE_PARAMS = qm.SparseVectorParams(modifier=qm.Modifier.IDF)
 # Points that have no keyword vector yet: written before hybrid search (or with no terms).
+# A ranking's hits carry their payload without the keyword text (only the index needs it).
+_RANKED_PAYLOAD = qm.PayloadSelectorExclude(exclude=[KEYWORD_TEXT])
 _LACKING_SPARSE = qm.Filter(must_not=[qm.HasVectorCondition(has_vector=SPARSE_VECTOR_NAME)])
 
 
@@ -148,21 +150,25 @@ class ServerVectorIndex:
         return [_hit(p) for p in response.points]
 
     async def rankings(
-        self, vector: Sequence[float], *, tenant: str, resource_id: str, query_text: str, limit: int,
+        self, vector: Sequence[float] | None, *, tenant: str, resource_id: str, query_text: str, limit: int,
         messages: bool | None = None,
     ) -> Rankings:
-        if limit <= 0:
-            return Rankings([], [])
         where = _filter(tenant=tenant, resource_id=resource_id, messages=messages)
         terms = sparse.query_vector(query_text) if self.hybrid else None
-        requests = [qm.QueryRequest(query=list(vector), using=VECTOR_NAME, filter=where, limit=limit, with_payload=True)]
+        requests = {}
+        if vector is not None:
+            requests["dense"] = qm.QueryRequest(query=list(vector), using=VECTOR_NAME, filter=where, limit=limit,
+                                                with_payload=_RANKED_PAYLOAD)
         if terms is not None and terms.indices:
             keywords = qm.SparseVector(indices=terms.indices, values=terms.values)
-            requests.append(qm.QueryRequest(query=keywords, using=SPARSE_VECTOR_NAME, filter=where, limit=limit,
-                                            with_payload=True))
-        responses = await self._client.query_batch_points(self.collection, requests=requests)  # one round trip
-        dense, *keyword = [[_hit(p) for p in r.points] for r in responses]
-        return Rankings(dense, keyword[0] if keyword else [])
+            requests["keyword"] = qm.QueryRequest(query=keywords, using=SPARSE_VECTOR_NAME, filter=where, limit=limit,
+                                                  with_payload=_RANKED_PAYLOAD)
+        if limit <= 0 or not requests:
+            return Rankings([], [])
+        # One round trip for both.
+        responses = await self._client.query_batch_points(self.collection, requests=list(requests.values()))
+        found = {name: [_hit(p) for p in r.points] for name, r in zip(requests, responses)}
+        return Rankings(found.get("dense", []), found.get("keyword", []))
 
     async def delete(self, ids: Sequence[str]) -> None:
         if ids:

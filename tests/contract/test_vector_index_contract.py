@@ -641,6 +641,8 @@ async def test_rankings_are_the_dense_and_the_bm25_ranking_unfused(index: Vector
 
     no_terms = await index.rankings(axis(1), tenant="acme", resource_id="user-1", query_text="the and of", limit=4)
     assert no_terms.keyword == [] and len(no_terms.dense) == 4
+    words_only = await index.rankings(None, tenant="acme", resource_id="user-1", query_text="Lemon teas?", limit=4)
+    assert words_only.dense == [] and [h.id for h in words_only.keyword] == [h.id for h in rankings.keyword]
 
 
 async def test_keyword_text_is_what_the_keyword_vector_is_made_of(index: VectorIndex) -> None:

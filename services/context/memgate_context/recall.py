@@ -15,6 +15,7 @@ not shown as well: the same fact is not paid for twice).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -24,7 +25,7 @@ import msgspec
 import numpy as np
 
 from memgate_core.context import ContextLookup
-from memgate_vectors import MESSAGE_KIND, Embedder, VectorHit, VectorIndex
+from memgate_vectors import MESSAGE_KIND, Embedder, Rankings, VectorHit, VectorIndex
 
 MESSAGE_CANDIDATES = 128  # per ranking
 OBSERVATION_CANDIDATES = 32  # per ranking
@@ -61,15 +62,25 @@ class Recall:
         """The resource's memory ranked by relevance to `q.query`, best first."""
         if not q.query.strip():
             return []
-        vector = await self._vector(q.query)
-        # Messages and observations ranked apart: an observation often restates its message,
-        # and would otherwise take a message's candidate slot with the same words.
-        messages = await self.index.rankings(vector, tenant=q.tenant, resource_id=q.resource_id,
-                                             query_text=q.query, limit=MESSAGE_CANDIDATES, messages=True)
-        observations = await self.index.rankings(vector, tenant=q.tenant, resource_id=q.resource_id,
-                                                 query_text=q.query, limit=OBSERVATION_CANDIDATES, messages=False)
-        return with_provenance([*fuse(messages.dense, messages.keyword),
-                                *fuse(observations.dense, observations.keyword)])
+        # The query is embedded in a worker thread (onnxruntime lets go of the GIL) while the
+        # keyword rankings run. Messages and observations are ranked apart: an observation
+        # often restates its message, and would otherwise take a message's candidate slot.
+        embedding = asyncio.ensure_future(self._vector(q.query))
+        await asyncio.sleep(0)  # (the embedding is on its way)
+        message_words = await self._ranking(q, None, messages=True)
+        observation_words = await self._ranking(q, None, messages=False)
+        vector = await embedding
+        message_meaning = await self._ranking(q, vector, messages=True)
+        observation_meaning = await self._ranking(q, vector, messages=False)
+        return with_provenance([*fuse(message_meaning.dense, message_words.keyword),
+                                *fuse(observation_meaning.dense, observation_words.keyword)])
+
+    async def _ranking(self, q: ContextLookup, vector: list[float] | None, *, messages: bool) -> Rankings:
+        """The keyword ranking (no `vector`) or the dense one, of messages or of the rest."""
+        return await self.index.rankings(
+            vector, tenant=q.tenant, resource_id=q.resource_id, query_text=q.query if vector is None else "",
+            limit=MESSAGE_CANDIDATES if messages else OBSERVATION_CANDIDATES, messages=messages,
+        )
 
     async def _vector(self, text: str) -> list[float]:
         vector = self._query_vectors.get(text)

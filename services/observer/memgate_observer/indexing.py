@@ -21,7 +21,7 @@ from memgate_core.ids import stable_uuid
 from memgate_core.tokens import count_tokens
 from memgate_store import Observation
 from memgate_store.threads import ThreadRepository
-from memgate_vectors import MESSAGE_KIND, Embedder, VectorPoint
+from memgate_vectors import KEYWORD_TEXT, MESSAGE_KIND, Embedder, VectorPoint
 
 OBSERVATION_KIND = "observation"
 CONTEXT_CHARS = 1_000  # of the previous message, indexed with a message
@@ -72,5 +72,5 @@ def _message_point(e: ExchangeCompleted, m: MessageRecord, context: str, vector:
     return VectorPoint(id=message_point_id(e.tenant, m.id), vector=vector, payload={
         "tenant": e.tenant, "resource_id": e.resource_id, "thread_id": e.thread_id, "kind": MESSAGE_KIND,
         "message_id": m.id, "role": m.role, "created_at": m.created_at, "text": m.content,
-        "keyword_text": context, "tokens": count_tokens(m.content),
+        KEYWORD_TEXT: context, "tokens": count_tokens(m.content),
     })
