@@ -2,7 +2,8 @@
 
 Three paths get the same chat request: (1) straight to a fast fake provider (fixed tiny
 answer, zero think time), (2) through memgate with memory off, (3) through memgate with
-memory on, on a thread that already holds a few hundred messages and observations.
+memory on, on a thread that already holds a few hundred messages and observations; and a
+fourth row asks a question about another such thread's past ("recall").
 
 For each: p50/p99 latency at a fixed moderate rate (open loop), streaming time to first
 byte at the same rate, and throughput at saturation (wrk). Added = via memgate - direct.
@@ -28,6 +29,10 @@ from memgate_testing.fake_provider import FakeProviderProcess
 from memgate_testing.gateway import GatewayProcess
 
 BODY = {"model": "fake/bench", "messages": [{"role": "user", "content": "Say ok."}]}
+# A question about a thread's past, on a thread of --history turns (the memory-on runs grow
+# theirs by thousands of "Say ok." exchanges): recall finds relevant turns. The same text each
+# time, so its embedding is cached: this row is recall's cost beside the embedding.
+RECALL_BODY = {"model": "fake/bench", "messages": [{"role": "user", "content": "Which colour is item number 42 painted?"}]}
 
 
 def seed(gateway: GatewayProcess, header_sets: list[dict[str, str]], turns: int) -> None:
@@ -99,16 +104,18 @@ def main() -> None:
                       for i in range(args.threads)]
             seed(gateway, [memory, *spread], args.history)
             paths = {
-                "direct": (f"{provider.base_url}/chat/completions", {"Authorization": "Bearer bench"}),
-                "memory off": (f"{gateway.base_url}/chat/completions", auth),
-                "memory on": (f"{gateway.base_url}/chat/completions", memory),
+                "direct": (f"{provider.base_url}/chat/completions", {"Authorization": "Bearer bench"}, BODY),
+                "memory off": (f"{gateway.base_url}/chat/completions", auth, BODY),
+                "memory on": (f"{gateway.base_url}/chat/completions", memory, BODY),
+                # (on a thread of its own: the memory-on runs above grew bench-thread by thousands of exchanges)
+                "recall": (f"{gateway.base_url}/chat/completions", spread[0], RECALL_BODY),
             }
             rows = {}
-            for name, (url, headers) in paths.items():
-                asyncio.run(fixed_rate(url, headers, BODY, rate=args.rate, seconds=2))  # warm up
-                plain = asyncio.run(fixed_rate(url, headers, BODY, rate=args.rate, seconds=args.seconds))
-                ttfb = asyncio.run(fixed_rate(url, headers, BODY, rate=args.rate, seconds=args.seconds, stream=True))
-                rps = saturation(url, headers, BODY, seconds=args.saturation_seconds)
+            for name, (url, headers, body) in paths.items():
+                asyncio.run(fixed_rate(url, headers, body, rate=args.rate, seconds=2))  # warm up
+                plain = asyncio.run(fixed_rate(url, headers, body, rate=args.rate, seconds=args.seconds))
+                ttfb = asyncio.run(fixed_rate(url, headers, body, rate=args.rate, seconds=args.seconds, stream=True))
+                rps = saturation(url, headers, body, seconds=args.saturation_seconds)
                 rows[name] = (plain, ttfb, rps)
             url = f"{gateway.base_url}/chat/completions"
             spread_rps = saturation(url, spread, BODY, seconds=args.saturation_seconds)
@@ -126,7 +133,9 @@ def main() -> None:
               f"{plain.pct(50) - base_plain.pct(50):>8.2f}{plain.pct(99) - base_plain.pct(99):>8.2f}"
               f"{ttfb.pct(50):>10.2f}{ttfb.pct(99):>10.2f}{ttfb.pct(50) - base_ttfb.pct(50):>9.2f}"
               f"{rps:>9.0f}{plain.errors + ttfb.errors:>8}")
-    print(f"\nmemory on, spread over {args.threads} threads of {args.history} turns each: {spread_rps:.0f} req/s "
+    print(f"recall: memory on, asking about the past of a thread of {args.history} turns (recall runs; the "
+          "query's embedding is cached)")
+    print(f"memory on, spread over {args.threads} threads of {args.history} turns each: {spread_rps:.0f} req/s "
           f"at saturation (the table's memory-on row: every request on one thread)")
     print(accounting)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from operator import attrgetter
 from typing import Protocol, TypeVar
 
@@ -84,9 +83,10 @@ class ContextAssembler:
         raw = [m for m in known if m.fingerprint not in held] if held else known
         # Recall is for what the block cannot hold otherwise: other threads, or a thread
         # too long for the budget.
-        needed = view.related or own_tokens(view.observations, raw) > q.budget_tokens - FRAME_TOKENS
+        own = own_tokens(view.observations, raw)
+        needed = view.related or own > q.budget_tokens - FRAME_TOKENS
         recalled = await self.recall.search(q) if needed else []
-        block = choose(q, view.observations, raw, recalled)
+        block = choose(q, view.observations, raw, recalled, own=own)
         return ContextBlock(
             thread_observations=[o.item for o in block.observations],
             related_observations=[_observation_item(r) for r in block.recalled if r.kind == "observation"],
@@ -117,10 +117,11 @@ def own_tokens(observations: Sequence[ObservationLine], raw: Sequence[MessageLin
 
 
 def choose(q: ContextLookup, observations: Sequence[ObservationLine], raw: Sequence[MessageLine],
-           recalled: Sequence[Recalled]) -> Chosen:
-    """The block's contents under `q.budget_tokens` (see the module's docstring)."""
+           recalled: Sequence[Recalled], *, own: int | None = None) -> Chosen:
+    """The block's contents under `q.budget_tokens` (see the module's docstring); `own`:
+    `own_tokens` of the thread, when the caller has it already."""
     budget = max(q.budget_tokens - FRAME_TOKENS, 0)
-    own = own_tokens(observations, raw)
+    own = own if own is not None else own_tokens(observations, raw)
     if own <= budget:  # the thread's whole memory fits: recall adds the other threads'
         thread_obs, tail, used = list(observations), list(raw), own
     else:
@@ -133,12 +134,12 @@ def choose(q: ContextLookup, observations: Sequence[ObservationLine], raw: Seque
     held = set(q.client_messages)
     cap = q.related_budget_tokens if q.related_budget_tokens is not None else budget
     picked: list[Recalled] = []
-    groups: set[str] = set()
+    groups: set[str | int] = set()
     recall_used = SECTION_TOKENS
     for item in recalled:
-        if item.id in shown or (item.kind == "message" and message_fingerprint(item.role, item.text) in held):
+        if item.id in shown or (held and item.kind == "message" and message_fingerprint(item.role, item.text) in held):
             continue
-        group = _day(item)
+        group = item.day
         cost = item.tokens + RECALLED_LINE_TOKENS + (GROUP_TOKENS if group not in groups else 0)
         if used + recall_used + cost > budget or recall_used + cost > cap:
             continue
@@ -170,18 +171,6 @@ def choose(q: ContextLookup, observations: Sequence[ObservationLine], raw: Seque
             extra = extra[max(len(extra) // 10, 1):]
         else:
             picked = sorted(picked, key=attrgetter("score"), reverse=True)[:-1]
-
-
-def _day(item: Recalled) -> str:
-    if item.kind == "message":
-        return datetime.fromtimestamp(item.created_at, timezone.utc).strftime("%Y-%m-%d")
-    return item.observed_on[:10]
-
-
-def _when(item: Recalled) -> str:
-    if item.kind == "message":
-        return datetime.fromtimestamp(item.created_at, timezone.utc).strftime("%Y-%m-%d %H:%M")
-    return item.observed_on
 
 
 def _with_unstored(view: ThreadView, unstored: list[MessageLine]) -> list[MessageLine]:
@@ -231,8 +220,8 @@ def recalled_lines(items: Sequence[Recalled]) -> list[str]:
     """Grouped by day (whatever the conversation: the date is what a model needs to place
     them), days and lines in time order. Which thread each came from is in the block's items."""
     groups: dict[str, list[Recalled]] = {}
-    for item in sorted(items, key=lambda i: (_when(i), i.id)):
-        groups.setdefault(_day(item), []).append(item)
+    for when, item in sorted(((i.when, i) for i in items), key=lambda pair: (pair[0], pair[1].id)):
+        groups.setdefault(when[:10], []).append(item)
     lines = []
     for day, members in groups.items():
         lines.append(f"### {day}")

@@ -17,8 +17,8 @@ not shown as well: the same fact is not paid for twice).
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import OrderedDict
+from datetime import datetime, timezone
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,15 +26,14 @@ import msgspec
 import numpy as np
 
 from memgate_core.context import ContextLookup
+from memgate_core.text import slight
 from memgate_vectors import MESSAGE_KIND, Embedder, Rankings, VectorHit, VectorIndex
 
 MESSAGE_CANDIDATES = 128  # per ranking
 OBSERVATION_CANDIDATES = 32  # per ranking
 QUERY_CACHE = 2048  # recent query embeddings (a retried or repeated question costs nothing)
 PRIORITY_BONUS = {"high": 0.3, "medium": 0.0, "low": -0.3, "completed": -0.2}
-SLIGHT_PENALTY = 0.75  # a message with under MIN_OWN_WORDS words of its own, or only a question
-MIN_OWN_WORDS = 3
-_WORD = re.compile(r"[^\W\d_]{3,}")
+SLIGHT_PENALTY = 0.75  # a message with little of its own (memgate_core.text.slight)
 
 
 class Recalled(msgspec.Struct):
@@ -51,6 +50,18 @@ class Recalled(msgspec.Struct):
     priority: str = ""  # observations
     observed_on: str = ""  # observations: ISO date (and time)
     sources: list[str] = []  # observations: their source message ids
+
+    @property
+    def when(self) -> str:
+        """"YYYY-MM-DD[ HH:MM]" (UTC)."""
+        if self.kind == "message":
+            return datetime.fromtimestamp(self.created_at, timezone.utc).strftime("%Y-%m-%d %H:%M")
+        return self.observed_on
+
+    @property
+    def day(self) -> str | int:
+        """Which day it belongs to, cheaply: a message's day number, an observation's date."""
+        return int(self.created_at // 86_400) if self.kind == "message" else self.observed_on[:10]
 
 
 class Recall:
@@ -127,7 +138,8 @@ def _item(payload: dict[str, Any], score: float) -> Recalled | None:
     tokens = tokens if isinstance(tokens, int) else len(text) // 3 + 1
     thread_id = str(payload.get("thread_id", ""))
     if payload.get("kind") == MESSAGE_KIND:
-        if _slight(text):
+        little = payload.get("slight")  # (written by the observer; points from before have none)
+        if little if isinstance(little, bool) else slight(text):
             score -= SLIGHT_PENALTY
         return Recalled("message", str(payload.get("message_id", "")), thread_id, text, tokens, score,
                         role=str(payload.get("role", "")), created_at=float(payload.get("created_at") or 0.0))
@@ -140,14 +152,6 @@ def _item(payload: dict[str, Any], score: float) -> Recalled | None:
     return Recalled("observation", str(payload.get("observation_id", "")), thread_id, text, tokens,
                     score + PRIORITY_BONUS.get(priority, 0.0), priority=priority, observed_on=when,
                     sources=[str(s) for s in sources] if isinstance(sources, list) else [])
-
-
-def _slight(text: str) -> bool:
-    """Too little of its own to be worth recalling alone: a few words, or only a question."""
-    stripped = text.strip()
-    if len(_WORD.findall(stripped)) < MIN_OWN_WORDS:
-        return True
-    return stripped.endswith("?") and not re.search(r"[.!]\s", stripped)
 
 
 def with_provenance(items: list[Recalled]) -> list[Recalled]:

@@ -209,3 +209,4 @@ def test_unstored_messages_join_the_view_in_time_order() -> None:
     # A late one (an exchange that began before the newest stored message) goes in its place.
     assert contents(assemble._with_unstored(view, [line(6), line(2)])) == ["msg 1", "msg 2", "msg 3", "msg 6"]
     assert contents(view.messages) == ["msg 1", "msg 3"]  # the view itself is left as it was
+
