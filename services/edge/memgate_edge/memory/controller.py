@@ -91,7 +91,7 @@ class MemoryController(Controller):
 
     @post("/search", status_code=200)
     async def search(self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService) -> dict[str, Any]:
-        """Semantic search over a resource's observations."""
+        """Hybrid search over a resource's messages and observations."""
         tenant = await self._tenant(request, deps)
         try:
             body = msgspec.json.decode(await request.body(), type=SearchRequest)
