@@ -2,11 +2,12 @@
 conversations, beside BM25, dense and RRF baselines over the raw turns.
 
 Each LoCoMo conversation is imported, session by session with its dates, through
-POST /v1/memory/threads/{id}/messages into a fresh `memgate up` (one per mode; each question
-is asked at every budget with `x-memory-budget-tokens`;
-local observer, in-process fake provider). Once the observer has handled every imported
-exchange, each question is asked by chat completion and the memory block the fake
-provider received is scored by the evidence rule (`covered`). Modes:
+POST /v1/memory/threads/{id}/messages into a fresh `memgate up` (one per mode; local
+observer, in-process fake provider), once per budget, each copy its own resource: a
+question asked is remembered like any exchange, so each budget's questions must not be
+recalled at the others. Once the observer has handled every imported exchange, each
+question is asked by chat completion at its budget (`x-memory-budget-tokens`) and the
+memory block the fake provider received is scored by the evidence rule (`covered`). Modes:
 
 - cross: each session is its own thread of the conversation's resource; each question
   goes to a new thread of that resource (recall across threads).
@@ -430,14 +431,23 @@ class GatewayRun:
     observations: Counter[str] = field(default_factory=Counter)  # stored observations by their observer
 
 
-def threads_of(mode: str, c: Conversation) -> list[tuple[str, Session]]:
+def resource_of(c: Conversation, budget: int) -> str:
+    """Each budget asks its questions of its own copy of the conversation: in a resource of
+    one budget's asks only, as a deployment with that budget would have it (asks are
+    remembered too, and would otherwise be recalled at the other budgets)."""
+    return f"{c.resource_id}.b{budget}"
+
+
+def threads_of(mode: str, c: Conversation, budget: int) -> list[tuple[str, Session]]:
+    resource = resource_of(c, budget)
     if mode == "cross":
-        return [(f"{c.resource_id}.s{s.number}", s) for s in c.sessions]
-    return [(f"{c.resource_id}.all", s) for s in c.sessions]
+        return [(f"{resource}.s{s.number}", s) for s in c.sessions]
+    return [(f"{resource}.all", s) for s in c.sessions]
 
 
 def question_thread(mode: str, c: Conversation, q: Question, budget: int) -> str:
-    return f"{c.resource_id}.q{q.index}.b{budget}" if mode == "cross" else f"{c.resource_id}.all"
+    resource = resource_of(c, budget)
+    return f"{resource}.q{q.index}" if mode == "cross" else f"{resource}.all"
 
 
 def observed_exchanges(http: Any) -> float:
@@ -463,11 +473,11 @@ def wait_for_observer(http: Any, exchanges: int, say: Progress) -> bool:
     return True
 
 
-def stored_observations(http: Any, conversations: list[Conversation], mode: str) -> Counter[str]:
+def stored_observations(http: Any, conversations: list[Conversation], mode: str, budgets: Sequence[int]) -> Counter[str]:
     """The imported threads' observations by the observer that wrote them (GET .../observations)."""
     observers: Counter[str] = Counter()
     for c in conversations:
-        for thread in dict.fromkeys(t for t, _ in threads_of(mode, c)):
+        for thread in dict.fromkeys(t for b in budgets for t, _ in threads_of(mode, c, b)):
             response = http.get(f"/v1/memory/threads/{thread}/observations")
             response.raise_for_status()
             observers.update(str(o.get("observer")) for o in response.json()["data"])
@@ -476,10 +486,9 @@ def stored_observations(http: Any, conversations: list[Conversation], mode: str)
 
 def run_gateway(mode: str, budgets: Sequence[int], conversations: list[Conversation], fake: Any, root: Path,
                 say: Progress = progress, observer: str = "local") -> list[GatewayRun]:
-    """One fresh `memgate up` per mode: import every conversation, wait for the observer, ask
-    each question at each budget (`x-memory-budget-tokens`). In the same-thread mode the
-    budgets are asked one after the other in the thread, so the later ones also see the
-    earlier asks among its newest messages."""
+    """One fresh `memgate up` per mode: import every conversation once per budget (its own
+    resource, `resource_of`), wait for the observer, ask each question at each budget
+    (`x-memory-budget-tokens`) in that budget's resource."""
     import httpx
 
     from memgate_testing.gateway import GatewayProcess
@@ -493,11 +502,11 @@ def run_gateway(mode: str, budgets: Sequence[int], conversations: list[Conversat
     with gateway, httpx.Client(base_url=gateway.url, headers=gateway.headers(), timeout=120) as http:
         started = time.monotonic()
         exchanges = 0
-        for c in conversations:
-            for thread, session in threads_of(mode, c):
+        for c, budget in ((c, b) for c in conversations for b in budgets):
+            for thread, session in threads_of(mode, c, budget):
                 messages = [{"role": t.role, "content": t.text, "created_at": t.created_at} for t in session.turns]
                 response = http.post(f"/v1/memory/threads/{thread}/messages",
-                                     json={"resource_id": c.resource_id, "messages": messages})
+                                     json={"resource_id": resource_of(c, budget), "messages": messages})
                 if response.status_code != 201:
                     raise SystemExit(f"import into {thread} failed ({response.status_code}): {response.text[:500]}")
                 exchanges += response.json()["exchanges"]
@@ -506,7 +515,7 @@ def run_gateway(mode: str, budgets: Sequence[int], conversations: list[Conversat
         started = time.monotonic()
         settled = wait_for_observer(http, exchanges, say)
         wait_s = time.monotonic() - started
-        observations = stored_observations(http, conversations, mode)
+        observations = stored_observations(http, conversations, mode, budgets)
         say(f"{mode}: stored observations by observer {dict(observations)}")
         say(f"{mode}: observer done in {wait_s:.1f}s; asking "
             f"{sum(len(c.questions) for c in conversations)} questions at {len(budgets)} budgets")
@@ -527,7 +536,7 @@ def ask(http: Any, fake: Any, mode: str, c: Conversation, q: Question, budget: i
         fake.set_behavior(reply=REPLY)
     response = http.post("/v1/chat/completions", json={"model": MODEL, "messages": [
         {"role": "user", "content": q.question}]}, headers={
-        "x-thread-id": question_thread(mode, c, q, budget), "x-resource-id": c.resource_id,
+        "x-thread-id": question_thread(mode, c, q, budget), "x-resource-id": resource_of(c, budget),
         "x-memory-budget-tokens": str(budget)})
     if response.status_code != 200:
         raise SystemExit(f"question {c.stem}#{q.index} failed ({response.status_code}): {response.text[:500]}")

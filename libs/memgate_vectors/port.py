@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from memgate_vectors.points import Rankings, VectorHit, VectorPoint
+from memgate_vectors.points import MESSAGE_KIND, Rankings, VectorHit, VectorPoint
 
 # Both adapters lay data out the same way, so a deployment can move between them.
 VECTOR_NAME = "dense"
@@ -20,9 +20,6 @@ MIN_PREFETCH = 20
 RRF_K = 60
 
 KEYWORD_FIELDS = ("tenant", "resource_id", "thread_id", "kind")
-# payload["kind"] of a message's point; every other point (observations, also those
-# written before messages were indexed, which have no kind) is not a message.
-MESSAGE_KIND = "message"
 # Points are written in chunks of this many: bounded request bodies for the server,
 # and for the edge shard (which holds the GIL while it works) a turn for the event
 # loop between chunks.
@@ -78,10 +75,17 @@ class VectorIndex(Protocol):
         messages: bool | None = None,
     ) -> Rankings:
         """The dense and the keyword ranking of one tenant's resource, unfused: each its
-        best `limit` points with its own score (cosine; BM25). No `vector`: no dense
-        ranking; a `query_text` without terms: no keyword ranking (so a caller can ask for
-        the keyword ranking while its query is still being embedded). `messages`: True,
-        only message points; False, only the others; None, all."""
+        best `limit` points with its own score (cosine; BM25), as ids and scores only (an
+        empty payload: reading payloads costs more than ranking; fetch those kept with
+        `payloads`). No `vector`: no dense ranking; a `query_text` without terms: no
+        keyword ranking (so a caller can ask for the keyword ranking while its query is
+        still being embedded). `messages`: True, only message points; False, only the
+        others; None, all."""
+        ...
+
+    async def payloads(self, ids: Sequence[str], *, tenant: str) -> dict[str, dict[str, Any]]:
+        """The payloads of the tenant's points among `ids`, by id, without their keyword
+        text; ids that do not exist or belong to another tenant are left out."""
         ...
 
     async def delete(self, ids: Sequence[str]) -> None:

@@ -42,8 +42,8 @@ from memgate_vectors.port import (
 )
 
 T = TypeVar("T")
-# A ranking's hits carry their payload without the keyword text (only the index needs it).
-_RANKED_PAYLOAD = qe.PayloadSelector.Exclude([KEYWORD_TEXT])
+# Payloads are read without the keyword text (only the index needs it).
+_PAYLOAD = qe.PayloadSelector.Exclude([KEYWORD_TEXT])
 log = logging.getLogger("memgate.vectors")
 
 
@@ -110,16 +110,21 @@ class EdgeVectorIndex:
         where = _filter(tenant=tenant, resource_id=resource_id, messages=messages)
         shard = self._open_shard()
         dense = shard.query(qe.QueryRequest(
-            limit=limit, query=qe.Query.Nearest(list(vector), using=VECTOR_NAME), filter=where,
-            with_payload=_RANKED_PAYLOAD,
+            limit=limit, query=qe.Query.Nearest(list(vector), using=VECTOR_NAME), filter=where, with_payload=False,
         )) if vector is not None else []
         terms = sparse.query_vector(query_text) if self.hybrid else None
         keyword = shard.query(qe.QueryRequest(
-            limit=limit, filter=where, with_payload=_RANKED_PAYLOAD,
+            limit=limit, filter=where, with_payload=False,
             query=qe.Query.Nearest(qe.SparseVector(terms.indices, terms.values), using=SPARSE_VECTOR_NAME),
         )) if terms is not None and terms.indices else []
         # Inline, like search(): a few milliseconds at most, and the engine holds the GIL.
-        return Rankings([_hit(p) for p in dense], [_hit(p) for p in keyword])
+        return Rankings([_ranked(p) for p in dense], [_ranked(p) for p in keyword])
+
+    async def payloads(self, ids: Sequence[str], *, tenant: str) -> dict[str, dict[str, Any]]:
+        if not ids:
+            return {}
+        records = self._open_shard().retrieve(list(ids), _PAYLOAD, False)
+        return {str(r.id): r.payload for r in records if r.payload and r.payload.get("tenant") == tenant}
 
     async def delete(self, ids: Sequence[str]) -> None:
         if ids:
@@ -218,6 +223,10 @@ class EdgeVectorIndex:
 
 def _hit(point: Any) -> VectorHit:
     return VectorHit(id=str(point.id), score=point.score, payload=point.payload or {})
+
+
+def _ranked(point: Any) -> VectorHit:
+    return VectorHit(id=str(point.id), score=point.score, payload={})
 
 
 def _upsert_op(points: Sequence[VectorPoint], *, hybrid: bool) -> qe.UpdateOperation:

@@ -32,9 +32,9 @@ log = logging.getLogger("memgate.vectors")
 # IDF: the server multiplies query terms by their inverse document frequency,
 # completing the BM25 weights memgate_vectors.sparse stores.
 _SPARSE_PARAMS = qm.SparseVectorParams(modifier=qm.Modifier.IDF)
+# Payloads are read without the keyword text (only the index needs it).
+_PAYLOAD = qm.PayloadSelectorExclude(exclude=[KEYWORD_TEXT])
 # Points that have no keyword vector yet: written before hybrid search (or with no terms).
-# A ranking's hits carry their payload without the keyword text (only the index needs it).
-_RANKED_PAYLOAD = qm.PayloadSelectorExclude(exclude=[KEYWORD_TEXT])
 _LACKING_SPARSE = qm.Filter(must_not=[qm.HasVectorCondition(has_vector=SPARSE_VECTOR_NAME)])
 
 
@@ -158,17 +158,24 @@ class ServerVectorIndex:
         requests = {}
         if vector is not None:
             requests["dense"] = qm.QueryRequest(query=list(vector), using=VECTOR_NAME, filter=where, limit=limit,
-                                                with_payload=_RANKED_PAYLOAD)
+                                                with_payload=False)
         if terms is not None and terms.indices:
             keywords = qm.SparseVector(indices=terms.indices, values=terms.values)
             requests["keyword"] = qm.QueryRequest(query=keywords, using=SPARSE_VECTOR_NAME, filter=where, limit=limit,
-                                                  with_payload=_RANKED_PAYLOAD)
+                                                  with_payload=False)
         if limit <= 0 or not requests:
             return Rankings([], [])
         # One round trip for both.
         responses = await self._client.query_batch_points(self.collection, requests=list(requests.values()))
         found = {name: [_hit(p) for p in r.points] for name, r in zip(requests, responses)}
         return Rankings(found.get("dense", []), found.get("keyword", []))
+
+    async def payloads(self, ids: Sequence[str], *, tenant: str) -> dict[str, dict[str, Any]]:
+        if not ids:
+            return {}
+        records = await self._client.retrieve(self.collection, ids=list(ids), with_payload=_PAYLOAD,
+                                              with_vectors=False)
+        return {str(r.id): r.payload for r in records if r.payload and r.payload.get("tenant") == tenant}
 
     async def delete(self, ids: Sequence[str]) -> None:
         if ids:

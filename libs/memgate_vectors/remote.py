@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
+from memgate_vectors.cache import EmbeddingCache
+
 BATCH = 64  # texts per provider call
 
 
@@ -14,6 +16,7 @@ class RemoteEmbedder:
         self._embed = embed
         self.dim = dim
         self.model = model
+        self.cache = EmbeddingCache()
 
     @classmethod
     async def probe(cls, embed: Callable[[list[str]], Awaitable[list[list[float]]]], model: str) -> "RemoteEmbedder":
@@ -22,7 +25,12 @@ class RemoteEmbedder:
         return cls(embed, len(vectors[0]), model)
 
     async def embed_async(self, texts: Sequence[str]) -> list[list[float]]:
-        out: list[list[float]] = []
-        for start in range(0, len(texts), BATCH):
-            out.extend(await self._embed(list(texts[start : start + BATCH])))
-        return out
+        """Embedded by the provider, in batches (those embedded recently come from a cache)."""
+        known = self.cache.known(texts)
+        missing = self.cache.missing(texts, known)
+        for start in range(0, len(missing), BATCH):
+            batch = missing[start : start + BATCH]
+            vectors = await self._embed(batch)
+            self.cache.keep(batch, vectors)
+            known.update(zip(batch, vectors))
+        return [known[text] for text in texts]

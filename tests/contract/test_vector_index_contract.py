@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from qdrant_client import AsyncQdrantClient
 
-from memgate_vectors import EdgeVectorIndex, Embedder, Rankings, ServerVectorIndex, VectorIndex, VectorPoint, sparse
+from memgate_vectors import KEYWORD_TEXT, EdgeVectorIndex, Embedder, Rankings, ServerVectorIndex, VectorIndex, VectorPoint, sparse
 from memgate_vectors.port import RRF_K, prefetch_limit
 
 # Local mode has no payload indexes and says so each time ensure() creates one.
@@ -637,7 +637,7 @@ async def test_rankings_are_the_dense_and_the_bm25_ranking_unfused(index: Vector
     assert all({"tea", "lemon"} & set(docs[h.id].replace(",", "").split()) for h in rankings.keyword)
     assert len(rankings.keyword) == 4 and expected  # four texts mention tea or lemon
     assert [h.score for h in rankings.keyword] == sorted((h.score for h in rankings.keyword), reverse=True)
-    assert all(h.payload["resource_id"] == "user-1" for h in [*rankings.dense, *rankings.keyword])
+    assert all(h.payload == {} for h in [*rankings.dense, *rankings.keyword])  # ids and scores only
 
     no_terms = await index.rankings(axis(1), tenant="acme", resource_id="user-1", query_text="the and of", limit=4)
     assert no_terms.keyword == [] and len(no_terms.dense) == 4
@@ -651,7 +651,18 @@ async def test_keyword_text_is_what_the_keyword_vector_is_made_of(index: VectorI
     await index.upsert([reply, other])
     rankings = await index.rankings(axis(1), tenant="acme", resource_id="user-1", query_text="lake painting", limit=5)
     assert [h.id for h in rankings.keyword] == [reply.id]
-    assert rankings.keyword[0].payload["text"] == "Yes, last year!"
+    assert (await index.payloads([reply.id], tenant="acme"))[reply.id]["text"] == "Yes, last year!"
+
+
+async def test_payloads_are_read_by_id_within_the_tenant(index: VectorIndex) -> None:
+    mine = point(axis(1), text="lemon tea", keyword_text="lemon tea for breakfast")
+    theirs = point(axis(1), text="green tea", tenant="globex")
+    await index.upsert([mine, theirs])
+    missing = str(uuid.uuid4())
+    found = await index.payloads([mine.id, theirs.id, missing], tenant="acme")
+    assert list(found) == [mine.id]  # another tenant's point and an unknown id are left out
+    assert found[mine.id]["text"] == "lemon tea" and KEYWORD_TEXT not in found[mine.id]
+    assert await index.payloads([], tenant="acme") == {}
 
 
 async def test_delete_by_ids_removes_only_those(index: VectorIndex) -> None:

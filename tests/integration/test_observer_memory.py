@@ -114,8 +114,8 @@ def observe_users(body: dict[str, Any]) -> str:
 async def indexed(index: EdgeVectorIndex, tenant: str, thread: str, kind: str) -> set[str]:
     """Ids (observation or message) of the thread's points of one kind in the vector index."""
     every = await index.rankings([1.0] + [0.0] * 383, tenant=tenant, resource_id="res-1", query_text="", limit=10_000)
-    return {h.payload[f"{kind}_id"] for h in every.dense
-            if h.payload["thread_id"] == thread and h.payload.get("kind") == kind}
+    payloads = await index.payloads([h.id for h in every.dense], tenant=tenant)
+    return {p[f"{kind}_id"] for p in payloads.values() if p["thread_id"] == thread and p.get("kind") == kind}
 
 
 async def thread_row(stores: Stores, tenant: str, thread: str) -> Any:

@@ -17,7 +17,6 @@ not shown as well: the same fact is not paid for twice).
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from datetime import datetime, timezone
 from collections.abc import Sequence
 from typing import Any
@@ -26,12 +25,15 @@ import msgspec
 import numpy as np
 
 from memgate_core.context import ContextLookup
-from memgate_core.text import slight
-from memgate_vectors import MESSAGE_KIND, Embedder, Rankings, VectorHit, VectorIndex
+from memgate_core.text import few_words, slight
+from memgate_vectors import MESSAGE_KIND, Embedder, Rankings, VectorHit, VectorIndex, message_point_id
 
 MESSAGE_CANDIDATES = 128  # per ranking
 OBSERVATION_CANDIDATES = 32  # per ranking
-QUERY_CACHE = 2048  # recent query embeddings (a retried or repeated question costs nothing)
+# Fewer tokens than a recalled line costs in a block (LoCoMo's turns average about 30): of
+# the fused message candidates, only the best budget // ITEM_TOKENS could ever be shown, so
+# only their payloads are read (reading a payload costs more than ranking the point).
+ITEM_TOKENS = 24
 PRIORITY_BONUS = {"high": 0.3, "medium": 0.0, "low": -0.3, "completed": -0.2}
 SLIGHT_PENALTY = 0.75  # a message with little of its own (memgate_core.text.slight)
 
@@ -68,24 +70,41 @@ class Recall:
     def __init__(self, index: VectorIndex, embedder: Embedder) -> None:
         self.index = index
         self.embedder = embedder
-        self._query_vectors: OrderedDict[str, list[float]] = OrderedDict()
 
     async def search(self, q: ContextLookup) -> list[Recalled]:
-        """The resource's memory ranked by relevance to `q.query`, best first."""
-        if not q.query.strip():
+        """The resource's memory ranked by relevance to `q.query`, best first (as much of
+        it as `q.budget_tokens` could hold).
+
+        Nothing for a query of under two words ("ok", "Say ok.", "Yes!"): it names nothing
+        to rank by, and what it refers to is the thread's newest turns, which the block
+        holds anyway.
+        """
+        if few_words(q.query):
             return []
-        # The query is embedded in a worker thread (onnxruntime lets go of the GIL) while the
-        # keyword rankings run. Messages and observations are ranked apart: an observation
-        # often restates its message, and would otherwise take a message's candidate slot.
-        embedding = asyncio.ensure_future(self._vector(q.query))
+        # The query is embedded in a worker thread (onnxruntime lets go of the GIL; a query
+        # embedded recently comes from the embedder's cache) while the keyword rankings run.
+        # Messages and observations are ranked apart: an observation often restates its
+        # message, and would otherwise take a message's candidate slot.
+        embedding = asyncio.ensure_future(self.embedder.embed_async([q.query]))
         await asyncio.sleep(0)  # (the embedding is on its way)
         message_words = await self._ranking(q, None, messages=True)
         observation_words = await self._ranking(q, None, messages=False)
-        vector = await embedding
+        (vector,) = await embedding
         message_meaning = await self._ranking(q, vector, messages=True)
         observation_meaning = await self._ranking(q, vector, messages=False)
-        return with_provenance([*fuse(message_meaning.dense, message_words.keyword),
-                                *fuse(observation_meaning.dense, observation_words.keyword)])
+        messages = dict(fuse(message_meaning.dense, message_words.keyword))
+        best = list(messages)[: max(q.budget_tokens // ITEM_TOKENS, 1)]
+        scores = {**{i: messages[i] for i in best}, **dict(fuse(observation_meaning.dense, observation_words.keyword))}
+        payloads = await self.index.payloads(list(scores), tenant=q.tenant)
+        # An observation's source messages among the candidates are read too, however low
+        # they ranked: they take the observation's score (with_provenance).
+        sources = {message_point_id(q.tenant, str(s)) for p in payloads.values()
+                   for s in p.get("source_message_ids") or () if p.get("kind") != MESSAGE_KIND}
+        lifted = [i for i in sources if i in messages and i not in scores]
+        if lifted:
+            scores.update((i, messages[i]) for i in lifted)
+            payloads.update(await self.index.payloads(lifted, tenant=q.tenant))
+        return with_provenance(recalled(scores, payloads))
 
     async def _ranking(self, q: ContextLookup, vector: list[float] | None, *, messages: bool) -> Rankings:
         """The keyword ranking (no `vector`) or the dense one, of messages or of the rest."""
@@ -94,34 +113,28 @@ class Recall:
             limit=MESSAGE_CANDIDATES if messages else OBSERVATION_CANDIDATES, messages=messages,
         )
 
-    async def _vector(self, text: str) -> list[float]:
-        vector = self._query_vectors.get(text)
-        if vector is None:
-            vector = (await self.embedder.embed_async([text]))[0]
-            self._query_vectors[text] = vector
-            if len(self._query_vectors) > QUERY_CACHE:
-                self._query_vectors.popitem(last=False)
-        return vector
 
-
-def fuse(dense: Sequence[VectorHit], keyword: Sequence[VectorHit]) -> list[Recalled]:
-    """Both rankings' candidates, scored by the sum of their standardised scores (unsorted).
+def fuse(dense: Sequence[VectorHit], keyword: Sequence[VectorHit]) -> list[tuple[str, float]]:
+    """Both rankings' candidates as (id, the sum of their standardised scores), best first.
 
     A candidate one ranking did not return gets that ranking's floor: the lowest cosine
     it returned, or a BM25 score of 0.
     """
-    hits: dict[str, dict[str, Any]] = {}
-    for h in (*dense, *keyword):
-        hits.setdefault(h.id, h.payload)
-    if not hits:
+    ids = list(dict.fromkeys(h.id for h in (*dense, *keyword)))
+    if not ids:
         return []
-    ids = list(hits)
     dense_score = {h.id: h.score for h in dense}
     keyword_score = {h.id: h.score for h in keyword}
     floor = min(dense_score.values()) if dense_score else 0.0
     d = _standardised(np.array([dense_score.get(i, floor) for i in ids]))
     k = _standardised(np.array([keyword_score.get(i, 0.0) for i in ids]))
-    items = [_item(hits[i], float(s)) for i, s in zip(ids, d + k)]
+    fused = (d + k).tolist()
+    return sorted(zip(ids, fused), key=lambda pair: -pair[1])
+
+
+def recalled(scores: dict[str, float], payloads: dict[str, dict[str, Any]]) -> list[Recalled]:
+    """The candidates whose payloads were read, with the signals that are not relevance (unsorted)."""
+    items = (_item(payloads[i], score) for i, score in scores.items() if i in payloads)
     return [item for item in items if item is not None]
 
 

@@ -19,12 +19,11 @@ from datetime import datetime, timezone
 import numpy as np
 
 from memgate_core.events import ExchangeCompleted, MessageRecord
-from memgate_core.ids import stable_uuid
 from memgate_core.text import slight
 from memgate_core.tokens import count_tokens
 from memgate_store import Observation
 from memgate_store.threads import ThreadRepository
-from memgate_vectors import KEYWORD_TEXT, MESSAGE_KIND, Embedder, VectorPoint
+from memgate_vectors import KEYWORD_TEXT, MESSAGE_KIND, Embedder, VectorPoint, message_point_id
 
 OBSERVATION_KIND = "observation"
 CONTEXT_CHARS = 1_000  # of the previous message, keyword-indexed with a message
@@ -38,10 +37,6 @@ def observation_point(o: Observation, vector: list[float]) -> VectorPoint:
         "observed_time": o.observed_time.strftime("%H:%M") if o.observed_time else None,
         "source_message_ids": list(o.source_message_ids), "tokens": o.tokens,
     })
-
-
-def message_point_id(tenant: str, message_id: str) -> str:
-    return stable_uuid(tenant, MESSAGE_KIND, message_id)
 
 
 class MessageIndexer:

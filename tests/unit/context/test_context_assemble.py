@@ -9,7 +9,7 @@ from memgate_context import assemble
 import msgspec
 
 from memgate_context.assemble import PREAMBLE, choose, recalled_lines, render
-from memgate_context.recall import Recalled, fuse, with_provenance
+from memgate_context.recall import Recalled, fuse, recalled, with_provenance
 from memgate_context.view import CLOSE_TAG, OPEN_TAG, Line, MessageLine, message_line, observation_line
 from memgate_core.context import ContextLookup, ObservationItem, message_fingerprint
 from memgate_core.tokens import count_tokens
@@ -127,26 +127,31 @@ def test_recall_respects_its_own_cap() -> None:
 
 
 def test_fusion_rewards_agreement_and_observations_point_to_their_messages() -> None:
-    def hit(id: str, score: float, **payload: object) -> VectorHit:
-        return VectorHit(id, score, {"thread_id": "th2", "text": f"text of {id} with enough words", **payload})
+    def payload(id: str, **fields: object) -> dict[str, object]:
+        return {"thread_id": "th2", "text": f"text of {id} with enough words", **fields}
 
     message = {"kind": "message", "role": "user", "created_at": 0.0}
-    dense = [hit("a", 0.9, message_id="a", **message), hit("b", 0.8, message_id="b", **message),
-             hit("c", 0.5, message_id="c", **message),
-             hit("o", 0.85, kind="observation", observation_id="o", priority="high", source_message_ids=["c"])]
-    keyword = [hit("b", 12.0, message_id="b", **message), hit("d", 3.0, message_id="d", **message)]
-    fused = with_provenance(fuse(dense, keyword))
+    payloads = {i: payload(i, message_id=i, **message) for i in "abcd"}
+    payloads["o"] = payload("o", kind="observation", observation_id="o", priority="high", source_message_ids=["c"])
+    dense = [VectorHit("a", 0.9, {}), VectorHit("b", 0.8, {}), VectorHit("c", 0.5, {}), VectorHit("o", 0.85, {})]
+    keyword = [VectorHit("b", 12.0, {}), VectorHit("d", 3.0, {})]
+    scores = fuse(dense, keyword)
+    assert scores[0][0] == "b" and [s for _, s in scores] == sorted((s for _, s in scores), reverse=True)
+    fused = with_provenance(recalled(dict(scores), payloads))
     assert [i.id for i in fused][:2] == ["b", "c"]  # both rankings agree on b; c takes its observation's score
     assert "o" not in {i.id for i in fused}  # not paid for twice
     assert {i.id for i in fused} == {"a", "b", "c", "d"}
+    # A candidate whose payload could not be read (deleted meanwhile) is left out.
+    assert {i.id for i in recalled(dict(scores), {k: v for k, v in payloads.items() if k != "a"})} == {"b", "c", "d", "o"}
 
 
 def test_a_message_with_little_of_its_own_ranks_lower() -> None:
-    def hit(id: str, text: str) -> VectorHit:
-        return VectorHit(id, 0.8, {"kind": "message", "message_id": id, "thread_id": "th2", "text": text,
-                                   "role": "user"})
+    def payload(id: str, text: str) -> dict[str, object]:
+        return {"kind": "message", "message_id": id, "thread_id": "th2", "text": text, "role": "user"}
 
-    fused = with_provenance(fuse([hit("short", "Yes!"), hit("full", "I painted a lake sunrise last year")], []))
+    scores = fuse([VectorHit("short", 0.8, {}), VectorHit("full", 0.8, {})], [])
+    fused = with_provenance(recalled(dict(scores), {"short": payload("short", "Yes!"),
+                                                    "full": payload("full", "I painted a lake sunrise last year")}))
     assert [i.id for i in fused] == ["full", "short"]
 
 

@@ -7,12 +7,12 @@ import threading
 
 import pytest
 
-from memgate_vectors import Embedder
+from memgate_vectors import Embedder, RemoteEmbedder
 
 
 @pytest.fixture(scope="module")
 def embedder() -> Embedder:
-    return Embedder()
+    return Embedder(cache_size=0)  # every call computes: what these tests are about
 
 
 def cosine(a: list[float], b: list[float]) -> float:
@@ -40,7 +40,7 @@ def test_a_text_gets_the_same_vector_alone_or_in_a_batch(embedder: Embedder) -> 
         (alone,) = embedder.embed([text])
         assert max(abs(x - y) for x, y in zip(vector, alone)) < 1e-5
     # Batches of two see other neighbours and padding lengths: still the same vectors.
-    small = Embedder(batch_size=2).embed(texts)
+    small = Embedder(batch_size=2, cache_size=0).embed(texts)
     assert all(max(abs(x - y) for x, y in zip(a, b)) < 1e-5 for a, b in zip(batched, small))
 
 
@@ -61,3 +61,29 @@ def test_model_loads_once_under_concurrent_first_use() -> None:
     for t in threads:
         t.join()
     assert len(results) == 4 and all(r == results[0] for r in results)
+
+
+def test_a_text_embedded_recently_comes_from_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    embedder = Embedder(cache_size=2)
+    computed: list[list[str]] = []
+    real = embedder._embed
+    monkeypatch.setattr(embedder, "_embed", lambda texts: computed.append(list(texts)) or real(texts))
+    first = embedder.embed(["alpha", "beta", "alpha"])  # a repeat within a call is embedded once
+    assert computed == [["alpha", "beta"]] and first[0] == first[2]
+    assert embedder.embed(["beta", "alpha"]) == [first[1], first[0]] and len(computed) == 1
+    embedder.embed(["gamma"])  # over the size: the least recently used ("beta") goes
+    embedder.embed(["alpha", "beta"])
+    assert computed[1:] == [["gamma"], ["beta"]]
+
+
+async def test_a_remote_embedder_asks_the_provider_once_per_text() -> None:
+    asked: list[list[str]] = []
+
+    async def provider(texts: list[str]) -> list[list[float]]:
+        asked.append(texts)
+        return [[float(len(t)), 1.0] for t in texts]
+
+    remote = RemoteEmbedder(provider, dim=2, model="fake/embed")
+    assert await remote.embed_async(["a", "bb", "a"]) == [[1.0, 1.0], [2.0, 1.0], [1.0, 1.0]]
+    assert await remote.embed_async(["bb", "ccc"]) == [[2.0, 1.0], [3.0, 1.0]]
+    assert asked == [["a", "bb"], ["ccc"]]
