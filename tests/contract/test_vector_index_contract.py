@@ -453,6 +453,12 @@ async def assert_migrated(index: VectorIndex, points: list[VectorPoint]) -> None
     # The old point now has keywords too: first by keyword, second by meaning.
     assert hits[0].id == points[1].id
     assert hits[0].score == pytest.approx(1 / RRF_K + 1 / (RRF_K + 1), rel=1e-5)
+    # The old points gained their scope: rankings (filtered by it alone) find them.
+    ranked = await index.rankings(axis(1), tenant="acme", resource_id="user-1", query_text="coffee", limit=10,
+                                  messages=False)
+    assert {h.id for h in ranked.dense} == {p.id for p in points} and [h.id for h in ranked.keyword] == [points[0].id]
+    assert (await index.rankings(axis(1), tenant="acme", resource_id="user-1", query_text="coffee", limit=10,
+                                 messages=True)).dense == []
     # New writes get both vectors.
     new = point(axis(0, 1), text="order ZX-9000")
     await index.upsert([new])

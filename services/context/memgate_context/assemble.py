@@ -36,7 +36,7 @@ from memgate_context.view import (
     clean,
 )
 from memgate_core.context import ContextBlock, ContextLookup, MessageItem, ObservationItem, message_fingerprint
-from memgate_core.tokens import count_tokens
+from memgate_core.tokens import count_joined
 from memgate_store import Stores
 from memgate_vectors import Embedder, VectorIndex
 
@@ -107,8 +107,9 @@ class Chosen:
         self.observations = observations
         self.messages = messages
         self.recalled = recalled
-        self.text = render([o.line for o in observations], recalled, [m.line for m in messages])
-        self.tokens = count_tokens(self.text) if self.text else 0
+        lines = render([o.line for o in observations], recalled, [m.line for m in messages])
+        self.text = "\n".join(lines)
+        self.tokens = count_joined(lines)
 
 
 def own_tokens(observations: Sequence[ObservationLine], raw: Sequence[MessageLine]) -> int:
@@ -202,9 +203,10 @@ def fit_newest(items: Sequence[L], budget: int) -> tuple[list[L], int]:
     return kept, used
 
 
-def render(thread: list[Line], recalled: Sequence[Recalled], messages: list[Line]) -> str:
+def render(thread: list[Line], recalled: Sequence[Recalled], messages: list[Line]) -> list[str]:
+    """The block's lines (none for an empty block)."""
     if not (thread or recalled or messages):
-        return ""
+        return []
     parts = [OPEN_TAG, PREAMBLE]
     if thread:
         parts += ["", THREAD_HEADING, *(line.text for line in thread)]
@@ -213,7 +215,7 @@ def render(thread: list[Line], recalled: Sequence[Recalled], messages: list[Line
     if messages:
         parts += ["", RECENT_HEADING, *(line.text for line in messages)]
     parts.append(CLOSE_TAG)
-    return "\n".join(parts)
+    return parts
 
 
 def recalled_lines(items: Sequence[Recalled]) -> list[str]:

@@ -17,8 +17,9 @@ not shown as well: the same fact is not paid for twice).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
-from collections.abc import Sequence
+from itertools import islice
 from typing import Any
 
 import msgspec
@@ -81,30 +82,40 @@ class Recall:
         """
         if few_words(q.query):
             return []
+        shown = max(q.budget_tokens // ITEM_TOKENS, 1)  # message candidates that could be shown
         # The query is embedded in a worker thread (onnxruntime lets go of the GIL; a query
-        # embedded recently comes from the embedder's cache) while the keyword rankings run.
+        # embedded recently comes from the embedder's cache) while the keyword rankings run,
+        # and the payloads of their best candidates are read (fusion keeps most of them).
         # Messages and observations are ranked apart: an observation often restates its
         # message, and would otherwise take a message's candidate slot.
         embedding = asyncio.ensure_future(self.embedder.embed_async([q.query]))
         await asyncio.sleep(0)  # (the embedding is on its way)
         message_words = await self._ranking(q, None, messages=True)
         observation_words = await self._ranking(q, None, messages=False)
+        payloads = await self._payloads(q, [*message_words.keyword[:shown], *observation_words.keyword], {})
         (vector,) = await embedding
         message_meaning = await self._ranking(q, vector, messages=True)
         observation_meaning = await self._ranking(q, vector, messages=False)
         messages = dict(fuse(message_meaning.dense, message_words.keyword))
-        best = list(messages)[: max(q.budget_tokens // ITEM_TOKENS, 1)]
-        scores = {**{i: messages[i] for i in best}, **dict(fuse(observation_meaning.dense, observation_words.keyword))}
-        payloads = await self.index.payloads(list(scores), tenant=q.tenant)
+        scores = {**dict(islice(messages.items(), shown)),
+                  **dict(fuse(observation_meaning.dense, observation_words.keyword))}
+        payloads = await self._payloads(q, scores, payloads)
         # An observation's source messages among the candidates are read too, however low
         # they ranked: they take the observation's score (with_provenance).
-        sources = {message_point_id(q.tenant, str(s)) for p in payloads.values()
-                   for s in p.get("source_message_ids") or () if p.get("kind") != MESSAGE_KIND}
-        lifted = [i for i in sources if i in messages and i not in scores]
+        sources = {message_point_id(q.tenant, str(s)) for i in scores if i in payloads
+                   if payloads[i].get("kind") != MESSAGE_KIND for s in payloads[i].get("source_message_ids") or ()}
+        lifted = {i: messages[i] for i in sources if i in messages and i not in scores}
         if lifted:
-            scores.update((i, messages[i]) for i in lifted)
-            payloads.update(await self.index.payloads(lifted, tenant=q.tenant))
+            scores.update(lifted)
+            payloads = await self._payloads(q, lifted, payloads)
         return with_provenance(recalled(scores, payloads))
+
+    async def _payloads(self, q: ContextLookup, wanted: Iterable[str | VectorHit],
+                        read: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """`read`, and the payloads of the `wanted` points not in it yet."""
+        ids = [w.id if isinstance(w, VectorHit) else w for w in wanted]
+        missing = [i for i in ids if i not in read]
+        return {**read, **await self.index.payloads(missing, tenant=q.tenant)} if missing else read
 
     async def _ranking(self, q: ContextLookup, vector: list[float] | None, *, messages: bool) -> Rankings:
         """The keyword ranking (no `vector`) or the dense one, of messages or of the rest."""

@@ -96,4 +96,4 @@ class MemoryService:
         return [{"score": h.score, **{k: v for k, v in h.payload.items() if k not in _INTERNAL}} for h in hits]
 
 
-_INTERNAL = frozenset({"tenant", "keyword_text", "tokens", "slight"})  # payload keys a search result does not show
+_INTERNAL = frozenset({"tenant", "keyword_text", "scope", "tokens", "slight"})  # payload keys a search result does not show
