@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -277,11 +277,8 @@ def _backfill_sparse(shard: qe.EdgeShard) -> int:
     at again by each ensure(), cheaply). Returns how many points were filled in.
     """
     lacking = qe.Filter(must_not=[qe.HasVectorCondition(SPARSE_VECTOR_NAME)])
-    filled, offset = 0, None
-    while True:
-        records, offset = shard.scroll(
-            qe.ScrollRequest(offset=offset, limit=WRITE_CHUNK, filter=lacking, with_payload=True, with_vector=False)
-        )
+    filled = 0
+    for records in _scroll(shard, lacking):
         updates = []
         for record in records:
             terms = sparse.document_vector(keyword_text(record.payload or {}))
@@ -292,8 +289,6 @@ def _backfill_sparse(shard: qe.EdgeShard) -> int:
         if updates:
             shard.update(qe.UpdateOperation.update_vectors(updates, condition=lacking))
             filled += len(updates)
-        if offset is None:
-            break
     if filled:
         log.info("vector index: added keyword vectors to %d points stored before hybrid search", filled)
     return filled
@@ -301,23 +296,30 @@ def _backfill_sparse(shard: qe.EdgeShard) -> int:
 
 def _backfill_scope(shard: qe.EdgeShard) -> int:
     """Give SCOPE to stored points that lack it (written before it existed); resumable."""
-    lacking = qe.Filter(must=[qe.IsEmptyCondition(SCOPE)])
-    filled, offset = 0, None
-    while True:
-        records, offset = shard.scroll(
-            qe.ScrollRequest(offset=offset, limit=WRITE_CHUNK, filter=lacking, with_payload=True, with_vector=False)
-        )
+    filled = 0
+    for records in _scroll(shard, qe.Filter(must=[qe.IsEmptyCondition(SCOPE)])):
         by_scope: dict[str, list[Any]] = {}
         for record in records:
             by_scope.setdefault(scope_of(record.payload), []).append(record.id)
         for value, ids in by_scope.items():
             shard.update(qe.UpdateOperation.set_payload(ids, {SCOPE: value}))
         filled += len(records)
-        if offset is None:
-            break
     if filled:
         log.info("vector index: added the scope to %d points stored before it existed", filled)
     return filled
+
+
+def _scroll(shard: qe.EdgeShard, where: qe.Filter) -> Iterator[list[Any]]:
+    """The points matching `where` with their payloads, WRITE_CHUNK at a time (by id, so
+    a batch the caller updates out of `where` does not shift the next one)."""
+    offset = None
+    while True:
+        records, offset = shard.scroll(
+            qe.ScrollRequest(offset=offset, limit=WRITE_CHUNK, filter=where, with_payload=True, with_vector=False)
+        )
+        yield records
+        if offset is None:
+            return
 
 
 def _keyword_index(field: str) -> qe.KeywordIndexParams:
