@@ -1,7 +1,8 @@
 """One error hierarchy for the whole gateway, rendered in the OpenAI error shape.
 
 Every failure a client can see is a `GatewayError`; the edge turns it into
-`{"error": {"message", "type", "code"}}` with the matching HTTP status.
+`{"error": {"message", "type", "code", "param"}}` (code and param null when absent, as
+OpenAI sends them) with the matching HTTP status.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 import msgspec
 
 
-class ErrorBody(msgspec.Struct, omit_defaults=True):
+class ErrorBody(msgspec.Struct):
     message: str
     type: str
     code: str | None = None

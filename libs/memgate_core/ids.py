@@ -23,6 +23,14 @@ def validate_client_id(value: str, header: str) -> str:
     return value
 
 
+def validate_id(value: str, param: str) -> str:
+    """A thread or resource id given in a path, a query or a body: the headers' rule. An id
+    that breaks it names nothing memgate could hold, and may not reach the stores (NUL)."""
+    if not CLIENT_ID_PATTERN.fullmatch(value):
+        raise InvalidRequest(f"Invalid {param}: expected {CLIENT_ID_RULE}.", code="invalid_value", param=param)
+    return value
+
+
 def new_id(prefix: str) -> str:
     """Time-ordered, unique ids (`<prefix>_<ms timestamp hex><random hex>`), sortable by creation."""
     return f"{prefix}_{int(time.time() * 1000):012x}{os.urandom(8).hex()}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
+import asyncpg
 import msgspec
 
 from memgate_store.database import Database
@@ -110,7 +111,25 @@ class UsageRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def insert_many(self, records: list[UsageRecord]) -> None:
+    async def insert_many(self, records: list[UsageRecord]) -> list[UsageRecord]:
+        """Write the rows in one COPY; returns those Postgres refuses as data (a NUL in a
+        text, a number out of range), written around one by one: a bad row is set aside
+        and never blocks the others. Connection errors raise (the caller keeps the rows)."""
+        try:
+            await self._copy(records)
+            return []
+        except asyncpg.DataError:
+            if len(records) == 1:
+                return list(records)
+        refused = []
+        for record in records:
+            try:
+                await self._copy([record])
+            except asyncpg.DataError:
+                refused.append(record)
+        return refused
+
+    async def _copy(self, records: list[UsageRecord]) -> None:
         async with self.db.pool.acquire() as conn:
             await conn.copy_records_to_table("usage_events", records=[r.row() for r in records], columns=_COLUMNS)
 

@@ -144,3 +144,20 @@ async def test_recorded_usage_appears_in_the_report(replicas: tuple[Stores, Stor
     assert {r.key_id for r in everyone.by_key} >= {key_a.id, key_b.id}
     later = await stores.usage.report(datetime.now(timezone.utc) + timedelta(seconds=1), tenant=tenant_a)
     assert later.totals.requests == 0 and later.by_model == []
+
+
+async def test_a_row_postgres_refuses_is_set_aside_and_the_rest_are_written(replicas: tuple[Stores, Stores]) -> None:
+    stores = replicas[0]
+    tenant = f"up-{uuid.uuid4().hex[:6]}"
+    key, _ = await stores.keys.create(tenant)
+    started = datetime.now(timezone.utc) - timedelta(seconds=1)
+
+    def row(model: str) -> UsageRecord:
+        return UsageRecord(tenant=tenant, key_id=key.id, model=model, provider="fake", status=200, stream=False,
+                           memory=False, input_tokens=1, output_tokens=1, latency_ms=1.0)
+
+    poisoned = row("fake/a\x00b")  # Postgres text cannot hold NUL
+    refused = await stores.usage.insert_many([row("fake/one"), poisoned, row("fake/two")])
+    assert refused == [poisoned]
+    assert (await stores.usage.report(started, tenant=tenant)).totals.requests == 2
+    assert await stores.usage.insert_many([row("fake/three")]) == []

@@ -3,7 +3,8 @@
 `record()` only appends to an in-memory buffer; a background task writes the buffer to
 Postgres (`usage_events`, one COPY per batch) every `flush_interval` seconds or as soon
 as `batch_size` rows wait. If Postgres is unreachable, rows stay buffered (up to
-`max_buffer`; beyond that the oldest are dropped and counted) and are retried.
+`max_buffer`; beyond that the oldest are dropped and counted) and are retried. A row
+Postgres refuses as data is set aside (counted, logged), never retried.
 `stop()` writes what is left.
 """
 
@@ -20,13 +21,15 @@ from memgate_store.usage import UsageRecord
 
 log = logging.getLogger("memgate.edge.usage")
 
-USAGE_ROWS = Counter("memgate_usage_rows_total", "Usage rows by outcome", ["outcome"])  # written | dropped
+USAGE_ROWS = Counter("memgate_usage_rows_total", "Usage rows by outcome", ["outcome"])  # written | dropped | refused
 
 __all__ = ["UsageRecord", "UsageRecorder"]
 
 
 class UsageSink(Protocol):
-    async def insert_many(self, records: list[UsageRecord]) -> None: ...
+    async def insert_many(self, records: list[UsageRecord]) -> list[UsageRecord]:
+        """Write the rows; return those refused as data (never to be retried)."""
+        ...
 
 
 class UsageRecorder:
@@ -70,13 +73,17 @@ class UsageRecorder:
         while self._buffer:
             batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
             try:
-                await self.sink.insert_many(batch)
+                refused = await self.sink.insert_many(batch)
             except Exception as exc:  # noqa: BLE001 - keep the rows, retry on the next tick
                 self._buffer.extendleft(reversed(batch))
                 log.warning("could not write %d usage rows (kept, will retry): %r", len(batch), exc)
                 break
-            written += len(batch)
-            USAGE_ROWS.labels("written").inc(len(batch))
+            if refused:
+                USAGE_ROWS.labels("refused").inc(len(refused))
+                log.error("usage: %d rows refused by the database and set aside (e.g. model %r)",
+                          len(refused), refused[0].model[:80])
+            written += len(batch) - len(refused)
+            USAGE_ROWS.labels("written").inc(len(batch) - len(refused))
         return written
 
     async def _run(self) -> None:

@@ -27,9 +27,9 @@ def test_envelope_has_openai_shape() -> None:
     }
 
 
-def test_envelope_omits_absent_code_and_param() -> None:
+def test_envelope_always_has_code_and_param_as_openai_sends_them() -> None:
     body = msgspec.json.decode(GatewayError("boom").to_json())
-    assert body == {"error": {"message": "boom", "type": "server_error"}}
+    assert body == {"error": {"message": "boom", "type": "server_error", "code": None, "param": None}}
 
 
 def test_class_default_code_is_used_unless_overridden() -> None:

@@ -10,6 +10,8 @@ import pytest
 from memgate_core.errors import InvalidRequest
 from memgate_edge.chat.request import (
     BUDGET_HEADER,
+    MAX_CONTENT_BYTES,
+    MAX_MESSAGES,
     RESOURCE_HEADER,
     THREAD_HEADER,
     MemoryScope,
@@ -51,6 +53,16 @@ def _json(obj: Any) -> bytes:
          "messages[0].content"),
         (_json({"model": "m", "messages": [USER], "stream": "yes"}), "invalid_type", "stream"),
         (_json({"model": "m", "messages": [USER], "stream": 1}), "invalid_type", "stream"),
+        # Whatever would break after the turn is stored or the provider is called fails here.
+        (_json({"model": "fake/a\x00b", "messages": [USER]}), "invalid_value", "model"),
+        (_json({"model": "fake/\u6a21\u578b", "messages": [USER]}), "invalid_value", "model"),
+        (_json({"model": "fake/a\x01b", "messages": [USER]}), "invalid_value", "model"),
+        (_json({"model": "m" * 257, "messages": [USER]}), "invalid_value", "model"),
+        (_json({"model": "m", "messages": [USER, {"role": "assistant", "tool_calls": 5}]}), "invalid_type",
+         "messages[1].tool_calls"),
+        (_json({"model": "m", "messages": [{"role": "assistant", "tool_calls": ["x"]}]}), "invalid_type",
+         "messages[0].tool_calls"),
+        (b'{"model": "m", "messages": ' + b"[" * 5000 + b"]" * 5000 + b"}", "invalid_json", None),
     ],
 )
 def test_bad_bodies(raw: bytes, code: str, param: str | None) -> None:
@@ -199,3 +211,19 @@ def test_new_turn_without_assistant_takes_all_user_messages() -> None:
 
 def test_new_turn_ending_with_assistant_is_empty() -> None:
     assert new_turn([{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]) == []
+
+
+def test_what_one_request_may_write_to_memory_is_bounded() -> None:
+    memory = {THREAD_HEADER: "t1", RESOURCE_HEADER: "r1"}
+    many = [{"role": "user", "content": "x"}] * (MAX_MESSAGES + 1)
+    with pytest.raises(InvalidRequest) as info:
+        parse_chat_request(_json({"model": "m", "messages": many}), memory)
+    assert (info.value.code, info.value.param) == ("too_many_messages", "messages")
+    # The history a client resends is not written again: only the turn after the last answer counts.
+    resent = [*many, {"role": "assistant", "content": "ok"}, USER]
+    assert parse_chat_request(_json({"model": "m", "messages": resent}), memory).memory is not None
+    big = [{"role": "user", "content": "é" * (MAX_CONTENT_BYTES // 2 + 1)}]
+    with pytest.raises(InvalidRequest) as info:
+        parse_chat_request(_json({"model": "m", "messages": big}), memory)
+    assert info.value.code == "content_too_large"
+    assert parse_chat_request(_json({"model": "m", "messages": many}), {}).memory is None  # memory off: no limit

@@ -17,10 +17,11 @@ class Sink:
         self.batches: list[list[UsageRecord]] = []
         self.fail = False
 
-    async def insert_many(self, records: list[UsageRecord]) -> None:
+    async def insert_many(self, records: list[UsageRecord]) -> list[UsageRecord]:
         if self.fail:
             raise ConnectionError("database down")
         self.batches.append(list(records))
+        return []
 
 
 async def test_record_only_buffers() -> None:

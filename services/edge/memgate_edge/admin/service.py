@@ -7,18 +7,13 @@ from datetime import datetime
 import msgspec
 
 from memgate_core.errors import InvalidRequest, NotFound
-from memgate_core.ids import CLIENT_ID_PATTERN, CLIENT_ID_RULE
+from memgate_core.ids import validate_id
+from memgate_edge.body import decode_body
 from memgate_edge.admin.schemas import CreatedKey, CreateKey, KeyView
 from memgate_edge.auth import Authenticator
 from memgate_store import Stores, UsageReport
 from memgate_store.keys import limits_error
 from memgate_store.usage import parse_since
-
-
-def _tenant(value: str) -> str:
-    if not CLIENT_ID_PATTERN.fullmatch(value):
-        raise InvalidRequest(f"Invalid tenant: expected {CLIENT_ID_RULE}.", code="invalid_value", param="tenant")
-    return value
 
 
 def _when(value: str | None, param: str) -> datetime | None:
@@ -36,19 +31,16 @@ class AdminService:
         self.auth = auth
 
     async def create_key(self, raw: bytes) -> CreatedKey:
-        try:
-            body = msgspec.json.decode(raw or b"{}", type=CreateKey)
-        except msgspec.DecodeError as exc:
-            raise InvalidRequest(f"Invalid request body: {exc}", code="invalid_request_body") from None
+        body = decode_body(raw or b"{}", CreateKey, what="key request")
         problem = limits_error(body.rpm, body.burst)
         if problem:
             raise InvalidRequest(f"Invalid limits: {problem}.", code="invalid_value", param=problem.split()[0])
-        key, plaintext = await self.stores.keys.create(_tenant(body.tenant), body.name, is_admin=body.admin,
+        key, plaintext = await self.stores.keys.create(validate_id(body.tenant, "tenant"), body.name, is_admin=body.admin,
                                                        rpm_limit=body.rpm, burst=body.burst)
         return CreatedKey(**msgspec.structs.asdict(KeyView.of(key)), key=plaintext)
 
     async def list_keys(self, tenant: str | None) -> list[KeyView]:
-        return [KeyView.of(k) for k in await self.stores.keys.list(_tenant(tenant) if tenant else None)]
+        return [KeyView.of(k) for k in await self.stores.keys.list(validate_id(tenant, "tenant") if tenant else None)]
 
     async def revoke_key(self, key_id: str) -> KeyView:
         await self.stores.keys.revoke(key_id)  # revoking a revoked key changes nothing
@@ -61,4 +53,4 @@ class AdminService:
     async def usage(self, tenant: str | None, since: str | None, until: str | None) -> UsageReport:
         start = _when(since or "24h", "since")
         assert start is not None
-        return await self.stores.usage.report(start, _when(until, "until"), _tenant(tenant) if tenant else None)
+        return await self.stores.usage.report(start, _when(until, "until"), validate_id(tenant, "tenant") if tenant else None)

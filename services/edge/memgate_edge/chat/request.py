@@ -5,6 +5,7 @@ The body is kept as a dict so every field memgate does not own reaches the provi
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -12,9 +13,16 @@ import msgspec
 from memgate_core.context import message_fingerprint
 from memgate_core.errors import InvalidRequest
 from memgate_core.ids import validate_client_id
+from memgate_edge.body import decode_body
 
 THREAD_HEADER = "x-thread-id"
 RESOURCE_HEADER = "x-resource-id"
+# What one request may write to memory (a chat's new turn, an import): messages, and bytes
+# of their contents together (UTF-8).
+MAX_MESSAGES = 1000
+MAX_CONTENT_BYTES = 1024 * 1024
+MAX_MODEL_CHARS = 256
+MODEL_PATTERN = re.compile(rf"[\x21-\x7e](?:[\x20-\x7e]{{0,{MAX_MODEL_CHARS - 2}}}[\x21-\x7e])?")
 BUDGET_HEADER = "x-memory-budget-tokens"  # this request's memory budget instead of the gateway's
 MAX_BUDGET_TOKENS = 100_000
 
@@ -37,16 +45,11 @@ class ChatRequest(msgspec.Struct):
 
 
 def parse_chat_request(raw: bytes, headers: dict[str, str]) -> ChatRequest:
-    if not raw:
-        raise InvalidRequest("Request body is empty; expected a JSON object.", code="invalid_json")
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidRequest(f"Request body is not valid UTF-8 (byte {exc.start}).", code="invalid_encoding") from None
-    try:
-        body = msgspec.json.decode(raw)
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"Request body is not valid JSON: {exc}.", code="invalid_json") from None
+    body = decode_body(raw)
     if not isinstance(body, dict):
         raise InvalidRequest("Request body must be a JSON object.", code="invalid_json")
 
@@ -55,6 +58,10 @@ def parse_chat_request(raw: bytes, headers: dict[str, str]) -> ChatRequest:
         raise InvalidRequest("Missing required parameter: 'model'.", code="missing_required_parameter", param="model")
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest("'model' must be a non-empty string.", code="invalid_type", param="model")
+    if not MODEL_PATTERN.fullmatch(model):
+        # It is stored with usage, logged and sent back in x-memgate-route: printable ASCII only.
+        raise InvalidRequest(f"'model' must be 1-{MAX_MODEL_CHARS} printable ASCII characters.",
+                             code="invalid_value", param="model")
 
     messages = body.get("messages")
     if messages is None:
@@ -69,12 +76,32 @@ def parse_chat_request(raw: bytes, headers: dict[str, str]) -> ChatRequest:
         if content is not None and not isinstance(content, (str, list)):
             raise InvalidRequest(f"messages[{i}].content must be a string or an array of content parts.",
                                  code="invalid_type", param=f"messages[{i}].content")
+        calls = message.get("tool_calls")
+        if calls is not None and not (isinstance(calls, list) and all(isinstance(c, dict) for c in calls)):
+            raise InvalidRequest(f"messages[{i}].tool_calls must be an array of objects.",
+                                 code="invalid_type", param=f"messages[{i}].tool_calls")
 
     stream = body.get("stream", False)
     if stream is not None and not isinstance(stream, bool):
         raise InvalidRequest("'stream' must be a boolean.", code="invalid_type", param="stream")
 
-    return ChatRequest(body=body, model=model, stream=bool(stream), memory=parse_memory_scope(headers))
+    memory = parse_memory_scope(headers)
+    if memory is not None:
+        _check_turn_size(new_turn(messages))
+    return ChatRequest(body=body, model=model, stream=bool(stream), memory=memory)
+
+
+def _check_turn_size(turn: list[dict[str, Any]]) -> None:
+    """The turn memory would store stays within what one request may write."""
+    if len(turn) > MAX_MESSAGES:
+        raise InvalidRequest(f"With memory on, one request may add at most {MAX_MESSAGES} messages to the thread "
+                             f"(this one adds {len(turn)}: the messages after the last assistant message).",
+                             code="too_many_messages", param="messages")
+    size = sum(len(remembered_text(m).encode("utf-8", "replace")) for m in turn)
+    if size > MAX_CONTENT_BYTES:
+        raise InvalidRequest(f"With memory on, one request may add at most {MAX_CONTENT_BYTES} bytes of message "
+                             f"content to the thread (this one adds {size}).", code="content_too_large",
+                             param="messages")
 
 
 def parse_memory_scope(headers: dict[str, str]) -> MemoryScope | None:

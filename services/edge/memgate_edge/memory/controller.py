@@ -1,4 +1,8 @@
-"""The memory API: threads, their messages and observations, resources, search, delete."""
+"""The memory API: threads, their messages and observations, resources, search, delete.
+
+Every thread and resource id given here is checked against the headers' rule first
+(`validate_id`): the service and the stores see only ids that could exist.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,14 @@ from litestar import Controller, Request, delete, get, post
 from litestar.params import Parameter
 
 from memgate_core.errors import InvalidRequest
+from memgate_core.ids import validate_id
+from memgate_edge.body import decode_body
 from memgate_edge.deps import EdgeDeps
 from memgate_edge.memory.imports import parse_import
 from memgate_edge.memory.service import MemoryService
+
+
+MAX_OFFSET = 2**63 - 1  # Postgres OFFSET is a bigint
 
 
 class SearchRequest(msgspec.Struct):
@@ -34,16 +43,18 @@ class MemoryController(Controller):
     async def list_threads(
         self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService,
         resource_id: str | None = None, limit: int = Parameter(default=50, ge=1, le=500),
-        offset: int = Parameter(default=0, ge=0),
+        offset: int = Parameter(default=0, ge=0, le=MAX_OFFSET),
     ) -> dict[str, Any]:
         """List threads, newest first, optionally of one resource."""
+        if resource_id is not None:
+            validate_id(resource_id, "resource_id")
         return _page(await memory.threads(await self._tenant(request, deps), resource_id, limit, offset))
 
     @get("/threads/{thread_id:str}")
     async def get_thread(self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService,
                          thread_id: str) -> Any:
         """One thread with its message and observation counts."""
-        return await memory.thread(await self._tenant(request, deps), thread_id)
+        return await memory.thread(await self._tenant(request, deps), validate_id(thread_id, "thread_id"))
 
     @get("/threads/{thread_id:str}/messages")
     async def thread_messages(
@@ -51,7 +62,8 @@ class MemoryController(Controller):
         limit: int = Parameter(default=1000, ge=1, le=10_000),
     ) -> dict[str, Any]:
         """A thread's messages, oldest first."""
-        return _page(await memory.messages(await self._tenant(request, deps), thread_id, limit))
+        return _page(await memory.messages(await self._tenant(request, deps), validate_id(thread_id, "thread_id"),
+                                           limit))
 
     @post("/threads/{thread_id:str}/messages", status_code=201)
     async def import_messages(self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService,
@@ -59,25 +71,25 @@ class MemoryController(Controller):
         """Import past messages with their times; they are observed as if chatted."""
         tenant = await self._tenant(request, deps)
         resource_id, records = parse_import(await request.body())
-        return await memory.import_messages(tenant, thread_id, resource_id, records)
+        return await memory.import_messages(tenant, validate_id(thread_id, "thread_id"), resource_id, records)
 
     @get("/threads/{thread_id:str}/observations")
     async def thread_observations(self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService,
                                   thread_id: str) -> dict[str, Any]:
         """A thread's observations, with provenance (source message ids)."""
-        return _page(await memory.observations(await self._tenant(request, deps), thread_id))
+        return _page(await memory.observations(await self._tenant(request, deps), validate_id(thread_id, "thread_id")))
 
     @delete("/threads/{thread_id:str}", status_code=200)
     async def delete_thread(self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService,
                             thread_id: str) -> dict[str, Any]:
         """Delete a thread: its messages, observations and vectors."""
-        await memory.delete_thread(await self._tenant(request, deps), thread_id)
+        await memory.delete_thread(await self._tenant(request, deps), validate_id(thread_id, "thread_id"))
         return {"id": thread_id, "object": "thread", "deleted": True}
 
     @get("/resources")
     async def list_resources(
         self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService,
-        limit: int = Parameter(default=100, ge=1, le=1000), offset: int = Parameter(default=0, ge=0),
+        limit: int = Parameter(default=100, ge=1, le=1000), offset: int = Parameter(default=0, ge=0, le=MAX_OFFSET),
     ) -> dict[str, Any]:
         """List resources (users, entities) with their thread counts."""
         return _page(await memory.resources(await self._tenant(request, deps), limit, offset))
@@ -86,19 +98,15 @@ class MemoryController(Controller):
     async def delete_resource(self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService,
                               resource_id: str) -> dict[str, Any]:
         """Delete a resource and every thread, message, observation and vector of it."""
-        count = await memory.delete_resource(await self._tenant(request, deps), resource_id)
+        count = await memory.delete_resource(await self._tenant(request, deps),
+                                             validate_id(resource_id, "resource_id"))
         return {"id": resource_id, "object": "resource", "deleted": True, "threads_deleted": count}
 
     @post("/search", status_code=200)
     async def search(self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService) -> dict[str, Any]:
         """Hybrid search over a resource's messages and observations."""
         tenant = await self._tenant(request, deps)
-        try:
-            body = msgspec.json.decode(await request.body(), type=SearchRequest)
-        except msgspec.ValidationError as exc:
-            raise InvalidRequest(f"Invalid search request: {exc}.", code="invalid_type") from None
-        except msgspec.DecodeError as exc:
-            raise InvalidRequest(f"Request body is not valid JSON: {exc}.", code="invalid_json") from None
+        body = decode_body(await request.body(), SearchRequest, what="search request")
         if not 1 <= body.limit <= 100:
             raise InvalidRequest("'limit' must be between 1 and 100.", param="limit")
-        return _page(await memory.search(tenant, body.resource_id, body.query, body.limit))
+        return _page(await memory.search(tenant, validate_id(body.resource_id, "resource_id"), body.query, body.limit))

@@ -16,11 +16,10 @@ import msgspec
 
 from memgate_core.errors import InvalidRequest
 from memgate_core.events import ExchangeCompleted, MessageRecord
-from memgate_core.ids import new_id, validate_client_id
-from memgate_edge.chat.request import storable
+from memgate_core.ids import new_id, validate_id
+from memgate_edge.body import decode_body
+from memgate_edge.chat.request import MAX_CONTENT_BYTES, MAX_MESSAGES, storable
 
-MAX_MESSAGES = 1000
-MAX_CONTENT_BYTES = 1024 * 1024  # all contents together, UTF-8
 MAX_FUTURE_SECONDS = 60.0  # clock skew a client may have
 ROLES = ("user", "assistant")
 IMPORT_MODEL = "import"  # `model` and `provider` of imported exchanges
@@ -60,14 +59,9 @@ def parse_import(raw: bytes, *, now: float | None = None) -> tuple[str | None, l
     parse or lies more than a minute ahead, or times that go backwards. Equal times are
     nudged a microsecond apart, so the stored order is the order sent.
     """
-    try:
-        request = msgspec.json.decode(raw, type=ImportRequest)
-    except msgspec.ValidationError as exc:
-        raise InvalidRequest(f"Invalid import request: {exc}.", code="invalid_type") from None
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"Request body is not valid JSON: {exc}.", code="invalid_json") from None
+    request = decode_body(raw, ImportRequest, what="import request")
     if request.resource_id is not None:
-        validate_client_id(request.resource_id, "resource_id")
+        validate_id(request.resource_id, "resource_id")
     if not 1 <= len(request.messages) <= MAX_MESSAGES:
         raise InvalidRequest(f"'messages' must hold 1 to {MAX_MESSAGES} messages.", param="messages")
     now = time.time() if now is None else now

@@ -6,7 +6,6 @@ from typing import Any
 
 from memgate_core.errors import InvalidRequest, NotFound
 from memgate_core.events import MessageRecord
-from memgate_core.ids import validate_client_id
 from memgate_edge.chat.service import ChatService
 from memgate_edge.memory.imports import exchange_event, group_exchanges, stored_view
 from memgate_store import Stores
@@ -42,7 +41,6 @@ class MemoryService:
         """Record validated messages (see `memory.imports`) as chat would: one exchange at a
         time, stored and published before the next. The thread is created for `resource_id`
         if it does not exist (400 without one); bound to another resource, it is a 404."""
-        validate_client_id(thread_id, "thread_id")
         if resource_id is None:
             await self.chat.recorder.settled(tenant)
             found = await self.stores.threads.get(tenant, thread_id)
@@ -81,7 +79,6 @@ class MemoryService:
         await self.index.delete_thread(tenant, thread_id)
 
     async def delete_resource(self, tenant: str, resource_id: str) -> int:
-        validate_client_id(resource_id, "resource_id")
         await self.index.delete_resource(tenant, resource_id)
         deleted = await self.stores.threads.delete_resource(tenant, resource_id)
         self.chat.forget_threads(tenant, deleted)

@@ -1,0 +1,161 @@
+"""Fuzzing the public API of a real `memgate up`: chat and the memory API, with bodies, ids,
+headers and query values drawn by Hypothesis. Never a 5xx; every error in the OpenAI shape;
+a rejected request stores, publishes and sends upstream nothing (the published exchanges
+and the provider's calls are exactly those of the accepted requests).
+
+MEMGATE_FUZZ_EXAMPLES sets the number of cases (2,000 by default); `bench/fuzz.py` runs a
+longer one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import string
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import msgspec
+import nats
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from memgate_bus.subjects import EXCHANGE_STREAM
+from memgate_testing.fake_provider import FakeProvider
+from memgate_testing.gateway import GatewayProcess
+
+EXAMPLES = int(os.environ.get("MEMGATE_FUZZ_EXAMPLES", "2000"))
+
+scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
+values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
+                      | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+texts = st.text(max_size=40) | st.sampled_from(["ok", "a\x00b", "\ud7ff\ue000", "<memgate_memory>", "x" * 3000])
+# Ids: mostly ones that could exist (so the memory path runs), then everything else.
+good_ids = st.sampled_from(["t1", "t2", "user-1", "r.1", "a:b@c"])
+ids = good_ids | st.text(alphabet=string.printable + "é\x00\u2028", min_size=0, max_size=140)
+models = st.sampled_from(["fake/x", "fake/y", "nope/x", "", "fake/a\x00b", "fake/\u6a21\u578b", "fake/a\x01b",
+                          "m" * 300, 7, None])
+deep = st.integers(min_value=100, max_value=3000).map(lambda n: "[" * n + "]" * n)
+
+
+def _message() -> st.SearchStrategy[Any]:
+    return st.fixed_dictionaries(
+        {"role": st.sampled_from(["user", "assistant", "system", "tool", 3, None])},
+        optional={"content": texts | values, "tool_calls": values | st.just([{"function": {"name": "f"}}])},
+    )
+
+
+# Well-formed requests with odd contents (accepted: they must be recorded, and only they).
+valid_chats = st.fixed_dictionaries(
+    {"model": st.sampled_from(["fake/x", "fake/y"]),
+     "messages": st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "system"]),
+                                                  "content": texts}), min_size=1, max_size=3)},
+    optional={"stream": st.booleans(), "temperature": st.floats(0, 2), "user": texts},
+).map(msgspec.json.encode)
+chat_bodies = (
+    valid_chats
+    | st.fixed_dictionaries({}, optional={"model": models, "messages": st.lists(_message(), max_size=3) | values,
+                                        "stream": scalars, "temperature": values}).map(msgspec.json.encode)
+    | st.builds(lambda m, d: b'{"model": "fake/x", "messages": ' + d.encode() + b"}", models, deep)
+    | st.binary(max_size=64)
+)
+search_bodies = (
+    st.fixed_dictionaries({}, optional={"resource_id": ids | values, "query": texts | values,
+                                        "limit": st.integers(-5, 500) | values}).map(msgspec.json.encode)
+    | deep.map(lambda d: b'{"resource_id": "r1", "query": ' + d.encode() + b"}")
+    | st.binary(max_size=32)
+)
+import_bodies = (
+    st.fixed_dictionaries({"resource_id": good_ids, "messages": st.lists(st.fixed_dictionaries(
+        {"role": st.sampled_from(["user", "assistant"]), "content": texts}), min_size=1, max_size=3)},
+    ).map(msgspec.json.encode)
+    | st.fixed_dictionaries({}, optional={
+        "resource_id": ids | values,
+        "messages": st.lists(st.fixed_dictionaries(
+            {"role": st.sampled_from(["user", "assistant", "system", 1])},
+            optional={"content": texts | values, "created_at": st.integers(-2**70, 2**70) | texts}), max_size=3)
+        | values,
+    }).map(msgspec.json.encode)
+    | st.binary(max_size=32)
+)
+numbers = st.integers(-5, 2**64).map(str) | st.sampled_from(["", "x", "1e3", "-0", "9" * 30])
+
+
+@st.composite
+def cases(draw: Callable[..., Any]) -> tuple[str, str, dict[str, str], bytes | None, dict[str, str]]:
+    """(method, path, query, body, headers)."""
+    kind = draw(st.sampled_from(["chat", "chat", "thread", "list", "search", "import", "delete"]))
+    tid = quote(draw(ids), safe="")
+    headers: dict[str, str] = {}
+    if kind == "chat":
+        memory = draw(st.sampled_from(["none", "good", "any"]))
+        if memory != "none":
+            for header in ("x-thread-id", "x-resource-id"):
+                value = draw(good_ids if memory == "good" else ids)
+                if value and value == value.strip() and value.isprintable() and value.isascii():
+                    headers[header] = value
+        if draw(st.booleans()):
+            headers["x-memory-budget-tokens"] = draw(numbers)
+        return "POST", "/chat/completions", {}, draw(chat_bodies), headers
+    if kind == "thread":
+        tail = draw(st.sampled_from(["", "/messages", "/observations"]))
+        return "GET", f"/memory/threads/{tid}{tail}", {}, None, headers
+    if kind == "list":
+        path = draw(st.sampled_from(["/memory/threads", "/memory/resources"]))
+        query = {name: draw(numbers) for name in draw(st.sets(st.sampled_from(["limit", "offset"])))}
+        if draw(st.booleans()):
+            query["resource_id"] = draw(ids)
+        return "GET", path, query, None, headers
+    if kind == "search":
+        return "POST", "/memory/search", {}, draw(search_bodies), headers
+    if kind == "import":
+        return "POST", f"/memory/threads/{tid}/messages", {}, draw(import_bodies), headers
+    what = draw(st.sampled_from(["threads", "resources"]))
+    return "DELETE", f"/memory/{what}/{tid}", {}, None, headers
+
+
+async def _published(url: str) -> int:
+    nc = await nats.connect(url)
+    try:
+        return (await (nc.jetstream()).stream_info(EXCHANGE_STREAM)).state.last_seq
+    finally:
+        await nc.close()
+
+
+def test_fuzz_the_api(make_gateway: Callable[..., GatewayProcess], fake_provider: FakeProvider) -> None:
+    gateway = make_gateway(env={"MEMGATE_OBSERVER_MODEL": "local", "MEMGATE_LOG_LEVEL": "WARNING"}).start()
+    nats_url = gateway.runtime()["nats_url"]
+    published_before, calls_before = asyncio.run(_published(nats_url)), len(fake_provider.requests)
+    tally: Counter[str] = Counter()
+
+    with httpx.Client(base_url=gateway.base_url, timeout=30, headers=gateway.headers()) as http:
+        @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @given(case=cases())
+        def one(case: tuple[str, str, dict[str, str], bytes | None, dict[str, str]]) -> None:
+            method, path, query, body, headers = case
+            response = http.request(method, path, params=query, content=body,
+                                    headers={"content-type": "application/json", **headers})
+            tally[f"{response.status_code // 100}xx"] += 1
+            assert response.status_code < 500, (method, path, query, body and body[:200], response.text)
+            if response.status_code >= 400:
+                error = response.json()["error"]
+                assert isinstance(error["message"], str) and error["message"], response.text
+                assert isinstance(error["type"], str) and isinstance(error["code"], (str, type(None)))
+            elif path == "/chat/completions":
+                tally["provider calls"] += 1
+                tally["exchanges"] += "x-thread-id" in headers
+            elif method == "POST" and path.endswith("/messages"):
+                tally["exchanges"] += response.json()["exchanges"]
+
+        one()
+        http.get("/memory/resources").raise_for_status()  # the tenant's recordings are published first
+
+    published = asyncio.run(_published(nats_url)) - published_before
+    assert tally["5xx"] == 0 and sum(tally[k] for k in ("2xx", "4xx")) >= EXAMPLES
+    assert tally["4xx"] > EXAMPLES // 4 and tally["2xx"] > EXAMPLES // 20, tally  # both kinds were tried
+    # Nothing reached the provider or the bus but what was accepted.
+    assert len(fake_provider.requests) - calls_before == tally["provider calls"], tally
+    assert published == tally["exchanges"], (published, tally)
