@@ -93,6 +93,10 @@ class ProviderRegistry:
             raw_name, entry = files.get(name, (name, ProviderConfig()))
             over = overrides.pop(_env_name(name), {})
             base = KNOWN_SPECS.get(name)
+            if base is not None and base.key_env is None and name not in files and not over:
+                # A keyless server on this machine (ollama, vllm) is routed to only when
+                # configured: otherwise any key could make memgate call local ports.
+                continue
             if base is None and not (over.get("BASE_URL") or entry.base_url):
                 raise ConfigError(f"{source}: providers.{raw_name}.base_url is required for a custom provider "
                                   f"(or set MEMGATE_PROVIDER_{_env_name(name)}_BASE_URL).")
@@ -122,6 +126,13 @@ class ProviderRegistry:
         if sep and rest:
             name = canonical_name(prefix)
             provider = self.providers.get(name)
+            if provider is None and name in KNOWN_SPECS:
+                raise InvalidRequest(
+                    f"Provider '{name}' is not configured: it runs on a machine of yours and needs no key, so "
+                    f"memgate routes to it only once told where it is (MEMGATE_PROVIDER_{_env_name(name)}_BASE_URL, "
+                    f"e.g. {KNOWN_SPECS[name].base_url}, or [providers.{name}] in the MEMGATE_CONFIG file).",
+                    code="provider_not_configured", param="model",
+                )
             if provider is None:
                 known = ", ".join(sorted(self.providers))
                 raise InvalidRequest(

@@ -100,3 +100,27 @@ def test_another_site_cannot_sign_a_visitor_in(gateway: GatewayProcess, browser,
     finally:
         context.close()
         site.shutdown()
+
+
+def test_no_other_site_can_frame_the_dashboard(gateway: GatewayProcess, browser, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # Clickjacking: another site (localhost) frames the sign-in page under its own content.
+    (tmp_path / "frame.html").write_text(f'<iframe id="f" src="{gateway.url}/dashboard/login"></iframe>')
+    site = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(tmp_path)))
+    threading.Thread(target=site.serve_forever, daemon=True).start()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        violations: list[str] = []
+        page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+        answer = page.goto(f"{gateway.url}/dashboard/login")
+        assert answer is not None and answer.headers["x-frame-options"] == "DENY"
+        assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+        assert page.locator("#api_key").count() == 1 and violations == []  # the page itself is unharmed
+
+        page.goto(f"http://localhost:{site.server_port}/frame.html")
+        page.wait_for_timeout(500)
+        frame = page.frame_locator("#f")
+        assert frame.locator("#api_key").count() == 0  # the browser refused to show it framed
+    finally:
+        context.close()
+        site.shutdown()

@@ -10,6 +10,7 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -123,23 +124,39 @@ def nats_server_binary() -> str:
 
 
 class EmbeddedNats:
-    """A nats-server child process with JetStream, storing under the data dir."""
+    """A nats-server child process with JetStream, storing under the data dir.
+
+    It listens on loopback only and lets in only the user this process makes up at each
+    start: its password goes into a config file only its owner can read, never onto the
+    command line (which any local user can see), and reaches clients in `url`.
+    """
+
+    USER = "memgate"
 
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
         self.store_dir = data_dir / "nats"
         self.port = port or _free_port()
+        self._password = secrets.token_urlsafe(32)
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        return f"nats://{self.USER}:{self._password}@127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 10.0) -> str:
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        config = self.store_dir / "nats-server.conf"
+        # (JSON strings are valid strings in the server's config syntax.)
+        write_private(config, "\n".join([
+            f'listen: "127.0.0.1:{self.port}"',
+            'server_name: "memgate-embedded"',
+            f"jetstream {{ store_dir: {json.dumps(str(self.store_dir))} }}",
+            f"authorization {{ user: {json.dumps(self.USER)}, password: {json.dumps(self._password)} }}",
+            "",
+        ]))
         log_file = open(self.store_dir / "nats-server.log", "ab")
         self._proc = subprocess.Popen(
-            [nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store_dir),
-             "-n", "memgate-embedded"],
+            [nats_server_binary(), "-c", str(config)],
             stdout=log_file, stderr=subprocess.STDOUT,
             start_new_session=True,  # we stop it ourselves, after the services that use it
         )
@@ -166,9 +183,18 @@ class EmbeddedNats:
 
 
 def write_runtime_file(data_dir: Path, info: dict[str, Any]) -> Path:
-    """Where a running `memgate up` can be reached: used by `memgate keys` on the same data dir."""
+    """Where a running `memgate up` can be reached: used by `memgate keys` on the same data
+    dir. Readable by its owner only: it holds the embedded NATS's credentials."""
     path = data_dir / "runtime.json"
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(info, indent=2))
+    write_private(tmp, json.dumps(info, indent=2))
     os.replace(tmp, path)
     return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to a file only its owner may read or write (mode 0600 from the start)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # (an existing file keeps its mode through O_CREAT)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)

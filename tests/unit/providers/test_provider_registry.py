@@ -6,12 +6,15 @@ import pytest
 
 from memgate_core.errors import InvalidRequest
 from memgate_providers.providers import KNOWN_SPECS
+from memgate_providers.config import GatewayConfig, ProviderConfig
 from memgate_providers.registry import ProviderRegistry, Route
 
 
 def test_known_providers_are_present_with_default_urls() -> None:
     registry = ProviderRegistry.from_env({})
-    assert set(registry.providers) == set(KNOWN_SPECS)
+    keyless = {name for name, spec in KNOWN_SPECS.items() if spec.key_env is None}
+    assert keyless == {"ollama", "vllm"}
+    assert set(registry.providers) == set(KNOWN_SPECS) - keyless  # local servers only once configured
     assert registry.providers["openai"].spec.base_url == "https://api.openai.com/v1"
     assert registry.providers["openai"].spec.api_key is None
     assert registry.default_provider == "openai"
@@ -136,5 +139,16 @@ def test_is_configured() -> None:
     assert registry.is_configured("openai/gpt-4o")
     assert registry.is_configured("gpt-4o")  # default provider openai
     assert not registry.is_configured("anthropic/claude-sonnet-4-5")  # key missing
-    assert registry.is_configured("ollama/llama3")  # local, needs no key
+    assert not registry.is_configured("ollama/llama3")  # local: not until configured
+    local = ProviderRegistry.from_env({"MEMGATE_PROVIDER_OLLAMA_BASE_URL": "http://127.0.0.1:11434/v1"})
+    assert local.is_configured("ollama/llama3")  # and then it needs no key
     assert not registry.is_configured("unknown/x")
+
+
+def test_a_local_keyless_provider_is_refused_until_configured() -> None:
+    with pytest.raises(InvalidRequest) as info:
+        ProviderRegistry.from_env({}).route("ollama/llama3")
+    assert (info.value.code, info.value.param) == ("provider_not_configured", "model")
+    assert "MEMGATE_PROVIDER_OLLAMA_BASE_URL" in info.value.message
+    from_file = ProviderRegistry.from_env({}, config=GatewayConfig(providers={"vllm": ProviderConfig()}))
+    assert from_file.route("vllm/qwen")[0].spec.base_url == "http://127.0.0.1:8000/v1"

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from litestar import Controller, Request, get, post
 from litestar.connection import ASGIConnection
-from litestar.datastructures import Cookie
+from litestar.datastructures import Cookie, ResponseHeader
 from litestar.handlers import BaseRouteHandler
 from litestar.response import Redirect, Template
 
@@ -18,6 +18,16 @@ from memgate_edge.memory.service import MemoryService
 
 SESSION_COOKIE = "memgate_session"
 FAILURES_SHOWN = 20
+# The pages are server-rendered HTML with no script: nothing else may load, and no other
+# site may frame them (clickjacking a delete button).
+SECURITY_HEADERS = [
+    ResponseHeader(name="Content-Security-Policy", value=(
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'")),
+    ResponseHeader(name="X-Frame-Options", value="DENY"),
+    ResponseHeader(name="X-Content-Type-Options", value="nosniff"),
+    ResponseHeader(name="Referrer-Policy", value="same-origin"),
+]
 
 
 def same_origin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
@@ -41,6 +51,7 @@ def same_origin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHand
 class DashboardController(Controller):
     path = "/dashboard"
     include_in_schema = False
+    response_headers = SECURITY_HEADERS
 
     async def _tenant(self, request: Request[Any, Any, Any], deps: EdgeDeps) -> str | None:
         token = request.cookies.get(SESSION_COOKIE)

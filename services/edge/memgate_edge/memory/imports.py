@@ -85,8 +85,11 @@ def parse_import(raw: bytes, *, now: float | None = None) -> tuple[str | None, l
             raise InvalidRequest(f"{param}.created_at is earlier than the message before it: messages must be "
                                  "in time order.", param=f"{param}.created_at")
         previous = at
+        # On the microsecond grid Postgres stores: a nudge between two floats that round to
+        # the same microsecond would be lost there, and the order with it.
+        at = round(at * 1_000_000) / 1_000_000
         if records:
-            at = max(at, records[-1].created_at + 1e-6)
+            at = max(at, round(records[-1].created_at * 1_000_000 + 1) / 1_000_000)
         records.append(MessageRecord(new_id("msg"), message.role, storable(message.content), at))
     return request.resource_id, records
 

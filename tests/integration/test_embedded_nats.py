@@ -1,0 +1,42 @@
+"""The embedded nats-server lets in only memgate: loopback, a password made at each start,
+kept out of the command line and in files only their owner can read."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+from pathlib import Path
+
+import nats
+import pytest
+from nats.errors import NoServersError
+
+from memgate_cli.embedded import EmbeddedNats, write_runtime_file
+
+
+async def test_only_the_credentials_it_made_get_in(tmp_path: Path) -> None:
+    server = EmbeddedNats(tmp_path)
+    url = server.start()
+    try:
+        client = await nats.connect(url)  # the url carries the credentials
+        assert (await client.jetstream().account_info()).streams >= 0
+        await client.close()
+        for anonymous in (f"nats://127.0.0.1:{server.port}", f"nats://memgate:wrong@127.0.0.1:{server.port}"):
+            with pytest.raises((NoServersError, nats.errors.Error, OSError)):
+                await nats.connect(anonymous, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=2)
+
+        password = url.split(":")[2].split("@")[0]
+        assert len(password) >= 32
+        config = tmp_path / "nats" / "nats-server.conf"
+        assert stat.S_IMODE(config.stat().st_mode) == 0o600 and password in config.read_text()
+        assert password not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        assert EmbeddedNats(tmp_path)._password != password  # a new one at each start
+    finally:
+        server.stop()
+
+
+def test_the_runtime_file_is_its_owners_only(tmp_path: Path) -> None:
+    (tmp_path / "runtime.json").write_text("{}")
+    (tmp_path / "runtime.json").chmod(0o644)
+    path = write_runtime_file(tmp_path, {"nats_url": "nats://memgate:secret@127.0.0.1:1"})
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and "secret" in path.read_text()
