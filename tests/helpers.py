@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
+import pytest
 
 from memgate_testing.gateway import GatewayProcess
+
+
+CI = os.environ.get("CI") == "true"
+
+
+def unavailable(reason: str | None, *, ours: bool) -> pytest.MarkDecorator:
+    """A module's mark for a missing prerequisite (`reason`; None: all there): skip, except
+    under CI=true for one that `make test` installs itself (`ours`), which fails instead."""
+    if reason is not None and ours and CI:
+        pytest.fail(f"{reason}; under CI=true what `make test` installs must be there", pytrace=False)
+    return pytest.mark.skipif(reason is not None, reason=reason or "")
 
 
 def memory_text(request: dict[str, Any]) -> str:
@@ -38,6 +51,27 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: floa
             return value
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+def observer_idle(gateway: GatewayProcess, timeout: float = 30.0) -> None:
+    """Until every exchange the gateway answered for its default key is published and the
+    observer has handled and acknowledged all of them (its durable consumer has nothing
+    pending): the moment a fixed sleep would only guess."""
+    import nats
+
+    from memgate_bus.subjects import EXCHANGE_STREAM, OBSERVER_DURABLE
+
+    httpx.get(f"{gateway.base_url}/memory/resources", headers=gateway.headers()).raise_for_status()  # (published)
+
+    async def unfinished() -> int:
+        client = await nats.connect(gateway.runtime()["nats_url"])
+        try:
+            info = await client.jetstream().consumer_info(EXCHANGE_STREAM, OBSERVER_DURABLE)
+            return info.num_pending + info.num_ack_pending
+        finally:
+            await client.close()
+
+    wait_for(lambda: asyncio.run(unfinished()) == 0, timeout=timeout, interval=0.1)
 
 
 def observations(gateway: GatewayProcess, thread_id: str, key: str | None = None) -> list[dict[str, Any]]:

@@ -12,11 +12,11 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import openai
 import pytest
 
-from helpers import observations, wait_for
+from helpers import observations, unavailable, wait_for
 from memgate_testing.gateway import GatewayProcess
 
 CHROMIUM = shutil.which("chromium")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it)")
+pytestmark = unavailable(None if CHROMIUM else "Debian's chromium is not installed (make test installs it)", ours=True)
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--disable-quic"]

@@ -34,16 +34,19 @@ QDRANT_IMAGE = os.environ.get("MEMGATE_TEST_QDRANT_IMAGE", "qdrant/qdrant:v1.16.
 
 @functools.cache
 def _docker_unreachable() -> str | None:
-    """Why no Docker engine can be used here, or None if one answers a ping."""
-    try:
-        import docker
+    """Why no Docker engine can be used here, or None if one answers a ping. The docker
+    package comes with testcontainers (requirements-test.txt): without it the install is
+    broken, which fails here rather than pass for a machine without Docker."""
+    import docker
+    from docker.errors import DockerException
 
+    try:
         client = docker.from_env(timeout=3)
         try:
             client.ping()
         finally:
             client.close()
-    except Exception as exc:  # no socket, no daemon, no permission: all mean "skip"
+    except DockerException as exc:  # no socket, no daemon, no permission: the machine has no Docker
         return f"no Docker engine reachable for testcontainers ({type(exc).__name__}: {exc})"
     return None
 

@@ -3,14 +3,13 @@ the memory API, semantic search, and the memory injected into later requests."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
 import httpx
 import pytest
 
-from helpers import memory_text, observations, wait_for
+from helpers import memory_text, observations, observer_idle, wait_for
 from memgate_testing.fake_provider import FakeProvider
 from memgate_testing.gateway import GatewayProcess
 
@@ -107,7 +106,7 @@ def test_reused_thread_id_after_delete_starts_empty(gateway: GatewayProcess, pro
     _remember(gateway, thread, resource, "My locker combination is 4812.")
     _chat(gateway, thread, resource, "Remind me later.")  # the thread's memory is now looked up (and cached)
     assert "4812" in memory_text(provider.requests[-1])
-    time.sleep(1.5)  # let the observer finish this exchange too (debounce 500 ms): nothing is pending
+    observer_idle(gateway)  # the observer has finished with the thread: nothing is pending
 
     assert _delete(gateway, f"threads/{thread}").status_code == 200
     _assert_not_found(_get(gateway, f"threads/{thread}"))  # really gone before the id is used again
@@ -122,7 +121,7 @@ def test_deleted_thread_id_can_move_to_another_resource(gateway: GatewayProcess,
     _chat(gateway, thread, first, "My cat is called Pixel.")
     _chat(gateway, thread, first, "Noted?")  # a second lookup: the thread's memory is now cached with the cat
     assert "Pixel" in memory_text(provider.requests[-1])
-    time.sleep(1.5)  # nothing left for the observer
+    observer_idle(gateway)  # the observer has finished with the thread: nothing is pending
     assert _delete(gateway, f"threads/{thread}").status_code == 200
     _assert_not_found(_get(gateway, f"threads/{thread}"))
     response = _asks_without_memory_of(gateway, provider, thread, f"second-{_uid()}", "What is my cat called?", "Pixel")
@@ -136,7 +135,7 @@ def test_thread_deleted_before_it_was_observed_stays_deleted(gateway: GatewayPro
     thread = f"race-{_uid()}"
     _chat(gateway, thread, resource, "My passport number is ZX998877.")
     assert _delete(gateway, f"threads/{thread}").status_code == 200
-    time.sleep(3.0)  # well past MEMGATE_OBSERVER_DEBOUNCE_MS (500 ms) and an observer pass
+    observer_idle(gateway)  # the observer has handled the exchange, after the delete
 
     _assert_not_found(_get(gateway, f"threads/{thread}"))
     assert all(h["thread_id"] != thread for h in _search(gateway, resource, "passport number"))
@@ -187,7 +186,7 @@ def test_reused_thread_id_after_resource_delete_starts_empty(gateway: GatewayPro
     _chat(gateway, thread, resource, "My bike lock code is 7316.")
     _chat(gateway, thread, resource, "Got it?")
     assert "7316" in memory_text(provider.requests[-1])
-    time.sleep(1.5)  # nothing left for the observer
+    observer_idle(gateway)  # the observer has finished with the thread: nothing is pending
     assert _delete(gateway, f"resources/{resource}").json()["threads_deleted"] == 1
     _assert_not_found(_get(gateway, f"threads/{thread}"))
     response = _asks_without_memory_of(gateway, provider, thread, resource, "What is my bike lock code?", "7316")

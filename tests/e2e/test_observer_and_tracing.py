@@ -11,7 +11,7 @@ import httpx
 import nats
 import openai
 
-from helpers import observations, wait_for
+from helpers import observations, observer_idle, wait_for
 from memgate_bus.subjects import EXCHANGE_SUBJECT
 from memgate_core.events import ExchangeCompleted, MessageRecord, exchange_encoder
 from memgate_testing.fake_provider import FakeProvider
@@ -48,7 +48,7 @@ def test_same_event_twice_gives_one_set(gateway: GatewayProcess) -> None:
     asyncio.run(_publish_twice(gateway.runtime()["nats_url"], event))
 
     found = wait_for(lambda: observations(gateway, thread), timeout=15)
-    time.sleep(1.0)  # give the second delivery time to land (it must change nothing)
+    observer_idle(gateway)  # the second delivery handled too (it must change nothing)
     messages = httpx.get(f"{gateway.base_url}/memory/threads/{thread}/messages", headers=gateway.headers()).json()
     assert [m["id"] for m in messages["data"]] == [m.id for m in event.messages]
     again = observations(gateway, thread)
