@@ -115,3 +115,14 @@ def test_usage_report_over_http_and_cli(gw: GatewayProcess) -> None:
     assert text.returncode == 0 and "usage of tenant default" in text.stdout
     bad = gw.memgate("usage", "--since", "yesterday")
     assert bad.returncode != 0 and "--since" in bad.stderr
+
+
+def test_the_memory_api_counts_against_the_keys_limit(gw: GatewayProcess) -> None:
+    key = _admin(gw, "POST", "/keys", json={"tenant": "memlimited", "rpm": 1, "burst": 2}).json()["key"]
+    auth = {"Authorization": f"Bearer {key}"}
+    answers = [httpx.get(f"{gw.base_url}/memory/threads", headers=auth),
+               httpx.post(f"{gw.base_url}/memory/search", headers=auth, json={"resource_id": "r1", "query": "x" * 1000}),
+               httpx.get(f"{gw.base_url}/memory/resources", headers=auth)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert _error(answers[2], 429, "rate_limit_error")["code"] == "rate_limit_exceeded"
+    assert 1 <= int(answers[2].headers["retry-after"]) <= 60

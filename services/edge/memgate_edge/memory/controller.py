@@ -37,7 +37,9 @@ class MemoryController(Controller):
     path = "/v1/memory"
 
     async def _tenant(self, request: Request[Any, Any, Any], deps: EdgeDeps) -> str:
-        return (await deps.auth.authenticate(dict(request.headers))).tenant
+        principal = await deps.auth.authenticate(dict(request.headers))
+        await deps.limiter.enforce(principal)  # the key's limit counts memory calls as chat calls (429 over it)
+        return principal.tenant
 
     @get("/threads")
     async def list_threads(
