@@ -11,6 +11,14 @@ log = logging.getLogger("memgate.store")
 
 # Any constant works: it serialises concurrent `migrate` runs (several pods starting at once).
 _MIGRATION_LOCK = 0x6D656D67
+# What a store call raises when Postgres cannot be reached or is going away (refused or
+# dropped connections, shutdown, restart, no connection slots): a retry later may succeed.
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
 
 
 class Database:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from memgate_core.errors import ErrorBody, ErrorEnvelope, GatewayError
+from memgate_core.errors import ErrorBody, ErrorEnvelope, GatewayError, ServiceUnavailable
+from memgate_store import UNREACHABLE
 
 log = logging.getLogger("memgate.edge")
 
@@ -41,8 +44,42 @@ def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
 
 
 def unexpected_error(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    if isinstance(exc, UNREACHABLE):
+        # An outage, not a bug: say so, once in a while (not once per request), and let
+        # clients retry; the pool reconnects by itself when Postgres is back.
+        if _outage_log.allow():
+            log.warning("Postgres unreachable (%s: %s); answering 503%s", type(exc).__name__, exc,
+                        _outage_log.suppressed_note())
+        unavailable = ServiceUnavailable("memgate's database is unreachable just now; retry shortly.",
+                                         code="database_unavailable", headers={"Retry-After": str(RETRY_AFTER_S)})
+        return _respond(503, unavailable.envelope(), unavailable.headers)
     log.exception("unhandled error", exc_info=exc)
     return _respond(500, ErrorEnvelope(ErrorBody("Internal error in memgate.", "server_error", "internal_error")))
+
+
+class RateLimitedLog:
+    """At most one line per `every` seconds; says how many were held back in between."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self._last = -math.inf
+        self._held = 0
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        if now - self._last >= self.every:
+            self._last = now
+            return True
+        self._held += 1
+        return False
+
+    def suppressed_note(self) -> str:
+        held, self._held = self._held, 0
+        return f" ({held} more since the last such line)" if held else ""
+
+
+RETRY_AFTER_S = 5
+_outage_log = RateLimitedLog(every=10.0)
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
