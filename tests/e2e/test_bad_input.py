@@ -53,3 +53,11 @@ def test_ids_and_offsets_the_stores_cannot_take_are_400(gateway: GatewayProcess)
     for path in ("/memory/threads", "/memory/resources"):
         assert httpx.get(f"{base}{path}", params={"offset": 2**63}, headers=auth).status_code == 400
         assert httpx.get(f"{base}{path}", params={"offset": 2**63 - 1}, headers=auth).json()["data"] == []
+
+
+def test_a_search_query_has_a_size_limit(gateway: GatewayProcess) -> None:
+    response = httpx.post(f"{gateway.base_url}/memory/search", headers=gateway.headers(),
+                          json={"resource_id": "r1", "query": "x" * 4_000_001})
+    assert (response.status_code, response.json()["error"]["code"]) == (400, "query_too_long")
+    ok = httpx.post(f"{gateway.base_url}/memory/search", headers=gateway.headers(), json={"resource_id": "r1", "query": "x"})
+    assert ok.status_code == 200

@@ -12,6 +12,7 @@ from memgate_edge.chat.request import (
     BUDGET_HEADER,
     MAX_CONTENT_BYTES,
     MAX_MESSAGES,
+    QUERY_CHARS,
     RESOURCE_HEADER,
     THREAD_HEADER,
     MemoryScope,
@@ -227,3 +228,9 @@ def test_what_one_request_may_write_to_memory_is_bounded() -> None:
         parse_chat_request(_json({"model": "m", "messages": big}), memory)
     assert info.value.code == "content_too_large"
     assert parse_chat_request(_json({"model": "m", "messages": many}), {}).memory is None  # memory off: no limit
+
+
+def test_recall_reads_the_end_of_a_long_message() -> None:
+    long = "background " * 2000 + "So what is my sister's name?"
+    query = latest_user_text([USER, {"role": "assistant", "content": "ok"}, {"role": "user", "content": long}])
+    assert len(query) == QUERY_CHARS and query.endswith("So what is my sister's name?")

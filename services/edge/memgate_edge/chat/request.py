@@ -22,6 +22,7 @@ RESOURCE_HEADER = "x-resource-id"
 MAX_MESSAGES = 1000
 MAX_CONTENT_BYTES = 1024 * 1024
 MAX_MODEL_CHARS = 256
+QUERY_CHARS = 4000  # of the newest user message, for recall (and of a memory search's query)
 MODEL_PATTERN = re.compile(rf"[\x21-\x7e](?:[\x20-\x7e]{{0,{MAX_MODEL_CHARS - 2}}}[\x21-\x7e])?")
 BUDGET_HEADER = "x-memory-budget-tokens"  # this request's memory budget instead of the gateway's
 MAX_BUDGET_TOKENS = 100_000
@@ -186,9 +187,11 @@ def _turn_start(messages: list[dict[str, Any]]) -> int:
 
 
 def latest_user_text(messages: list[dict[str, Any]]) -> str:
+    """What recall looks for: the newest user message, its last QUERY_CHARS characters (the
+    embedding reads about a thousand anyway, and a long paste usually ends with the ask)."""
     for message in reversed(messages):
         if message.get("role") == "user":
-            return text_of(message.get("content"))
+            return text_of(message.get("content"))[-QUERY_CHARS:]
     return ""
 
 

@@ -15,6 +15,7 @@ from litestar.params import Parameter
 from memgate_core.errors import InvalidRequest
 from memgate_core.ids import validate_id
 from memgate_edge.body import decode_body
+from memgate_edge.chat.request import QUERY_CHARS
 from memgate_edge.deps import EdgeDeps
 from memgate_edge.memory.imports import parse_import
 from memgate_edge.memory.service import MemoryService
@@ -111,4 +112,7 @@ class MemoryController(Controller):
         body = decode_body(await request.body(), SearchRequest, what="search request")
         if not 1 <= body.limit <= 100:
             raise InvalidRequest("'limit' must be between 1 and 100.", param="limit")
+        if len(body.query) > QUERY_CHARS:
+            raise InvalidRequest(f"'query' must be at most {QUERY_CHARS} characters.", code="query_too_long",
+                                 param="query")
         return _page(await memory.search(tenant, validate_id(body.resource_id, "resource_id"), body.query, body.limit))
