@@ -53,7 +53,9 @@ clients-node:
 run: install
 	$(BIN)/memgate up
 
+# Lint first (rules in pyproject.toml), then the suite.
 test: install-test browser clients-node
+	$(BIN)/ruff check libs services tests bench
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install-test

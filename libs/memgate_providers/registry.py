@@ -68,7 +68,7 @@ class ProviderRegistry:
     @classmethod
     def from_env(
         cls, env: Mapping[str, str] | None = None, *, config: GatewayConfig | None = None
-    ) -> "ProviderRegistry":
+    ) -> ProviderRegistry:
         """Known providers + the config file (MEMGATE_CONFIG, unless `config` is given) + env.
 
         For a provider's base URL and key, env wins over the file. Raises ConfigError.

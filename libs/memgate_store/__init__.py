@@ -24,7 +24,7 @@ class Stores:
         self.usage = UsageRepository(db)
 
     @classmethod
-    async def connect(cls, url: str, *, max_size: int = 10) -> "Stores":
+    async def connect(cls, url: str, *, max_size: int = 10) -> Stores:
         return cls(await Database.connect(url, max_size=max_size))
 
     async def close(self) -> None:

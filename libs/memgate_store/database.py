@@ -28,7 +28,7 @@ class Database:
         self.pool = pool
 
     @classmethod
-    async def connect(cls, url: str, *, min_size: int = 4, max_size: int = 10) -> "Database":
+    async def connect(cls, url: str, *, min_size: int = 4, max_size: int = 10) -> Database:
         # Connections are opened at start: one opened on demand costs 10-30 ms to the query that waits.
         pool = await asyncpg.create_pool(url, min_size=min(min_size, max_size), max_size=max_size, command_timeout=30,
                                          reset=_keep_session)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import asyncpg
 import msgspec
@@ -238,7 +238,7 @@ class ThreadRepository:
         )
         return StoredMessage(**dict(row)) if row else None
 
-    async def versions(self, tenant: str, thread_id: str, resource_id: str) -> "ThreadVersions | None":
+    async def versions(self, tenant: str, thread_id: str, resource_id: str) -> ThreadVersions | None:
         """The thread's change counters, and whether its resource has other threads."""
         row = await self.db.pool.fetchrow(
             f"""
@@ -252,7 +252,7 @@ class ThreadRepository:
 
     async def changes(
         self, tenant: str, thread_id: str, resource_id: str, after_seq: int
-    ) -> tuple["ThreadVersions | None", list[StoredMessage]]:
+    ) -> tuple[ThreadVersions | None, list[StoredMessage]]:
         """`versions`, and the raw (uncovered) messages stored after `after_seq` (insertion
         order, whatever their time), in one round trip and one snapshot."""
         rows = await self.db.pool.fetch(
@@ -322,9 +322,9 @@ def _add_arguments(new: NewMessages, durable: bool) -> tuple[object, ...]:
     """`_ADD_MESSAGES`'s parameters: the messages go as one array per column."""
     messages = new.messages
     rows = [
-        (m.id, m.role, m.content, count_tokens(m.content), datetime.fromtimestamp(m.created_at, timezone.utc),
+        (m.id, m.role, m.content, count_tokens(m.content), datetime.fromtimestamp(m.created_at, UTC),
          new.interrupted and m.role == "assistant")
         for m in messages
     ]
     return (new.tenant, new.thread_id, new.resource_id, new.exchange_id, *map(list, zip(*rows)),
-            datetime.fromtimestamp(min(m.created_at for m in messages), timezone.utc), durable)
+            datetime.fromtimestamp(min(m.created_at for m in messages), UTC), durable)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import msgspec
@@ -19,7 +19,7 @@ _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def parse_since(value: str, now: datetime | None = None) -> datetime:
@@ -33,7 +33,7 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
     except ValueError:
         raise ValueError(f"expected an ISO 8601 time (2026-01-31T12:00:00Z), a date, or an age (30m, 24h, 7d); "
                          f"got {value!r}") from None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 class UsageRecord(msgspec.Struct, frozen=True, kw_only=True):

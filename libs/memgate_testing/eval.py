@@ -394,7 +394,7 @@ class Evaluator:
     # -- HTTP
 
     def _chat(self, messages: list[dict[str, Any]], *, model: str = REPLAY_MODEL,
-              thread: str | None = None, resource: str | None = None) -> "httpx.Response":
+              thread: str | None = None, resource: str | None = None) -> httpx.Response:
         headers = {"x-thread-id": thread, "x-resource-id": resource} if thread and resource else {}
         response = self.http.post("/chat/completions", json={"model": model, "messages": messages}, headers=headers)
         if response.status_code != 200:
@@ -579,7 +579,7 @@ GRADER_PROMPT = (
 )
 
 
-def _content(response: "httpx.Response") -> str:
+def _content(response: httpx.Response) -> str:
     try:
         return response.json()["choices"][0]["message"]["content"] or ""
     except (KeyError, IndexError, TypeError, ValueError):

@@ -53,7 +53,7 @@ class GatewayProcess:
     def base_url(self) -> str:
         return self.url + "/v1"
 
-    def start(self, timeout: float = 90.0) -> "GatewayProcess":
+    def start(self, timeout: float = 90.0) -> GatewayProcess:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         started_at = log.tell()  # the log is appended to across restarts: look at this run's part
@@ -104,7 +104,7 @@ class GatewayProcess:
     def headers(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.api_key}"}
 
-    def __enter__(self) -> "GatewayProcess":
+    def __enter__(self) -> GatewayProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

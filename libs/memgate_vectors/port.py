@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from memgate_vectors.points import MESSAGE_KIND, SCOPE, Rankings, VectorHit, VectorPoint
+from memgate_vectors.points import SCOPE, Rankings, VectorHit, VectorPoint
 
 # Both adapters lay data out the same way, so a deployment can move between them.
 VECTOR_NAME = "dense"

@@ -19,7 +19,7 @@ class RemoteEmbedder:
         self.cache = EmbeddingCache()
 
     @classmethod
-    async def probe(cls, embed: Callable[[list[str]], Awaitable[list[list[float]]]], model: str) -> "RemoteEmbedder":
+    async def probe(cls, embed: Callable[[list[str]], Awaitable[list[list[float]]]], model: str) -> RemoteEmbedder:
         """Ask once to learn the model's dimension (the vector index is created with it)."""
         vectors = await embed(["dimension probe"])
         return cls(embed, len(vectors[0]), model)

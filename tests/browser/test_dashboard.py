@@ -11,8 +11,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import openai
 import pytest
-
 from helpers import observations, unavailable, wait_for
+
 from memgate_testing.gateway import GatewayProcess
 
 CHROMIUM = shutil.which("chromium")

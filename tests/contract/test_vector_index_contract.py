@@ -7,6 +7,7 @@ reachable (skipped with the reason otherwise).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import math
@@ -22,7 +23,16 @@ from typing import Any
 import pytest
 from qdrant_client import AsyncQdrantClient
 
-from memgate_vectors import KEYWORD_TEXT, EdgeVectorIndex, Embedder, Rankings, ServerVectorIndex, VectorIndex, VectorPoint, sparse
+from memgate_vectors import (
+    KEYWORD_TEXT,
+    EdgeVectorIndex,
+    Embedder,
+    Rankings,
+    ServerVectorIndex,
+    VectorIndex,
+    VectorPoint,
+    sparse,
+)
 from memgate_vectors.port import RRF_K, prefetch_limit
 
 # Local mode has no payload indexes and says so each time ensure() creates one.
@@ -606,7 +616,7 @@ async def test_edge_recovers_writes_after_a_crash(tmp_path: Path) -> None:
         asyncio.run(main())
         """
     )
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    await asyncio.to_thread(subprocess.run, [sys.executable, "-c", script], check=True, timeout=60)
 
     index = EdgeVectorIndex(path, dim=4)
     await index.ensure()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from helpers import assert_memory_reached_provider
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_openai import ChatOpenAI
 
-from helpers import assert_memory_reached_provider
 from memgate_testing.fake_provider import FakeProvider
 from memgate_testing.gateway import GatewayProcess
 

@@ -8,8 +8,8 @@ import signal
 from collections.abc import Callable
 
 import httpx
-
 from helpers import wait_for
+
 from memgate_testing.gateway import GatewayProcess
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import uuid
 
 import openai
-
 from helpers import memory_text
+
 from memgate_testing.fake_provider import FakeProvider
 from memgate_testing.gateway import GatewayProcess
 

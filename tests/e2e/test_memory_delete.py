@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 import pytest
-
 from helpers import memory_text, observations, observer_idle, wait_for
+
 from memgate_testing.fake_provider import FakeProvider
 from memgate_testing.gateway import GatewayProcess
 
@@ -170,7 +170,7 @@ def test_delete_resource_removes_all_its_threads(gateway: GatewayProcess, provid
 
     # The other resource is untouched.
     assert _get(gateway, f"threads/{survivor}").json()["observation_count"] >= 1
-    assert [m["content"] for m in _get(gateway, f"threads/{survivor}/messages").json()["data"]][0] \
+    assert next(m["content"] for m in _get(gateway, f"threads/{survivor}/messages").json()["data"]) \
         == "My bank is called Zurich Alpine."
     assert any("Zurich Alpine" in h["text"] for h in _search(gateway, other, "bank"))
     _chat(gateway, f"other-new-{_uid()}", other, "What is my bank called?")

@@ -6,19 +6,19 @@ from __future__ import annotations
 
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
-
 from helpers import assert_error, memory_text, observations, wait_for
+
 from memgate_testing.fake_provider import FakeProvider
 from memgate_testing.gateway import GatewayProcess
 
 MAY_8 = "2023-05-08T13:56:00Z"
 MAY_8_ANSWER = "2023-05-08T13:57:30+00:00"
-JULY_1 = datetime(2023, 7, 1, 9, 30, tzinfo=timezone.utc).timestamp()  # as unix seconds
+JULY_1 = datetime(2023, 7, 1, 9, 30, tzinfo=UTC).timestamp()  # as unix seconds
 
 TWO_EXCHANGES = [
     {"role": "user", "content": "My sister Lena moved to Copenhagen with her two cats.", "created_at": MAY_8},
@@ -46,7 +46,7 @@ def _messages(gateway: GatewayProcess, thread: str, key: str | None = None) -> h
 def _when(value: str | float) -> datetime:
     if isinstance(value, str):
         return datetime.fromisoformat(value)
-    return datetime.fromtimestamp(value, timezone.utc)
+    return datetime.fromtimestamp(value, UTC)
 
 
 @pytest.fixture(scope="module")

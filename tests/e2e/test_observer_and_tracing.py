@@ -10,8 +10,8 @@ import uuid
 import httpx
 import nats
 import openai
-
 from helpers import observations, observer_idle, wait_for
+
 from memgate_bus.subjects import EXCHANGE_SUBJECT
 from memgate_core.events import ExchangeCompleted, MessageRecord, exchange_encoder
 from memgate_testing.fake_provider import FakeProvider

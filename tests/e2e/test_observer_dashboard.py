@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import httpx
 import openai
-
 from helpers import observations, wait_for
+
 from memgate_testing.fake_provider import FakeProvider
 from memgate_testing.gateway import GatewayProcess
 

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
-
 from helpers import observations, wait_for
+
 from memgate_testing.fake_provider import FakeProvider
 from memgate_testing.gateway import GatewayProcess
 

@@ -6,8 +6,8 @@ import uuid
 from collections.abc import Callable
 
 import openai
-
 from helpers import observations, wait_for
+
 from memgate_testing.fake_provider import FakeProvider
 from memgate_testing.gateway import GatewayProcess
 

@@ -6,8 +6,8 @@ import uuid
 
 import openai
 import pytest
-
 from helpers import memory_text
+
 from memgate_testing.fake_provider import FakeProvider
 from memgate_testing.gateway import GatewayProcess
 

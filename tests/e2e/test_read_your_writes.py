@@ -7,8 +7,8 @@ import uuid
 import httpx
 import openai
 import pytest
-
 from helpers import memory_text
+
 from memgate_testing.fake_provider import FakeProvider
 from memgate_testing.gateway import GatewayProcess
 

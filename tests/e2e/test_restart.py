@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import openai
 import psutil
-
 from helpers import memory_text
+
 from memgate_testing.fake_provider import FakeProvider
 from memgate_testing.gateway import GatewayProcess
 

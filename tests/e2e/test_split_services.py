@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-
 from helpers import memory_text, wait_for
+
 from memgate_testing.fake_provider import FakeProvider
 from memgate_testing.gateway import free_port
 

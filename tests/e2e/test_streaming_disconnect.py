@@ -9,8 +9,8 @@ import uuid
 from urllib.parse import urlsplit
 
 import httpx
-
 from helpers import wait_for
+
 from memgate_testing.fake_provider import FakeProvider
 from memgate_testing.gateway import GatewayProcess
 

@@ -31,7 +31,7 @@ FIRST_BYTE_TIMEOUT = 2.0  # short for the tests, but no stall of a loaded machin
 class _RateLimitedHandler(BaseHTTPRequestHandler):
     """A provider that always answers 429 with a Retry-After header (the fake sends none)."""
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("content-length") or 0))
         body = json.dumps({"error": {"message": "Slow down, you are over your quota.", "type": "rate_limit_error",
                                      "param": None, "code": "rate_limit_exceeded"}}).encode()

@@ -14,9 +14,9 @@ from typing import NamedTuple
 import asyncpg
 import nats
 import pytest
+from helpers import backend_waiting_for_a_lock
 from opentelemetry.sdk.trace import TracerProvider
 
-from helpers import backend_waiting_for_a_lock
 from memgate_bus import Bus, ExchangePublisher
 from memgate_bus.subjects import EXCHANGE_STREAM
 from memgate_context.assemble import ContextAssembler

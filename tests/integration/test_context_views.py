@@ -6,6 +6,7 @@ import asyncio
 import time
 
 from helpers import backend_waiting_for_a_lock
+
 from memgate_context.view import ThreadViews
 from memgate_core.events import MessageRecord
 from memgate_core.ids import new_id

@@ -3,6 +3,7 @@ kept out of the command line and in files only their owner can read."""
 
 from __future__ import annotations
 
+import asyncio
 import stat
 import subprocess
 from pathlib import Path
@@ -29,7 +30,8 @@ async def test_only_the_credentials_it_made_get_in(tmp_path: Path) -> None:
         assert len(password) >= 32
         config = tmp_path / "nats" / "nats-server.conf"
         assert stat.S_IMODE(config.stat().st_mode) == 0o600 and password in config.read_text()
-        assert password not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        processes = await asyncio.to_thread(subprocess.run, ["ps", "-eo", "args"], capture_output=True, text=True)
+        assert password not in processes.stdout
         assert EmbeddedNats(tmp_path)._password != password  # a new one at each start
     finally:
         server.stop()

@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -25,7 +25,7 @@ from memgate_store import Stores
 from memgate_testing.fake_provider import FakeProvider
 from memgate_vectors import EdgeVectorIndex, Embedder
 
-NOW = datetime(2024, 5, 1, 9, 15, tzinfo=timezone.utc).timestamp()
+NOW = datetime(2024, 5, 1, 9, 15, tzinfo=UTC).timestamp()
 
 
 class Model:
@@ -184,7 +184,7 @@ async def test_a_failed_batch_is_nakked_and_observed_on_redelivery(bus, stores, 
 
 
 async def test_a_poison_exchange_is_set_aside_and_holds_back_nothing(bus, stores, handler, model) -> None:  # type: ignore[no-untyped-def]
-    _, script = model
+    _, _script = model
     changed: list[tuple[str, str]] = []
     consumer = RecordingConsumer(bus, handler, debounce=0.3, max_deliveries=2, set_aside_after=0, stores=stores,
                                  on_thread_changed=lambda tenant, thread: changed.append((tenant, thread)))

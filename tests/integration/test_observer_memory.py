@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from itertools import groupby
 from typing import Any
 
@@ -20,11 +20,12 @@ from memgate_observer.llm import LLMObserver, LLMReflector
 from memgate_observer.local import LocalObserver
 from memgate_observer.reflector import LocalReflector
 from memgate_providers import ProviderClient, ProviderRegistry, Timeouts
+from memgate_providers.client import UpstreamStatusError
 from memgate_store import Observation, Stores
 from memgate_testing.fake_provider import FakeProvider
 from memgate_vectors import EdgeVectorIndex, Embedder
 
-MAY_1 = datetime(2024, 5, 1, 9, 15, tzinfo=timezone.utc).timestamp()
+MAY_1 = datetime(2024, 5, 1, 9, 15, tzinfo=UTC).timestamp()
 
 
 # ---------------------------------------------------------------------------- fixtures
@@ -267,7 +268,7 @@ async def test_provider_errors_propagate_for_redelivery(stores, index, embedder,
     script.answer = observe_users
     handler = make_handler(stores, index, embedder, LLMObserver(providers, "fake/observer"))
     event = exchange(tenant, thread, ("user", "I like tea."))
-    with pytest.raises(Exception):
+    with pytest.raises(UpstreamStatusError):
         await handler.handle(event)
     assert await stores.observations.observed(tenant, [event.exchange_id]) == set()  # not marked: redelivered later
     assert await handler.handle(event) == "observed"

@@ -6,7 +6,7 @@ import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -108,7 +108,7 @@ async def test_recorded_usage_appears_in_the_report(replicas: tuple[Stores, Stor
     tenant_a, tenant_b = f"ua-{uuid.uuid4().hex[:6]}", f"ub-{uuid.uuid4().hex[:6]}"
     key_a, _ = await stores.keys.create(tenant_a, "app")
     key_b, _ = await stores.keys.create(tenant_b)
-    started = datetime.now(timezone.utc) - timedelta(seconds=1)
+    started = datetime.now(UTC) - timedelta(seconds=1)
     recorder = UsageRecorder(stores.usage, flush_interval=0.05)
     await recorder.start()
 
@@ -142,7 +142,7 @@ async def test_recorded_usage_appears_in_the_report(replicas: tuple[Stores, Stor
 
     everyone = await stores.usage.report(started)
     assert {r.key_id for r in everyone.by_key} >= {key_a.id, key_b.id}
-    later = await stores.usage.report(datetime.now(timezone.utc) + timedelta(seconds=1), tenant=tenant_a)
+    later = await stores.usage.report(datetime.now(UTC) + timedelta(seconds=1), tenant=tenant_a)
     assert later.totals.requests == 0 and later.by_model == []
 
 
@@ -150,7 +150,7 @@ async def test_a_row_postgres_refuses_is_set_aside_and_the_rest_are_written(repl
     stores = replicas[0]
     tenant = f"up-{uuid.uuid4().hex[:6]}"
     key, _ = await stores.keys.create(tenant)
-    started = datetime.now(timezone.utc) - timedelta(seconds=1)
+    started = datetime.now(UTC) - timedelta(seconds=1)
 
     def row(model: str) -> UsageRecord:
         return UsageRecord(tenant=tenant, key_id=key.id, model=model, provider="fake", status=200, stream=False,

@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 # A responder may replace the default answer text: return None to keep the default.
 Responder = Callable[[dict[str, Any]], "str | None"]

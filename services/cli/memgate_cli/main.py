@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-
 import sys
-
 from collections.abc import Awaitable, Callable
 
 from memgate_core.config import Settings, load_settings

@@ -49,7 +49,7 @@ class Runtime:
         self.providers = providers
 
     @classmethod
-    async def open(cls, settings: Settings, *, database_url: str, nats_url: str, name: str) -> "Runtime":
+    async def open(cls, settings: Settings, *, database_url: str, nats_url: str, name: str) -> Runtime:
         stores = await Stores.connect(database_url, max_size=20)
         bus = None
         try:
@@ -62,7 +62,7 @@ class Runtime:
                                       api_key=settings.qdrant_api_key, dim=embedder.dim)
             try:
                 await index.ensure()
-            except Exception as exc:  # noqa: BLE001 - e.g. an index built with another embedding model
+            except Exception as exc:
                 raise SystemExit(f"memgate: the vector index cannot be opened: {exc}") from None
         except BaseException:
             if bus is not None:
@@ -81,7 +81,7 @@ class Runtime:
         for closer in (self.providers.close, self.bus.close, self.index.close, self.stores.close):
             try:
                 await closer()
-            except Exception:  # noqa: BLE001 - close everything we can
+            except Exception:
                 log.exception("error while closing")
 
 

@@ -111,7 +111,7 @@ async def run_up(settings: Settings) -> int:
             try:
                 log.debug("stopping %s", type(service).__name__)
                 await service.stop()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("error while stopping %s", type(service).__name__)
         if runtime is not None:
             log.debug("closing clients")

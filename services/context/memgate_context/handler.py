@@ -9,8 +9,8 @@ from nats.aio.msg import Msg
 from opentelemetry import trace
 
 from memgate_bus import extract_context
-from memgate_core.context import ContextFailure, lookup_decoder, lookup_encoder
 from memgate_context.assemble import ContextAssembler
+from memgate_core.context import ContextFailure, lookup_decoder, lookup_encoder
 
 log = logging.getLogger("memgate.context")
 tracer = trace.get_tracer("memgate.context")
@@ -32,7 +32,7 @@ class LookupHandler:
                 reply = lookup_encoder.encode(block)
             except msgspec.DecodeError as exc:
                 reply = lookup_encoder.encode(ContextFailure(f"bad lookup: {exc}"))
-            except Exception as exc:  # noqa: BLE001 - the edge degrades gracefully on failure
+            except Exception as exc:
                 log.exception("context lookup failed")
                 reply = lookup_encoder.encode(ContextFailure(type(exc).__name__))
             await msg.respond(reply)

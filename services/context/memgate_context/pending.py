@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from memgate_context.view import MessageLine, ThreadViews, message_line
 from memgate_core.events import MessageRecord
@@ -48,7 +48,7 @@ class PendingMessages:
         lines = [
             message_line(StoredMessage(
                 m.id, thread_id, exchange_id, m.role, m.content, count_tokens(m.content),
-                datetime.fromtimestamp(m.created_at, timezone.utc), False,
+                datetime.fromtimestamp(m.created_at, UTC), False,
             ))
             for m in messages
         ]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
@@ -58,7 +58,7 @@ class Recalled(msgspec.Struct):
     def when(self) -> str:
         """"YYYY-MM-DD[ HH:MM]" (UTC)."""
         if self.kind == "message":
-            return datetime.fromtimestamp(self.created_at, timezone.utc).strftime("%Y-%m-%d %H:%M")
+            return datetime.fromtimestamp(self.created_at, UTC).strftime("%Y-%m-%d %H:%M")
         return self.observed_on
 
     @property

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -84,7 +84,7 @@ def observation_line(o: ObservationItem, tokens: int, cross_thread: bool = False
 
 def message_line(m: StoredMessage) -> MessageLine:
     item = MessageItem(m.id, m.role, m.content, m.created_at.timestamp())
-    when = m.created_at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
+    when = m.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
     return MessageLine(item, Line(f"[{when}] {m.role}: {clean(m.content)}", m.tokens + MESSAGE_LINE_TOKENS),
                        (m.created_at, m.id), message_fingerprint(m.role, m.content))
 

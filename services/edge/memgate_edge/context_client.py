@@ -55,7 +55,7 @@ class ContextClient:
                     block = answer
             except TimeoutError:
                 reason = "context_timeout"
-            except Exception as exc:  # noqa: BLE001 - no responders, NATS down, bad reply...
+            except Exception as exc:
                 reason = "context_unavailable" if "NoResponders" in type(exc).__name__ else "context_error"
                 if reason == "context_error":
                     log.warning("context lookup failed: %s: %s", type(exc).__name__, exc)

@@ -56,7 +56,7 @@ class RateDecision(msgspec.Struct, frozen=True):
             headers["Retry-After"] = str(max(1, math.ceil(self.retry_after_seconds)))
         return headers
 
-    def raise_if_denied(self) -> "RateDecision":
+    def raise_if_denied(self) -> RateDecision:
         if not self.allowed:
             raise RateLimited(
                 f"Rate limit reached for this API key ({self.limit} requests per minute). "
@@ -152,7 +152,7 @@ class RateLimiter:
             async with asyncio.timeout(self.timeout):
                 allowed, tat, now = await self.store.take(bucket, interval_us=interval_us(rpm),
                                                           tolerance_us=tolerance_us(rpm, burst), now_us=now_us)
-        except Exception as exc:  # noqa: BLE001 - fail open, loudly
+        except Exception as exc:
             RATE_LIMIT_DECISIONS.labels("error").inc()
             if time.monotonic() - self._last_warning > 10:
                 self._last_warning = time.monotonic()

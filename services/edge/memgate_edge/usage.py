@@ -74,7 +74,7 @@ class UsageRecorder:
             batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
             try:
                 refused = await self.sink.insert_many(batch)
-            except Exception as exc:  # noqa: BLE001 - keep the rows, retry on the next tick
+            except Exception as exc:
                 self._buffer.extendleft(reversed(batch))
                 log.warning("could not write %d usage rows (kept, will retry): %r", len(batch), exc)
                 break

@@ -68,7 +68,7 @@ def transient(error: BaseException) -> bool:
 class _Delivery:
     """One JetStream message, its event, and the span that follows it until ack or nak."""
 
-    __slots__ = ("msg", "event", "span")
+    __slots__ = ("event", "msg", "span")
 
     def __init__(self, msg: Msg, event: ExchangeCompleted, span: trace.Span) -> None:
         self.msg = msg
@@ -136,7 +136,7 @@ class ExchangeConsumer:
                 messages = await sub.fetch(min(self.fetch_batch, self.max_in_flight - len(self._unacked)), timeout=1)
             except (NatsTimeout, TimeoutError):  # nothing to fetch (nats-py raises either)
                 continue
-            except Exception as exc:  # noqa: BLE001 - NATS down: wait and try again
+            except Exception as exc:
                 if self._stopping.is_set():
                     return
                 log.warning("fetch failed: %r", exc)
@@ -145,7 +145,7 @@ class ExchangeConsumer:
             for msg in messages:
                 try:
                     await self._accept(msg)
-                except Exception:  # noqa: BLE001 - one bad message must not end the loop
+                except Exception:
                     # Not acked: JetStream redelivers it after ack_wait.
                     log.exception("could not accept a delivery; it will be redelivered")
 
@@ -240,7 +240,7 @@ class ExchangeConsumer:
             with tracer.start_as_current_span("observer.batch", context=parent, links=links) as span:
                 span.set_attribute("memgate.exchanges", len(batch))
                 await self.handler.handle_batch([d.event for d in batch])
-        except Exception as exc:  # noqa: BLE001 - the caller retries or sets aside
+        except Exception as exc:
             return exc
         await self._settle(batch, ok=True)
         return None
@@ -248,7 +248,7 @@ class ExchangeConsumer:
     async def _reflect(self, event: ExchangeCompleted) -> None:
         try:
             await self.handler.reflect_if_needed(event.tenant, event.thread_id)
-        except Exception:  # noqa: BLE001 - observations are committed; reflection is tried again next time
+        except Exception:
             log.exception("reflecting thread %s failed", event.thread_id)
 
     async def _retry_or_set_aside(self, delivery: _Delivery, error: Exception) -> None:
@@ -266,7 +266,7 @@ class ExchangeConsumer:
             return
         try:
             recorded = await self.handler.set_aside(event, f"set aside after {failures} failures: {error!r}")
-        except Exception as exc:  # noqa: BLE001 - not recorded: keep it, and try again later
+        except Exception as exc:
             log.warning("could not set exchange %s aside (%r); it will be retried", event.exchange_id, exc)
             await self._settle([delivery], ok=False, delay=RETRY_DELAYS[-1])
             return
@@ -291,7 +291,7 @@ class ExchangeConsumer:
                     await d.msg.term()
                 else:
                     await d.msg.nak(delay=delay if delay is not None else retry_delay(d.msg.metadata.num_delivered))
-            except Exception as exc:  # noqa: BLE001 - a lost ack means a redelivery, which changes nothing
+            except Exception as exc:
                 log.warning("could not settle exchange %s: %s", d.event.exchange_id, exc)
             if not ok:
                 d.span.set_status(trace.StatusCode.ERROR)

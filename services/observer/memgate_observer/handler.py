@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 from opentelemetry import trace
@@ -94,7 +94,7 @@ class ExchangeHandler:
                 EXCHANGES_OBSERVED.labels("duplicate").inc(len(ordered))
                 return BatchResult("duplicate")
             # A thread deleted after these exchanges started stays deleted.
-            oldest = datetime.fromtimestamp(min(e.started_at for e in fresh), timezone.utc)
+            oldest = datetime.fromtimestamp(min(e.started_at for e in fresh), UTC)
             if await self.stores.threads.deleted_since(tenant, thread_id, oldest):
                 EXCHANGES_OBSERVED.labels("deleted").inc(len(fresh))
                 return BatchResult("deleted")
@@ -217,7 +217,7 @@ class ExchangeHandler:
         if state is None or state.active_tokens <= limits.observation_budget_tokens:
             return None
         if (state.failed_version == state.observations_version and state.failed_at is not None
-                and datetime.now(timezone.utc) - state.failed_at < REFLECTION_RETRY_AFTER):
+                and datetime.now(UTC) - state.failed_at < REFLECTION_RETRY_AFTER):
             return "skipped"
         with tracer.start_as_current_span("observer.reflect") as span:
             span.set_attribute("memgate.thread_id", thread_id)

@@ -14,7 +14,7 @@ message's alone.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -54,7 +54,7 @@ class MessageIndexer:
             return []
         first = events[0]
         previous = await self.threads.previous_message(
-            first.tenant, first.thread_id, datetime.fromtimestamp(messages[0].created_at, timezone.utc))
+            first.tenant, first.thread_id, datetime.fromtimestamp(messages[0].created_at, UTC))
         texts = [m.content for m in messages] + ([previous.content] if previous is not None else [])
         own = np.asarray(await self.embedder.embed_async(texts))
         # Each message's vector leans towards the one it follows (the batch's first one

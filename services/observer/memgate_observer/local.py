@@ -28,7 +28,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from memgate_core.events import MessageRecord
 from memgate_observer.base import ObservationDraft, ObserverInput, ObserverResult
@@ -133,7 +133,7 @@ PERSONAL_MESSAGE_MAX_WORDS = 120  # people chatting write short messages; AI ans
 
 
 def _when(message: MessageRecord) -> datetime:
-    return datetime.fromtimestamp(message.created_at, timezone.utc)
+    return datetime.fromtimestamp(message.created_at, UTC)
 
 
 def _is_question(sentence: str) -> bool:

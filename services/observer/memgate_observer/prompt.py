@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from typing import NamedTuple
 
 from memgate_observer.base import ObservationDraft, ObserverInput, ObserverResult
@@ -118,7 +118,7 @@ def _json(value: object) -> str:
 
 
 def _sent(created_at: float) -> datetime:
-    return datetime.fromtimestamp(created_at, timezone.utc)
+    return datetime.fromtimestamp(created_at, UTC)
 
 
 def _observation_json(o: Observation, alias: str | None = None) -> str:

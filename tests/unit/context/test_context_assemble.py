@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import msgspec
@@ -13,10 +13,10 @@ from memgate_context.recall import Recalled, fuse, recalled, with_provenance
 from memgate_context.view import CLOSE_TAG, OPEN_TAG, Line, MessageLine, message_line, observation_line
 from memgate_core.context import ContextLookup, ObservationItem, message_fingerprint
 from memgate_core.tokens import count_tokens
-from memgate_vectors import VectorHit
 from memgate_store.threads import StoredMessage
+from memgate_vectors import VectorHit
 
-AT = datetime(2024, 5, 1, 9, 5, tzinfo=timezone.utc)
+AT = datetime(2024, 5, 1, 9, 5, tzinfo=UTC)
 THREAD_HEADER = "## Observations from this conversation"
 RECALLED_HEADER = "## Recalled from memory by relevance (oldest first)"
 MESSAGES_HEADER = "## Recent messages of this conversation (oldest first)"

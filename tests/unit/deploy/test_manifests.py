@@ -375,7 +375,7 @@ def all_containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def split_image(image: str) -> tuple[str, str | None, str | None]:
-    name, digest = (image.split("@", 1) + [None])[:2] if "@" in image else (image, None)
+    name, digest = [*image.split("@", 1), None][:2] if "@" in image else (image, None)
     last = name.rsplit("/", 1)[-1]
     if ":" in last:
         name, tag = name.rsplit(":", 1)
@@ -966,7 +966,7 @@ def run_healthcheck(env: dict[str, str]) -> int:
 
 
 class _Health(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server API)
+    def do_GET(self) -> None:
         self.send_response(200 if self.path == "/healthz" else 404)
         self.end_headers()
 

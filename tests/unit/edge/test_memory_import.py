@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC
 
 import pytest
 
@@ -61,10 +62,10 @@ def test_exchanges_are_grouped_as_chat_makes_them() -> None:
 
 def test_messages_sent_at_one_time_keep_their_order_at_postgres_precision() -> None:
     """Each nudged time is a distinct microsecond, as Postgres stores it, whatever `now` is."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     for now in (1796536871.1234565, 1796536871.9999995, 1_700_000_000.25, 1796536871.0000005):
         _, records = parse_import(json.dumps({"messages": [{"role": "user", "content": str(i)}
                                                             for i in range(50)]}).encode(), now=now)
-        stored = [datetime.fromtimestamp(r.created_at, timezone.utc) for r in records]
+        stored = [datetime.fromtimestamp(r.created_at, UTC) for r in records]
         assert stored == sorted(stored) and len(set(stored)) == 50, now

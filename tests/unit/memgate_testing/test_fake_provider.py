@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import httpx
 import openai
 import pytest
-
 from helpers import wait_for
+
 from memgate_testing.fake_provider import Behavior, FakeProvider, FakeProviderProcess
 
 KEY = "sk-test-key"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from datetime import time as clock
 
 import pytest
@@ -16,7 +16,7 @@ from memgate_observer.dates import resolve_relative_dates
 from memgate_observer.local import LocalObserver
 
 # 2024-03-10 (a Sunday) 23:30 UTC: already 2024-03-11 east of UTC+0:30.
-LATE_EVENING_UTC = datetime(2024, 3, 10, 23, 30, tzinfo=timezone.utc).timestamp()
+LATE_EVENING_UTC = datetime(2024, 3, 10, 23, 30, tzinfo=UTC).timestamp()
 
 
 def _batch(*messages: MessageRecord) -> ObserverInput:
@@ -167,7 +167,7 @@ async def test_sentences_and_lines_are_split_and_whitespace_normalized() -> None
 
 
 async def test_each_message_keeps_its_own_id_and_date() -> None:
-    day2 = datetime(2024, 3, 12, 8, 0, tzinfo=timezone.utc).timestamp()
+    day2 = datetime(2024, 3, 12, 8, 0, tzinfo=UTC).timestamp()
     drafts = await _observe(_user("m1", "I like green tea."), _user("m2", "I moved to Oslo recently.", at=day2))
     assert [(d.source_message_ids, d.observed_on) for d in drafts] == [
         (["m1"], date(2024, 3, 10)), (["m2"], date(2024, 3, 12)),

@@ -7,7 +7,7 @@ greetings, reactions and compliments are not.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import pytest
 
@@ -19,8 +19,8 @@ from memgate_observer.speech import is_filler, split_photos, split_speaker
 from memgate_store import Observation
 
 # 2023-05-08 (a Monday) 13:56 UTC: the first session of the conversation.
-MAY_8 = datetime(2023, 5, 8, 13, 56, tzinfo=timezone.utc).timestamp()
-MAY_25 = datetime(2023, 5, 25, 13, 14, tzinfo=timezone.utc).timestamp()
+MAY_8 = datetime(2023, 5, 8, 13, 56, tzinfo=UTC).timestamp()
+MAY_25 = datetime(2023, 5, 25, 13, 14, tzinfo=UTC).timestamp()
 
 
 def _user(mid: str, content: str, at: float = MAY_8) -> MessageRecord:

@@ -70,7 +70,7 @@ class ScriptedServer(LocalServer):
         return f"http://127.0.0.1:{self.port}/v1/chat/completions"
 
     @classmethod
-    def answering(cls, raw: bytes, *, hold: bool = False) -> "ScriptedServer":
+    def answering(cls, raw: bytes, *, hold: bool = False) -> ScriptedServer:
         """A server that reads one request and writes `raw`; with `hold`, it then waits for EOF."""
 
         async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -474,7 +474,7 @@ def test_which_hosts_go_through_the_proxy() -> None:
 async def test_proxy_refusals_and_unsupported_proxies() -> None:
     async with ForwardProxy(refuse=407) as refusing:
         client = HTTPClient(connect_timeout=2, read_timeout=2, proxies={"https": refusing.url})
-        with pytest.raises(ConnectError, match="refused the tunnel.*HTTP 407"):
+        with pytest.raises(ConnectError, match=r"refused the tunnel.*HTTP 407"):
             await client.send(Request("GET", "https://api.example.invalid/v1/models", {}))
         await client.aclose()
     with pytest.raises(ConnectError, match="only http:// proxies"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+
 import pytest
 
 import memgate_providers.providers as providers_pkg

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from memgate_core.errors import InvalidRequest
-from memgate_providers.providers import KNOWN_SPECS
 from memgate_providers.config import GatewayConfig, ProviderConfig
+from memgate_providers.providers import KNOWN_SPECS
 from memgate_providers.registry import ProviderRegistry, Route
 
 

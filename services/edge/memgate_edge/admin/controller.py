@@ -27,7 +27,7 @@ async def _operator(request: Request[Any, Any, Any], deps: EdgeDeps) -> RateDeci
 
 class AdminController(Controller):
     path = "/v1/admin"
-    tags = ["admin"]
+    tags = ("admin",)
 
     @post("/keys", status_code=201)
     async def create_key(self, request: Request[Any, Any, Any], deps: EdgeDeps,

@@ -32,7 +32,7 @@ class KeyView(msgspec.Struct):
     object: str = "api_key"
 
     @classmethod
-    def of(cls, key: ApiKey) -> "KeyView":
+    def of(cls, key: ApiKey) -> KeyView:
         return cls(id=key.id, tenant=key.tenant, prefix=key.prefix, name=key.name, admin=key.is_admin,
                    rpm=key.rpm_limit, burst=key.burst, created_at=key.created_at, revoked_at=key.revoked_at)
 

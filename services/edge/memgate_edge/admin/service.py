@@ -8,9 +8,9 @@ import msgspec
 
 from memgate_core.errors import InvalidRequest, NotFound
 from memgate_core.ids import validate_id
-from memgate_edge.body import decode_body
 from memgate_edge.admin.schemas import CreatedKey, CreateKey, KeyView
 from memgate_edge.auth import Authenticator
+from memgate_edge.body import decode_body
 from memgate_store import Stores, UsageReport
 from memgate_store.keys import limits_error
 from memgate_store.usage import parse_since

@@ -51,7 +51,7 @@ class PendingExchange(msgspec.Struct):
     started_at: float
 
     @classmethod
-    def begin(cls, request: ChatRequest, principal: Principal, provider: str) -> "PendingExchange":
+    def begin(cls, request: ChatRequest, principal: Principal, provider: str) -> PendingExchange:
         assert request.memory is not None
         now = time.time()
         turn = [
@@ -168,7 +168,7 @@ class ExchangeRecorder:
             try:
                 await self.unstored.stored(q.event.tenant, q.event.thread_id, q.event.exchange_id,
                                            inserted=was_inserted)
-            except Exception:  # noqa: BLE001 - its view reads the database once its entry expires
+            except Exception:
                 log.exception("handing exchange %s over to its view failed", q.event.exchange_id)
 
     async def _settle_when_published(self, batch: list[_Queued], publishes: list[asyncio.Task[bool]]) -> None:
@@ -232,7 +232,7 @@ class ExchangeRecorder:
                 event.tenant, event.thread_id, event.resource_id, event.exchange_id, event.messages,
                 interrupted=event.interrupted, durable=False,  # JetStream holds the durable copy
             ) > 0
-        except Exception:  # noqa: BLE001 - the event still carries the messages to the observer
+        except Exception:
             log.exception("storing messages of exchange %s failed; the observer will store them", event.exchange_id)
             return False
 
@@ -250,7 +250,7 @@ class ExchangeRecorder:
             log.warning("Postgres refused a batch of %d exchanges (%s); storing them one by one",
                         len(events), refused)
             return [await self._store(event) for event in events]  # in order: a thread's seqs follow it
-        except Exception:  # noqa: BLE001 - Postgres away or slow: the observer stores them from the events
+        except Exception:
             log.exception("storing a batch of %d exchanges failed; the observer will store them", len(events))
             return [False] * len(events)
         return [count > 0 for count in counts]

@@ -20,7 +20,6 @@ from memgate_edge.deps import EdgeDeps
 from memgate_edge.memory.imports import parse_import
 from memgate_edge.memory.service import MemoryService
 
-
 MAX_OFFSET = 2**63 - 1  # Postgres OFFSET is a bigint
 
 

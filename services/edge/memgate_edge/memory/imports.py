@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import msgspec
 
@@ -101,7 +101,7 @@ def _unix_seconds(value: str | float, param: str) -> float:
         except ValueError:
             raise InvalidRequest(f"{param} must be an RFC 3339 time or unix seconds.", param=param) from None
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
+            parsed = parsed.replace(tzinfo=UTC)
         seconds = parsed.timestamp()
     else:
         seconds = float(value)
@@ -136,4 +136,4 @@ def exchange_event(tenant: str, thread_id: str, resource_id: str, messages: list
 
 
 def stored_view(record: MessageRecord) -> StoredImport:
-    return StoredImport(record.id, record.role, record.content, datetime.fromtimestamp(record.created_at, timezone.utc))
+    return StoredImport(record.id, record.role, record.content, datetime.fromtimestamp(record.created_at, UTC))
