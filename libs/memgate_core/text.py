@@ -7,11 +7,15 @@ import re
 
 MIN_OWN_WORDS = 2  # ("My name is Dana." has two)
 _WORD = re.compile(r"[^\W\d_]{3,}")
+# Scripts written without spaces (kana, CJK ideographs, Thai): two characters count as a word.
+_UNSPACED = re.compile(r"[\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
 def few_words(text: str) -> bool:
-    """Under MIN_OWN_WORDS words of three letters or more ("ok", "Yes!", "Say ok.")."""
-    return len(_WORD.findall(text)) < MIN_OWN_WORDS
+    """Under MIN_OWN_WORDS words of three letters or more ("ok", "Yes!", "Say ok."); in
+    scripts without spaces, under twice as many characters ("谢谢")."""
+    unspaced = len(_UNSPACED.findall(text))
+    return len(_WORD.findall(_UNSPACED.sub(" ", text))) + unspaced // 2 < MIN_OWN_WORDS
 
 
 def slight(text: str) -> bool:

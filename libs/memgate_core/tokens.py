@@ -11,6 +11,7 @@ import bpe_openai
 # (a slice boundary can split one token: the count stays within a token per slice).
 SLICE_CHARS = 200_000
 PIECE_CACHE = 16_384  # lines of recent memory blocks (count_joined)
+PIECE_CACHE_CHARS = 2_000  # longer pieces are counted each time, not kept
 
 
 @lru_cache(maxsize=1)
@@ -35,10 +36,11 @@ def count_joined(lines: Sequence[str]) -> int:
     is mostly the lines it was last time, and counting a whole block was most of a lookup's
     time on a thread longer than its budget.
 
-    Exact for o200k: its pre-tokenizer never lets a chunk run across a newline into a
-    character that is neither whitespace nor "/" (a newline ends the chunk before it or
-    stands alone), so the text splits there into pieces counted apart
-    (tests/unit/core/test_core_tokens.py checks this against whole-text counts).
+    Exact for o200k (for pieces under SLICE_CHARS, as count_tokens is): its pre-tokenizer
+    never lets a chunk run across a newline into a character that is neither whitespace
+    nor "/" (a newline ends the chunk before it or stands alone), so the text splits there
+    into pieces counted apart (tests/unit/core/test_core_tokens.py checks this against
+    whole-text counts).
     """
     total, piece = 0, []
     for i, line in enumerate(lines):
@@ -52,6 +54,10 @@ def count_joined(lines: Sequence[str]) -> int:
     return total + _piece_tokens("".join(piece))
 
 
-@lru_cache(maxsize=PIECE_CACHE)
 def _piece_tokens(piece: str) -> int:
+    return _cached_piece_tokens(piece) if len(piece) <= PIECE_CACHE_CHARS else count_tokens(piece)
+
+
+@lru_cache(maxsize=PIECE_CACHE)
+def _cached_piece_tokens(piece: str) -> int:
     return count_tokens(piece)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from memgate_store.database import UNREACHABLE, Database, migrate
+from memgate_store.database import Database, migrate, unreachable
 from memgate_store.keys import KeyRepository
 from memgate_store.observations import Observation, ObservationRepository
 from memgate_store.ratelimits import RateLimitRepository
@@ -31,4 +31,4 @@ class Stores:
         await self.db.close()
 
 
-__all__ = ["UNREACHABLE", "Database", "Observation", "Stores", "UsageRecord", "UsageReport", "migrate"]
+__all__ = ["Database", "Observation", "Stores", "UsageRecord", "UsageReport", "migrate", "unreachable"]

@@ -11,14 +11,28 @@ log = logging.getLogger("memgate.store")
 
 # Any constant works: it serialises concurrent `migrate` runs (several pods starting at once).
 _MIGRATION_LOCK = 0x6D656D67
-# What a store call raises when Postgres cannot be reached or is going away (refused or
-# dropped connections, shutdown, restart, no connection slots): a retry later may succeed.
-UNREACHABLE: tuple[type[BaseException], ...] = (
-    OSError,
+# What Postgres answers while it is going away or full (shutdown, restart, no slots).
+_UNAVAILABLE = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.TooManyConnectionsError,
 )
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether `exc` says Postgres cannot be reached just now (a retry later may succeed):
+    one of its connection errors, or an OSError (refused, reset, no socket file) raised
+    inside asyncpg, not any OSError (a timeout or a missing file elsewhere is a bug to show)."""
+    if isinstance(exc, _UNAVAILABLE):
+        return True
+    if not isinstance(exc, OSError) or isinstance(exc, TimeoutError):
+        return False
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_globals.get("__name__", "").startswith("asyncpg"):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 class Database:

@@ -107,26 +107,43 @@ ORDER BY groups.g, groups.requests DESC, groups.model, groups.provider, groups.k
 _TOTALS, _BY_MODEL, _BY_PROVIDER, _BY_KEY = 7, 3, 5, 6
 
 
+# A row's values the database or the driver cannot take: data, not an outage.
+_REFUSED = (asyncpg.DataError, OverflowError, ValueError, UnicodeEncodeError)
+
+
+class UsageNotWritten(Exception):
+    """The rows of a batch that are not written (Postgres could not be reached)."""
+
+    def __init__(self, rows: list[UsageRecord]) -> None:
+        super().__init__(f"{len(rows)} usage rows not written")
+        self.rows = rows
+
+
 class UsageRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
 
     async def insert_many(self, records: list[UsageRecord]) -> list[UsageRecord]:
-        """Write the rows in one COPY; returns those Postgres refuses as data (a NUL in a
-        text, a number out of range), written around one by one: a bad row is set aside
-        and never blocks the others. Connection errors raise (the caller keeps the rows)."""
+        """Write the rows in one COPY; returns those refused as data (a NUL in a text, a
+        number too large for its column), written around one by one: a bad row is set
+        aside and never blocks the others. A connection error raises `UsageNotWritten`
+        with the rows not written yet (the caller keeps those)."""
         try:
             await self._copy(records)
             return []
-        except asyncpg.DataError:
+        except _REFUSED:
             if len(records) == 1:
                 return list(records)
+        except Exception as exc:
+            raise UsageNotWritten(records) from exc
         refused = []
-        for record in records:
+        for i, record in enumerate(records):
             try:
                 await self._copy([record])
-            except asyncpg.DataError:
+            except _REFUSED:
                 refused.append(record)
+            except Exception as exc:
+                raise UsageNotWritten(records[i:]) from exc
         return refused
 
     async def _copy(self, records: list[UsageRecord]) -> None:

@@ -11,7 +11,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 
-SIZE = 2048  # texts (at 384 dims, a few MB)
+SIZE = 2048  # texts
+MAX_TEXT_CHARS = 4000  # longer texts are not kept (at most about 2048 x (4 KB + a vector): ~20 MB)
 
 
 class EmbeddingCache:
@@ -44,6 +45,7 @@ class EmbeddingCache:
     def keep(self, texts: Sequence[str], vectors: Sequence[list[float]]) -> None:
         with self._lock:
             for text, vector in zip(texts, vectors):
-                self._vectors[text] = vector
+                if len(text) <= MAX_TEXT_CHARS:
+                    self._vectors[text] = vector
             while len(self._vectors) > self.size:
                 self._vectors.popitem(last=False)

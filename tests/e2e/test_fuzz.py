@@ -1,7 +1,8 @@
 """Fuzzing the public API of a real `memgate up`: chat and the memory API, with bodies, ids,
 headers and query values drawn by Hypothesis. Never a 5xx; every error in the OpenAI shape;
-a rejected request stores, publishes and sends upstream nothing (the published exchanges
-and the provider's calls are exactly those of the accepted requests).
+rejected requests publish and send upstream nothing: the exchanges published and the
+provider's calls add up to exactly those of the accepted requests (what is stored is
+published, so this counts what reached memory too).
 
 MEMGATE_FUZZ_EXAMPLES sets the number of cases (2,000 by default); `bench/fuzz.py` runs a
 longer one.

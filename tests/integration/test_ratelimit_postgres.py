@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from memgate_edge.auth import Principal
@@ -157,7 +158,8 @@ async def test_a_row_postgres_refuses_is_set_aside_and_the_rest_are_written(repl
                            memory=False, input_tokens=1, output_tokens=1, latency_ms=1.0)
 
     poisoned = row("fake/a\x00b")  # Postgres text cannot hold NUL
-    refused = await stores.usage.insert_many([row("fake/one"), poisoned, row("fake/two")])
-    assert refused == [poisoned]
+    too_many = msgspec.structs.replace(row("fake/big"), input_tokens=2**70)  # no column holds it
+    refused = await stores.usage.insert_many([row("fake/one"), poisoned, row("fake/two"), too_many])
+    assert refused == [poisoned, too_many]
     assert (await stores.usage.report(started, tenant=tenant)).totals.requests == 2
     assert await stores.usage.insert_many([row("fake/three")]) == []

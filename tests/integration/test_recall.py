@@ -48,3 +48,23 @@ async def test_a_question_recalls_old_turns_and_a_reply_of_no_words_recalls_noth
         assert block.recalled_messages == [] and block.related_observations == []
         assert block.recent_messages[-1].content == "Noted: item 79 is purple."
         assert "item number 3 is" not in block.text
+
+
+async def test_the_threads_own_messages_do_not_crowd_out_other_threads(stores: Stores, index: EdgeVectorIndex) -> None:
+    """A short thread goes in whole; recall's candidates go to the resource's other threads
+    even when this thread's own messages match the question best."""
+    embedder = Embedder()
+    tenant, _ = await _long_thread(stores, index, embedder)  # item 7 is purple, in thread "th"
+    asking = "asking"
+    await stores.threads.bind(tenant, asking, "res")
+    now = time.time()
+    records = [MessageRecord(new_id("msg"), "user", "Item 7 colour?", now + i) for i in range(85)]
+    exchange = ExchangeCompleted(new_id("exc"), tenant, "res", asking, "fake/m", "fake", records,
+                                 records[0].created_at, records[-1].created_at)
+    await stores.threads.add_messages(tenant, asking, "res", exchange.exchange_id, records)
+    await index.upsert(await MessageIndexer(stores.threads, embedder).points([exchange]))
+
+    block = await ContextAssembler(stores, index, embedder).lookup(
+        ContextLookup(tenant, "res", asking, "Which colour is item number 7 painted?", 2000))
+    assert len(block.recent_messages) == 85  # the whole thread
+    assert "My item number 7 is painted purple." in [m.content for m in block.recalled_messages]

@@ -85,7 +85,8 @@ class ContextAssembler:
         # too long for the budget.
         own = own_tokens(view.observations, raw)
         needed = view.related or own > q.budget_tokens - FRAME_TOKENS
-        recalled = await self.recall.search(q) if needed else []
+        skip = in_block_anyway(q, view.observations, known, raw, own) if needed else set()
+        recalled = await self.recall.search(q, skip=skip) if needed else []
         block = choose(q, view.observations, raw, recalled, own=own)
         return ContextBlock(
             thread_observations=[o.item for o in block.observations],
@@ -115,6 +116,19 @@ class Chosen:
 def own_tokens(observations: Sequence[ObservationLine], raw: Sequence[MessageLine]) -> int:
     """What the thread's whole memory costs in the block."""
     return sum(o.line.tokens for o in observations) + sum(m.line.tokens for m in raw) + 2 * SECTION_TOKENS
+
+
+def in_block_anyway(q: ContextLookup, observations: Sequence[ObservationLine], known: Sequence[MessageLine],
+                    raw: Sequence[MessageLine], own: int) -> set[str]:
+    """Ids of the thread's messages and observations that the block holds whatever recall
+    finds (or that the client sent itself): no use spending recall's candidates on them."""
+    budget = max(q.budget_tokens - FRAME_TOKENS, 0)
+    if own <= budget:
+        return {o.item.id for o in observations} | {m.item.id for m in known}
+    newest, _ = fit_newest(observations, int(budget * THREAD_OBSERVATION_SHARE))
+    tail, _ = fit_newest(raw, int(budget * RECENT_SHARE))
+    sent = {m.item.id for m in known} - {m.item.id for m in raw}
+    return {o.item.id for o in newest} | {m.item.id for m in tail} | sent
 
 
 def choose(q: ContextLookup, observations: Sequence[ObservationLine], raw: Sequence[MessageLine],

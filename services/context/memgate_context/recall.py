@@ -31,9 +31,10 @@ from memgate_vectors import MESSAGE_KIND, Embedder, Rankings, VectorHit, VectorI
 
 MESSAGE_CANDIDATES = 128  # per ranking
 OBSERVATION_CANDIDATES = 32  # per ranking
-# Fewer tokens than a recalled line costs in a block (LoCoMo's turns average about 30): of
-# the fused message candidates, only the best budget // ITEM_TOKENS could ever be shown, so
-# only their payloads are read (reading a payload costs more than ranking the point).
+# About what a recalled line costs in a block (LoCoMo's turns average about 30 tokens, and a
+# line's framing adds 3): of the fused message candidates not in the block already, the best
+# budget // ITEM_TOKENS have their payloads read (reading a payload costs more than ranking
+# the point), about twice what a block of such lines can show.
 ITEM_TOKENS = 24
 PRIORITY_BONUS = {"high": 0.3, "medium": 0.0, "low": -0.3, "completed": -0.2}
 SLIGHT_PENALTY = 0.75  # a message with little of its own (memgate_core.text.slight)
@@ -72,13 +73,15 @@ class Recall:
         self.index = index
         self.embedder = embedder
 
-    async def search(self, q: ContextLookup) -> list[Recalled]:
+    async def search(self, q: ContextLookup, *, skip: set[str] | frozenset[str] = frozenset()) -> list[Recalled]:
         """The resource's memory ranked by relevance to `q.query`, best first (as much of
         it as `q.budget_tokens` could hold).
 
-        Nothing for a query of under two words ("ok", "Say ok.", "Yes!"): it names nothing
-        to rank by, and what it refers to is the thread's newest turns, which the block
-        holds anyway.
+        Nothing for a query of under two words of three letters or more ("ok", "Say ok.",
+        "Yes!"; in scripts without spaces, under four characters: memgate_core.text.few_words):
+        it names nothing to rank by, and what it refers to is the thread's newest turns,
+        which the block holds anyway. `skip`: message and observation ids the block holds anyway (they take
+        no candidate slot).
         """
         if few_words(q.query):
             return []
@@ -96,9 +99,11 @@ class Recall:
         (vector,) = await embedding
         message_meaning = await self._ranking(q, vector, messages=True)
         observation_meaning = await self._ranking(q, vector, messages=False)
-        messages = dict(fuse(message_meaning.dense, message_words.keyword))
+        # (an observation's point id is its id; a message's is derived from its id)
+        skipped = {*skip, *(message_point_id(q.tenant, i) for i in skip)}
+        messages = {i: s for i, s in fuse(message_meaning.dense, message_words.keyword) if i not in skipped}
         scores = {**dict(islice(messages.items(), shown)),
-                  **dict(fuse(observation_meaning.dense, observation_words.keyword))}
+                  **{i: s for i, s in fuse(observation_meaning.dense, observation_words.keyword) if i not in skipped}}
         payloads = await self._payloads(q, scores, payloads)
         # An observation's source messages among the candidates are read too, however low
         # they ranked: they take the observation's score (with_provenance).

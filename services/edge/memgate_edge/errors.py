@@ -11,7 +11,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from memgate_core.errors import ErrorBody, ErrorEnvelope, GatewayError, ServiceUnavailable
-from memgate_store import UNREACHABLE
+from memgate_store import unreachable
 
 log = logging.getLogger("memgate.edge")
 
@@ -44,7 +44,7 @@ def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
 
 
 def unexpected_error(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    if isinstance(exc, UNREACHABLE):
+    if unreachable(exc):
         # An outage, not a bug: say so, once in a while (not once per request), and let
         # clients retry; the pool reconnects by itself when Postgres is back.
         if _outage_log.allow():

@@ -3,8 +3,10 @@
 `record()` only appends to an in-memory buffer; a background task writes the buffer to
 Postgres (`usage_events`, one COPY per batch) every `flush_interval` seconds or as soon
 as `batch_size` rows wait. If Postgres is unreachable, rows stay buffered (up to
-`max_buffer`; beyond that the oldest are dropped and counted) and are retried. A row
-Postgres refuses as data is set aside (counted, logged), never retried.
+`max_buffer`; beyond that the oldest are dropped and counted) and are retried; rows a
+batch wrote before the connection failed are not written twice. A row refused as data
+(a NUL in a text, a number too large for its column) is set aside (counted, logged),
+never retried.
 `stop()` writes what is left.
 """
 
@@ -17,7 +19,7 @@ from typing import Protocol
 
 from prometheus_client import Counter
 
-from memgate_store.usage import UsageRecord
+from memgate_store.usage import UsageNotWritten, UsageRecord
 
 log = logging.getLogger("memgate.edge.usage")
 
@@ -74,9 +76,12 @@ class UsageRecorder:
             batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
             try:
                 refused = await self.sink.insert_many(batch)
-            except Exception as exc:
-                self._buffer.extendleft(reversed(batch))
-                log.warning("could not write %d usage rows (kept, will retry): %r", len(batch), exc)
+            except Exception as exc:  # keep the rows not written, retry on the next tick
+                left = exc.rows if isinstance(exc, UsageNotWritten) else batch  # (the others are written)
+                self._buffer.extendleft(reversed(left))
+                written += len(batch) - len(left)
+                USAGE_ROWS.labels("written").inc(len(batch) - len(left))
+                log.warning("could not write %d usage rows (kept, will retry): %r", len(left), exc.__cause__ or exc)
                 break
             if refused:
                 USAGE_ROWS.labels("refused").inc(len(refused))

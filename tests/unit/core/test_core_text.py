@@ -21,3 +21,9 @@ def test_a_message_that_only_asks_is_slight_one_that_also_tells_is_not() -> None
     assert slight("Did you paint that lake sunrise yourself?")
     assert not slight("I painted a lake sunrise last year. Do you like it?")
     assert not slight("I painted a lake sunrise last year!")
+
+
+def test_scripts_without_spaces_count_their_characters() -> None:
+    assert not few_words("我喜欢吃寿司和拉面") and not few_words("東京で何を食べましたか")
+    assert few_words("谢谢") and few_words("はい")
+    assert not few_words("寿司 sushi please")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from memgate_edge.usage import UsageRecord, UsageRecorder
+from memgate_store.usage import UsageNotWritten
 
 
 def _record(n: int = 0) -> UsageRecord:
@@ -78,3 +79,22 @@ async def test_buffer_is_bounded() -> None:
     assert recorder.pending == 5
     await recorder.flush()
     assert [r.input_tokens for b in sink.batches for r in b] == [3, 4, 5, 6, 7]  # the oldest were dropped
+
+
+async def test_rows_a_batch_wrote_before_an_outage_are_not_written_twice() -> None:
+    class HalfSink(Sink):
+        async def insert_many(self, records: list[UsageRecord]) -> list[UsageRecord]:
+            if self.fail:
+                self.fail = False
+                self.batches.append(list(records[:2]))
+                raise UsageNotWritten(records[2:]) from ConnectionError("database went away")
+            return await super().insert_many(records)
+
+    sink = HalfSink()
+    sink.fail = True
+    recorder = UsageRecorder(sink, flush_interval=60)
+    for n in range(5):
+        recorder.record(_record(n))
+    assert await recorder.flush() == 2 and recorder.pending == 3
+    assert await recorder.flush() == 3
+    assert [r.input_tokens for b in sink.batches for r in b] == [0, 1, 2, 3, 4]

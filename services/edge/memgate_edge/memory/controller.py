@@ -48,9 +48,10 @@ class MemoryController(Controller):
         offset: int = Parameter(default=0, ge=0, le=MAX_OFFSET),
     ) -> dict[str, Any]:
         """List threads, newest first, optionally of one resource."""
+        tenant = await self._tenant(request, deps)
         if resource_id is not None:
             validate_id(resource_id, "resource_id")
-        return _page(await memory.threads(await self._tenant(request, deps), resource_id, limit, offset))
+        return _page(await memory.threads(tenant, resource_id, limit, offset))
 
     @get("/threads/{thread_id:str}")
     async def get_thread(self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService,
