@@ -3,8 +3,9 @@
 Real engines in this process: embedded Postgres, Qdrant Edge and NATS. Seeds a resource
 with N observations and M messages spread over many threads (Postgres rows + dense/sparse
 vectors, as the observer writes them), the looked-up thread holding far more than the
-budget, then times lookups of that thread: (a) the assembler called directly, (b) the full
-request/reply hop the edge makes over NATS. Every lookup asks a different question, so
+budget, then times lookups of that thread (after WARMUP lookups per path that are not
+counted): (a) the assembler called directly, (b) the full request/reply hop the edge makes
+over NATS. Every lookup asks a different question, so
 recall (query embedding + both rankings + fusion + assembly) runs each time.
 
     .venv/bin/python bench/context_lookup.py [--observations 10000] [--messages 20000] [--lookups 300]
@@ -35,6 +36,9 @@ from memgate_store import Stores, migrate
 from memgate_vectors import EdgeVectorIndex, Embedder, VectorPoint
 
 TENANT, RESOURCE = "bench", "user-10k"
+# Lookups not counted, per path: the first loads the thread's 2,000 messages into the view
+# cache (a cold start, not the steady state the figures are about).
+WARMUP = 10
 SUBJECTS = ["sister", "dentist", "landlord", "manager", "gym", "bank", "dog", "car", "flight", "garden"]
 VERBS = ["moved to", "booked", "cancelled", "prefers", "asked about", "paid", "visited", "forgot", "fixed", "ordered"]
 OBJECTS = ["Lisbon", "a blue bike", "the 7am train", "oat milk", "order ZX-{n}", "room {n}", "the Friday call",
@@ -122,8 +126,11 @@ async def main(n: int, m: int, own: int, lookups: int, threads: int) -> None:
 
             rng = random.Random(11)
             questions = [f"What did my {rng.choice(SUBJECTS)} say about {rng.choice(OBJECTS).format(n=rng.randrange(n))}?"
-                         for _ in range(lookups * 2)]
+                         for _ in range((lookups + WARMUP) * 2)]
+            warmup, questions = questions[: 2 * WARMUP], questions[2 * WARMUP:]
             assembler = ContextAssembler(stores, index, embedder)
+            for q in warmup[:WARMUP]:
+                await assembler.lookup(ContextLookup(TENANT, RESOURCE, "t0", q, 2000))
             direct, related, recalled, tokens = [], [], [], []
             for q in questions[:lookups]:
                 t = time.perf_counter()
@@ -137,6 +144,8 @@ async def main(n: int, m: int, own: int, lookups: int, threads: int) -> None:
             service = ContextService(bus, stores, index, embedder)
             await service.start()
             client = ContextClient(bus, timeout_ms=2000)
+            for q in warmup[WARMUP:]:
+                await client.lookup(ContextLookup(TENANT, RESOURCE, "t0", q, 2000))
             hop = []
             for q in questions[lookups:]:
                 result = await client.lookup(ContextLookup(TENANT, RESOURCE, "t0", q, 2000))
