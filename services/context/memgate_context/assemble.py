@@ -127,7 +127,7 @@ def in_block_anyway(q: ContextLookup, observations: Sequence[ObservationLine], k
         return {o.item.id for o in observations} | {m.item.id for m in known}
     newest, _ = fit_newest(observations, int(budget * THREAD_OBSERVATION_SHARE))
     tail, _ = fit_newest(raw, int(budget * RECENT_SHARE))
-    sent = {m.item.id for m in known} - {m.item.id for m in raw}
+    sent = set() if raw is known else {m.item.id for m in known} - {m.item.id for m in raw}  # (resent by the client)
     return {o.item.id for o in newest} | {m.item.id for m in tail} | sent
 
 
