@@ -75,13 +75,13 @@ class Recall:
 
     async def search(self, q: ContextLookup, *, skip: set[str] | frozenset[str] = frozenset()) -> list[Recalled]:
         """The resource's memory ranked by relevance to `q.query`, best first (as much of
-        it as `q.budget_tokens` could hold).
+        it as `q.budget_tokens` could hold), leaving out `skip`: the message and
+        observation ids the block holds anyway (they take no candidate slot).
 
         Nothing for a query of under two words of three letters or more ("ok", "Say ok.",
         "Yes!"; in scripts without spaces, under four characters: memgate_core.text.few_words):
         it names nothing to rank by, and what it refers to is the thread's newest turns,
-        which the block holds anyway. `skip`: message and observation ids the block holds anyway (they take
-        no candidate slot).
+        which the block holds anyway.
         """
         if few_words(q.query):
             return []
