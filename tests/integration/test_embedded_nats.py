@@ -42,3 +42,25 @@ def test_the_runtime_file_is_its_owners_only(tmp_path: Path) -> None:
     (tmp_path / "runtime.json").chmod(0o644)
     path = write_runtime_file(tmp_path, {"nats_url": "nats://memgate:secret@127.0.0.1:1"})
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and "secret" in path.read_text()
+
+
+def test_a_server_left_by_a_crashed_start_is_stopped_before_a_new_one(tmp_path: Path) -> None:
+    orphan = EmbeddedNats(tmp_path)
+    orphan.start()  # and never stopped: as if its memgate up had been killed
+    successor = EmbeddedNats(tmp_path)
+    try:
+        successor.start()
+        assert orphan._proc is not None and orphan._proc.wait(timeout=10) is not None  # it was stopped
+        on_store = [int(p.name) for p in Path("/proc").iterdir()
+                    if p.name.isdigit() and "nats-server" in (line := _cmdline(p)) and str(tmp_path) in line]
+        assert successor._proc is not None and on_store == [successor._proc.pid]  # one server on the store
+    finally:
+        successor.stop()
+        orphan.stop()
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""

@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -105,7 +106,10 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a zombie (exited, not yet reaped by its parent) is not alive
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _free_port() -> int:
@@ -145,11 +149,13 @@ class EmbeddedNats:
 
     def start(self, timeout: float = 10.0) -> str:
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        self._stop_orphan()
         config = self.store_dir / "nats-server.conf"
         # (JSON strings are valid strings in the server's config syntax.)
         write_private(config, "\n".join([
             f'listen: "127.0.0.1:{self.port}"',
             'server_name: "memgate-embedded"',
+            f"pid_file: {json.dumps(str(self.pid_file))}",
             f"jetstream {{ store_dir: {json.dumps(str(self.store_dir))} }}",
             f"authorization {{ user: {json.dumps(self.USER)}, password: {json.dumps(self._password)} }}",
             "",
@@ -170,6 +176,32 @@ class EmbeddedNats:
             except OSError:
                 time.sleep(0.02)
         raise SystemExit(f"memgate: nats-server did not start within {timeout:.0f}s")
+
+    @property
+    def pid_file(self) -> Path:
+        return self.store_dir / "nats-server.pid"
+
+    def _stop_orphan(self, timeout: float = 10.0) -> None:
+        """Stop a nats-server left running on this store by a `memgate up` that crashed: two
+        servers must never run JetStream on one store directory. (The data dir's lock says
+        no live `memgate up` owns it, so a server still named in the pid file is an orphan.)"""
+        try:
+            pid = int(self.pid_file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            return  # not running (or no /proc: nothing to check it against)
+        if "nats-server" not in cmdline or str(self.store_dir) not in cmdline:
+            return  # the pid now belongs to another process
+        log.warning("stopping nats-server %d left running on %s by an earlier memgate up", pid, self.store_dir)
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
