@@ -36,6 +36,7 @@ from memgate_context.view import (
     clean,
 )
 from memgate_core.context import ContextBlock, ContextLookup, MessageItem, ObservationItem, message_fingerprint
+from memgate_core.text import few_words
 from memgate_core.tokens import count_joined
 from memgate_store import Stores
 from memgate_vectors import Embedder, VectorIndex
@@ -81,10 +82,10 @@ class ContextAssembler:
         known = _with_unstored(view, unstored)
         held = set(q.client_messages)  # the client resent these itself
         raw = [m for m in known if m.fingerprint not in held] if held else known
-        # Recall is for what the block cannot hold otherwise: other threads, or a thread
-        # too long for the budget.
+        # Recall is for what the block cannot hold otherwise (other threads, or a thread too
+        # long for the budget), asked by a query with something to rank by (Recall.search).
         own = own_tokens(view.observations, raw)
-        needed = view.related or own > q.budget_tokens - FRAME_TOKENS
+        needed = (view.related or own > q.budget_tokens - FRAME_TOKENS) and not few_words(q.query)
         skip = in_block_anyway(q, view.observations, known, raw, own) if needed else set()
         recalled = await self.recall.search(q, skip=skip) if needed else []
         block = choose(q, view.observations, raw, recalled, own=own)

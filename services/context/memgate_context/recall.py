@@ -26,7 +26,7 @@ import msgspec
 import numpy as np
 
 from memgate_core.context import ContextLookup
-from memgate_core.text import few_words, slight
+from memgate_core.text import slight
 from memgate_vectors import MESSAGE_KIND, Embedder, Rankings, VectorHit, VectorIndex, message_point_id
 
 MESSAGE_CANDIDATES = 128  # per ranking
@@ -78,13 +78,11 @@ class Recall:
         it as `q.budget_tokens` could hold), leaving out `skip`: the message and
         observation ids the block holds anyway (they take no candidate slot).
 
-        Nothing for a query of under two words of three letters or more ("ok", "Say ok.",
-        "Yes!"; in scripts without spaces, under four characters: memgate_core.text.few_words):
-        it names nothing to rank by, and what it refers to is the thread's newest turns,
-        which the block holds anyway.
+        The caller does not ask for a query of under two words of three letters or more
+        ("ok", "Say ok.", "Yes!"; in scripts without spaces, under four characters:
+        memgate_core.text.few_words): it names nothing to rank by, and what it refers to is
+        the thread's newest turns, which the block holds anyway.
         """
-        if few_words(q.query):
-            return []
         shown = max(q.budget_tokens // ITEM_TOKENS, 1)  # message candidates that could be shown
         # The query is embedded in a worker thread (onnxruntime lets go of the GIL; a query
         # embedded recently comes from the embedder's cache) while the keyword rankings run,
