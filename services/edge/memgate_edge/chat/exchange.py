@@ -26,7 +26,7 @@ from memgate_bus import ExchangePublisher
 from memgate_core.events import ExchangeCompleted, MessageRecord, Usage
 from memgate_core.ids import new_id
 from memgate_edge.auth import Principal
-from memgate_edge.chat.request import ChatRequest, new_turn, remembered_text, storable
+from memgate_edge.chat.request import ChatRequest, storable
 from memgate_providers import http
 from memgate_store.threads import BatchRefused, NewMessages, ThreadRepository
 from memgate_telemetry.metrics import EXCHANGES_PUBLISHED
@@ -55,9 +55,9 @@ class PendingExchange(msgspec.Struct):
         assert request.memory is not None
         now = time.time()
         turn = [
-            MessageRecord(id=new_id("msg"), role=m["role"], content=remembered_text(m), created_at=now,
+            MessageRecord(id=new_id("msg"), role=m["role"], content=text, created_at=now,
                           name=m.get("name") if isinstance(m.get("name"), str) else None)
-            for m in new_turn(request.messages)
+            for m, text in request.turn
         ]
         return cls(new_id("exc"), principal.tenant, request.memory.thread_id, request.memory.resource_id,
                    request.model, provider, turn, now)

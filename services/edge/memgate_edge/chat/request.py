@@ -39,6 +39,9 @@ class ChatRequest(msgspec.Struct):
     model: str
     stream: bool
     memory: MemoryScope | None
+    # With memory on: this turn's messages (`new_turn`), each with the text memory keeps of
+    # it (`remembered_text`), worked out once for the size check and for storing.
+    turn: list[tuple[dict[str, Any], str]] = []
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -87,18 +90,18 @@ def parse_chat_request(raw: bytes, headers: dict[str, str]) -> ChatRequest:
         raise InvalidRequest("'stream' must be a boolean.", code="invalid_type", param="stream")
 
     memory = parse_memory_scope(headers)
-    if memory is not None:
-        _check_turn_size(new_turn(messages))
-    return ChatRequest(body=body, model=model, stream=bool(stream), memory=memory)
+    turn = [(m, remembered_text(m)) for m in new_turn(messages)] if memory is not None else []
+    _check_turn_size(turn)
+    return ChatRequest(body=body, model=model, stream=bool(stream), memory=memory, turn=turn)
 
 
-def _check_turn_size(turn: list[dict[str, Any]]) -> None:
+def _check_turn_size(turn: list[tuple[dict[str, Any], str]]) -> None:
     """The turn memory would store stays within what one request may write."""
     if len(turn) > MAX_MESSAGES:
         raise InvalidRequest(f"With memory on, one request may add at most {MAX_MESSAGES} messages to the thread "
                              f"(this one adds {len(turn)}: the messages after the last assistant message).",
                              code="too_many_messages", param="messages")
-    size = sum(len(remembered_text(m).encode("utf-8", "replace")) for m in turn)
+    size = sum(len(text.encode("utf-8", "replace")) for _, text in turn)
     if size > MAX_CONTENT_BYTES:
         raise InvalidRequest(f"With memory on, one request may add at most {MAX_CONTENT_BYTES} bytes of message "
                              f"content to the thread (this one adds {size}).", code="content_too_large",
