@@ -75,7 +75,7 @@ async def seed_messages(stores: Stores, index: EdgeVectorIndex, embedder: Embedd
             part = records[chunk:chunk + 200]
             exchange = ExchangeCompleted(f"x-{t}-{chunk}", TENANT, RESOURCE, f"t{t}", "bench", "bench", part,
                                          part[0].created_at, part[-1].created_at)
-            await stores.threads.add_messages(TENANT, f"t{t}", RESOURCE, exchange.exchange_id, part)
+            await stores.threads.record(exchange)
             await index.upsert(await indexer.points([exchange]))
 
 
@@ -102,10 +102,10 @@ async def seed(stores: Stores, index: EdgeVectorIndex, embedder: Embedder, n: in
     # this measures the index as the gateway really searches it.
     # The thread we look up holds a short raw history of its own.
     now = time.time()
-    await stores.threads.add_messages(TENANT, "t0", RESOURCE, "exc-live", [
-        MessageRecord(f"live{i}", "user" if i % 2 == 0 else "assistant", f"Live message {i} about the garden.", now + i)
-        for i in range(20)
-    ])
+    live = [MessageRecord(f"live{i}", "user" if i % 2 == 0 else "assistant", f"Live message {i} about the garden.",
+                          now + i) for i in range(20)]
+    await stores.threads.record(ExchangeCompleted("exc-live", TENANT, RESOURCE, "t0", "bench", "bench", live, now,
+                                                  now + 20))
 
 
 async def main(n: int, m: int, own: int, lookups: int, threads: int) -> None:

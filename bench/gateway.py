@@ -63,14 +63,14 @@ def _metric(text: str, name: str, **labels: str) -> float:
 
 
 def recorded(gateway: GatewayProcess, threads: list[str], timeout: float = 120.0) -> str:
-    """Nothing lost at saturation: every exchange answered with memory on is published and
-    stored (memgate up records them after the response). Waits for it; says how long."""
+    """Nothing lost at saturation: every exchange answered with memory on is stored (before
+    its response ends) and published (by the outbox relay, just after). Waits for it; says how long."""
     started = time.monotonic()
     with httpx.Client(timeout=30) as client:
         while True:
             metrics = client.get(f"{gateway.url}/metrics").text
             answered = _metric(metrics, "memgate_chat_requests_total", memory="on")
-            published = _metric(metrics, "memgate_exchanges_published_total")
+            published = _metric(metrics, "memgate_exchanges_published_total", outcome="published")
             stored = sum(client.get(f"{gateway.base_url}/memory/threads/{thread}",
                                     headers=gateway.headers()).json()["message_count"] for thread in threads) / 2
             waited = time.monotonic() - started

@@ -82,7 +82,8 @@ async def run(kind: str, threads: int, per_thread: int, tmp: Path) -> None:
                     [MessageRecord(f"msg_{uuid.uuid4().hex}", "user", USER.format(n=f"User{t}", i=i), now + i),
                      MessageRecord(f"msg_{uuid.uuid4().hex}", "assistant", ASSISTANT, now + i + 1)],
                     now + i, now + i + 1)
-                await bus.js.publish(EXCHANGE_SUBJECT, exchange_encoder.encode(event))
+                await stores.threads.record(event)  # as the edge does; then the event, as its relay does
+                await bus.js.publish(EXCHANGE_SUBJECT, exchange_encoder.encode(event.recorded()))
 
         consumer = ExchangeConsumer(bus, handler, debounce=0.5, max_batch=32, concurrency=8)
         started, cpu_started = time.perf_counter(), time.process_time()

@@ -53,20 +53,25 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0, interval: floa
 
 
 def observer_idle(gateway: GatewayProcess, timeout: float = 30.0) -> None:
-    """Until every exchange the gateway answered for its default key is published and the
+    """Until every exchange the gateway recorded is published (its outbox is empty) and the
     observer has handled and acknowledged all of them (its durable consumer has nothing
     pending): the moment a fixed sleep would only guess."""
+    import asyncpg
     import nats
 
     from memgate_bus.subjects import EXCHANGE_STREAM, OBSERVER_DURABLE
 
-    httpx.get(f"{gateway.base_url}/memory/resources", headers=gateway.headers()).raise_for_status()  # (published)
-
     async def unfinished() -> int:
-        client = await nats.connect(gateway.runtime()["nats_url"])
+        runtime = gateway.runtime()
+        db = await asyncpg.connect(runtime["database_url"])
+        try:
+            outbox = await db.fetchval("SELECT count(*) FROM outbox")
+        finally:
+            await db.close()
+        client = await nats.connect(runtime["nats_url"])
         try:
             info = await client.jetstream().consumer_info(EXCHANGE_STREAM, OBSERVER_DURABLE)
-            return info.num_pending + info.num_ack_pending
+            return outbox + info.num_pending + info.num_ack_pending
         finally:
             await client.close()
 

@@ -20,8 +20,9 @@ class Usage(msgspec.Struct, frozen=True):
     completion_tokens: int = 0
 
 
-class ExchangeCompleted(msgspec.Struct, frozen=True, tag="exchange.completed"):
-    """Published by the edge once per finished chat exchange on a memory thread."""
+class ExchangeCompleted(msgspec.Struct, frozen=True):
+    """One finished exchange on a memory thread with its messages: what the edge stores
+    and the Observer observes (read back from the store; it never crosses the bus)."""
 
     exchange_id: str
     tenant: str
@@ -35,8 +36,41 @@ class ExchangeCompleted(msgspec.Struct, frozen=True, tag="exchange.completed"):
     completed_at: float
     interrupted: bool = False
     usage: Usage | None = None
-    version: int = 1
+
+    def recorded(self) -> ExchangeRecorded:
+        return ExchangeRecorded(self.exchange_id, self.tenant, self.resource_id, self.thread_id, self.model,
+                                self.provider, len(self.messages), self.started_at, self.completed_at,
+                                self.interrupted, self.usage)
+
+
+class ExchangeRecorded(msgspec.Struct, frozen=True, tag="exchange.recorded"):
+    """Published (through the outbox) once an exchange's messages are stored. It refers to
+    them by `exchange_id` and carries none of their text, so no exchange outgrows the bus."""
+
+    exchange_id: str
+    tenant: str
+    resource_id: str
+    thread_id: str
+    model: str
+    provider: str
+    message_count: int
+    started_at: float
+    completed_at: float
+    interrupted: bool = False
+    usage: Usage | None = None
+    version: int = 2
 
 
 exchange_encoder = msgspec.json.Encoder()
-exchange_decoder = msgspec.json.Decoder(ExchangeCompleted)
+exchange_decoder = msgspec.json.Decoder(ExchangeRecorded)
+
+
+class ThreadsDeleted(msgspec.Struct, frozen=True, tag="threads.deleted"):
+    """Announced by the memory API after it deleted threads: caches of them go."""
+
+    tenant: str
+    thread_ids: list[str]
+    version: int = 1
+
+
+threads_deleted_decoder = msgspec.json.Decoder(ThreadsDeleted)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from memgate_store.database import Database, migrate, unreachable
 from memgate_store.keys import KeyRepository
 from memgate_store.observations import Observation, ObservationRepository
+from memgate_store.outbox import OutboxRepository
 from memgate_store.ratelimits import RateLimitRepository
 from memgate_store.sessions import SessionRepository
 from memgate_store.threads import ThreadRepository
@@ -18,6 +19,7 @@ class Stores:
         self.db = db
         self.keys = KeyRepository(db)
         self.threads = ThreadRepository(db)
+        self.outbox = OutboxRepository(db)
         self.observations = ObservationRepository(db)
         self.sessions = SessionRepository(db)
         self.ratelimits = RateLimitRepository(db)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import asyncpg
 import msgspec
 
-from memgate_core.events import MessageRecord
+from memgate_core.events import ExchangeCompleted, MessageRecord, exchange_encoder
 from memgate_core.tokens import count_tokens
 from memgate_store.database import Database
 
@@ -38,6 +38,18 @@ _MESSAGE_FIELDS = ("id", "thread_id", "exchange_id", "role", "content", "tokens"
 _MESSAGE_COLUMNS = ", ".join(_MESSAGE_FIELDS)
 
 
+# What the reading snapshot cannot see yet (see `changes`): every transaction from its xmax
+# on, and those in progress when it was taken (xip), as numbers.
+_UNSEEN = """pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax,
+             ARRAY(SELECT x::text::bigint FROM pg_snapshot_xip(pg_current_snapshot()) AS x) AS xip"""
+
+
+class Unseen(msgspec.Struct, frozen=True):
+    """The transactions a read could not see: their stores may be new to the reader."""
+
+    xmax: int  # every transaction from this one on
+    xip: list[int]  # and these, in progress at the read
+
 # Whether the resource ($3) has threads other than $2 (whose memory recall may find): one
 # probe of threads_by_resource that stops at the second row at the latest.
 _RELATED = """EXISTS (SELECT 1 FROM threads o WHERE o.tenant = $1 AND o.resource_id = $3 AND o.thread_id <> $2)
@@ -46,7 +58,6 @@ _RELATED = """EXISTS (SELECT 1 FROM threads o WHERE o.tenant = $1 AND o.resource
 
 class ThreadVersions(msgspec.Struct, frozen=True):
     created_at: datetime  # tells a re-created thread (same id, after a delete) from the old one
-    messages_version: int
     observations_version: int
     related: bool  # the resource has other threads
 
@@ -65,43 +76,47 @@ _THREAD_SUMMARY = """
 """
 
 
-# One statement, one round trip: create the thread if needed, insert the messages, and bump
-# the thread's version only when a message was new (the context service re-reads the thread
-# on a bump; a redelivered exchange must not cause one). $12: wait for the WAL flush or not.
-_ADD_MESSAGES = """
+# One statement, one round trip, one transaction: create the thread if needed, insert the
+# exchange's messages, and write the outbox row that announces the exchange (the relay
+# publishes it). Nothing of it is written for a thread deleted meanwhile. Stores into one
+# thread do not wait for each other (the thread row is only key-share locked, and its
+# `updated_at` moved at most once a second), so a busy thread's commits share WAL flushes.
+_RECORD_EXCHANGE = """
     WITH allowed AS (  -- a thread deleted while this exchange was running stays deleted
         SELECT NOT EXISTS (SELECT 1 FROM thread_tombstones
-                           WHERE tenant = $1 AND thread_id = $2 AND deleted_at >= $11) AS ok
-        FROM (SELECT set_config('synchronous_commit',  -- this statement's own transaction only
-                                CASE WHEN $12 THEN current_setting('synchronous_commit') ELSE 'off' END,
-                                true)) AS commit_mode
+                           WHERE tenant = $1 AND thread_id = $2 AND deleted_at >= $12) AS ok
     ), created AS (  -- only a thread this statement's snapshot lacks: one being deleted
                      -- meanwhile must not be re-created when the delete commits
-        INSERT INTO threads (tenant, thread_id, resource_id, messages_version)
-        SELECT $1, $2, $3, 1 FROM allowed
+        INSERT INTO threads (tenant, thread_id, resource_id)
+        SELECT $1, $2, $3 FROM allowed
         WHERE ok AND NOT EXISTS (SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2)
         -- Another statement created it since this one's snapshot: `held` cannot see that row,
-        -- but the conflict locks and returns it (and `bumped` cannot see it: bump here).
-        ON CONFLICT (tenant, thread_id) DO UPDATE
-            SET updated_at = now(), messages_version = threads.messages_version + 1
+        -- but the conflict locks and returns it.
+        ON CONFLICT (tenant, thread_id) DO UPDATE SET updated_at = now()
         RETURNING 1
-    ), held AS (  -- locked until commit, before any seq is drawn: a thread's seqs follow commit order
-        SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR NO KEY UPDATE
+    ), held AS (  -- a delete of the thread waits for this store, or this store sees it gone
+        SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR KEY SHARE
     ), thread AS (  -- (one this statement creates is held by its uncommitted insert)
         SELECT 1 FROM created
         UNION ALL
         SELECT 1 FROM held, allowed WHERE ok
         LIMIT 1
     ), added AS (
-        INSERT INTO messages (id, tenant, thread_id, exchange_id, role, content, tokens, created_at, interrupted)
-        SELECT m.id, $1, $2, $4, m.role, m.content, m.tokens, m.created_at, m.interrupted
-        FROM unnest($5::text[], $6::text[], $7::text[], $8::int[], $9::timestamptz[], $10::bool[])
-             AS m(id, role, content, tokens, created_at, interrupted), thread
+        INSERT INTO messages (id, tenant, thread_id, exchange_id, role, name, content, tokens, created_at,
+                              interrupted)
+        SELECT m.id, $1, $2, $4, m.role, m.name, m.content, m.tokens, m.created_at, m.interrupted
+        FROM unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::int[], $10::timestamptz[], $11::bool[])
+             AS m(id, role, name, content, tokens, created_at, interrupted), thread
         ON CONFLICT (id) DO NOTHING
         RETURNING 1
-    ), bumped AS (  -- (a thread created by this statement already starts at version 1)
-        UPDATE threads SET updated_at = now(), messages_version = messages_version + 1
+    ), touched AS (  -- the thread lists sort by it; a second's precision is plenty
+        UPDATE threads SET updated_at = now()
         WHERE tenant = $1 AND thread_id = $2 AND EXISTS (SELECT 1 FROM added)
+          AND updated_at < now() - interval '1 second'
+    ), announced AS (
+        INSERT INTO outbox (exchange_id, payload, traceparent)
+        SELECT $4, $13, $14 WHERE EXISTS (SELECT 1 FROM added)
+        ON CONFLICT (exchange_id) DO NOTHING
     )
     SELECT count(*) FROM added
 """
@@ -112,20 +127,9 @@ _ADD_MESSAGES = """
 _REFUSALS = ("22", "23", "40")
 
 
-class BatchRefused(Exception):
-    """Postgres refused one of a batch's statements (its data, a deadlock): nothing of the
-    batch was stored. One at a time, the others would be."""
-
-
-class NewMessages(msgspec.Struct, frozen=True):
-    """One exchange's messages, to be stored in its thread."""
-
-    tenant: str
-    thread_id: str
-    resource_id: str
-    exchange_id: str
-    messages: Sequence[MessageRecord]
-    interrupted: bool = False
+class RecordRefused(Exception):
+    """Postgres refused one statement of a batch (its data, a deadlock): nothing of the batch
+    was stored. One at a time, the others would be."""
 
 
 class ThreadRepository:
@@ -147,48 +151,50 @@ class ThreadRepository:
             tenant, thread_id, resource_id,
         )
 
-    async def add_messages(
-        self,
-        tenant: str,
-        thread_id: str,
-        resource_id: str,
-        exchange_id: str,
-        messages: Sequence[MessageRecord],
-        *,
-        interrupted: bool = False,
-        durable: bool = True,
-    ) -> int:
-        """Insert messages idempotently (by id); returns how many were new.
-
-        `durable=False` commits without waiting for the WAL flush: for a copy whose durable
-        original lives elsewhere (the edge's read-your-writes copy of an exchange that is
-        also in JetStream, from which the observer stores it durably).
-        """
-        if not messages:
+    async def record(self, exchange: ExchangeCompleted, *, traceparent: str = "") -> int:
+        """Store an exchange's messages and its outbox row, durably, in one transaction;
+        returns how many messages were new (0: a retry, or its thread was deleted meanwhile)."""
+        if not exchange.messages:
             return 0
-        new = NewMessages(tenant, thread_id, resource_id, exchange_id, messages, interrupted)
-        return await self.db.pool.fetchval(_ADD_MESSAGES, *_add_arguments(new, durable))
+        return await self.db.pool.fetchval(_RECORD_EXCHANGE, *_record_arguments(exchange, traceparent))
 
-    async def add_many(self, batch: Sequence[NewMessages], *, durable: bool = True) -> list[int]:
-        """`add_messages` for several exchanges in one transaction and one round trip; how
-        many messages of each were new. All or nothing: on an error, none is stored
-        (`BatchRefused` when Postgres refused a statement, not when it could not be reached)."""
-        todo = [(i, new) for i, new in enumerate(batch) if new.messages]
-        # Threads locked in one order (that of `delete_resource` too), so that nothing waits
-        # in a cycle. A stable sort: a thread's exchanges keep their order, and so their seqs.
+    async def record_many(self, exchanges: Sequence[ExchangeCompleted], *,
+                          traceparents: Sequence[str] | None = None) -> list[int]:
+        """`record` for several exchanges in one transaction and one round trip: all or
+        nothing (`RecordRefused` when Postgres refused a statement, not when it could not be
+        reached). A thread's exchanges are stored in the order given."""
+        parents = traceparents or [""] * len(exchanges)
+        todo = [(i, e) for i, e in enumerate(exchanges) if e.messages]
+        # Threads in one order (that of deletes too), so that concurrent batches on other
+        # edges never wait for each other in a cycle; a stable sort keeps a thread's order.
         todo.sort(key=lambda item: (item[1].tenant, item[1].thread_id))
-        counts = [0] * len(batch)
+        counts = [0] * len(exchanges)
         if todo:
-            async with self.db.pool.acquire() as connection:
+            async with self.db.pool.acquire() as connection, connection.transaction():
                 try:
-                    rows = await connection.fetchmany(_ADD_MESSAGES, [_add_arguments(new, durable) for _, new in todo])
+                    rows = await connection.fetchmany(_RECORD_EXCHANGE,
+                                                      [_record_arguments(e, parents[i]) for i, e in todo])
                 except asyncpg.PostgresError as exc:
                     if exc.sqlstate[:2] in _REFUSALS:
-                        raise BatchRefused(f"{type(exc).__name__}: {exc}") from exc
+                        raise RecordRefused(f"{type(exc).__name__}: {exc}") from exc
                     raise
             for (i, _), row in zip(todo, rows, strict=True):
                 counts[i] = row[0]
         return counts
+
+    async def exchanges(self, tenant: str, thread_id: str, exchange_ids: Sequence[str]) -> dict[str, list[MessageRecord]]:
+        """The stored messages of these exchanges, oldest first (an exchange whose thread was
+        deleted has none)."""
+        rows = await self.db.pool.fetch(
+            "SELECT exchange_id, id, role, content, created_at, name FROM messages "
+            "WHERE tenant = $1 AND exchange_id = ANY($3::text[]) AND thread_id = $2 ORDER BY created_at, seq",
+            tenant, thread_id, list(exchange_ids),
+        )
+        found: dict[str, list[MessageRecord]] = {}
+        for r in rows:
+            found.setdefault(r["exchange_id"], []).append(
+                MessageRecord(r["id"], r["role"], r["content"], r["created_at"].timestamp(), r["name"]))
+        return found
 
     async def get(self, tenant: str, thread_id: str) -> ThreadSummary | None:
         row = await self.db.pool.fetchrow(_THREAD_SUMMARY + " WHERE t.tenant = $1 AND t.thread_id = $2", tenant, thread_id)
@@ -242,7 +248,7 @@ class ThreadRepository:
         """The thread's change counters, and whether its resource has other threads."""
         row = await self.db.pool.fetchrow(
             f"""
-            SELECT created_at, messages_version, observations_version,
+            SELECT created_at, observations_version,
                    {_RELATED}
             FROM threads WHERE tenant = $1 AND thread_id = $2
             """,
@@ -251,38 +257,38 @@ class ThreadRepository:
         return ThreadVersions(**dict(row)) if row else None
 
     async def changes(
-        self, tenant: str, thread_id: str, resource_id: str, after_seq: int
-    ) -> tuple[ThreadVersions | None, list[StoredMessage]]:
-        """`versions`, and the raw (uncovered) messages stored after `after_seq` (insertion
-        order, whatever their time), in one round trip and one snapshot."""
+        self, tenant: str, thread_id: str, resource_id: str, unseen: Unseen
+    ) -> tuple[ThreadVersions | None, list[StoredMessage], Unseen]:
+        """`versions`, the raw (uncovered) messages stored by transactions a previous read
+        could not see (`unseen`: so exactly those it has not seen), and what this read cannot
+        see, in one round trip and one snapshot. Stores into a thread may commit in any order;
+        this finds each one once it has committed."""
         rows = await self.db.pool.fetch(
             f"""
             WITH thread AS (
-                SELECT created_at AS thread_created_at, messages_version, observations_version,
-                       {_RELATED}
+                SELECT created_at AS thread_created_at, observations_version,
+                       {_RELATED}, {_UNSEEN}
                 FROM threads WHERE tenant = $1 AND thread_id = $2
             )
-            -- Ordered by seq: the (tenant, thread_id, seq) index answers with a short range
-            -- scan however long the thread is; the few rows are put in time order below.
             SELECT thread.*, fresh.* FROM thread LEFT JOIN LATERAL (
                 SELECT {_MESSAGE_COLUMNS} FROM messages
-                WHERE tenant = $1 AND thread_id = $2 AND seq > $4 AND NOT covered
-                ORDER BY seq
+                WHERE tenant = $1 AND thread_id = $2 AND (txid >= $4 OR txid = ANY($5::bigint[])) AND NOT covered
             ) fresh ON true
             """,
-            tenant, thread_id, resource_id, after_seq,
+            tenant, thread_id, resource_id, unseen.xmax, unseen.xip,
         )
         if not rows:
-            return None, []
+            return None, [], unseen
         first = rows[0]
-        versions = ThreadVersions(first["thread_created_at"], first["messages_version"], first["observations_version"],
-                                  first["related"])
+        versions = ThreadVersions(first["thread_created_at"], first["observations_version"], first["related"])
         fresh = [StoredMessage(*(r[c] for c in _MESSAGE_FIELDS)) for r in rows if r["id"] is not None]
-        return versions, sorted(fresh, key=lambda m: (m.created_at, m.id))
+        return versions, sorted(fresh, key=lambda m: (m.created_at, m.id)), Unseen(first["xmax"], first["xip"])
 
-    async def last_seq(self, tenant: str, thread_id: str) -> int:
-        return await self.db.pool.fetchval(
-            "SELECT coalesce(max(seq), 0) FROM messages WHERE tenant = $1 AND thread_id = $2", tenant, thread_id)
+    async def unseen(self) -> Unseen:
+        """What a read now cannot see yet: take it before a read, and `changes` after it
+        finds whatever that read missed."""
+        row = await self.db.pool.fetchrow(f"SELECT {_UNSEEN}")
+        return Unseen(row["xmax"], row["xip"])
 
     async def delete(self, tenant: str, thread_id: str) -> bool:
         return bool(await self._delete_where("thread_id", tenant, thread_id))
@@ -293,8 +299,8 @@ class ThreadRepository:
 
     async def _delete_where(self, column: str, tenant: str, value: str) -> list[str]:
         async with self.db.pool.acquire() as conn, conn.transaction():
-            # Rows locked in `add_many`'s order (code points, so collation "C"): a resource's
-            # delete and a batch of stores into its threads cannot deadlock.
+            # Rows locked in one order (code points, so collation "C"): two deletes of
+            # overlapping sets of threads cannot deadlock.
             await conn.execute(
                 f'SELECT 1 FROM threads WHERE tenant = $1 AND {column} = $2 ORDER BY thread_id COLLATE "C" FOR UPDATE',
                 tenant, value,
@@ -310,21 +316,15 @@ class ThreadRepository:
             await conn.execute("DELETE FROM thread_tombstones WHERE deleted_at < now() - interval '8 days'")
         return [r["thread_id"] for r in deleted]
 
-    async def deleted_since(self, tenant: str, thread_id: str, since: datetime) -> bool:
-        """Whether the thread was deleted at or after `since` (its events then must not revive it)."""
-        return bool(await self.db.pool.fetchval(
-            "SELECT 1 FROM thread_tombstones WHERE tenant = $1 AND thread_id = $2 AND deleted_at >= $3",
-            tenant, thread_id, since,
-        ))
 
-
-def _add_arguments(new: NewMessages, durable: bool) -> tuple[object, ...]:
-    """`_ADD_MESSAGES`'s parameters: the messages go as one array per column."""
-    messages = new.messages
+def _record_arguments(exchange: ExchangeCompleted, traceparent: str) -> tuple[object, ...]:
+    """`_RECORD_EXCHANGE`'s parameters: the messages go as one array per column."""
+    messages = exchange.messages
     rows = [
-        (m.id, m.role, m.content, count_tokens(m.content), datetime.fromtimestamp(m.created_at, UTC),
-         new.interrupted and m.role == "assistant")
+        (m.id, m.role, m.name, m.content, count_tokens(m.content), datetime.fromtimestamp(m.created_at, UTC),
+         exchange.interrupted and m.role == "assistant")
         for m in messages
     ]
-    return (new.tenant, new.thread_id, new.resource_id, new.exchange_id, *map(list, zip(*rows)),
-            datetime.fromtimestamp(min(m.created_at for m in messages), UTC), durable)
+    return (exchange.tenant, exchange.thread_id, exchange.resource_id, exchange.exchange_id, *map(list, zip(*rows)),
+            datetime.fromtimestamp(min(m.created_at for m in messages), UTC),
+            exchange_encoder.encode(exchange.recorded()), traceparent)

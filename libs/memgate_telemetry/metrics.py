@@ -16,6 +16,7 @@ CONTEXT_LOOKUP = Histogram(
 )
 MEMORY_DEGRADED = Counter("memgate_memory_degraded_total", "Requests served without memory", ["reason"])
 EXCHANGES_PUBLISHED = Counter("memgate_exchanges_published_total", "Exchange events", ["outcome"])
+ENGINE_RESTARTS = Counter("memgate_engine_restarts_total", "Embedded engines restarted by memgate up", ["engine"])
 EXCHANGES_OBSERVED = Counter("memgate_exchanges_observed_total", "Exchanges handled by the observer", ["outcome"])
 OBSERVATIONS_WRITTEN = Counter("memgate_observations_written_total", "Observations stored")
 

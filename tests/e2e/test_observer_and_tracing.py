@@ -14,6 +14,7 @@ from helpers import observations, observer_idle, wait_for
 
 from memgate_bus.subjects import EXCHANGE_SUBJECT
 from memgate_core.events import ExchangeCompleted, MessageRecord, exchange_encoder
+from memgate_store import Stores
 from memgate_testing.fake_provider import FakeProvider
 from memgate_testing.gateway import GatewayProcess
 
@@ -31,12 +32,15 @@ def _event(thread: str) -> ExchangeCompleted:
     )
 
 
-async def _publish_twice(nats_url: str, event: ExchangeCompleted) -> None:
-    nc = await nats.connect(nats_url)
+async def _publish_twice(runtime: dict[str, str], event: ExchangeCompleted) -> None:
+    stores = await Stores.connect(runtime["database_url"])
+    await stores.threads.record(event)  # as the edge does: its relay publishes the event once
+    await stores.close()
+    nc = await nats.connect(runtime["nats_url"])
     js = nc.jetstream()
-    payload = exchange_encoder.encode(event)
-    # Two deliveries of one event, as after a lost ack: distinct message ids defeat
-    # JetStream's de-duplication, so the observer really sees it twice.
+    payload = exchange_encoder.encode(event.recorded())
+    # Two more deliveries of the event, as after a lost ack: distinct message ids defeat
+    # JetStream's de-duplication, so the observer really sees it three times.
     await js.publish(EXCHANGE_SUBJECT, payload, headers={"Nats-Msg-Id": event.exchange_id + "-1"})
     await js.publish(EXCHANGE_SUBJECT, payload, headers={"Nats-Msg-Id": event.exchange_id + "-2"})
     await nc.close()
@@ -45,7 +49,7 @@ async def _publish_twice(nats_url: str, event: ExchangeCompleted) -> None:
 def test_same_event_twice_gives_one_set(gateway: GatewayProcess) -> None:
     thread = f"idem-{uuid.uuid4().hex[:6]}"
     event = _event(thread)
-    asyncio.run(_publish_twice(gateway.runtime()["nats_url"], event))
+    asyncio.run(_publish_twice(gateway.runtime(), event))
 
     found = wait_for(lambda: observations(gateway, thread), timeout=15)
     observer_idle(gateway)  # the second delivery handled too (it must change nothing)

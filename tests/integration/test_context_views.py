@@ -8,10 +8,9 @@ import time
 from helpers import backend_waiting_for_a_lock
 
 from memgate_context.view import ThreadViews
-from memgate_core.events import MessageRecord
+from memgate_core.events import ExchangeCompleted, MessageRecord
 from memgate_core.ids import new_id
 from memgate_store import Stores
-from memgate_store.threads import NewMessages
 
 
 async def _say(stores: Stores, tenant: str, thread: str, *texts: str, at: float | None = None,
@@ -19,8 +18,13 @@ async def _say(stores: Stores, tenant: str, thread: str, *texts: str, at: float 
     when = time.time() - 1000 if at is None else at
     ids = ids or [new_id("msg") for _ in texts]
     records = [MessageRecord(i, "user", text, when + n * 0.001) for n, (i, text) in enumerate(zip(ids, texts))]
-    await stores.threads.add_messages(tenant, thread, "res", new_id("exc"), records)
+    await stores.threads.record(exchange(tenant, thread, records))
     return ids
+
+
+def exchange(tenant: str, thread: str, records: list[MessageRecord]) -> ExchangeCompleted:
+    return ExchangeCompleted(new_id("exc"), tenant, "res", thread, "fake/m", "fake", records,
+                             records[0].created_at if records else 0.0, time.time())
 
 
 def _texts(view) -> list[str]:  # type: ignore[no-untyped-def]
@@ -106,24 +110,24 @@ async def test_related_tells_whether_other_threads_of_the_resource_have_observat
     assert view is not None and not view.related  # other tenants' observations do not count
 
 
-async def test_a_store_waiting_for_its_thread_takes_no_seq_yet(stores: Stores) -> None:
-    # A thread's seqs must be handed out in commit order: a view reads the deltas after the
-    # newest seq it saw, so a message committed late under a lower seq would never reach it.
+async def test_a_store_that_commits_late_still_reaches_the_view(stores: Stores) -> None:
+    # Stores into one thread do not wait for each other, so they commit in any order: one that
+    # began first and commits last must not be skipped by a view that read in between.
     tenant, thread = new_id("t"), "th"
     await _say(stores, tenant, thread, "first")
     views = ThreadViews(stores)
     await views.get(tenant, thread, "res")
-    async with stores.db.pool.acquire() as other_writer, other_writer.transaction():
-        await other_writer.execute("SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR NO KEY UPDATE",
-                                   tenant, thread)
-        before = await stores.db.pool.fetchval("SELECT last_value FROM messages_seq_seq")
-        waiting = asyncio.create_task(_say(stores, tenant, thread, "second"))
-        await backend_waiting_for_a_lock(stores.db.pool)
-        assert not waiting.done()
-        assert await stores.db.pool.fetchval("SELECT last_value FROM messages_seq_seq") == before
-    await waiting
+    async with stores.db.pool.acquire() as slow, slow.transaction():
+        await slow.execute(
+            "INSERT INTO messages (id, tenant, thread_id, exchange_id, role, content, tokens, created_at) "
+            "VALUES ($1, $2, $3, 'exc_slow', 'user', 'slow', 1, now())", new_id("msg"), tenant, thread)
+        await asyncio.wait_for(_say(stores, tenant, thread, "fast"), 5)  # not held up by the open store
+        view = await views.get(tenant, thread, "res")
+        assert view is not None and _texts(view) == ["first", "fast"]
     view = await views.get(tenant, thread, "res")
-    assert view is not None and _texts(view) == ["first", "second"]
+    assert view is not None and _texts(view) == ["first", "fast", "slow"]
+    view = await views.get(tenant, thread, "res")  # read again: nothing twice
+    assert view is not None and _texts(view) == ["first", "fast", "slow"]
 
 
 async def test_a_store_racing_another_to_create_the_thread_keeps_its_messages(stores: Stores) -> None:
@@ -131,48 +135,32 @@ async def test_a_store_racing_another_to_create_the_thread_keeps_its_messages(st
     # is creating, so only its insert (waiting on the first's) can find and lock it.
     tenant, thread = new_id("t"), "th"
     async with stores.db.pool.acquire() as first, first.transaction():
-        await first.execute("INSERT INTO threads (tenant, thread_id, resource_id, messages_version) "
-                            "VALUES ($1, $2, 'res', 1)", tenant, thread)
+        await first.execute("INSERT INTO threads (tenant, thread_id, resource_id) VALUES ($1, $2, 'res')",
+                            tenant, thread)
         second = asyncio.create_task(_say(stores, tenant, thread, "said while the thread was being created"))
         await backend_waiting_for_a_lock(stores.db.pool)  # its insert waits for the first's to commit
         assert not second.done()
     await second
     assert [m.content for m in await stores.threads.messages(tenant, thread)] == [
         "said while the thread was being created"]
-    versions = await stores.threads.versions(tenant, thread, "res")
-    assert versions is not None and versions.messages_version == 2  # created at 1, bumped by the message
 
 
-async def test_a_non_durable_store_leaves_the_pooled_connection_as_it_was(stores: Stores) -> None:
-    # The edge's copy commits without waiting for the WAL flush (set_config, local to its
-    # statement's transaction); the next user of that pooled connection must commit durably.
-    tenant = new_id("t")
-    for n in range(5):
-        await stores.threads.add_messages(tenant, "th", "res", new_id("exc"),
-                                          [MessageRecord(new_id("msg"), "user", f"turn {n}", time.time())],
-                                          durable=False)
-        assert await stores.db.pool.fetchval("SHOW synchronous_commit") == "on"
-    assert len(await stores.threads.messages(tenant, "th")) == 5
-
-
-async def test_a_batch_stores_each_exchange_once_in_its_order(stores: Stores) -> None:
+async def test_an_import_records_its_exchanges_in_order_in_one_transaction(stores: Stores) -> None:
     tenant = new_id("t")
     at = time.time()
 
-    def exchange(thread: str, text: str, n: int) -> NewMessages:
-        return NewMessages(tenant, thread, "res", new_id("exc"), [MessageRecord(new_id("msg"), "user", text, at + n)])
+    def one(text: str, n: int) -> ExchangeCompleted:
+        return exchange(tenant, "a", [MessageRecord(new_id("msg"), "user", text, at + n)])
 
-    batch = [exchange("b", "b one", 0), exchange("a", "a one", 1), exchange("b", "b two", 2),
-             NewMessages(tenant, "a", "res", new_id("exc"), []), exchange("a", "a two", 3)]
-    assert await stores.threads.add_many(batch, durable=False) == [1, 1, 1, 0, 1]
-    # Idempotent by id, and each count is its own exchange's (the batch is sorted by thread).
-    again = [exchange("b", "b three", 4), batch[1], exchange("b", "b four", 5)]
-    assert await stores.threads.add_many(again) == [1, 0, 1]
-    assert await stores.db.pool.fetchval("SHOW synchronous_commit") == "on"
-    for thread, texts in (("a", ["a one", "a two"]), ("b", ["b one", "b two", "b three", "b four"])):
-        stored = await stores.threads.messages(tenant, thread)
-        assert [m.content for m in stored] == texts
-        assert [m.seq for m in stored] == sorted(m.seq for m in stored)  # seqs follow the batch's order
+    batch = [one("one", 0), one("two", 1), exchange(tenant, "a", []), one("three", 2)]
+    assert await stores.threads.record_many(batch) == [1, 1, 0, 1]
+    assert await stores.threads.record_many([one("four", 3), batch[1]]) == [1, 0]  # idempotent by id
+    stored = await stores.threads.messages(tenant, "a")
+    assert [m.content for m in stored] == ["one", "two", "three", "four"]
+    assert [m.seq for m in stored] == sorted(m.seq for m in stored)  # seqs follow the batch's order
+    outboxed = await stores.db.pool.fetchval("SELECT count(*) FROM outbox WHERE exchange_id = ANY($1::text[])",
+                                             [e.exchange_id for e in batch])
+    assert outboxed == 3  # one row per exchange that stored something
 
 
 async def test_lookups_queued_behind_a_refresh_share_the_next_one(stores: Stores) -> None:
@@ -190,38 +178,3 @@ async def test_lookups_queued_behind_a_refresh_share_the_next_one(stores: Stores
     await _say(stores, tenant, thread, "three")
     view = await views.get(tenant, thread, "res")
     assert view is not None and _texts(view) == ["one", "two", "three"]
-
-
-async def test_a_sole_writer_trusts_a_fresh_view_until_told_otherwise(stores: Stores) -> None:
-    from memgate_context.pending import PendingMessages
-
-    tenant, thread = new_id("t"), "th"
-    await _say(stores, tenant, thread, "one")
-    views = ThreadViews(stores, trust_seconds=60)
-    pending = PendingMessages(views)
-    await views.get(tenant, thread, "res")
-    await _say(stores, tenant, thread, "two")  # a write no one told the views of (a sole writer tells)
-    view = await views.get(tenant, thread, "res")
-    assert view is not None and _texts(view) == ["one"] and views.reused == 1  # trusted: no query
-    views.invalidate(tenant, thread)  # what the observer in the process does after a batch
-    view = await views.get(tenant, thread, "res")
-    assert view is not None and _texts(view) == ["one", "two"]
-
-    # The edge's own exchange: handed over when stored, it is in the view with no query...
-    record = MessageRecord(new_id("msg"), "user", "three", time.time())
-    pending.add(tenant, thread, "exc_3", [record])
-    await stores.threads.add_messages(tenant, thread, "res", "exc_3", [record])
-    await pending.stored(tenant, thread, "exc_3", inserted=True)
-    assert pending.lines(tenant, thread) == []
-    queries = views.appends + views.hits + views.loads
-    view = await views.get(tenant, thread, "res")
-    assert view is not None and _texts(view) == ["one", "two", "three"]
-    assert views.appends + views.hits + views.loads == queries
-    views.invalidate(tenant, thread)  # ... and a real refresh does not add it twice
-    view = await views.get(tenant, thread, "res")
-    assert view is not None and _texts(view) == ["one", "two", "three"]
-
-    # A delete: forgotten at once, whatever the trust.
-    await stores.threads.delete(tenant, thread)
-    pending.forget(tenant, [thread])
-    assert await views.get(tenant, thread, "res") is None

@@ -15,7 +15,7 @@ import pytest
 
 from memgate_core.events import ExchangeCompleted, MessageRecord
 from memgate_core.tokens import count_tokens
-from memgate_observer.handler import ExchangeHandler
+from memgate_observer.handler import BatchResult, ExchangeHandler
 from memgate_observer.llm import LLMObserver, LLMReflector
 from memgate_observer.local import LocalObserver
 from memgate_observer.reflector import LocalReflector
@@ -73,10 +73,31 @@ async def providers(llm: tuple[FakeProvider, Script]) -> AsyncIterator[ProviderC
 
 
 def make_handler(stores: Stores, index: EdgeVectorIndex, embedder: Embedder, observer: Any = None,
-                 reflector: Any = None, **limits: int) -> ExchangeHandler:
-    return ExchangeHandler(stores, index, embedder, observer or LocalObserver(), reflector or LocalReflector(),
-                           activation_tokens=limits.get("activation", 30_000), keep_raw_tokens=limits.get("keep_raw", 4_000),
-                           observation_budget_tokens=limits.get("budget", 40_000))
+                 reflector: Any = None, **limits: int) -> Recorded:
+    return Recorded(stores, ExchangeHandler(
+        stores, index, embedder, observer or LocalObserver(), reflector or LocalReflector(),
+        activation_tokens=limits.get("activation", 30_000), keep_raw_tokens=limits.get("keep_raw", 4_000),
+        observation_budget_tokens=limits.get("budget", 40_000)))
+
+
+class Recorded:
+    """The handler, handed exchanges as the edge leaves them: each is recorded (idempotently,
+    as a retried request would be) and its event handled."""
+
+    def __init__(self, stores: Stores, handler: ExchangeHandler) -> None:
+        self.stores = stores
+        self.handler = handler
+
+    async def handle_batch(self, exchanges: list[ExchangeCompleted]) -> BatchResult:
+        for e in exchanges:
+            await self.stores.threads.record(e)
+        return await self.handler.handle_batch([e.recorded() for e in exchanges])
+
+    async def handle(self, e: ExchangeCompleted) -> str:
+        return (await self.handle_batch([e])).outcome
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.handler, name)
 
 
 def new_ids() -> tuple[str, str]:
@@ -287,7 +308,7 @@ async def observed_exchange(stores: Stores, tenant: str, thread: str, tokens: in
                             failed: bool = False, observed: bool = True) -> ExchangeCompleted:
     """An exchange of one user message of `tokens` tokens, and one observation citing it."""
     e = exchange(tenant, thread, ("user", words(tokens)), at=at)
-    await stores.threads.add_messages(tenant, thread, "res-1", e.exchange_id, e.messages)
+    await stores.threads.record(e)
     if observed:
         obs = [] if failed else [Observation(f"obs-{e.exchange_id}", tenant, thread, "res-1", e.exchange_id,
                                              f"fact {e.exchange_id}", "high", date(2024, 5, 1), 3,

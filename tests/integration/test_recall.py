@@ -26,7 +26,7 @@ async def _long_thread(stores: Stores, index: EdgeVectorIndex, embedder: Embedde
                     MessageRecord(new_id("msg"), "assistant", f"Noted: item {i} is {COLOURS[i % 8]}.", start + i * 60 + 1)]
     exchange = ExchangeCompleted(new_id("exc"), tenant, "res", thread, "fake/m", "fake", records,
                                  records[0].created_at, records[-1].created_at)
-    await stores.threads.add_messages(tenant, thread, "res", exchange.exchange_id, records)
+    await stores.threads.record(exchange)
     await index.upsert(await MessageIndexer(stores.threads, embedder).points([exchange]))
     return tenant, thread
 
@@ -61,7 +61,7 @@ async def test_the_threads_own_messages_do_not_crowd_out_other_threads(stores: S
     records = [MessageRecord(new_id("msg"), "user", "Item 7 colour?", now + i) for i in range(85)]
     exchange = ExchangeCompleted(new_id("exc"), tenant, "res", asking, "fake/m", "fake", records,
                                  records[0].created_at, records[-1].created_at)
-    await stores.threads.add_messages(tenant, asking, "res", exchange.exchange_id, records)
+    await stores.threads.record(exchange)
     await index.upsert(await MessageIndexer(stores.threads, embedder).points([exchange]))
 
     block = await ContextAssembler(stores, index, embedder).lookup(

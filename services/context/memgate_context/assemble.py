@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from operator import attrgetter
 from typing import Protocol, TypeVar
 
-from memgate_context.pending import PendingMessages
 from memgate_context.recall import Recall, Recalled
 from memgate_context.view import (
     CLOSE_TAG,
@@ -31,7 +30,6 @@ from memgate_context.view import (
     Line,
     MessageLine,
     ObservationLine,
-    ThreadView,
     ThreadViews,
     clean,
 )
@@ -68,18 +66,16 @@ L = TypeVar("L", bound=HasLine)
 
 
 class ContextAssembler:
-    def __init__(self, stores: Stores, index: VectorIndex, embedder: Embedder, *, trust_seconds: float = 0.0) -> None:
-        self.views = ThreadViews(stores, trust_seconds=trust_seconds)
-        self.pending = PendingMessages(self.views)
+    def __init__(self, stores: Stores, index: VectorIndex, embedder: Embedder) -> None:
+        self.views = ThreadViews(stores)
         self.recall = Recall(index, embedder)
 
     async def lookup(self, q: ContextLookup) -> ContextBlock:
         started = time.perf_counter()
-        unstored = self.pending.lines(q.tenant, q.thread_id)  # before the view's query: see PendingMessages
         view = await self.views.get(q.tenant, q.thread_id, q.resource_id)
         if view is None:
             return ContextBlock([], [], [], "", 0, lookup_ms=(time.perf_counter() - started) * 1000)
-        known = _with_unstored(view, unstored)
+        known = view.messages
         held = set(q.client_messages)  # the client resent these itself
         raw = [m for m in known if m.fingerprint not in held] if held else known
         # Recall is for what the block cannot hold otherwise (other threads, or a thread too
@@ -188,20 +184,6 @@ def choose(q: ContextLookup, observations: Sequence[ObservationLine], raw: Seque
         else:
             picked = sorted(picked, key=attrgetter("score"), reverse=True)[:-1]
 
-
-def _with_unstored(view: ThreadView, unstored: list[MessageLine]) -> list[MessageLine]:
-    """The view's messages and those not stored yet (the view skips ids it already holds)."""
-    held = view.ids
-    extra = [m for m in unstored if m.item.id not in held]
-    if not extra:
-        return view.messages
-    extra.sort(key=_by_key)  # (a few, and mostly in order already)
-    if not view.messages or extra[0].key > view.messages[-1].key:
-        return view.messages + extra  # the usual case: all newer than what the view holds
-    return sorted([*view.messages, *extra], key=_by_key)
-
-
-_by_key = attrgetter("key")
 
 
 def fit_newest(items: Sequence[L], budget: int) -> tuple[list[L], int]:

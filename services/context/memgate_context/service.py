@@ -1,10 +1,8 @@
 """The context service: subscribes to lookups (queue group, so replicas share the load).
 
-`lookup` is also called directly by an edge in the same process (`memgate up`). There, on
-its embedded Postgres, the process is the only writer (`sole_writer`): the edge hands over
-the exchanges it answered (`assembler.pending`), the observer says which threads it changed
-(`thread_changed`), and a thread's view read less than `SOLE_WRITER_TRUST_SECONDS` ago needs
-no query (see `memgate_context.view`).
+`lookup` is also called directly by an edge in the same process (`memgate up`): the same
+assembly, without the NATS hop. Either way a lookup reads what is stored (its thread's view
+asks Postgres what changed), so it needs nothing from the edge or the observer.
 """
 
 from __future__ import annotations
@@ -25,16 +23,11 @@ from memgate_vectors import Embedder, VectorIndex
 
 tracer = trace.get_tracer("memgate.context")
 
-SOLE_WRITER_TRUST_SECONDS = 1.0
-
 
 class ContextService:
-    def __init__(self, bus: Bus, stores: Stores, index: VectorIndex, embedder: Embedder, *,
-                 sole_writer: bool = False) -> None:
+    def __init__(self, bus: Bus, stores: Stores, index: VectorIndex, embedder: Embedder) -> None:
         self.bus = bus
-        self.sole_writer = sole_writer
-        self.assembler = ContextAssembler(stores, index, embedder,
-                                          trust_seconds=SOLE_WRITER_TRUST_SECONDS if sole_writer else 0.0)
+        self.assembler = ContextAssembler(stores, index, embedder)
         self.handler = LookupHandler(self.assembler)
         self._sub: Subscription | None = None
         self._inflight: set[asyncio.Task[None]] = set()
@@ -46,10 +39,6 @@ class ContextService:
             block = await self.assembler.lookup(q)
             span.set_attribute("memgate.tokens", block.tokens)
             return block
-
-    def thread_changed(self, tenant: str, thread_id: str) -> None:
-        """Told by the observer in this process after it wrote to a thread's memory."""
-        self.assembler.views.invalidate(tenant, thread_id)
 
     async def _dispatch(self, msg: Msg) -> None:
         # nats-py runs a subscription's callbacks one at a time; lookups must run concurrently.

@@ -1,22 +1,16 @@
 """A cached, always-current view of each thread's memory inputs.
 
 A lookup of a cached thread costs one query: the thread's change counters together with
-any messages stored since the newest one the view holds (by insertion `seq`). Those are
-appended; `observations_version` moved (activation, reflection) or the thread was
-re-created: full reload.
+any messages stored by transactions that were still running, or not begun, when the view
+last read (`Unseen`): those are appended.
+`observations_version` moved (activation, reflection) or the thread was re-created: full
+reload.
 Correct with any number of context replicas and edges, with no invalidation messages.
 
 Lookups of one thread queue for its view; a lookup whose turn comes after a refresh that
 *began* after it arrived takes that refresh's result without a query of its own (the
 refresh saw everything committed before it arrived). A busy thread costs about one query
 per round of waiting lookups, not one per lookup.
-
-When this process is the only writer (`memgate up` on its embedded Postgres), it is told
-of every write: the edge's stored messages are `absorb`ed (as `PendingMessages` hands
-them over), the observer `invalidate`s a thread after each batch or reflection, deletes
-`forget`. A view refreshed less than `trust_seconds` ago and changed by none of those is
-then current: the lookup makes no query at all. (Anything else that changed the database
-shows within `trust_seconds`.)
 """
 
 from __future__ import annotations
@@ -30,7 +24,7 @@ import msgspec
 
 from memgate_core.context import MessageItem, ObservationItem, message_fingerprint
 from memgate_store import Stores
-from memgate_store.threads import StoredMessage, ThreadVersions
+from memgate_store.threads import StoredMessage, ThreadVersions, Unseen
 
 RECENT_MESSAGE_LIMIT = 400  # raw messages kept per thread view (the budget decides how many go in)
 CACHE_THREADS = 10_000
@@ -67,7 +61,7 @@ class ThreadView(msgspec.Struct):
     related: bool
     observations: list[ObservationLine]
     messages: list[MessageLine]
-    last_seq: int = 0  # the newest message (by insertion) this view has seen
+    unseen: Unseen = Unseen(0, [])  # transactions the last read could not see: their stores are new
     ids: set[str] = msgspec.field(default_factory=set)  # of `messages`, to skip ones already held
     read_at: float = 0.0  # (monotonic) when the query behind this state was about to be sent
 
@@ -90,16 +84,12 @@ def message_line(m: StoredMessage) -> MessageLine:
 
 
 class ThreadViews:
-    def __init__(self, stores: Stores, *, capacity: int = CACHE_THREADS, trust_seconds: float = 0.0) -> None:
+    def __init__(self, stores: Stores, *, capacity: int = CACHE_THREADS) -> None:
         self.stores = stores
         self.capacity = capacity
-        self.trust_seconds = trust_seconds
         self._views: OrderedDict[tuple[str, str], ThreadView] = OrderedDict()
         # Lookups run concurrently: one thread's view is refreshed by one of them at a time.
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        # (monotonic) when a thread last changed other than by absorbed messages: a view read
-        # before that is not trusted (also one an in-flight refresh puts back after a delete).
-        self._changed_at: dict[tuple[str, str], float] = {}
         self.hits = self.appends = self.loads = self.reused = 0
 
     async def get(self, tenant: str, thread_id: str, resource_id: str) -> ThreadView | None:
@@ -109,51 +99,31 @@ class ThreadViews:
             self._locks = {k: lock for k, lock in self._locks.items() if lock.locked()}
         async with self._locks.setdefault(key, asyncio.Lock()):
             view = self._views.get(key)
-            if view is not None and (view.read_at > arrived or self._trusted(key, view, arrived)):
+            if view is not None and view.read_at > arrived:
                 self.reused += 1
                 self._views.move_to_end(key)
                 return view
             return await self._get(key, tenant, thread_id, resource_id)
 
-    def _trusted(self, key: tuple[str, str], view: ThreadView, now: float) -> bool:
-        return view.read_at > now - self.trust_seconds and view.read_at > self._changed_at.get(key, 0.0)
-
-    async def absorb(self, tenant: str, thread_id: str, lines: list[MessageLine]) -> None:
-        """Messages this process just stored: into the view (a later refresh skips their ids)."""
-        key = (tenant, thread_id)
-        async with self._locks.setdefault(key, asyncio.Lock()):  # not into a view being replaced
-            view = self._views.get(key)
-            if view is not None:
-                self._append_lines(view, [line for line in lines if line.item.id not in view.ids])
-
-    def invalidate(self, tenant: str, thread_id: str) -> None:
-        """The thread changed (observations, a delete): the next lookup reads the database."""
-        now = time.monotonic()
-        if len(self._changed_at) > self.capacity:  # older marks no longer matter
-            self._changed_at = {k: at for k, at in self._changed_at.items() if at > now - self.trust_seconds}
-        self._changed_at[(tenant, thread_id)] = now
-
-    def forget(self, tenant: str, thread_id: str) -> None:
-        self.invalidate(tenant, thread_id)
-        self._views.pop((tenant, thread_id), None)
-
     async def _get(self, key: tuple[str, str], tenant: str, thread_id: str, resource_id: str) -> ThreadView | None:
         view = self._views.get(key)
         read_at = time.monotonic()
         if view is not None:  # the usual case: the counters and any new messages, one round trip
-            versions, fresh = await self.stores.threads.changes(tenant, thread_id, resource_id, view.last_seq)
+            versions, fresh, unseen = await self.stores.threads.changes(tenant, thread_id, resource_id, view.unseen)
         else:
-            versions, fresh = await self.stores.threads.versions(tenant, thread_id, resource_id), []
+            versions, fresh, unseen = await self.stores.threads.versions(tenant, thread_id, resource_id), [], Unseen(0, [])
         if versions is None:
             self._views.pop(key, None)
             return None
         if (view is not None and view.created_at == versions.created_at
                 and view.observations_version == versions.observations_version):
-            if fresh:
-                self._append(view, fresh)
+            new = [m for m in fresh if m.id not in view.ids]  # (a load may have read some already)
+            if new:
+                self._append(view, new)
                 self.appends += 1
             else:
                 self.hits += 1
+            view.unseen = unseen
             view.related = versions.related
             view.read_at = read_at
             if key in self._views:  # (unless forgotten meanwhile)
@@ -170,7 +140,7 @@ class ThreadViews:
         return view
 
     async def _load(self, tenant: str, thread_id: str, versions: ThreadVersions) -> ThreadView:
-        last_seq = await self.stores.threads.last_seq(tenant, thread_id)  # first: later writes come as deltas
+        unseen = await self.stores.threads.unseen()  # first: what commits after comes as deltas
         observations = await self.stores.observations.for_thread(tenant, thread_id, active_only=True)
         messages = await self.stores.threads.messages(tenant, thread_id, limit=RECENT_MESSAGE_LIMIT, uncovered_only=True)
         lines = []
@@ -179,12 +149,11 @@ class ThreadViews:
             item = ObservationItem(o.id, o.thread_id, o.text, o.priority, when)
             lines.append(ObservationLine(item, observation_line(item, o.tokens)))
         return ThreadView(versions.created_at, versions.observations_version, False, lines,
-                          [message_line(m) for m in messages], last_seq=last_seq, ids={m.id for m in messages})
+                          [message_line(m) for m in messages], unseen=unseen, ids={m.id for m in messages})
 
     @classmethod
     def _append(cls, view: ThreadView, fresh: list[StoredMessage]) -> None:
-        view.last_seq = max(view.last_seq, *(m.seq for m in fresh))
-        cls._append_lines(view, [message_line(m) for m in fresh if m.id not in view.ids])
+        cls._append_lines(view, [message_line(m) for m in fresh])
 
     @staticmethod
     def _append_lines(view: ThreadView, lines: list[MessageLine]) -> None:

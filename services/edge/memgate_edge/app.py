@@ -22,7 +22,7 @@ from memgate_edge.memory.service import MemoryService
 
 
 def create_app(deps: EdgeDeps) -> Litestar:
-    memory = MemoryService(deps.stores, deps.index, deps.embedder, deps.chat)
+    memory = MemoryService(deps.stores, deps.index, deps.embedder, deps.recorder, deps.bindings)
     admin = AdminService(deps.stores, deps.auth)
     return Litestar(
         route_handlers=[ChatController, MemoryController, AdminController, DashboardController, HealthController],

@@ -8,6 +8,8 @@ import msgspec
 
 from memgate_core.config import Settings
 from memgate_edge.auth import Authenticator
+from memgate_edge.bindings import ThreadBindings
+from memgate_edge.chat.exchange import ExchangeRecorder
 from memgate_edge.chat.service import ChatService
 from memgate_edge.ratelimit import RateLimiter
 from memgate_edge.usage import UsageRecorder
@@ -20,6 +22,8 @@ class EdgeDeps(msgspec.Struct):
     stores: Stores
     auth: Authenticator
     chat: ChatService
+    recorder: ExchangeRecorder  # chat's and the memory import's one way to store an exchange
+    bindings: ThreadBindings  # which resource each thread belongs to (cached)
     index: VectorIndex
     embedder: Embedder
     # Checks /readyz runs, by name (database, nats, vectors...).

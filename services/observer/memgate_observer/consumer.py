@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import asyncpg
@@ -35,7 +35,7 @@ from opentelemetry import trace
 from memgate_bus import Bus, extract_context
 from memgate_bus.subjects import EXCHANGE_STREAM, EXCHANGE_SUBJECT, OBSERVER_DURABLE
 from memgate_core.errors import GatewayError
-from memgate_core.events import ExchangeCompleted, exchange_decoder
+from memgate_core.events import ExchangeRecorded, exchange_decoder
 from memgate_observer.handler import ExchangeHandler
 
 log = logging.getLogger("memgate.observer.consumer")
@@ -70,7 +70,7 @@ class _Delivery:
 
     __slots__ = ("event", "msg", "span")
 
-    def __init__(self, msg: Msg, event: ExchangeCompleted, span: trace.Span) -> None:
+    def __init__(self, msg: Msg, event: ExchangeRecorded, span: trace.Span) -> None:
         self.msg = msg
         self.event = event
         self.span = span
@@ -91,10 +91,8 @@ class ExchangeConsumer:
         self, bus: Bus, handler: ExchangeHandler, *, debounce: float = 0.5, max_batch: int = 32,
         max_wait: float | None = None, concurrency: int = 8, fetch_batch: int = 64, max_in_flight: int = 512,
         ack_wait: float = ACK_WAIT_SECONDS, max_deliveries: int = MAX_DELIVERIES,
-        set_aside_after: float = SET_ASIDE_AFTER_SECONDS, on_thread_changed: Callable[[str, str], None] | None = None,
+        set_aside_after: float = SET_ASIDE_AFTER_SECONDS,
     ) -> None:
-        """`on_thread_changed(tenant, thread_id)` is called after each batch of a thread (a
-        context service in the same process then knows its view of the thread is stale)."""
         self.bus = bus
         self.handler = handler
         self.debounce = debounce
@@ -106,7 +104,6 @@ class ExchangeConsumer:
         self.max_deliveries = max_deliveries
         self.set_aside_after = set_aside_after
         self._failures: dict[str, int] = {}  # exchange id -> failures not caused by an outage, here
-        self.on_thread_changed = on_thread_changed
         self._slots = asyncio.Semaphore(concurrency)
         self._buffers: dict[tuple[str, str], _Buffer] = {}
         self._flushers: dict[tuple[str, str], asyncio.Task[None]] = {}
@@ -204,33 +201,25 @@ class ExchangeConsumer:
 
     async def _process(self, batch: list[_Delivery]) -> None:
         first = batch[0].event
-        try:
-            error = await self._observe(batch)
-            if error is None:
-                self._changed(first)  # now, not after a reflection that may take a while
+        error = await self._observe(batch)
+        if error is None:
+            await self._reflect(first)
+        elif len(batch) == 1 or (transient(error) and
+                                 max(d.msg.metadata.num_delivered for d in batch) < SPLIT_AFTER_DELIVERIES):
+            log.error("observing %d exchange(s) of thread %s failed; will retry", len(batch), first.thread_id,
+                      exc_info=error)
+            for delivery in batch:
+                await self._retry_or_set_aside(delivery, error)
+        else:  # one bad exchange must not hold back the others: one at a time
+            log.warning("observing %d exchanges of thread %s together failed (%r); observing them one by one",
+                        len(batch), first.thread_id, error)
+            failures = [(d, alone) for d in batch if (alone := await self._observe([d])) is not None]
+            for delivery, alone in failures:
+                log.error("observing exchange %s of thread %s failed", delivery.event.exchange_id,
+                          first.thread_id, exc_info=alone)
+                await self._retry_or_set_aside(delivery, alone)
+            if len(failures) < len(batch):
                 await self._reflect(first)
-            elif len(batch) == 1 or (transient(error) and
-                                     max(d.msg.metadata.num_delivered for d in batch) < SPLIT_AFTER_DELIVERIES):
-                log.error("observing %d exchange(s) of thread %s failed; will retry", len(batch), first.thread_id,
-                          exc_info=error)
-                for delivery in batch:
-                    await self._retry_or_set_aside(delivery, error)
-            else:  # one bad exchange must not hold back the others: one at a time
-                log.warning("observing %d exchanges of thread %s together failed (%r); observing them one by one",
-                            len(batch), first.thread_id, error)
-                failures = [(d, alone) for d in batch if (alone := await self._observe([d])) is not None]
-                for delivery, alone in failures:
-                    log.error("observing exchange %s of thread %s failed", delivery.event.exchange_id,
-                              first.thread_id, exc_info=alone)
-                    await self._retry_or_set_aside(delivery, alone)
-                if len(failures) < len(batch):
-                    await self._reflect(first)
-        finally:
-            self._changed(first)
-
-    def _changed(self, event: ExchangeCompleted) -> None:
-        if self.on_thread_changed is not None:
-            self.on_thread_changed(event.tenant, event.thread_id)
 
     async def _observe(self, batch: list[_Delivery]) -> Exception | None:
         """Observe and ack the batch; the error if it failed (nothing acked then)."""
@@ -245,7 +234,7 @@ class ExchangeConsumer:
         await self._settle(batch, ok=True)
         return None
 
-    async def _reflect(self, event: ExchangeCompleted) -> None:
+    async def _reflect(self, event: ExchangeRecorded) -> None:
         try:
             await self.handler.reflect_if_needed(event.tenant, event.thread_id)
         except Exception:

@@ -1,4 +1,7 @@
-"""Handling one thread's pending exchanges: persist → observe → embed → index → commit; then reflect.
+"""Handling one thread's recorded exchanges: read → observe → embed → index → commit; then reflect.
+
+The events name exchanges the edge has stored; their messages are read back from Postgres
+(an exchange whose thread was deleted meanwhile has none left, and is skipped).
 
 Both the exchanges' messages and the observations made of them are indexed
 (`memgate_observer.indexing`), so everything remembered can be recalled.
@@ -21,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 import msgspec
 from opentelemetry import trace
 
-from memgate_core.events import ExchangeCompleted
+from memgate_core.events import ExchangeCompleted, ExchangeRecorded
 from memgate_core.ids import stable_uuid
 from memgate_core.tokens import count_tokens
 from memgate_observer.base import ObservationDraft, Observer, ObserverFailed, ObserverInput, Reflector
@@ -71,11 +74,11 @@ class ExchangeHandler:
             tenant, activation_tokens=self.activation_tokens, observation_budget_tokens=self.observation_budget_tokens
         )
 
-    async def handle(self, event: ExchangeCompleted) -> str:
-        """One exchange on its own; returns 'observed', 'duplicate' or 'failed'."""
+    async def handle(self, event: ExchangeRecorded) -> str:
+        """One exchange on its own; returns 'observed', 'duplicate', 'failed' or 'deleted'."""
         return (await self.handle_batch([event])).outcome
 
-    async def handle_batch(self, events: Sequence[ExchangeCompleted]) -> BatchResult:
+    async def handle_batch(self, events: Sequence[ExchangeRecorded]) -> BatchResult:
         """Observe the pending exchanges of one thread together, in one observer call."""
         with tracer.start_as_current_span("observer.handle") as span:
             unique = {e.exchange_id: e for e in events}
@@ -93,21 +96,16 @@ class ExchangeHandler:
             if not fresh:
                 EXCHANGES_OBSERVED.labels("duplicate").inc(len(ordered))
                 return BatchResult("duplicate")
-            # A thread deleted after these exchanges started stays deleted.
-            oldest = datetime.fromtimestamp(min(e.started_at for e in fresh), UTC)
-            if await self.stores.threads.deleted_since(tenant, thread_id, oldest):
+            exchanges = await self._with_messages(fresh)
+            if not exchanges:  # their thread was deleted (and maybe re-created) meanwhile
                 EXCHANGES_OBSERVED.labels("deleted").inc(len(fresh))
                 return BatchResult("deleted")
-            # The edge normally wrote these already; the event is the durable fallback.
-            for e in fresh:
-                await self.stores.threads.add_messages(tenant, thread_id, resource_id, e.exchange_id, e.messages,
-                                                       interrupted=e.interrupted)
 
             with tracer.start_as_current_span("observer.embed_messages"):
-                message_points = await self.messages.points(fresh)
+                message_points = await self.messages.points(exchanges)
             memory = await observations.thread_memory(tenant, thread_id)
             batch = ObserverInput(
-                tenant, thread_id, resource_id, fresh,
+                tenant, thread_id, resource_id, exchanges,
                 recent=await observations.recent(tenant, thread_id, limit=PROMPT_RECENT_OBSERVATIONS),
                 current_task=memory.current_task if memory else None,
             )
@@ -138,10 +136,18 @@ class ExchangeHandler:
                 with tracer.start_as_current_span("observer.index"):
                     await self.index.upsert([*message_points,
                                              *(observation_point(o, v) for o, v in zip(stored, vectors))])
-            EXCHANGES_OBSERVED.labels("observed").inc(len(fresh))
+            EXCHANGES_OBSERVED.labels("observed").inc(len(exchanges))
             OBSERVATIONS_WRITTEN.inc(len(stored))
             span.set_attribute("memgate.observations", len(stored))
-            return BatchResult("observed", len(fresh), len(stored), covered)
+            return BatchResult("observed", len(exchanges), len(stored), covered)
+
+    async def _with_messages(self, events: Sequence[ExchangeRecorded]) -> list[ExchangeCompleted]:
+        """The exchanges with their stored messages; those that have none left are dropped."""
+        first = events[0]
+        stored = await self.stores.threads.exchanges(first.tenant, first.thread_id, [e.exchange_id for e in events])
+        return [ExchangeCompleted(e.exchange_id, e.tenant, e.resource_id, e.thread_id, e.model, e.provider,
+                                  stored[e.exchange_id], e.started_at, e.completed_at, e.interrupted, e.usage)
+                for e in events if stored.get(e.exchange_id)]
 
     async def _new_facts(self, tenant: str, thread_id: str, drafts: list[ObservationDraft]) -> list[ObservationDraft]:
         """Drop drafts the thread already has, or that repeat one another (same normalised words)."""
@@ -179,7 +185,7 @@ class ExchangeHandler:
         EXCHANGES_OBSERVED.labels("failed").inc(len(batch.exchanges))
         return BatchResult("failed", len(batch.exchanges))
 
-    async def set_aside(self, event: ExchangeCompleted, error: str) -> bool:
+    async def set_aside(self, event: ExchangeRecorded, error: str) -> bool:
         """Give up on an exchange that kept failing: mark it done (failed), so no later batch
         tries it again, and record why (the dashboard shows the thread's failures). False if
         it was observed meanwhile after all."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from memgate_bus import Bus
 from memgate_core.config import Settings
 from memgate_observer.choose import choose_observer, choose_reflector
@@ -17,9 +15,8 @@ from memgate_vectors import Embedder, VectorIndex
 class ObserverService:
     def __init__(
         self, settings: Settings, bus: Bus, stores: Stores, index: VectorIndex, embedder: Embedder,
-        providers: ProviderClient, *, on_thread_changed: Callable[[str, str], None] | None = None,
+        providers: ProviderClient,
     ) -> None:
-        """`on_thread_changed(tenant, thread_id)`: after each batch or reflection of a thread."""
         observer, self.notice = choose_observer(settings.observer_model, providers)
         # Without its own model the Reflector uses the Observer's; the observer's notice covers both.
         reflector_model = settings.reflector_model or settings.observer_model
@@ -35,7 +32,7 @@ class ObserverService:
         )
         self.consumer = ExchangeConsumer(
             bus, self.handler, debounce=settings.observer_debounce_ms / 1000, max_batch=settings.observer_max_batch,
-            concurrency=settings.observer_concurrency, on_thread_changed=on_thread_changed,
+            concurrency=settings.observer_concurrency,
         )
 
     async def start(self) -> None:

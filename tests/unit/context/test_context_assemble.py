@@ -200,22 +200,3 @@ def test_fit_newest_with_no_budget_is_empty() -> None:
     assert fit_newest(_costed([("a", 1)]), 0) == ([], 0)
     assert fit_newest([], 100) == ([], 0)
     assert fit_newest(_costed([("free", 0), ("a", 1)]), 0) == ([], 0)  # stops at "a"
-
-
-def test_unstored_messages_join_the_view_in_time_order() -> None:
-    from datetime import timedelta
-
-    from memgate_context.view import ThreadView
-
-    def line(n: int):  # type: ignore[no-untyped-def]
-        return message_line(StoredMessage(f"m{n}", "th1", "exc", "user", f"msg {n}", 4, AT + timedelta(seconds=n),
-                                          False))
-
-    view = ThreadView(AT, 0, False, [], [line(1), line(3)], ids={"m1", "m3"})
-    contents = lambda lines: [m.item.content for m in lines]  # noqa: E731
-    assert assemble._with_unstored(view, []) is view.messages
-    assert contents(assemble._with_unstored(view, [line(5), line(4), line(3)])) == ["msg 1", "msg 3", "msg 4", "msg 5"]
-    # A late one (an exchange that began before the newest stored message) goes in its place.
-    assert contents(assemble._with_unstored(view, [line(6), line(2)])) == ["msg 1", "msg 2", "msg 3", "msg 6"]
-    assert contents(view.messages) == ["msg 1", "msg 3"]  # the view itself is left as it was
-

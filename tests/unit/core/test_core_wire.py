@@ -28,29 +28,30 @@ def _event(**kw: object) -> ExchangeCompleted:
     return ExchangeCompleted(**fields)
 
 
-def test_exchange_round_trip() -> None:
-    event = _event(usage=Usage(3, 4), interrupted=True)
+def test_exchange_event_round_trip() -> None:
+    event = _event(usage=Usage(3, 4), interrupted=True).recorded()
     assert exchange_decoder.decode(exchange_encoder.encode(event)) == event
 
 
-def test_exchange_json_is_tagged_and_versioned() -> None:
-    data = msgspec.json.decode(exchange_encoder.encode(_event()))
-    assert data["type"] == "exchange.completed"
-    assert data["version"] == 1
-    assert data["messages"][0] == {"id": "m1", "role": "user", "content": "hi", "created_at": 1.5, "name": None}
+def test_exchange_event_is_tagged_versioned_and_carries_no_text() -> None:
+    data = msgspec.json.decode(exchange_encoder.encode(_event().recorded()))
+    assert data["type"] == "exchange.recorded"
+    assert data["version"] == 2
+    assert data["message_count"] == 2 and "messages" not in data
+    assert "hi" not in exchange_encoder.encode(_event().recorded()).decode()
 
 
-def test_exchange_optional_fields_default() -> None:
-    data = msgspec.json.decode(exchange_encoder.encode(_event()))
+def test_exchange_event_optional_fields_default() -> None:
+    data = msgspec.json.decode(exchange_encoder.encode(_event().recorded()))
     for key in ("interrupted", "usage", "version"):
         del data[key]
     event = exchange_decoder.decode(msgspec.json.encode(data))
-    assert event.interrupted is False and event.usage is None and event.version == 1
+    assert event.interrupted is False and event.usage is None and event.version == 2
 
 
-def test_exchange_with_wrong_tag_is_rejected() -> None:
-    data = msgspec.json.decode(exchange_encoder.encode(_event()))
-    data["type"] = "exchange.started"
+def test_exchange_event_with_wrong_tag_is_rejected() -> None:
+    data = msgspec.json.decode(exchange_encoder.encode(_event().recorded()))
+    data["type"] = "exchange.completed"  # the first version, which carried the messages
     with pytest.raises(msgspec.ValidationError):
         exchange_decoder.decode(msgspec.json.encode(data))
 

@@ -1,14 +1,13 @@
-"""Finishing an exchange: store its messages (read-your-writes) and publish the event.
+"""Recording an exchange: its messages and its outbox row, in one Postgres transaction.
 
-Both happen before the client sees the end of the response, so a follow-up sent the
-instant a response ends already finds this exchange in memory, through any edge replica.
+This happens before the client sees the end of the response, so a follow-up sent the
+instant a response ends already finds the exchange in memory, through any edge replica,
+and nothing answered is lost: the outbox relay (`memgate_edge.relay`) publishes the event
+to the observer once the transaction has committed, however long NATS is away.
 
-With the context service in the same process and the only writer (`memgate up` on its
-embedded Postgres, so also the only edge), the two round trips leave the response's path:
-the event is journaled on disk (so it survives a crash), its messages are handed to that
-context service (`UnstoredMessages`), and the store and publish run in the background,
-in batches: under load, one transaction stores every exchange that queued meanwhile.
-The memory API waits for them (`settled`), so it cannot tell.
+Under load, exchanges finishing while a recording runs wait for the next, and are recorded
+together: one transaction and one WAL flush for all of them (each response still waits for
+its own commit).
 """
 
 from __future__ import annotations
@@ -18,24 +17,23 @@ import contextvars
 import logging
 import time
 from collections.abc import Coroutine, Sequence
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 
-from memgate_bus import ExchangePublisher
+from memgate_bus import inject_headers
 from memgate_core.events import ExchangeCompleted, MessageRecord, Usage
 from memgate_core.ids import new_id
 from memgate_edge.auth import Principal
 from memgate_edge.chat.request import ChatRequest, storable
+from memgate_edge.relay import OutboxRelay
 from memgate_providers import http
-from memgate_store.threads import BatchRefused, NewMessages, ThreadRepository
-from memgate_telemetry.metrics import EXCHANGES_PUBLISHED
+from memgate_store.threads import RecordRefused, ThreadRepository
 
 log = logging.getLogger("memgate.edge.exchange")
 T = TypeVar("T")
 
-MAX_BACKGROUND = 256  # recordings running after their responses; more, and responses wait for theirs
-BATCH_SIZE = 64  # exchanges stored in one transaction, at most
+BATCH_SIZE = 64  # exchanges recorded in one transaction, at most
 
 
 class PendingExchange(msgspec.Struct):
@@ -72,43 +70,19 @@ def usage_of(data: Any) -> Usage | None:
     return Usage(prompt if isinstance(prompt, int) else 0, completion if isinstance(completion, int) else 0)
 
 
-class _Queued(NamedTuple):
-    """An exchange answered in `memgate up`, waiting to be stored with others."""
-
-    event: ExchangeCompleted
-    context: contextvars.Context  # its request's (the publish belongs to that trace)
-    recorded: asyncio.Future[None]  # done once stored and published
-
-
-def _release(batch: list[_Queued]) -> None:
-    """Whoever waits for these exchanges to be recorded need wait no longer."""
-    for q in batch:
-        if not q.recorded.done():
-            q.recorded.set_result(None)
-
-
-class UnstoredMessages(Protocol):
-    """Where lookups in this process find messages until they are stored."""
-
-    def add(self, tenant: str, thread_id: str, exchange_id: str, messages: Sequence[MessageRecord]) -> None: ...
-
-    async def stored(self, tenant: str, thread_id: str, exchange_id: str, *, inserted: bool) -> None: ...
-
-    def forget(self, tenant: str, thread_ids: Sequence[str]) -> None: ...
+class _Waiting(NamedTuple):
+    exchange: ExchangeCompleted
+    traceparent: str  # its request's trace, which the observer's work joins
+    recorded: asyncio.Future[int]  # how many of its messages were new
 
 
 class ExchangeRecorder:
-    def __init__(self, threads: ThreadRepository, publisher: ExchangePublisher, *,
-                 unstored: UnstoredMessages | None = None) -> None:
-        """`unstored`: the in-process context service's; with it, storing and publishing
-        happen after the response (see the module's docstring)."""
+    def __init__(self, threads: ThreadRepository, relay: OutboxRelay) -> None:
         self.threads = threads
-        self.publisher = publisher
-        self.unstored = unstored
+        self.relay = relay
         self._background: set[asyncio.Task[Any]] = set()
-        self._queue: list[_Queued] = []  # answered, not yet stored
+        self._waiting: list[_Waiting] = []
         self._flusher: asyncio.Task[None] | None = None
-        self._recording: dict[str, set[asyncio.Future[None]]] = {}  # tenant -> recordings after their responses
 
     async def finish(
         self, pending: PendingExchange, answer: str, usage: Usage | None, *, interrupted: bool = False
@@ -117,143 +91,62 @@ class ExchangeRecorder:
         # The answer must sort after the question even when both share a clock tick.
         answer_record = MessageRecord(new_id("msg"), "assistant", storable(answer),
                                       max(now, pending.started_at + 1e-6))
-        event = ExchangeCompleted(
+        await self.record([ExchangeCompleted(
             exchange_id=pending.exchange_id, tenant=pending.tenant, resource_id=pending.resource_id,
             thread_id=pending.thread_id, model=pending.model, provider=pending.provider,
             messages=[*pending.turn, answer_record], started_at=pending.started_at, completed_at=now,
             interrupted=interrupted, usage=usage,
-        )
-        if self.unstored is None or not self.publisher.hold(event):
-            await self.record(event)
-            return
-        self.unstored.add(event.tenant, event.thread_id, event.exchange_id, event.messages)
-        recorded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Queued(event, contextvars.copy_context(), recorded))
-        self._track(event.tenant, recorded)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = self._spawn(self._flush(), context=contextvars.Context())  # (no request's)
-        if sum(map(len, self._recording.values())) > MAX_BACKGROUND:
-            # Postgres or NATS falling behind: back-pressure, this response waits for its own.
-            await asyncio.shield(recorded)
+        )])
 
-    async def record(self, event: ExchangeCompleted) -> None:
-        """Store and publish one exchange; both are done when this returns (a chat
-        response's end waits for it, and so does an import's answer)."""
-        stored, published = await asyncio.gather(self._store(event), self.publisher.publish(event))
-        if self.unstored is not None:  # (journal refused, or an import) its view must read the database again
-            await self.unstored.stored(event.tenant, event.thread_id, event.exchange_id, inserted=stored)
-        EXCHANGES_PUBLISHED.labels("published" if published else "spooled").inc()
+    async def record(self, exchanges: Sequence[ExchangeCompleted]) -> list[int]:
+        """Store exchanges with their outbox rows; how many messages of each were new. Raises
+        if Postgres did not take them: then nothing of them is stored. Several at once (an
+        import) are one transaction of their own, all or nothing."""
+        traceparent = inject_headers({}).get("traceparent", "")
+        if len(exchanges) != 1:
+            counts = await self.threads.record_many(exchanges, traceparents=[traceparent] * len(exchanges))
+            self.relay.wake()
+            return counts
+        recorded: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        recorded.add_done_callback(_retrieved)  # (its request may be gone, and not ask)
+        self._waiting.append(_Waiting(exchanges[0], traceparent, recorded))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), context=contextvars.Context())  # (no request's)
+        return [await asyncio.shield(recorded)]  # (a cancelled request's exchange is still recorded)
 
     async def _flush(self) -> None:
-        """Record queued exchanges, a batch at a time, until none is left: the batch's
-        publishes start together, its store is one transaction, and the next batch's store
-        need not wait for this batch's acks."""
-        while self._queue:
-            batch, self._queue = self._queue[:BATCH_SIZE], self._queue[BATCH_SIZE:]
-            publishes = [self._spawn(self.publisher.publish(q.event, held=True), context=q.context)
-                         for q in batch]  # (each in its request's trace)
+        """Record waiting exchanges, a batch per transaction, until none is left."""
+        while self._waiting:
+            batch, self._waiting = self._waiting[:BATCH_SIZE], self._waiting[BATCH_SIZE:]
             try:
-                await self._hand_over(batch, await self._store_batch([q.event for q in batch]))
-            except asyncio.CancelledError:  # shutdown: the observer stores them from the events
-                _release(batch)
-                raise
-            self._spawn(self._settle_when_published(batch, publishes))
-
-    async def _hand_over(self, batch: list[_Queued], inserted: list[bool]) -> None:
-        """The batch's messages leave the unstored ones: inserted now (the view can take
-        them as they are), or not (already stored by the observer, refused for a deleted
-        thread, or failed: the observer stores them), and the view reads the database."""
-        assert self.unstored is not None
-        for q, was_inserted in zip(batch, inserted, strict=True):
-            try:
-                await self.unstored.stored(q.event.tenant, q.event.thread_id, q.event.exchange_id,
-                                           inserted=was_inserted)
-            except Exception:
-                log.exception("handing exchange %s over to its view failed", q.event.exchange_id)
-
-    async def _settle_when_published(self, batch: list[_Queued], publishes: list[asyncio.Task[bool]]) -> None:
-        """The batch is stored; once published too, its exchanges are recorded."""
-        outcomes = await asyncio.gather(*publishes, return_exceptions=True)
-        for q, outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                log.error("publishing exchange %s failed (%r); the journal keeps it for the next start",
-                          q.event.exchange_id, outcome)
+                counts = await self.threads.record_many([w.exchange for w in batch],
+                                                        traceparents=[w.traceparent for w in batch])
+            except RecordRefused as refused:  # all or nothing: the others are not to blame
+                log.warning("Postgres refused a batch of %d exchanges (%s); recording them one by one",
+                            len(batch), refused)
+                for w in batch:  # (in order: a thread's exchanges keep theirs)
+                    try:
+                        _settle(w.recorded, await self.threads.record(w.exchange, traceparent=w.traceparent))
+                    except Exception as exc:
+                        _fail(w.recorded, exc)
+            except Exception as exc:  # Postgres unreachable: each waiting response says so
+                for w in batch:
+                    _fail(w.recorded, exc)
             else:
-                EXCHANGES_PUBLISHED.labels("published" if outcome else "spooled").inc()
-        _release(batch)
-
-    async def settled(self, tenant: str, timeout: float = 5.0) -> None:
-        """Wait for the tenant's exchanges still being recorded after their responses, so
-        that the memory API, read right after a response, shows them (read-your-writes)."""
-        recordings = self._recording.get(tenant)
-        if recordings:
-            await asyncio.wait(set(recordings), timeout=timeout)
-
-    def _track(self, tenant: str, recording: asyncio.Future[None]) -> None:
-        recordings = self._recording.setdefault(tenant, set())
-        recordings.add(recording)
-
-        def done(finished: asyncio.Future[None]) -> None:
-            recordings.discard(finished)
-            if not recordings and self._recording.get(tenant) is recordings:
-                del self._recording[tenant]
-
-        recording.add_done_callback(done)
-
-    def forget(self, tenant: str, thread_ids: Sequence[str]) -> None:
-        """Deleted threads: their unstored messages must not show up any more (the stores
-        are refused by the threads' tombstones)."""
-        if self.unstored is not None:
-            self.unstored.forget(tenant, thread_ids)
+                for w, count in zip(batch, counts, strict=True):
+                    _settle(w.recorded, count)
+            self.relay.wake()
 
     async def start(self) -> None:
         """Nothing to start: `stop` is what matters."""
 
     async def stop(self, timeout: float = 10.0) -> None:
-        """Wait for background stores and publishes, also those they start meanwhile; cancel
-        what is left after `timeout` (the journal, or the observer, covers it)."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while self._background:
-            left = deadline - asyncio.get_running_loop().time()
-            if left <= 0:
-                log.warning("cancelling %d background task(s) still running at shutdown, %d exchange(s) queued; "
-                            "the journal has them", len(self._background), len(self._queue))
-                for task in self._background:
-                    task.cancel()
-                _release(self._queue)
-                await asyncio.wait(set(self._background), timeout=1)
-                return
-            await asyncio.wait(set(self._background), timeout=left)
-
-    async def _store(self, event: ExchangeCompleted) -> bool:
-        """Whether this store inserted the messages."""
-        try:
-            return await self.threads.add_messages(
-                event.tenant, event.thread_id, event.resource_id, event.exchange_id, event.messages,
-                interrupted=event.interrupted, durable=False,  # JetStream holds the durable copy
-            ) > 0
-        except Exception:
-            log.exception("storing messages of exchange %s failed; the observer will store them", event.exchange_id)
-            return False
-
-    async def _store_batch(self, events: list[ExchangeCompleted]) -> list[bool]:
-        """Whether this store inserted each exchange's messages."""
-        if len(events) == 1:
-            return [await self._store(events[0])]
-        try:
-            counts = await self.threads.add_many(
-                [NewMessages(e.tenant, e.thread_id, e.resource_id, e.exchange_id, e.messages, e.interrupted)
-                 for e in events],
-                durable=False,  # JetStream holds the durable copy
-            )
-        except BatchRefused as refused:  # all or nothing: find out which one it was
-            log.warning("Postgres refused a batch of %d exchanges (%s); storing them one by one",
-                        len(events), refused)
-            return [await self._store(event) for event in events]  # in order: a thread's seqs follow it
-        except Exception:
-            log.exception("storing a batch of %d exchanges failed; the observer will store them", len(events))
-            return [False] * len(events)
-        return [count > 0 for count in counts]
+        """Wait for recordings under way, also those of streams whose clients are gone."""
+        running = {*self._background, *([self._flusher] if self._flusher else [])}
+        if running:
+            _, left = await asyncio.wait(running, timeout=timeout)
+            for task in left:
+                task.cancel()
 
     async def finish_shielded(self, pending: PendingExchange, answer: str, usage: Usage | None, *,
                               interrupted: bool = False) -> None:
@@ -262,13 +155,34 @@ class ExchangeRecorder:
 
     def finish_in_background(self, pending: PendingExchange, answer: str, usage: Usage | None) -> None:
         """For interrupted streams: the client is gone, but what was produced is still recorded."""
-        self._spawn(self.finish(pending, answer, usage, interrupted=True))
+        self._spawn(self._finish_logged(pending, answer, usage))
+
+    async def _finish_logged(self, pending: PendingExchange, answer: str, usage: Usage | None) -> None:
+        try:
+            await self.finish(pending, answer, usage, interrupted=True)
+        except Exception:  # nobody is left to answer: say it here
+            log.exception("recording interrupted exchange %s failed", pending.exchange_id)
 
     def close_in_background(self, response: http.Response) -> None:
         self._spawn(response.aclose())
 
-    def _spawn(self, work: Coroutine[Any, Any, T], *, context: contextvars.Context | None = None) -> asyncio.Task[T]:
-        task = asyncio.create_task(work, context=context)
+    def _spawn(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = asyncio.create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
+
+
+def _settle(future: asyncio.Future[int], count: int) -> None:
+    if not future.done():
+        future.set_result(count)
+
+
+def _fail(future: asyncio.Future[int], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
+
+
+def _retrieved(future: asyncio.Future[int]) -> None:
+    if not future.cancelled():
+        future.exception()

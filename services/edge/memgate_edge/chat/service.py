@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
 from functools import partial
 from typing import Any
 
@@ -14,12 +13,12 @@ from litestar.response import Stream
 from opentelemetry import trace
 
 from memgate_core.context import ContextLookup
-from memgate_core.errors import GatewayError, InvalidRequest, NotFound, UpstreamError, UpstreamTimeout
+from memgate_core.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout
 from memgate_core.events import Usage
 from memgate_edge.auth import Principal
+from memgate_edge.bindings import ThreadBindings
 from memgate_edge.chat.exchange import ExchangeRecorder, PendingExchange, usage_of
 from memgate_edge.chat.request import (
-    MemoryScope,
     client_fingerprints,
     latest_user_text,
     parse_chat_request,
@@ -29,31 +28,24 @@ from memgate_edge.chat.streaming import relay
 from memgate_edge.context_client import ContextClient, ContextResult
 from memgate_edge.usage import UsageRecord, UsageRecorder
 from memgate_providers import ProviderClient, http
-from memgate_store.threads import ThreadRepository
 from memgate_telemetry.metrics import CHAT_LATENCY, CHAT_REQUESTS
 
 tracer = trace.get_tracer("memgate.edge")
 
-THREAD_CACHE_SIZE = 50_000
-THREAD_CACHE_SECONDS = 60.0
-
 
 class ChatService:
     def __init__(
-        self, providers: ProviderClient, threads: ThreadRepository, contexts: ContextClient,
+        self, providers: ProviderClient, bindings: ThreadBindings, contexts: ContextClient,
         recorder: ExchangeRecorder, usage: UsageRecorder, *, budget_tokens: int,
         related_budget_tokens: int | None = None,
     ) -> None:
         self.providers = providers
         self.usage = usage
-        self.threads = threads
+        self.bindings = bindings
         self.contexts = contexts
         self.recorder = recorder
         self.budget_tokens = budget_tokens
         self.related_budget_tokens = related_budget_tokens
-        # (tenant, thread) -> (bound resource, until): a thread's resource never changes while
-        # it exists; the expiry bounds how long another edge's delete can go unnoticed here.
-        self._bound: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
 
     async def complete(self, raw: bytes, headers: dict[str, str], principal: Principal) -> Response[Any]:
         # One trace per chat request. A streamed answer outlives this call, so the span is
@@ -90,7 +82,7 @@ class ChatService:
         messages = request.messages
         if request.memory is not None:
             span.set_attribute("memgate.thread_id", request.memory.thread_id)
-            await self._check_binding(principal.tenant, request.memory)
+            await self.bindings.check(principal.tenant, request.memory.thread_id, request.memory.resource_id)
             result = await self.contexts.lookup(ContextLookup(
                 tenant=principal.tenant, resource_id=request.memory.resource_id,
                 thread_id=request.memory.thread_id, query=latest_user_text(messages),
@@ -153,28 +145,6 @@ class ChatService:
         CHAT_LATENCY.labels(answered.provider, stream_label).observe(time.perf_counter() - started)
         return Response(raw_answer, media_type=upstream.headers.get("content-type", "application/json"),
                         headers=headers)
-
-    async def _check_binding(self, tenant: str, scope: MemoryScope) -> None:
-        key = (tenant, scope.thread_id)
-        now = time.monotonic()
-        cached = self._bound.get(key)
-        if cached is not None and cached[1] > now:
-            bound = cached[0]
-        else:
-            bound = await self.threads.bind(tenant, scope.thread_id, scope.resource_id)
-            self._bound[key] = (bound, now + THREAD_CACHE_SECONDS)
-            if len(self._bound) > THREAD_CACHE_SIZE:
-                self._bound.popitem(last=False)
-        if bound != scope.resource_id:
-            # Same answer as for a thread that does not exist: ids of others are not revealed.
-            raise NotFound(f"Thread '{scope.thread_id}' was not found for resource '{scope.resource_id}'.",
-                           code="thread_not_found", param="x-thread-id")
-
-    def forget_threads(self, tenant: str, thread_ids: list[str]) -> None:
-        """Deleted threads: what this process holds about them goes now."""
-        for thread_id in thread_ids:
-            self._bound.pop((tenant, thread_id), None)
-        self.recorder.forget(tenant, thread_ids)
 
 
 def _answer_of(raw: bytes) -> tuple[str, Any]:

@@ -8,6 +8,7 @@ held back until the exchange is recorded, so the client's "end of answer" means
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -19,6 +20,8 @@ from memgate_core.events import Usage
 from memgate_edge.chat.exchange import ExchangeRecorder, PendingExchange, usage_of
 from memgate_edge.chat.request import describe_tool_calls
 from memgate_providers import http
+
+log = logging.getLogger("memgate.edge.streaming")
 
 _DONE = b"[DONE]"
 
@@ -99,8 +102,8 @@ async def relay(
         on_done(collector.usage)
 
 
-def _error_event(message: str, code: str) -> bytes:
-    error = {"error": {"message": message, "type": "upstream_error", "code": code}}
+def _error_event(message: str, code: str, kind: str = "upstream_error") -> bytes:
+    error = {"error": {"message": message, "type": kind, "code": code}}
     return b"data: " + msgspec.json.encode(error) + b"\n\n"
 
 
@@ -149,7 +152,13 @@ async def _relay(
             recorder.close_in_background(upstream)
     await upstream.aclose()
     if pending is not None:
-        # Shielded: SDKs often disconnect right after the last chunk, while this runs.
-        await recorder.finish_shielded(pending, collector.text, collector.usage, interrupted=interrupted)
+        try:
+            # Shielded: SDKs often disconnect right after the last chunk, while this runs.
+            await recorder.finish_shielded(pending, collector.text, collector.usage, interrupted=interrupted)
+        except Exception as exc:
+            log.error("recording exchange %s failed: %r", pending.exchange_id, exc)
+            yield _error_event("memgate could not store this exchange in memory (its database is unreachable "
+                               "just now); the answer above is not remembered.", "memory_not_recorded", "server_error")
+            return
     if held_done is not None and not interrupted:
         yield held_done

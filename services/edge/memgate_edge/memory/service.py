@@ -6,7 +6,8 @@ from typing import Any
 
 from memgate_core.errors import InvalidRequest, NotFound
 from memgate_core.events import MessageRecord
-from memgate_edge.chat.service import ChatService
+from memgate_edge.bindings import ThreadBindings
+from memgate_edge.chat.exchange import ExchangeRecorder
 from memgate_edge.memory.imports import exchange_event, group_exchanges, stored_view
 from memgate_store import Stores
 from memgate_store.observations import Observation
@@ -15,21 +16,21 @@ from memgate_vectors import Embedder, VectorIndex
 
 
 class MemoryService:
-    def __init__(self, stores: Stores, index: VectorIndex, embedder: Embedder, chat: ChatService) -> None:
+    def __init__(self, stores: Stores, index: VectorIndex, embedder: Embedder, recorder: ExchangeRecorder,
+                 bindings: ThreadBindings) -> None:
         self.stores = stores
         self.index = index
         self.embedder = embedder
-        self.chat = chat
+        self.recorder = recorder
+        self.bindings = bindings
 
     async def thread(self, tenant: str, thread_id: str) -> ThreadSummary:
-        await self.chat.recorder.settled(tenant)  # the tenant's newest exchanges are stored first
         found = await self.stores.threads.get(tenant, thread_id)
         if found is None:
             raise NotFound(f"Thread '{thread_id}' was not found.", code="thread_not_found")
         return found
 
     async def threads(self, tenant: str, resource_id: str | None, limit: int, offset: int) -> list[ThreadSummary]:
-        await self.chat.recorder.settled(tenant)
         return await self.stores.threads.list(tenant, resource_id=resource_id, limit=limit, offset=offset)
 
     async def messages(self, tenant: str, thread_id: str, limit: int) -> list[StoredMessage]:
@@ -38,23 +39,20 @@ class MemoryService:
 
     async def import_messages(self, tenant: str, thread_id: str, resource_id: str | None,
                               records: list[MessageRecord]) -> dict[str, Any]:
-        """Record validated messages (see `memory.imports`) as chat would: one exchange at a
-        time, stored and published before the next. The thread is created for `resource_id`
-        if it does not exist (400 without one); bound to another resource, it is a 404."""
+        """Record validated messages (see `memory.imports`) as chat would, as exchanges, all
+        in one transaction. The thread is created for `resource_id` if it does not exist
+        (400 without one); bound to another resource, it is a 404."""
         if resource_id is None:
-            await self.chat.recorder.settled(tenant)
             found = await self.stores.threads.get(tenant, thread_id)
             if found is None:
                 raise InvalidRequest(f"Thread '{thread_id}' does not exist; send 'resource_id' to create it.",
                                      code="missing_resource_id", param="resource_id")
             resource_id = found.resource_id
-        elif await self.stores.threads.bind(tenant, thread_id, resource_id) != resource_id:
-            # Chat's answer for the same case: ids of others are not revealed.
-            raise NotFound(f"Thread '{thread_id}' was not found for resource '{resource_id}'.",
-                           code="thread_not_found", param="resource_id")
+        else:
+            await self.bindings.check(tenant, thread_id, resource_id, param="resource_id")
         exchanges = group_exchanges(records)
-        for messages in exchanges:
-            await self.chat.recorder.record(exchange_event(tenant, thread_id, resource_id, messages))
+        await self.recorder.record([exchange_event(tenant, thread_id, resource_id, messages)
+                                    for messages in exchanges])
         return {"object": "list", "thread_id": thread_id, "resource_id": resource_id,
                 "data": [stored_view(r) for r in records], "exchanges": len(exchanges)}
 
@@ -63,7 +61,6 @@ class MemoryService:
         return await self.stores.observations.for_thread(tenant, thread_id)
 
     async def resources(self, tenant: str, limit: int, offset: int) -> list[ResourceSummary]:
-        await self.chat.recorder.settled(tenant)
         return await self.stores.threads.resources(tenant, limit=limit, offset=offset)
 
     async def delete_thread(self, tenant: str, thread_id: str) -> None:
@@ -74,14 +71,14 @@ class MemoryService:
         await self.index.delete_thread(tenant, thread_id)
         try:
             await self.stores.threads.delete(tenant, thread_id)
-        finally:  # what this process holds of it goes, whatever happens next
-            self.chat.forget_threads(tenant, [thread_id])
+        finally:  # what the edges hold of it goes, whatever happens next
+            await self.bindings.deleted(tenant, [thread_id])
         await self.index.delete_thread(tenant, thread_id)
 
     async def delete_resource(self, tenant: str, resource_id: str) -> int:
         await self.index.delete_resource(tenant, resource_id)
         deleted = await self.stores.threads.delete_resource(tenant, resource_id)
-        self.chat.forget_threads(tenant, deleted)
+        await self.bindings.deleted(tenant, deleted)
         await self.index.delete_resource(tenant, resource_id)  # see delete_thread
         if not deleted:
             raise NotFound(f"Resource '{resource_id}' was not found.", code="resource_not_found")

@@ -1,0 +1,61 @@
+"""`memgate up` looks after its embedded engines: a killed nats-server is started again and
+nothing answered meanwhile is lost; a killed `memgate up` leaves no nats-server behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+
+import httpx
+import openai
+from helpers import observations, observer_idle, wait_for
+
+from memgate_testing.gateway import GatewayProcess
+
+
+def _nats_pid(gateway: GatewayProcess) -> int:
+    return int((gateway.data_dir / "nats" / "nats-server.pid").read_text().split()[0])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_killed_nats_server_is_restarted_and_nothing_is_lost(make_gateway: Callable[..., GatewayProcess]) -> None:
+    gateway = make_gateway(env={"MEMGATE_OBSERVER_MODEL": "local"}).start()
+    client = openai.OpenAI(base_url=gateway.base_url, api_key=gateway.api_key, max_retries=0)
+    memory = {"x-thread-id": "through-outage", "x-resource-id": "nats-fault"}
+
+    def say(text: str) -> None:
+        client.chat.completions.create(model="fake/m", extra_headers=memory,
+                                       messages=[{"role": "user", "content": text}])
+
+    say("My sister is called Ines.")
+    first = _nats_pid(gateway)
+    os.kill(first, signal.SIGKILL)
+    say("My brother is called Tomas.")  # answered while NATS is gone: waits in the outbox
+    wait_for(lambda: _nats_pid(gateway) != first and _alive(_nats_pid(gateway)), timeout=20)
+    say("My cousin is called Rui.")
+    observer_idle(gateway, timeout=60)
+    texts = " ".join(o["text"] for o in observations(gateway, "through-outage"))
+    assert all(name in texts for name in ("Ines", "Tomas", "Rui")), texts
+    metrics = httpx.get(f"{gateway.url}/metrics").text
+    assert 'memgate_engine_restarts_total{engine="nats"} 1.0' in metrics
+    assert "the embedded nats-server stopped; restarting it" in gateway.log()
+
+
+def test_a_killed_memgate_up_leaves_no_nats_server(make_gateway: Callable[..., GatewayProcess]) -> None:
+    gateway = make_gateway().start()
+    nats_pid = _nats_pid(gateway)
+    assert gateway.proc is not None
+    gateway.proc.kill()  # SIGKILL: no clean-up code runs
+    gateway.proc.wait()
+    gateway.proc = None
+    wait_for(lambda: not _alive(nats_pid), timeout=10)
+    gateway.start()  # and the next start on the same data dir works
+    assert httpx.get(f"{gateway.url}/readyz").status_code == 200
