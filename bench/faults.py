@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import signal
 import tempfile
 import time
@@ -129,7 +130,7 @@ async def run(rate: float, settle_s: float) -> None:
                                                           signal.SIGKILL))
         await fault("postgres killed", lambda: os.kill(engine_pid(data_dir / "postgres" / "postmaster.pid"),
                                                        signal.SIGKILL))
-        await fault("memgate up killed (observer too)", restart_whole)
+        await fault("memgate up killed, restarted", restart_whole)
         load.stop()
         await runner
         assert gateway.port == port
@@ -179,8 +180,8 @@ async def check_remembered(database_url: str, outcomes: list[Outcome], timeout: 
             "AND o.exchange_id = m.exchange_id) AS observed FROM messages m WHERE m.role = 'user'")
     finally:
         await conn.close()
-    remembered = {int(r["content"].split(" m", 1)[1].rstrip("x.")) for r in rows
-                  if r["content"].startswith("Remember marker m") and r["observed"]}
+    remembered = {int(found.group(1)) for r in rows
+                  if r["observed"] and (found := re.fullmatch(r"Remember marker m(\d+)x\.", r["content"]))}
     return sorted(o.marker for o in outcomes if o.status == 200 and o.marker not in remembered)
 
 

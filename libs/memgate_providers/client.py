@@ -277,7 +277,8 @@ def _error_of(raw: bytes) -> dict[str, Any]:
     except msgspec.DecodeError:
         return {"message": raw[:200].decode(errors="replace").strip() or None}
     if isinstance(data, dict) and isinstance(data.get("error"), dict):
-        return data["error"]
+        error: dict[str, Any] = data["error"]
+        return error
     if isinstance(data, dict) and isinstance(data.get("error"), str):
         return {"message": data["error"]}
     return {}

@@ -78,22 +78,22 @@ def parse_config(data: Mapping[str, Any], source: str = "memgate config") -> Gat
     for key in data:
         if key not in _SECTIONS:
             raise ConfigError(f"{source}: unknown key {toml_key(key)} (known: {', '.join(_SECTIONS)}).")
-    providers = {}
+    providers: dict[str, ProviderConfig] = {}
     for name, entry in _table(data, "providers", source).items():
         path = f"providers.{toml_key(name)}"
         headers = entry.get("headers") if isinstance(entry, dict) else None
         for header, value in (headers or {}).items() if isinstance(headers, dict) else ():
             _convert(value, str, f"{path}.headers.{toml_key(header)}", source)  # names the header, unlike msgspec
         providers[name] = _convert(entry, ProviderConfig, path, source)
-    aliases = {
+    aliases: dict[str, str] = {
         name: _convert(target, str, f"aliases.{toml_key(name)}", source)
         for name, target in _table(data, "aliases", source).items()
     }
-    fallbacks = {
+    fallbacks: dict[str, tuple[str, ...]] = {
         name: _convert(chain, tuple[str, ...], f"fallbacks.{toml_key(name)}", source)
         for name, chain in _table(data, "fallbacks", source).items()
     }
-    timeouts = _convert(data.get("timeouts", {}), TimeoutsConfig, "timeouts", source)
+    timeouts: TimeoutsConfig = _convert(data.get("timeouts", {}), TimeoutsConfig, "timeouts", source)
     for name, provider in providers.items():
         if provider.api_key is not None and provider.api_key_env is not None:
             raise ConfigError(f"{source}: providers.{toml_key(name)}: set api_key_env or api_key, not both.")

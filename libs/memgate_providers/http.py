@@ -125,7 +125,8 @@ def _target(url: str, proxies: Mapping[str, str]) -> _Target:
 
 def _proxy_for(scheme: str, host: str, proxies: Mapping[str, str]) -> _Proxy | None:
     url = proxies.get(scheme)
-    if not url or _is_loopback(host) or urllib.request.proxy_bypass_environment(host, {"no": proxies.get("no", "")}):
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]  # (public, not in typeshed)
+    if not url or _is_loopback(host) or bypass(host, {"no": proxies.get("no", "")}):
         return None  # (like Go's net/http: local providers such as ollama never go through a proxy)
     parts = urlsplit(url if "://" in url else f"http://{url}")
     if parts.scheme != "http" or not parts.hostname:

@@ -213,6 +213,8 @@ def _spec(
     """One provider's spec. Base URL: env, file, default. Key: MEMGATE_PROVIDER_<NAME>_API_KEY,
     the key variable (the file's api_key_env, else the conventional ones), the file's api_key."""
     base = base or ProviderSpec(name, "")
+    key_env: str | None
+    alt_key_envs: tuple[str, ...]
     if entry.api_key_env:
         key_env, alt_key_envs = entry.api_key_env, ()
     else:

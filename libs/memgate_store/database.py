@@ -55,7 +55,7 @@ class Database:
     async def ready(self) -> bool:
         try:
             async with self.pool.acquire(timeout=1) as conn:
-                return await conn.fetchval("SELECT 1") == 1
+                return bool(await conn.fetchval("SELECT 1") == 1)
         except Exception:
             return False
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime
+from typing import cast
 
 import msgspec
 
@@ -97,16 +98,16 @@ class KeyRepository:
         return ApiKey(**dict(row)) if row is not None else None
 
     async def tenant_for(self, plaintext: str) -> str | None:
-        return await self.db.pool.fetchval(
+        return cast("str | None", await self.db.pool.fetchval(
             "SELECT tenant FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL", hash_key(plaintext)
-        )
+        ))
 
     async def get(self, key_id: str) -> ApiKey | None:
         row = await self.db.pool.fetchrow(f"SELECT {_COLUMNS} FROM api_keys WHERE id = $1", key_id)
         return ApiKey(**dict(row)) if row is not None else None
 
     async def count(self) -> int:
-        return await self.db.pool.fetchval("SELECT count(*) FROM api_keys WHERE revoked_at IS NULL")
+        return int(await self.db.pool.fetchval("SELECT count(*) FROM api_keys WHERE revoked_at IS NULL"))
 
     async def list(self, tenant: str | None = None) -> list[ApiKey]:
         rows = await self.db.pool.fetch(
@@ -119,4 +120,4 @@ class KeyRepository:
         status = await self.db.pool.execute(
             "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", key_id
         )
-        return status.endswith(" 1")
+        return bool(status.endswith(" 1"))

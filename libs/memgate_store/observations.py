@@ -205,10 +205,10 @@ class ObservationRepository:
         return [Observation(**dict(r)) for r in rows]
 
     async def count(self, tenant: str, *, resource_id: str | None = None) -> int:
-        return await self.db.pool.fetchval(
+        return int(await self.db.pool.fetchval(
             "SELECT count(*) FROM observations WHERE tenant = $1 AND ($2::text IS NULL OR resource_id = $2)",
             tenant, resource_id,
-        )
+        ))
 
     # ------------------------------------------------------------------ activation
 

@@ -55,4 +55,4 @@ class OutboxRepository:
 
     async def backlog(self) -> int:
         """Rows not published yet (claimed or not)."""
-        return await self.db.pool.fetchval("SELECT count(*) FROM outbox")
+        return int(await self.db.pool.fetchval("SELECT count(*) FROM outbox"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import timedelta
+from typing import cast
 
 from memgate_store.database import Database
 
@@ -33,14 +34,14 @@ class SessionRepository:
         return token
 
     async def tenant_for(self, token: str) -> str | None:
-        return await self.db.pool.fetchval(
+        return cast("str | None", await self.db.pool.fetchval(
             """
             SELECT s.tenant FROM dashboard_sessions s
             JOIN api_keys k ON k.id = s.key_id AND k.revoked_at IS NULL
             WHERE s.token_hash = $1 AND s.expires_at > now()
             """,
             _hash(token),
-        )
+        ))
 
     async def close(self, token: str) -> None:
         await self.db.pool.execute("DELETE FROM dashboard_sessions WHERE token_hash = $1", _hash(token))

@@ -142,21 +142,21 @@ class ThreadRepository:
         The no-op update makes the statement return the row even when a concurrent request
         created it a moment ago (a plain DO NOTHING would return nothing then).
         """
-        return await self.db.pool.fetchval(
+        return str(await self.db.pool.fetchval(
             """
             INSERT INTO threads (tenant, thread_id, resource_id) VALUES ($1, $2, $3)
             ON CONFLICT (tenant, thread_id) DO UPDATE SET resource_id = threads.resource_id
             RETURNING resource_id
             """,
             tenant, thread_id, resource_id,
-        )
+        ))
 
     async def record(self, exchange: ExchangeCompleted, *, traceparent: str = "") -> int:
         """Store an exchange's messages and its outbox row, durably, in one transaction;
         returns how many messages were new (0: a retry, or its thread was deleted meanwhile)."""
         if not exchange.messages:
             return 0
-        return await self.db.pool.fetchval(_RECORD_EXCHANGE, *_record_arguments(exchange, traceparent))
+        return int(await self.db.pool.fetchval(_RECORD_EXCHANGE, *_record_arguments(exchange, traceparent)))
 
     async def record_many(self, exchanges: Sequence[ExchangeCompleted], *,
                           traceparents: Sequence[str] | None = None) -> list[int]:
@@ -200,7 +200,7 @@ class ThreadRepository:
         row = await self.db.pool.fetchrow(_THREAD_SUMMARY + " WHERE t.tenant = $1 AND t.thread_id = $2", tenant, thread_id)
         return ThreadSummary(**dict(row)) if row else None
 
-    async def list(
+    async def page(
         self, tenant: str, *, resource_id: str | None = None, limit: int = 50, offset: int = 0
     ) -> list[ThreadSummary]:
         rows = await self.db.pool.fetch(

@@ -406,7 +406,8 @@ class Evaluator:
         if response.status_code == 404:
             return []
         response.raise_for_status()
-        return response.json()["data"]
+        data: list[dict[str, Any]] = response.json()["data"]
+        return data
 
     def messages(self, thread: str) -> list[dict[str, Any]]:
         return self._list(f"/memory/threads/{thread}/messages?limit=10000")

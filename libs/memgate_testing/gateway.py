@@ -20,7 +20,7 @@ DEFAULT_KEY = "msk_test_bootstrap_key_for_memgate_tests"
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
 class GatewayProcess:
@@ -94,7 +94,8 @@ class GatewayProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def runtime(self) -> dict[str, Any]:
-        return json.loads((self.data_dir / "runtime.json").read_text())
+        info: dict[str, Any] = json.loads((self.data_dir / "runtime.json").read_text())
+        return info
 
     def memgate(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Run another `memgate` command with this gateway's configuration."""

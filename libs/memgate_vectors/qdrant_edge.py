@@ -106,7 +106,7 @@ class EdgeVectorIndex:
             request = qe.QueryRequest(
                 limit=limit,
                 prefetches=[qe.Prefetch(n, query=dense, filter=where), qe.Prefetch(n, query=keywords, filter=where)],
-                query=qe.Fusion.Rrf(k=RRF_K),
+                query=qe.Fusion.Rrf(k=RRF_K),  # type: ignore[arg-type]  # (its stub omits Fusion's variants)
                 with_payload=_PAYLOAD,
             )
         else:

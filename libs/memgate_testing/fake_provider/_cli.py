@@ -54,8 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     try:
         import uvloop
-
-        runner = uvloop.run
     except ImportError:
-        runner = asyncio.run
-    runner(serve(args))
+        asyncio.run(serve(args))
+    else:
+        uvloop.run(serve(args))

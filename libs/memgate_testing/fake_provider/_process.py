@@ -117,7 +117,8 @@ class FakeProviderProcess:
         """Recorded chat requests so far: [{"path", "headers", "body", "api_key"}]."""
         response = self._control().get("/_fake/requests")
         response.raise_for_status()
-        return response.json()
+        recorded: list[dict[str, Any]] = response.json()
+        return recorded
 
     def reset(self) -> None:
         """Forget recorded requests and restore the starting behaviour."""
@@ -125,14 +126,16 @@ class FakeProviderProcess:
 
     def set_behavior(self, **changes: Any) -> dict[str, Any]:
         """Merge behaviour fields; returns the behaviour now in force."""
-        response = self._control().post("/_fake/behavior", json=changes)
-        response.raise_for_status()
-        return response.json()
+        return self._behavior(self._control().post("/_fake/behavior", json=changes))
 
     def behavior(self) -> dict[str, Any]:
-        response = self._control().get("/_fake/behavior")
+        return self._behavior(self._control().get("/_fake/behavior"))
+
+    @staticmethod
+    def _behavior(response: httpx.Response) -> dict[str, Any]:
         response.raise_for_status()
-        return response.json()
+        behavior: dict[str, Any] = response.json()
+        return behavior
 
     def __enter__(self) -> FakeProviderProcess:
         return self.start()

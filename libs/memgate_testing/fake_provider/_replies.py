@@ -83,7 +83,7 @@ def _latest_name(messages: list[Any]) -> str | None:
     for message in reversed(messages):
         found = _NAME_STATEMENT.findall(message_text(message))
         if found:
-            return found[-1]
+            return str(found[-1])
     return None
 
 
@@ -95,9 +95,9 @@ def _tool_to_call(body: dict[str, Any]) -> str | None:
     messages = body["messages"]
     if isinstance(messages[-1], dict) and messages[-1].get("role") == "tool":
         return None
-    first = tools[0] if isinstance(tools[0], dict) else {}
-    function = first.get("function") if isinstance(first.get("function"), dict) else {}
-    return str(function.get("name") or "tool")
+    first: dict[str, Any] = tools[0] if isinstance(tools[0], dict) else {}
+    function = first.get("function")
+    return str(function.get("name") or "tool") if isinstance(function, dict) else "tool"
 
 
 def compose_reply(body: dict[str, Any], fixed_reply: str | None, responder: Responder | None) -> Reply:

@@ -31,7 +31,7 @@ class MemoryService:
         return found
 
     async def threads(self, tenant: str, resource_id: str | None, limit: int, offset: int) -> list[ThreadSummary]:
-        return await self.stores.threads.list(tenant, resource_id=resource_id, limit=limit, offset=offset)
+        return await self.stores.threads.page(tenant, resource_id=resource_id, limit=limit, offset=offset)
 
     async def messages(self, tenant: str, thread_id: str, limit: int) -> list[StoredMessage]:
         await self.thread(tenant, thread_id)
