@@ -126,3 +126,29 @@ def test_the_memory_api_counts_against_the_keys_limit(gw: GatewayProcess) -> Non
     assert [a.status_code for a in answers] == [200, 200, 429]
     assert _error(answers[2], 429, "rate_limit_error")["code"] == "rate_limit_exceeded"
     assert 1 <= int(answers[2].headers["retry-after"]) <= 60
+
+
+def test_chat_counts_against_the_keys_limit_and_is_recorded_in_usage(gw: GatewayProcess,
+                                                                     fake_provider: FakeProvider) -> None:
+    key = _admin(gw, "POST", "/keys", json={"tenant": "chatlimited", "rpm": 1, "burst": 2}).json()["key"]
+    calls_before = len(fake_provider.requests)
+    answers = [httpx.post(f"{gw.base_url}/chat/completions", headers={"Authorization": f"Bearer {key}"}, timeout=30,
+                          json={"model": "fake/usage-model", "messages": [{"role": "user", "content": f"Hi {n}."}]})
+               for n in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    assert [a.headers["x-ratelimit-remaining"] for a in answers] == ["1", "0", "0"]
+    assert _error(answers[2], 429, "rate_limit_error")["code"] == "rate_limit_exceeded"
+    assert 1 <= int(answers[2].headers["retry-after"]) <= 60
+    assert len(fake_provider.requests) - calls_before == 2  # the refused one never reached the provider
+
+    def recorded() -> dict | None:
+        report = _admin(gw, "GET", "/usage", params={"since": "2020-01-01T00:00:00Z", "tenant": "chatlimited"})
+        body = report.json()
+        return body if body["totals"]["requests"] >= 2 else None
+
+    body = wait_for(recorded, timeout=15)
+    expected_in = sum(a.json()["usage"]["prompt_tokens"] for a in answers[:2])
+    expected_out = sum(a.json()["usage"]["completion_tokens"] for a in answers[:2])
+    assert (body["totals"]["requests"], body["totals"]["errors"]) == (2, 0)
+    assert (body["totals"]["input_tokens"], body["totals"]["output_tokens"]) == (expected_in, expected_out)
+    assert [(m["model"], m["requests"]) for m in body["by_model"]] == [("fake/usage-model", 2)]

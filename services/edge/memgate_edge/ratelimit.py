@@ -69,14 +69,6 @@ class RateDecision(msgspec.Struct, frozen=True):
 UNLIMITED = RateDecision(allowed=True, limit=None, remaining=None, reset_seconds=0.0, retry_after_seconds=0.0)
 
 
-def gcra(tat_us: int | None, now_us: int, interval_us: int, tolerance_us: int) -> tuple[bool, int]:
-    """One GCRA step: (allowed, the bucket's tat afterwards). Mirrored in SQL by the store."""
-    tat = now_us if tat_us is None else max(tat_us, now_us)
-    if tat - now_us > tolerance_us:
-        return False, tat
-    return True, tat + interval_us
-
-
 def decide(allowed: bool, tat_us: int, now_us: int, *, rpm: int, burst: int) -> RateDecision:
     """The decision a client sees, from the bucket's state after the check."""
     interval, tolerance = interval_us(rpm), tolerance_us(rpm, burst)
@@ -103,23 +95,6 @@ class BucketStore(Protocol):
 
     async def take(self, bucket: str, *, interval_us: int, tolerance_us: int,
                    now_us: int | None = None) -> tuple[bool, int, int]: ...
-
-
-class MemoryBuckets:
-    """Buckets in this process only: for tests and single-process tools, not for replicas."""
-
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self.clock = clock
-        self._tat: dict[str, int] = {}
-        self._seen: dict[str, int] = {}  # a bucket's clock never runs backwards, as in the shared store
-
-    async def take(self, bucket: str, *, interval_us: int, tolerance_us: int,
-                   now_us: int | None = None) -> tuple[bool, int, int]:
-        now = now_us if now_us is not None else round(self.clock() * MICROS)
-        now = self._seen[bucket] = max(now, self._seen.get(bucket, now))
-        allowed, tat = gcra(self._tat.get(bucket), now, interval_us, tolerance_us)
-        self._tat[bucket] = tat
-        return allowed, tat, now
 
 
 class RateLimiter:
