@@ -6,6 +6,7 @@ stand-in is the LLM provider, a real HTTP server speaking the OpenAI API.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -14,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from memgate_testing.fake_provider import FakeProvider
-from memgate_testing.gateway import GatewayProcess
+from memgate_testing.gateway import GatewayProcess, SplitServices
+
+QDRANT_IMAGE = os.environ.get("MEMGATE_TEST_QDRANT_IMAGE", "qdrant/qdrant:v1.16.2")
 
 # Every gateway a test starts inherits these. The suite stays hermetic when a provider key is in
 # the environment (the default observer model would go to a real LLM), and a loaded CI machine
@@ -42,13 +45,82 @@ def provider(fake_provider: FakeProvider) -> FakeProvider:
 
 
 @pytest.fixture(scope="session")
-def gateway(tmp_path_factory: pytest.TempPathFactory, fake_provider: FakeProvider) -> Iterator[GatewayProcess]:
+def up_gateway(tmp_path_factory: pytest.TempPathFactory, fake_provider: FakeProvider) -> Iterator[GatewayProcess]:
     """One `memgate up` shared by the tests that do not restart it."""
     data_dir = tmp_path_factory.mktemp("gateway") / "data"
     process = GatewayProcess(data_dir, provider_url=fake_provider.base_url)
     process.start()
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(up_gateway: GatewayProcess) -> GatewayProcess:
+    """`memgate up` (a module whose tests hold in both shapes overrides this with `shaped_gateway`)."""
+    return up_gateway
+
+
+@pytest.fixture(scope="session")
+def split_gateway(tmp_path_factory: pytest.TempPathFactory, fake_provider: FakeProvider,
+                  qdrant_server_url: str) -> Iterator[SplitServices]:
+    """The split services (edge, observer, context: three processes) on their own Postgres
+    and NATS, sharing a Qdrant server: the Kubernetes shape, shared by the tests that run in
+    both shapes (`shaped_gateway`)."""
+    from memgate_cli.embedded import EmbeddedNats, EmbeddedPostgres
+
+    root = tmp_path_factory.mktemp("split")
+    postgres, nats = EmbeddedPostgres(root / "pg"), EmbeddedNats(root / "nats")
+    try:
+        services = SplitServices(root / "services", database_url=postgres.start(), nats_url=nats.start(),
+                                 qdrant_url=qdrant_server_url, provider_url=fake_provider.base_url)
+        services.start()
+        yield services
+        services.stop()
+    finally:
+        nats.stop()
+        postgres.stop()
+
+
+@pytest.fixture(scope="module", params=["up", "split"])
+def shaped_gateway(request: pytest.FixtureRequest) -> GatewayProcess | SplitServices:
+    """`memgate up`, then the split services: a module whose tests must hold in both shapes
+    overrides its `gateway` fixture with this one."""
+    return request.getfixturevalue("up_gateway" if request.param == "up" else "split_gateway")  # type: ignore[no-any-return]
+
+
+@functools.cache
+def docker_unreachable() -> str | None:
+    """Why no Docker engine can be used here, or None if one answers a ping. The docker
+    package comes with testcontainers (requirements-test.txt): without it the install is
+    broken, which fails here rather than pass for a machine without Docker."""
+    import docker
+    from docker.errors import DockerException
+
+    try:
+        client = docker.from_env(timeout=3)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except DockerException as exc:  # no socket, no daemon, no permission: the machine has no Docker
+        return f"no Docker engine reachable for testcontainers ({type(exc).__name__}: {exc})"
+    return None
+
+
+@pytest.fixture(scope="session")
+def qdrant_server_url() -> Iterator[str]:
+    """A real Qdrant server: MEMGATE_TEST_QDRANT_URL, or a container where Docker runs. Not
+    something `make test` installs, so where neither exists the tests that need one skip."""
+    if os.environ.get("MEMGATE_TEST_QDRANT_URL"):
+        yield os.environ["MEMGATE_TEST_QDRANT_URL"]
+        return
+    reason = docker_unreachable()
+    if reason:
+        pytest.skip(f"needs a Qdrant server (set MEMGATE_TEST_QDRANT_URL, or run Docker): {reason}")
+    from testcontainers.community.qdrant import QdrantContainer
+
+    with QdrantContainer(QDRANT_IMAGE) as qdrant:
+        yield f"http://{qdrant.rest_host_address}"
 
 
 @pytest.fixture()

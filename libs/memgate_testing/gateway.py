@@ -110,3 +110,98 @@ class GatewayProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class SplitServices:
+    """The Kubernetes shape as subprocesses: `memgate migrate`, then `memgate edge`, `observer`
+    and `context` on one Postgres, one NATS and one Qdrant server. Offers what tests use of a
+    `GatewayProcess` (URLs, the key, `headers`, `runtime`, `memgate`), so one test can run
+    against either shape."""
+
+    SERVICES = ("edge", "observer", "context")
+
+    def __init__(self, root: Path, *, database_url: str, nats_url: str, qdrant_url: str,
+                 provider_url: str | None = None, api_key: str = DEFAULT_KEY, env: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.data_dir = root / "edge"
+        self.api_key = api_key
+        self.database_url = database_url
+        self.nats_url = nats_url
+        self.ports = {name: free_port() for name in self.SERVICES}
+        self.port = self.ports["edge"]
+        self.env = {
+            **os.environ,
+            "MEMGATE_DATABASE_URL": database_url, "MEMGATE_NATS_URL": nats_url, "MEMGATE_QDRANT_URL": qdrant_url,
+            "MEMGATE_BOOTSTRAP_KEY": api_key,
+            **({"MEMGATE_PROVIDER_FAKE_BASE_URL": provider_url, "MEMGATE_PROVIDER_FAKE_API_KEY": "fake-provider-key"}
+               if provider_url else {}),
+            **(env or {}),
+        }
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    def start(self, timeout: float = 90.0) -> SplitServices:
+        self.root.mkdir(parents=True, exist_ok=True)
+        migrated = self.memgate("migrate")
+        if migrated.returncode != 0:
+            raise RuntimeError(f"memgate migrate failed:\n{migrated.stderr}")
+        for name in self.SERVICES:
+            env = {**self.env, "MEMGATE_DATA_DIR": str(self.root / name),
+                   ("MEMGATE_HTTP_PORT" if name == "edge" else "MEMGATE_HEALTH_PORT"): str(self.ports[name])}
+            with open(self.root / f"{name}.log", "ab") as log:
+                self.procs[name] = subprocess.Popen([_memgate(), name], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                                    stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        for name, port in self.ports.items():
+            while True:
+                if self.procs[name].poll() is not None:
+                    raise RuntimeError(f"memgate {name} exited:\n{self.log(name)}")
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"memgate {name} not ready within {timeout}s:\n{self.log(name)}")
+                time.sleep(0.1)
+        return self
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, as Kubernetes does; the highest exit code."""
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        codes = []
+        for proc in self.procs.values():
+            try:
+                codes.append(proc.wait(timeout))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                codes.append(proc.wait())
+        self.procs = {}
+        return max(codes, default=0)
+
+    def log(self, name: str = "edge") -> str:
+        path = self.root / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def runtime(self) -> dict[str, Any]:
+        return {"http": self.url, "database_url": self.database_url, "nats_url": self.nats_url}
+
+    def memgate(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([_memgate(), *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def headers(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.api_key}"}
+
+
+def _memgate() -> str:
+    return str(Path(sys.executable).parent / "memgate")

@@ -11,12 +11,11 @@ import asyncio
 import functools
 import logging
 import math
-import os
 import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -39,37 +38,6 @@ from memgate_vectors.port import RRF_K, prefetch_limit
 pytestmark = pytest.mark.filterwarnings("ignore:Payload indexes have no effect:UserWarning")
 
 DIM = 384
-QDRANT_IMAGE = os.environ.get("MEMGATE_TEST_QDRANT_IMAGE", "qdrant/qdrant:v1.16.2")
-
-
-@functools.cache
-def _docker_unreachable() -> str | None:
-    """Why no Docker engine can be used here, or None if one answers a ping. The docker
-    package comes with testcontainers (requirements-test.txt): without it the install is
-    broken, which fails here rather than pass for a machine without Docker."""
-    import docker
-    from docker.errors import DockerException
-
-    try:
-        client = docker.from_env(timeout=3)
-        try:
-            client.ping()
-        finally:
-            client.close()
-    except DockerException as exc:  # no socket, no daemon, no permission: the machine has no Docker
-        return f"no Docker engine reachable for testcontainers ({type(exc).__name__}: {exc})"
-    return None
-
-
-@pytest.fixture(scope="session")
-def qdrant_server_url() -> Iterator[str]:
-    reason = _docker_unreachable()
-    if reason:
-        pytest.skip(reason)
-    from testcontainers.community.qdrant import QdrantContainer
-
-    with QdrantContainer(QDRANT_IMAGE) as qdrant:
-        yield f"http://{qdrant.rest_host_address}"
 
 
 @pytest.fixture(params=["edge", "local", "server"])

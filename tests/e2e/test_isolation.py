@@ -15,6 +15,12 @@ from memgate_testing.gateway import GatewayProcess
 SECRET = "My secret project is called Bluebird."
 
 
+
+@pytest.fixture(scope="module")
+def gateway(shaped_gateway: GatewayProcess) -> GatewayProcess:
+    """Every test here runs against `memgate up` and against the split services."""
+    return shaped_gateway
+
 def _chat(gateway: GatewayProcess, key: str, headers: dict[str, str], content: str = "hello") -> httpx.Response:
     return httpx.post(
         f"{gateway.base_url}/chat/completions",

@@ -14,6 +14,11 @@ from memgate_testing.fake_provider import FakeProvider
 from memgate_testing.gateway import GatewayProcess
 
 
+@pytest.fixture(scope="module")
+def gateway(shaped_gateway: GatewayProcess) -> GatewayProcess:
+    """Every test here runs against `memgate up` and against the split services."""
+    return shaped_gateway
+
 def _uid() -> str:
     return uuid.uuid4().hex[:8]
 

@@ -15,6 +15,12 @@ TURN_1 = "My name is Alex and I prefer concise answers."
 TURN_2 = "What is my name?"
 
 
+
+@pytest.fixture(scope="module")
+def gateway(shaped_gateway: GatewayProcess) -> GatewayProcess:
+    """Every test here runs against `memgate up` and against the split services."""
+    return shaped_gateway
+
 def _headers(thread: str, resource: str = "user-42") -> dict[str, str]:
     return {"x-thread-id": thread, "x-resource-id": resource}
 

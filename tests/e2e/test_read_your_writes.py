@@ -13,6 +13,11 @@ from memgate_testing.fake_provider import FakeProvider
 from memgate_testing.gateway import GatewayProcess
 
 
+@pytest.fixture(scope="module")
+def gateway(shaped_gateway: GatewayProcess) -> GatewayProcess:
+    """Every test here runs against `memgate up` and against the split services."""
+    return shaped_gateway
+
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
 def test_twenty_turns_back_to_back(gateway: GatewayProcess, provider: FakeProvider, stream: bool) -> None:
     client = openai.OpenAI(base_url=gateway.base_url, api_key=gateway.api_key, max_retries=0)

@@ -1,8 +1,8 @@
 """The Kubernetes shape: `memgate migrate`, then edge, observer and context as separate processes.
 
-They share Postgres and NATS. A real Qdrant server is out of reach here (no Docker), and
-Qdrant Edge is owned by one process, so each service gets its own data dir and the
-cross-thread (vector) part is not exercised: the rest of the chat path is.
+They share Postgres, NATS and a Qdrant server (a real one: MEMGATE_TEST_QDRANT_URL, or a
+container where Docker runs; skipped with the reason elsewhere). Without a shared vector
+index the split services refuse to start: that is checked here whatever the machine.
 """
 
 from __future__ import annotations
@@ -22,51 +22,38 @@ import pytest
 from helpers import memory_text, wait_for
 
 from memgate_testing.fake_provider import FakeProvider
-from memgate_testing.gateway import free_port
+from memgate_testing.gateway import SplitServices
 
 MEMGATE = str(Path(sys.executable).parent / "memgate")
 
 
 @pytest.fixture()
-def split(tmp_path: Path, postgres_url: str, nats_server, fake_provider: FakeProvider) -> Iterator[dict]:  # type: ignore[no-untyped-def]
-    base = {
-        **os.environ,
-        "MEMGATE_DATABASE_URL": postgres_url,
-        "MEMGATE_NATS_URL": nats_server.url,
-        "MEMGATE_PROVIDER_FAKE_BASE_URL": fake_provider.base_url,
-        "MEMGATE_PROVIDER_FAKE_API_KEY": "fake-provider-key",
-        "MEMGATE_OBSERVER_MODEL": "local",
-    }
-    migrated = subprocess.run([MEMGATE, "migrate"], env=base, capture_output=True, text=True, timeout=60)
-    assert migrated.returncode == 0, migrated.stderr
-    key = subprocess.run([MEMGATE, "keys", "create", "--tenant", "split", "--quiet"], env=base,
-                         capture_output=True, text=True, timeout=60).stdout.strip()
-    ports = {"edge": free_port(), "observer": free_port(), "context": free_port()}
-    procs = {}
-    for name, port in ports.items():
-        env = {**base, "MEMGATE_DATA_DIR": str(tmp_path / name),
-               ("MEMGATE_HTTP_PORT" if name == "edge" else "MEMGATE_HEALTH_PORT"): str(port)}
-        log = open(tmp_path / f"{name}.log", "wb")
-        procs[name] = subprocess.Popen([MEMGATE, name], env=env, stdout=log, stderr=subprocess.STDOUT)
+def split(tmp_path: Path, postgres_url: str, nats_server, fake_provider: FakeProvider,  # type: ignore[no-untyped-def]
+          qdrant_server_url: str) -> Iterator[dict]:
+    services = SplitServices(tmp_path, database_url=postgres_url, nats_url=nats_server.url,
+                             qdrant_url=qdrant_server_url, provider_url=fake_provider.base_url)
+    services.start()
     try:
-        for name, port in ports.items():
-            def ready(port: int = port, name: str = name) -> bool:
-                assert procs[name].poll() is None, (tmp_path / f"{name}.log").read_text()
-                try:
-                    return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
-                except httpx.HTTPError:
-                    return False
-            wait_for(ready, timeout=60, interval=0.1)
-        yield {"key": key, "ports": ports, "procs": procs, "migrate": migrated.stdout}
+        yield {"key": services.api_key, "ports": services.ports, "procs": services.procs, "services": services}
     finally:
-        for proc in procs.values():
-            proc.send_signal(signal.SIGTERM)
-        for name, proc in procs.items():
-            assert proc.wait(20) == 0, (tmp_path / f"{name}.log").read_text()
+        for name, proc in services.procs.items():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                assert proc.wait(20) == 0, services.log(name)
+
+
+@pytest.mark.parametrize("service", ["edge", "observer", "context"])
+def test_split_services_refuse_to_start_without_a_shared_vector_index(service: str, tmp_path: Path) -> None:
+    env = {**os.environ, "MEMGATE_DATA_DIR": str(tmp_path), "MEMGATE_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/x",
+           "MEMGATE_NATS_URL": "nats://127.0.0.1:1"}
+    env.pop("MEMGATE_QDRANT_URL", None)
+    result = subprocess.run([MEMGATE, service], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert f"memgate {service}: the split services share one vector index: set MEMGATE_QDRANT_URL" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_split_services_serve_the_quickstart(split: dict, provider: FakeProvider) -> None:
-    assert "applied: 0001_init.sql" in split["migrate"]
     base_url = f"http://127.0.0.1:{split['ports']['edge']}/v1"
     client = openai.OpenAI(base_url=base_url, api_key=split["key"], max_retries=0)
     headers = {"x-thread-id": f"split-{uuid.uuid4().hex[:6]}", "x-resource-id": "user-split"}

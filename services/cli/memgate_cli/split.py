@@ -16,6 +16,14 @@ log = logging.getLogger("memgate")
 
 
 async def run_service(settings: Settings, which: str, *, database_url: str, nats_url: str) -> int:
+    if settings.qdrant_url is None:
+        # Qdrant Edge lives inside one process: each service would get an index of its own,
+        # and recall, search and deletes would miss what the others wrote.
+        raise SystemExit(
+            f"memgate {which}: the split services share one vector index: set MEMGATE_QDRANT_URL to a Qdrant "
+            "server (and MEMGATE_QDRANT_API_KEY if it needs one). For one process with the in-process "
+            "index, run `memgate up`."
+        )
     setup_tracing(f"memgate-{which}", settings.traces_file)
     runtime = await Runtime.open(settings, database_url=database_url, nats_url=nats_url, name=f"memgate-{which}")
     started: list = []  # type: ignore[type-arg]
