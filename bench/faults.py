@@ -124,20 +124,22 @@ async def run(rate: float, settle_s: float) -> None:
             gateway.proc = None
             gateway.start(timeout=120)  # a process manager's restart
 
-        await settle(settle_s)  # steady state
-        baseline = Window("(no fault)", time.monotonic() - settle_s, time.monotonic())
-        await fault("nats-server killed", lambda: os.kill(engine_pid(data_dir / "nats" / "nats-server.pid"),
-                                                          signal.SIGKILL))
-        await fault("postgres killed", lambda: os.kill(engine_pid(data_dir / "postgres" / "postmaster.pid"),
-                                                       signal.SIGKILL))
-        await fault("memgate up killed, restarted", restart_whole)
-        load.stop()
-        await runner
-        assert gateway.port == port
+        try:
+            await settle(settle_s)  # steady state
+            baseline = Window("(no fault)", time.monotonic() - settle_s, time.monotonic())
+            await fault("nats-server killed", lambda: os.kill(engine_pid(data_dir / "nats" / "nats-server.pid"),
+                                                              signal.SIGKILL))
+            await fault("postgres killed", lambda: os.kill(engine_pid(data_dir / "postgres" / "postmaster.pid"),
+                                                           signal.SIGKILL))
+            await fault("memgate up killed, restarted", restart_whole)
+            load.stop()
+            await runner
+            assert gateway.port == port
 
-        database_url = gateway.runtime()["database_url"]
-        lost = await check_remembered(database_url, load.outcomes)
-        gateway.stop()
+            database_url = gateway.runtime()["database_url"]
+            lost = await check_remembered(database_url, load.outcomes)
+        finally:
+            gateway.stop()
 
     for w in [baseline, *windows]:
         w.outcomes = [o for o in load.outcomes if w.started <= o.sent_at < w.ended]

@@ -48,63 +48,48 @@ class Settings(msgspec.Struct, frozen=True):
         return self.database_url is None or self.nats_url is None
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise SystemExit(f"memgate: {name} must be an integer, got {raw!r}") from None
+class SettingsError(ValueError):
+    """A setting in the environment has a value memgate cannot use (the message names it)."""
 
 
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SystemExit(f"memgate: {name} must be a number, got {raw!r}") from None
-    if value < 0:
-        raise SystemExit(f"memgate: {name} must not be negative, got {raw!r}")
-    return value
+def env_name(field: str) -> str:
+    """Each setting's variable: MEMGATE_ and its name in capitals (`http_port`: MEMGATE_HTTP_PORT)."""
+    return f"MEMGATE_{field.upper()}"
+
+
+def _path(kind: type, value: object) -> object:
+    if kind is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError
+
+
+# Settings where 0 (or nothing) means "not set": no limit, a free port, what the budget leaves.
+_ZERO_IS_UNSET = ("default_rpm", "nats_port", "related_budget_tokens")
+_AT_LEAST_ONE = ("observer_max_batch", "observer_concurrency")
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Settings from MEMGATE_* variables; each default is the one written in `Settings`. An
+    empty variable counts as unset."""
     env = os.environ if env is None else env
-
-    def opt(name: str) -> str | None:
-        return env.get(name) or None
-
-    traces = opt("MEMGATE_TRACES_FILE")
-    return Settings(
-        http_host=env.get("MEMGATE_HTTP_HOST", "127.0.0.1"),
-        http_port=_int(env, "MEMGATE_HTTP_PORT", 8080),
-        data_dir=Path(env.get("MEMGATE_DATA_DIR", ".memgate")).resolve(),
-        database_url=opt("MEMGATE_DATABASE_URL"),
-        nats_url=opt("MEMGATE_NATS_URL"),
-        qdrant_url=opt("MEMGATE_QDRANT_URL"),
-        qdrant_api_key=opt("MEMGATE_QDRANT_API_KEY"),
-        bootstrap_key=opt("MEMGATE_BOOTSTRAP_KEY"),
-        admin_key=opt("MEMGATE_ADMIN_KEY"),
-        auth_cache_seconds=_number(env, "MEMGATE_AUTH_CACHE_SECONDS", 30.0),
-        default_rpm=_int(env, "MEMGATE_DEFAULT_RPM", 0) or None,
-        nats_port=_int(env, "MEMGATE_NATS_PORT", 0) or None,
-        observer_model=env.get("MEMGATE_OBSERVER_MODEL", "google/gemini-2.5-flash"),
-        reflector_model=opt("MEMGATE_REFLECTOR_MODEL"),
-        embedding_model=env.get("MEMGATE_EMBEDDING_MODEL") or "local",
-        context_budget_tokens=_int(env, "MEMGATE_CONTEXT_BUDGET_TOKENS", 4000),
-        related_budget_tokens=_int(env, "MEMGATE_RELATED_BUDGET_TOKENS", 0) if env.get("MEMGATE_RELATED_BUDGET_TOKENS") else None,
-        context_timeout_ms=_int(env, "MEMGATE_CONTEXT_TIMEOUT_MS", 300),
-        activation_tokens=_int(env, "MEMGATE_ACTIVATION_TOKENS", 30_000),
-        keep_raw_tokens=_int(env, "MEMGATE_KEEP_RAW_TOKENS", 4_000),
-        observation_budget_tokens=_int(env, "MEMGATE_OBSERVATION_BUDGET_TOKENS", 40_000),
-        observer_debounce_ms=_int(env, "MEMGATE_OBSERVER_DEBOUNCE_MS", 500),
-        observer_max_batch=max(1, _int(env, "MEMGATE_OBSERVER_MAX_BATCH", 32)),
-        observer_concurrency=max(1, _int(env, "MEMGATE_OBSERVER_CONCURRENCY", 8)),
-        max_body_bytes=_int(env, "MEMGATE_MAX_BODY_BYTES", 4 * 1024 * 1024),
-        health_port=_int(env, "MEMGATE_HEALTH_PORT", 8081),
-        traces_file=Path(traces) if traces else None,
-        log_level=env.get("MEMGATE_LOG_LEVEL", "INFO").upper(),
-    )
+    given: dict[str, object] = {}
+    for field in msgspec.structs.fields(Settings):
+        raw = env.get(env_name(field.name))
+        if raw:
+            given[field.name] = raw
+    try:  # (strings to numbers; paths by `_path`)
+        settings = msgspec.convert(given, Settings, strict=False, dec_hook=_path)
+    except msgspec.ValidationError as exc:
+        problem, _, where = str(exc).partition(" - at `$.")
+        name, wanted = where.rstrip("`"), problem.partition("`")[2].partition("`")[0]
+        kind = {"int": "an integer", "float": "a number"}.get(wanted, wanted or "valid")
+        raise SettingsError(f"{env_name(name)} must be {kind}, got {given.get(name)!r}") from None
+    if settings.auth_cache_seconds < 0:
+        raise SettingsError(f"MEMGATE_AUTH_CACHE_SECONDS must not be negative, got {settings.auth_cache_seconds!r}")
+    changes: dict[str, object] = {
+        "data_dir": settings.data_dir.resolve(),
+        "log_level": settings.log_level.upper(),
+        **{name: getattr(settings, name) or None for name in _ZERO_IS_UNSET},
+        **{name: max(1, getattr(settings, name)) for name in _AT_LEAST_ONE},
+    }
+    return msgspec.structs.replace(settings, **changes)

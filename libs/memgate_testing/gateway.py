@@ -23,7 +23,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class GatewayProcess:
+class _Reachable:
+    """Where a gateway's HTTP API is, and how to authenticate to it."""
+
+    port: int
+    api_key: str
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    def headers(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.api_key}"}
+
+
+class GatewayProcess(_Reachable):
     """Starts `memgate up` on a data dir and waits until /readyz says ready."""
 
     def __init__(self, data_dir: Path, *, provider_url: str | None = None, env: dict[str, str] | None = None,
@@ -45,19 +63,11 @@ class GatewayProcess:
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        return self.url + "/v1"
-
     def start(self, timeout: float = 90.0) -> GatewayProcess:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
         started_at = log.tell()  # the log is appended to across restarts: look at this run's part
-        self.proc = subprocess.Popen([str(Path(sys.executable).parent / "memgate"), "up"], env=self.env,
+        self.proc = subprocess.Popen([_memgate(), "up"], env=self.env,
                                      stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -99,11 +109,8 @@ class GatewayProcess:
 
     def memgate(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Run another `memgate` command with this gateway's configuration."""
-        return subprocess.run([str(Path(sys.executable).parent / "memgate"), *args], env=self.env,
+        return subprocess.run([_memgate(), *args], env=self.env,
                               capture_output=True, text=True, timeout=timeout)
-
-    def headers(self, key: str | None = None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {key or self.api_key}"}
 
     def __enter__(self) -> GatewayProcess:
         return self.start()
@@ -112,7 +119,7 @@ class GatewayProcess:
         self.stop()
 
 
-class SplitServices:
+class SplitServices(_Reachable):
     """The Kubernetes shape as subprocesses: `memgate migrate`, then `memgate edge`, `observer`
     and `context` on one Postgres, one NATS and one Qdrant server. Offers what tests use of a
     `GatewayProcess` (URLs, the key, `headers`, `runtime`, `memgate`), so one test can run
@@ -138,14 +145,6 @@ class SplitServices:
             **(env or {}),
         }
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def base_url(self) -> str:
-        return self.url + "/v1"
 
     def start(self, timeout: float = 90.0) -> SplitServices:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -198,9 +197,6 @@ class SplitServices:
 
     def memgate(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run([_memgate(), *args], env=self.env, capture_output=True, text=True, timeout=timeout)
-
-    def headers(self, key: str | None = None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {key or self.api_key}"}
 
 
 def _memgate() -> str:

@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable
 
-from memgate_core.config import Settings, load_settings
+from memgate_core.config import Settings, SettingsError, load_settings
 
 log = logging.getLogger("memgate")
 
@@ -134,7 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise SystemExit(f"memgate: {exc}") from None
     _setup_logging(settings)
     if args.command == "up":
         return cmd_up(settings)

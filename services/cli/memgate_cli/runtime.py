@@ -15,8 +15,7 @@ from functools import partial
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import uvicorn
-from litestar import Litestar, get
-from litestar.response import Response
+from litestar import Litestar
 
 from memgate_bus import Bus
 from memgate_core.config import Settings
@@ -24,7 +23,7 @@ from memgate_core.errors import GatewayError
 from memgate_core.tokens import count_tokens
 from memgate_providers import ConfigError, ProviderClient
 from memgate_store import Stores
-from memgate_telemetry.metrics import render
+from memgate_telemetry.health import Readiness, health_routes
 from memgate_vectors import Embedder, RemoteEmbedder, VectorIndex, open_vector_index
 
 if TYPE_CHECKING:
@@ -69,7 +68,7 @@ class Runtime:
             raise
         return cls(settings, stores, bus, index, embedder, providers)
 
-    def readiness(self) -> dict:  # type: ignore[type-arg]
+    def readiness(self) -> Readiness:
         async def nats_ready() -> bool:
             return self.bus.connected
 
@@ -156,24 +155,7 @@ def build_edge(runtime: Runtime, *, notices: list[str], observer_name: str,
 
 def health_app(runtime: Runtime) -> Litestar:
     """The small HTTP surface of the observer and context services (probes and metrics)."""
-    checks = runtime.readiness()
-
-    @get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @get("/readyz")
-    async def readyz() -> Response[dict[str, object]]:
-        results = {name: await check() for name, check in checks.items()}
-        ok = all(results.values())
-        return Response({"status": "ready" if ok else "not_ready", "checks": results}, status_code=200 if ok else 503)
-
-    @get("/metrics")
-    async def metrics() -> Response[bytes]:
-        body, content_type = render()
-        return Response(body, media_type=content_type)
-
-    return Litestar([healthz, readyz, metrics], openapi_config=None, logging_config=None)
+    return Litestar(health_routes(runtime.readiness()), openapi_config=None, logging_config=None)
 
 
 class _Server(uvicorn.Server):

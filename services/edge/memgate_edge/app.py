@@ -16,16 +16,17 @@ from memgate_edge.chat.controller import ChatController
 from memgate_edge.dashboard.controller import DashboardController
 from memgate_edge.deps import EdgeDeps
 from memgate_edge.errors import EXCEPTION_HANDLERS
-from memgate_edge.health import HealthController
 from memgate_edge.memory.controller import MemoryController
 from memgate_edge.memory.service import MemoryService
+from memgate_telemetry.health import health_routes
 
 
 def create_app(deps: EdgeDeps) -> Litestar:
     memory = MemoryService(deps.stores, deps.index, deps.embedder, deps.recorder, deps.bindings)
     admin = AdminService(deps.stores, deps.auth)
     return Litestar(
-        route_handlers=[ChatController, MemoryController, AdminController, DashboardController, HealthController],
+        route_handlers=[ChatController, MemoryController, AdminController, DashboardController,
+                        *health_routes(deps.readiness)],
         dependencies={
             "deps": Provide(lambda: deps, use_cache=True, sync_to_thread=False),
             "memory": Provide(lambda: memory, use_cache=True, sync_to_thread=False),

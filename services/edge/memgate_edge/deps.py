@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 import msgspec
 
 from memgate_core.config import Settings
@@ -14,6 +12,7 @@ from memgate_edge.chat.service import ChatService
 from memgate_edge.ratelimit import RateLimiter
 from memgate_edge.usage import UsageRecorder
 from memgate_store import Stores
+from memgate_telemetry.health import Readiness
 from memgate_vectors import Embedder, VectorIndex
 
 
@@ -27,7 +26,7 @@ class EdgeDeps(msgspec.Struct):
     index: VectorIndex
     embedder: Embedder
     # Checks /readyz runs, by name (database, nats, vectors...).
-    readiness: dict[str, Callable[[], Awaitable[bool]]]
+    readiness: Readiness
     limiter: RateLimiter  # per-key limits, shared by every replica
     usage: UsageRecorder  # per-request usage, buffered and written in the background
     notices: list[str] = msgspec.field(default_factory=list)  # shown in the dashboard

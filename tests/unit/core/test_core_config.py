@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from memgate_core.config import Settings, load_settings
+from memgate_core.config import Settings, SettingsError, load_settings
 
 
 def test_defaults_from_empty_env() -> None:
@@ -73,8 +73,8 @@ def test_embedded_when_only_one_external_service() -> None:
 
 
 @pytest.mark.parametrize("name", ["MEMGATE_HTTP_PORT", "MEMGATE_CONTEXT_TIMEOUT_MS", "MEMGATE_KEEP_RAW_TOKENS"])
-def test_bad_integer_exits_naming_the_variable(name: str) -> None:
-    with pytest.raises(SystemExit) as info:
+def test_bad_integer_is_refused_naming_the_variable(name: str) -> None:
+    with pytest.raises(SettingsError) as info:
         load_settings({name: "12abc"})
     assert name in str(info.value)
     assert "'12abc'" in str(info.value)
@@ -85,3 +85,10 @@ def test_settings_are_frozen() -> None:
     assert isinstance(s, Settings)
     with pytest.raises(AttributeError):
         s.http_port = 1  # type: ignore[misc]
+
+
+def test_zero_means_unset_and_counts_stay_positive() -> None:
+    s = load_settings({"MEMGATE_DEFAULT_RPM": "0", "MEMGATE_OBSERVER_MAX_BATCH": "0", "MEMGATE_LOG_LEVEL": "debug"})
+    assert (s.default_rpm, s.observer_max_batch, s.log_level) == (None, 1, "DEBUG")
+    with pytest.raises(SettingsError, match="MEMGATE_AUTH_CACHE_SECONDS"):
+        load_settings({"MEMGATE_AUTH_CACHE_SECONDS": "-1"})
