@@ -151,15 +151,16 @@ class ThreadRepository:
             tenant, thread_id, resource_id,
         ))
 
-    async def record(self, exchange: ExchangeCompleted, *, traceparent: str = "") -> int:
+    async def record(self, exchange: ExchangeCompleted, *, traceparent: str = "", begun_at: float | None = None) -> int:
         """Store an exchange's messages and its outbox row, durably, in one transaction;
-        returns how many messages were new (0: a retry, or its thread was deleted meanwhile)."""
+        returns how many messages were new (0: a retry, or its thread was deleted after
+        `begun_at`, when the request began: by default the exchange's `started_at`)."""
         if not exchange.messages:
             return 0
-        return int(await self.db.pool.fetchval(_RECORD_EXCHANGE, *_record_arguments(exchange, traceparent)))
+        return int(await self.db.pool.fetchval(_RECORD_EXCHANGE, *_record_arguments(exchange, traceparent, begun_at)))
 
     async def record_many(self, exchanges: Sequence[ExchangeCompleted], *,
-                          traceparents: Sequence[str] | None = None) -> list[int]:
+                          traceparents: Sequence[str] | None = None, begun_at: float | None = None) -> list[int]:
         """`record` for several exchanges in one transaction and one round trip: all or
         nothing (`RecordRefused` when Postgres refused a statement, not when it could not be
         reached). A thread's exchanges are stored in the order given."""
@@ -173,7 +174,7 @@ class ThreadRepository:
             async with self.db.pool.acquire() as connection, connection.transaction():
                 try:
                     rows = await connection.fetchmany(_RECORD_EXCHANGE,
-                                                      [_record_arguments(e, parents[i]) for i, e in todo])
+                                                      [_record_arguments(e, parents[i], begun_at) for i, e in todo])
                 except asyncpg.PostgresError as exc:
                     if exc.sqlstate[:2] in _REFUSALS:
                         raise RecordRefused(f"{type(exc).__name__}: {exc}") from exc
@@ -317,7 +318,7 @@ class ThreadRepository:
         return [r["thread_id"] for r in deleted]
 
 
-def _record_arguments(exchange: ExchangeCompleted, traceparent: str) -> tuple[object, ...]:
+def _record_arguments(exchange: ExchangeCompleted, traceparent: str, begun_at: float | None) -> tuple[object, ...]:
     """`_RECORD_EXCHANGE`'s parameters: the messages go as one array per column."""
     messages = exchange.messages
     rows = [
@@ -326,5 +327,5 @@ def _record_arguments(exchange: ExchangeCompleted, traceparent: str) -> tuple[ob
         for m in messages
     ]
     return (exchange.tenant, exchange.thread_id, exchange.resource_id, exchange.exchange_id, *map(list, zip(*rows)),
-            datetime.fromtimestamp(min(m.created_at for m in messages), UTC),
+            datetime.fromtimestamp(exchange.started_at if begun_at is None else begun_at, UTC),
             exchange_encoder.encode(exchange.recorded()), traceparent)

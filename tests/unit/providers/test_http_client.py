@@ -1,4 +1,4 @@
-"""memgate's upstream HTTP/1.1 client against real sockets: scripted servers, TLS, the fake provider."""
+"""memgate's upstream HTTP client against real sockets: scripted servers, TLS, proxies, the fake provider."""
 
 from __future__ import annotations
 
@@ -17,8 +17,7 @@ from memgate_providers.http import (
     ReadTimeout,
     RemoteProtocolError,
     Request,
-    _Proxy,
-    _target,
+    proxy_for,
 )
 from memgate_testing.fake_provider import FakeProvider
 
@@ -119,10 +118,11 @@ async def test_keep_alive_reuses_one_connection(client: HTTPClient) -> None:
             assert await response.aread() == b'{"ok":true}'
             await response.aclose()
     assert server.connections == 1 and len(server.requests) == 5
-    first = server.requests[0]
-    assert first.startswith(b"POST /v1/chat/completions HTTP/1.1\r\n")
-    assert b"\r\nhost: 127.0.0.1:" in first and b"\r\nauthorization: Bearer k\r\n" in first
+    first = server.requests[0].lower()  # (header names are case-insensitive)
+    assert first.startswith(b"post /v1/chat/completions http/1.1\r\n")
+    assert b"\r\nhost: 127.0.0.1:" in first and b"\r\nauthorization: bearer k\r\n" in first
     assert b"\r\ncontent-length: 7\r\n" in first and first.endswith(b'\r\n\r\n{"x":1}')
+    assert b"\r\nuser-agent: memgate\r\n" in first and b"\r\naccept-encoding: identity\r\n" in first
 
 
 async def test_chunked_body_streams_piece_by_piece(client: HTTPClient) -> None:
@@ -435,8 +435,8 @@ async def test_https_goes_through_a_connect_tunnel() -> None:
             await client.aclose()
         assert len(proxy.heads) == 1 and len(seen) == 2
         assert proxy.heads[0].startswith(f"CONNECT provider.test:{port} HTTP/1.1\r\n".encode())
-        assert b"proxy-authorization: Basic dXNlcjpzQGNyZXQ=\r\n" in proxy.heads[0]  # user:s@cret
-        assert seen[0].startswith(b"GET /v1/models HTTP/1.1\r\n") and b"proxy-authorization" not in seen[0]
+        assert b"proxy-authorization: basic dxnlcjpzqgnyzxq=\r\n" in proxy.heads[0].lower()  # user:s@cret
+        assert seen[0].startswith(b"GET /v1/models HTTP/1.1\r\n") and b"proxy-authorization" not in seen[0].lower()
     finally:
         origin.close()
 
@@ -457,18 +457,19 @@ async def test_plain_http_is_forwarded_in_absolute_form() -> None:
         await client.aclose()
     head = server.requests[0]
     assert head.startswith(f"POST {url} HTTP/1.1\r\n".encode())
-    assert b"\r\nproxy-authorization: Basic " in head
+    assert b"\r\nproxy-authorization: basic " in head.lower()
 
 
 def test_which_hosts_go_through_the_proxy() -> None:
     proxies = {"http": "http://proxy.corp:3128", "https": "http://proxy.corp:3128", "no": "internal.example,.svc"}
-    assert _target("https://api.openai.com/v1/chat/completions", proxies).proxy == _Proxy("proxy.corp", 3128, None)
-    assert _target("http://vllm.svc:8000/v1/models", proxies).proxy is None  # NO_PROXY suffix
-    assert _target("http://internal.example/v1", proxies).proxy is None  # NO_PROXY host
-    for local in ("http://127.0.0.1:11434/v1", "http://localhost:8000/v1", "http://[::1]:8000/v1"):
-        assert _target(local, proxies).proxy is None  # loopback never goes through a proxy
-    assert _target("https://api.openai.com/v1", {**proxies, "no": "*"}).proxy is None
-    assert _target("https://api.openai.com/v1", {}).proxy is None
+    through = proxy_for("https", "api.openai.com", proxies)
+    assert through is not None and (through.url, through.authorization) == ("http://proxy.corp:3128", None)
+    assert proxy_for("http", "vllm.svc", proxies) is None  # NO_PROXY suffix
+    assert proxy_for("http", "internal.example", proxies) is None  # NO_PROXY host
+    for local in ("127.0.0.1", "localhost", "::1"):
+        assert proxy_for("http", local, proxies) is None  # loopback never goes through a proxy
+    assert proxy_for("https", "api.openai.com", {**proxies, "no": "*"}) is None
+    assert proxy_for("https", "api.openai.com", {}) is None
 
 
 async def test_proxy_refusals_and_unsupported_proxies() -> None:

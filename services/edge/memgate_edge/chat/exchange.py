@@ -98,13 +98,15 @@ class ExchangeRecorder:
             interrupted=interrupted, usage=usage,
         )])
 
-    async def record(self, exchanges: Sequence[ExchangeCompleted]) -> list[int]:
+    async def record(self, exchanges: Sequence[ExchangeCompleted], *, begun_at: float | None = None) -> list[int]:
         """Store exchanges with their outbox rows; how many messages of each were new. Raises
         if Postgres did not take them: then nothing of them is stored. Several at once (an
-        import) are one transaction of their own, all or nothing."""
+        import, whose request `begun_at`: its messages' dates are history) are one transaction
+        of their own, all or nothing."""
         traceparent = inject_headers({}).get("traceparent", "")
-        if len(exchanges) != 1:
-            counts = await self.threads.record_many(exchanges, traceparents=[traceparent] * len(exchanges))
+        if len(exchanges) != 1 or begun_at is not None:
+            counts = await self.threads.record_many(exchanges, traceparents=[traceparent] * len(exchanges),
+                                                    begun_at=begun_at)
             self.relay.wake()
             return counts
         recorded: asyncio.Future[int] = asyncio.get_running_loop().create_future()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from memgate_core.errors import InvalidRequest, NotFound
@@ -42,6 +43,7 @@ class MemoryService:
         """Record validated messages (see `memory.imports`) as chat would, as exchanges, all
         in one transaction. The thread is created for `resource_id` if it does not exist
         (400 without one); bound to another resource, it is a 404."""
+        begun_at = time.time()  # a delete of the thread before this request does not refuse its old-dated messages
         if resource_id is None:
             found = await self.stores.threads.get(tenant, thread_id)
             if found is None:
@@ -52,7 +54,7 @@ class MemoryService:
             await self.bindings.check(tenant, thread_id, resource_id, param="resource_id")
         exchanges = group_exchanges(records)
         await self.recorder.record([exchange_event(tenant, thread_id, resource_id, messages)
-                                    for messages in exchanges])
+                                    for messages in exchanges], begun_at=begun_at)
         return {"object": "list", "thread_id": thread_id, "resource_id": resource_id,
                 "data": [stored_view(r) for r in records], "exchanges": len(exchanges)}
 
