@@ -124,6 +124,7 @@ def test_the_memory_api_counts_against_the_keys_limit(gw: GatewayProcess) -> Non
                httpx.post(f"{gw.base_url}/memory/search", headers=auth, json={"resource_id": "r1", "query": "x" * 1000}),
                httpx.get(f"{gw.base_url}/memory/resources", headers=auth)]
     assert [a.status_code for a in answers] == [200, 200, 429]
+    assert [a.headers["x-ratelimit-remaining"] for a in answers] == ["1", "0", "0"]  # on every answer
     assert _error(answers[2], 429, "rate_limit_error")["code"] == "rate_limit_exceeded"
     assert 1 <= int(answers[2].headers["retry-after"]) <= 60
 

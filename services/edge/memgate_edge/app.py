@@ -10,6 +10,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.template import TemplateConfig
 
+from memgate_edge.access import provide_operator, provide_principal, rate_limit_headers
 from memgate_edge.admin.controller import AdminController
 from memgate_edge.admin.service import AdminService
 from memgate_edge.chat.controller import ChatController
@@ -31,7 +32,10 @@ def create_app(deps: EdgeDeps) -> Litestar:
             "deps": Provide(lambda: deps, use_cache=True, sync_to_thread=False),
             "memory": Provide(lambda: memory, use_cache=True, sync_to_thread=False),
             "admin": Provide(lambda: admin, use_cache=True, sync_to_thread=False),
+            "principal": Provide(provide_principal),
+            "operator": Provide(provide_operator),
         },
+        before_send=[rate_limit_headers],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=deps.settings.max_body_bytes,
         template_config=TemplateConfig(

@@ -14,9 +14,9 @@ from litestar.params import Parameter
 
 from memgate_core.errors import InvalidRequest
 from memgate_core.ids import validate_id
+from memgate_edge.auth import Principal
 from memgate_edge.body import decode_body
 from memgate_edge.chat.request import QUERY_CHARS
-from memgate_edge.deps import EdgeDeps
 from memgate_edge.memory.imports import parse_import
 from memgate_edge.memory.service import MemoryService
 
@@ -36,79 +36,74 @@ def _page(data: list[Any]) -> dict[str, Any]:
 class MemoryController(Controller):
     path = "/v1/memory"
 
-    async def _tenant(self, request: Request[Any, Any, Any], deps: EdgeDeps) -> str:
-        principal = await deps.auth.authenticate(dict(request.headers))
-        await deps.limiter.enforce(principal)  # the key's limit counts memory calls as chat calls (429 over it)
-        return principal.tenant
-
     @get("/threads")
     async def list_threads(
-        self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService,
+        self, request: Request[Any, Any, Any], principal: Principal, memory: MemoryService,
         resource_id: str | None = None, limit: int = Parameter(default=50, ge=1, le=500),
         offset: int = Parameter(default=0, ge=0, le=MAX_OFFSET),
     ) -> dict[str, Any]:
         """List threads, newest first, optionally of one resource."""
-        tenant = await self._tenant(request, deps)
+        tenant = principal.tenant
         if resource_id is not None:
             validate_id(resource_id, "resource_id")
         return _page(await memory.threads(tenant, resource_id, limit, offset))
 
     @get("/threads/{thread_id:str}")
-    async def get_thread(self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService,
+    async def get_thread(self, request: Request[Any, Any, Any], principal: Principal, memory: MemoryService,
                          thread_id: str) -> Any:
         """One thread with its message and observation counts."""
-        return await memory.thread(await self._tenant(request, deps), validate_id(thread_id, "thread_id"))
+        return await memory.thread(principal.tenant, validate_id(thread_id, "thread_id"))
 
     @get("/threads/{thread_id:str}/messages")
     async def thread_messages(
-        self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService, thread_id: str,
+        self, request: Request[Any, Any, Any], principal: Principal, memory: MemoryService, thread_id: str,
         limit: int = Parameter(default=1000, ge=1, le=10_000),
     ) -> dict[str, Any]:
         """A thread's messages, oldest first."""
-        return _page(await memory.messages(await self._tenant(request, deps), validate_id(thread_id, "thread_id"),
+        return _page(await memory.messages(principal.tenant, validate_id(thread_id, "thread_id"),
                                            limit))
 
     @post("/threads/{thread_id:str}/messages", status_code=201)
-    async def import_messages(self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService,
+    async def import_messages(self, request: Request[Any, Any, Any], principal: Principal, memory: MemoryService,
                               thread_id: str) -> dict[str, Any]:
         """Import past messages with their times; they are observed as if chatted."""
-        tenant = await self._tenant(request, deps)
+        tenant = principal.tenant
         resource_id, records = parse_import(await request.body())
         return await memory.import_messages(tenant, validate_id(thread_id, "thread_id"), resource_id, records)
 
     @get("/threads/{thread_id:str}/observations")
-    async def thread_observations(self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService,
+    async def thread_observations(self, request: Request[Any, Any, Any], principal: Principal, memory: MemoryService,
                                   thread_id: str) -> dict[str, Any]:
         """A thread's observations, with provenance (source message ids)."""
-        return _page(await memory.observations(await self._tenant(request, deps), validate_id(thread_id, "thread_id")))
+        return _page(await memory.observations(principal.tenant, validate_id(thread_id, "thread_id")))
 
     @delete("/threads/{thread_id:str}", status_code=200)
-    async def delete_thread(self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService,
+    async def delete_thread(self, request: Request[Any, Any, Any], principal: Principal, memory: MemoryService,
                             thread_id: str) -> dict[str, Any]:
         """Delete a thread: its messages, observations and vectors."""
-        await memory.delete_thread(await self._tenant(request, deps), validate_id(thread_id, "thread_id"))
+        await memory.delete_thread(principal.tenant, validate_id(thread_id, "thread_id"))
         return {"id": thread_id, "object": "thread", "deleted": True}
 
     @get("/resources")
     async def list_resources(
-        self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService,
+        self, request: Request[Any, Any, Any], principal: Principal, memory: MemoryService,
         limit: int = Parameter(default=100, ge=1, le=1000), offset: int = Parameter(default=0, ge=0, le=MAX_OFFSET),
     ) -> dict[str, Any]:
         """List resources (users, entities) with their thread counts."""
-        return _page(await memory.resources(await self._tenant(request, deps), limit, offset))
+        return _page(await memory.resources(principal.tenant, limit, offset))
 
     @delete("/resources/{resource_id:str}", status_code=200)
-    async def delete_resource(self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService,
+    async def delete_resource(self, request: Request[Any, Any, Any], principal: Principal, memory: MemoryService,
                               resource_id: str) -> dict[str, Any]:
         """Delete a resource and every thread, message, observation and vector of it."""
-        count = await memory.delete_resource(await self._tenant(request, deps),
+        count = await memory.delete_resource(principal.tenant,
                                              validate_id(resource_id, "resource_id"))
         return {"id": resource_id, "object": "resource", "deleted": True, "threads_deleted": count}
 
     @post("/search", status_code=200)
-    async def search(self, request: Request[Any, Any, Any], deps: EdgeDeps, memory: MemoryService) -> dict[str, Any]:
+    async def search(self, request: Request[Any, Any, Any], principal: Principal, memory: MemoryService) -> dict[str, Any]:
         """Hybrid search over a resource's messages and observations."""
-        tenant = await self._tenant(request, deps)
+        tenant = principal.tenant
         body = decode_body(await request.body(), SearchRequest, what="search request")
         if not 1 <= body.limit <= 100:
             raise InvalidRequest("'limit' must be between 1 and 100.", param="limit")
