@@ -24,6 +24,7 @@ ALTER TABLE messages ADD COLUMN name text;
 -- serialised (as they were to keep `seq` in commit order), and commit together.
 ALTER TABLE messages ADD COLUMN txid bigint NOT NULL DEFAULT (pg_current_xact_id()::text::bigint);
 CREATE INDEX messages_by_thread_txid ON messages (tenant, thread_id, txid);
+DROP INDEX messages_by_thread_seq;  -- (what readers used before; every store paid for it)
 
 -- Readers find new messages by `txid`; the per-thread counter that every store bumped
 -- (and so serialised on) is gone.

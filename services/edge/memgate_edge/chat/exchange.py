@@ -121,8 +121,11 @@ class ExchangeRecorder:
         while self._waiting:
             batch, self._waiting = self._waiting[:BATCH_SIZE], self._waiting[BATCH_SIZE:]
             try:
-                counts = await self.threads.record_many([w.exchange for w in batch],
-                                                        traceparents=[w.traceparent for w in batch])
+                if len(batch) == 1:  # (one statement, its own transaction: one round trip)
+                    counts = [await self.threads.record(batch[0].exchange, traceparent=batch[0].traceparent)]
+                else:
+                    counts = await self.threads.record_many([w.exchange for w in batch],
+                                                            traceparents=[w.traceparent for w in batch])
             except RecordRefused as refused:  # all or nothing: the others are not to blame
                 log.warning("Postgres refused a batch of %d exchanges (%s); recording them one by one",
                             len(batch), refused)
