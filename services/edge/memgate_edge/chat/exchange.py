@@ -81,7 +81,8 @@ class ExchangeRecorder:
         self.threads = threads
         self.relay = relay
         self._background: set[asyncio.Task[Any]] = set()
-        self._waiting: list[_Waiting] = []
+        self._waiting: list[_Waiting] = []  # finished while another recording ran: recorded together next
+        self._busy = False  # a recording is under way
         self._flusher: asyncio.Task[None] | None = None
 
     async def finish(
@@ -109,15 +110,33 @@ class ExchangeRecorder:
                                                     begun_at=begun_at)
             self.relay.wake()
             return counts
+        exchange = exchanges[0]
+        if not self._busy:  # nothing being recorded: this one goes now, from the request itself
+            self._busy = True
+            try:
+                return [await self.threads.record(exchange, traceparent=traceparent)]
+            finally:
+                self._busy = False
+                self.relay.wake()
+                if self._waiting:
+                    self._start_flusher()
         recorded: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         recorded.add_done_callback(_retrieved)  # (its request may be gone, and not ask)
-        self._waiting.append(_Waiting(exchanges[0], traceparent, recorded))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush(), context=contextvars.Context())  # (no request's)
+        self._waiting.append(_Waiting(exchange, traceparent, recorded))
         return [await asyncio.shield(recorded)]  # (a cancelled request's exchange is still recorded)
+
+    def _start_flusher(self) -> None:
+        self._busy = True
+        self._flusher = asyncio.create_task(self._flush(), context=contextvars.Context())  # (no request's)
 
     async def _flush(self) -> None:
         """Record waiting exchanges, a batch per transaction, until none is left."""
+        try:
+            await self._flush_waiting()
+        finally:
+            self._busy = False
+
+    async def _flush_waiting(self) -> None:
         while self._waiting:
             batch, self._waiting = self._waiting[:BATCH_SIZE], self._waiting[BATCH_SIZE:]
             try:
