@@ -60,7 +60,3 @@ class OutboxRepository:
             await self.db.pool.execute(
                 "UPDATE outbox SET claimed_until = now() + make_interval(secs => $2) WHERE id = ANY($1::bigint[])",
                 list(ids), after_seconds)
-
-    async def backlog(self) -> int:
-        """Rows not published yet (claimed or not)."""
-        return int(await self.db.pool.fetchval("SELECT count(*) FROM outbox"))

@@ -245,17 +245,22 @@ class ThreadRepository:
         )
         return StoredMessage(**dict(row)) if row else None
 
-    async def versions(self, tenant: str, thread_id: str, resource_id: str) -> ThreadVersions | None:
-        """The thread's change counters, and whether its resource has other threads."""
+    async def versions(self, tenant: str, thread_id: str, resource_id: str) -> tuple[ThreadVersions | None, Unseen]:
+        """The thread's change counters, whether its resource has other threads, and what
+        this read cannot see (reads after it, and `changes` from it, find the rest)."""
         row = await self.db.pool.fetchrow(
             f"""
-            SELECT created_at, observations_version,
-                   {_RELATED}
-            FROM threads WHERE tenant = $1 AND thread_id = $2
+            SELECT {_UNSEEN}, thread.* FROM (SELECT 1) AS one LEFT JOIN LATERAL (
+                SELECT created_at, observations_version, {_RELATED}
+                FROM threads WHERE tenant = $1 AND thread_id = $2
+            ) AS thread ON true
             """,
             tenant, thread_id, resource_id,
         )
-        return ThreadVersions(**dict(row)) if row else None
+        unseen = Unseen(row["xmax"], row["xip"])
+        if row["created_at"] is None:
+            return None, unseen
+        return ThreadVersions(row["created_at"], row["observations_version"], row["related"]), unseen
 
     async def changes(
         self, tenant: str, thread_id: str, resource_id: str, unseen: Unseen
@@ -284,12 +289,6 @@ class ThreadRepository:
         versions = ThreadVersions(first["thread_created_at"], first["observations_version"], first["related"])
         fresh = [StoredMessage(*(r[c] for c in _MESSAGE_FIELDS)) for r in rows if r["id"] is not None]
         return versions, sorted(fresh, key=lambda m: (m.created_at, m.id)), Unseen(first["xmax"], first["xip"])
-
-    async def unseen(self) -> Unseen:
-        """What a read now cannot see yet: take it before a read, and `changes` after it
-        finds whatever that read missed."""
-        row = await self.db.pool.fetchrow(f"SELECT {_UNSEEN}")
-        return Unseen(row["xmax"], row["xip"])
 
     async def delete(self, tenant: str, thread_id: str) -> bool:
         return bool(await self._delete_where("thread_id", tenant, thread_id))

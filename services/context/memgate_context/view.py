@@ -111,7 +111,7 @@ class ThreadViews:
         if view is not None:  # the usual case: the counters and any new messages, one round trip
             versions, fresh, unseen = await self.stores.threads.changes(tenant, thread_id, resource_id, view.unseen)
         else:
-            versions, fresh, unseen = await self.stores.threads.versions(tenant, thread_id, resource_id), [], Unseen(0, [])
+            (versions, unseen), fresh = await self.stores.threads.versions(tenant, thread_id, resource_id), []
         if versions is None:
             self._views.pop(key, None)
             return None
@@ -119,7 +119,7 @@ class ThreadViews:
                 and view.observations_version == versions.observations_version):
             new = [m for m in fresh if m.id not in view.ids]  # (a load may have read some already)
             if new:
-                self._append(view, new)
+                self._append_lines(view, [message_line(m) for m in new])
                 self.appends += 1
             else:
                 self.hits += 1
@@ -129,7 +129,7 @@ class ThreadViews:
             if key in self._views:  # (unless forgotten meanwhile)
                 self._views.move_to_end(key)
             return view
-        view = await self._load(tenant, thread_id, versions)
+        view = await self._load(tenant, thread_id, versions, unseen)
         view.related = versions.related
         view.read_at = read_at
         self._views[key] = view
@@ -139,8 +139,9 @@ class ThreadViews:
         self.loads += 1
         return view
 
-    async def _load(self, tenant: str, thread_id: str, versions: ThreadVersions) -> ThreadView:
-        unseen = await self.stores.threads.unseen()  # first: what commits after comes as deltas
+    async def _load(self, tenant: str, thread_id: str, versions: ThreadVersions, unseen: Unseen) -> ThreadView:
+        """`unseen`: of the read that found `versions`, before these: what commits after it
+        comes as deltas (some of it maybe twice, and skipped by id)."""
         observations = await self.stores.observations.for_thread(tenant, thread_id, active_only=True)
         messages = await self.stores.threads.messages(tenant, thread_id, limit=RECENT_MESSAGE_LIMIT, uncovered_only=True)
         lines = []
@@ -150,10 +151,6 @@ class ThreadViews:
             lines.append(ObservationLine(item, observation_line(item, o.tokens)))
         return ThreadView(versions.created_at, versions.observations_version, False, lines,
                           [message_line(m) for m in messages], unseen=unseen, ids={m.id for m in messages})
-
-    @classmethod
-    def _append(cls, view: ThreadView, fresh: list[StoredMessage]) -> None:
-        cls._append_lines(view, [message_line(m) for m in fresh])
 
     @staticmethod
     def _append_lines(view: ThreadView, lines: list[MessageLine]) -> None:

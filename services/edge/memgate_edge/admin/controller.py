@@ -13,6 +13,9 @@ from memgate_store import UsageReport
 
 
 class AdminController(Controller):
+    """Every handler takes `operator`: the dependency (memgate_edge.access) that lets only
+    admin keys in, within their rate limit."""
+
     path = "/v1/admin"
     tags = ("admin",)
 
