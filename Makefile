@@ -62,7 +62,9 @@ test: install-test browser clients-node
 bench: install-test
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null 2>&1; } || \
 	  (apt-get update -qq && apt-get install -y -qq wrk >/dev/null) || echo "make: wrk not available"
-	cd bench && ../$(BIN)/python gateway.py
+	@if [ -n "$(BASELINE)" ]; then \
+	  rm -rf .bench/baseline && mkdir -p .bench && git archive --prefix=baseline/ "$(BASELINE)" | tar -x -C .bench; fi
+	cd bench && ../$(BIN)/python gateway.py $(if $(BASELINE),--baseline ../.bench/baseline)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -12,18 +12,26 @@ turns serialise on the thread's row and view), and spread over --threads convers
 that each hold the same history (what many users at once look like).
 
     make bench            # or: .venv/bin/python bench/gateway.py [--rate 100] [--seconds 10]
+
+Side by side with another revision, in one run (`--baseline DIR`: a checkout of it; its
+gateway runs on this environment's packages, with its own code first on the path):
+
+    make bench BASELINE=<git revision>
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from load import fixed_rate, saturation
+import psutil
+from load import Latencies, fixed_rate, saturation
 
 from memgate_testing.fake_provider import FakeProviderProcess
 from memgate_testing.gateway import GatewayProcess
@@ -83,6 +91,65 @@ def recorded(gateway: GatewayProcess, threads: list[str], timeout: float = 120.0
             time.sleep(0.5)
 
 
+@dataclass
+class Measured:
+    """One gateway's figures: a row per path (fixed rate, streamed, saturation)."""
+
+    name: str
+    gateway: GatewayProcess
+    cold_s: float
+    rows: dict[str, tuple[Latencies, Latencies, float]] = field(default_factory=dict)
+    spread_rps: float = float("nan")
+    accounting: str = ""
+
+
+def source_path(checkout: Path) -> str:
+    """PYTHONPATH that runs a checkout's memgate instead of this one's (its own packages first)."""
+    return os.pathsep.join(str(checkout / part) for part in
+                           ("libs", "services/edge", "services/observer", "services/context", "services/cli"))
+
+
+def start(tmp: Path, name: str, provider_url: str, checkout: Path | None) -> Measured:
+    env = {"MEMGATE_OBSERVER_MODEL": "local", "MEMGATE_LOG_LEVEL": "WARNING"}
+    if checkout is not None:
+        env["PYTHONPATH"] = source_path(checkout)
+    started = time.perf_counter()
+    gateway = GatewayProcess(tmp / name, provider_url=provider_url, env=env, traces=False).start()
+    return Measured(name, gateway, time.perf_counter() - started)
+
+
+def settle(gateway: GatewayProcess, *, quiet: float = 0.05, timeout: float = 120.0) -> None:
+    """Wait until the gateway and its engines are idle (its observer has caught up), so the
+    next measurement, of this gateway or the other, does not share the CPU with its backlog."""
+    processes = [psutil.Process(gateway.proc.pid)] if gateway.proc else []
+    processes += processes[0].children(recursive=True) if processes else []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = _cpu_seconds(processes)
+        time.sleep(1.0)
+        after = _cpu_seconds(processes)
+        if sum(after[pid] - before[pid] for pid in after.keys() & before.keys()) < quiet:
+            return
+
+
+def _cpu_seconds(processes: list[psutil.Process]) -> dict[int, float]:
+    seconds = {}
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:  # (ended meanwhile)
+            continue
+        seconds[process.pid] = times.user + times.system
+    return seconds
+
+
+def measure_row(url: str, headers: dict[str, str], body: dict, args: argparse.Namespace) -> tuple[Latencies, Latencies, float]:
+    asyncio.run(fixed_rate(url, headers, body, rate=args.rate, seconds=2))  # warm up
+    plain = asyncio.run(fixed_rate(url, headers, body, rate=args.rate, seconds=args.seconds))
+    ttfb = asyncio.run(fixed_rate(url, headers, body, rate=args.rate, seconds=args.seconds, stream=True))
+    return plain, ttfb, saturation(url, headers, body, seconds=args.saturation_seconds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=100.0)
@@ -90,54 +157,73 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=150, help="prior turns (2 messages each) on the memory thread")
     parser.add_argument("--saturation-seconds", type=int, default=10)
     parser.add_argument("--threads", type=int, default=16, help="conversations for the spread saturation run")
+    parser.add_argument("--baseline", type=Path, help="a checkout of another memgate revision, measured alongside")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, FakeProviderProcess(fast=True) as provider:
-        started = time.perf_counter()
-        gateway = GatewayProcess(Path(tmp) / "data", provider_url=provider.base_url,
-                                 env={"MEMGATE_OBSERVER_MODEL": "local", "MEMGATE_LOG_LEVEL": "WARNING"}, traces=False).start()
-        cold = time.perf_counter() - started
+        runs = [start(Path(tmp), "this", provider.base_url, None)]
+        if args.baseline is not None:
+            runs.append(start(Path(tmp), "baseline", provider.base_url, args.baseline.resolve()))
         try:
-            auth = gateway.headers()
+            auth = runs[0].gateway.headers()  # (the same bootstrap key in each)
             memory = {**auth, "x-thread-id": "bench-thread", "x-resource-id": "bench-user"}
             spread = [{**auth, "x-thread-id": f"bench-thread-{i}", "x-resource-id": f"bench-user-{i}"}
                       for i in range(args.threads)]
-            seed(gateway, [memory, *spread], args.history)
+            for run in runs:
+                seed(run.gateway, [memory, *spread], args.history)
+                settle(run.gateway)
+            direct = measure_row(f"{provider.base_url}/chat/completions", {"Authorization": "Bearer bench"}, BODY, args)
             paths = {
-                "direct": (f"{provider.base_url}/chat/completions", {"Authorization": "Bearer bench"}, BODY),
-                "memory off": (f"{gateway.base_url}/chat/completions", auth, BODY),
-                "memory on": (f"{gateway.base_url}/chat/completions", memory, BODY),
+                "memory off": (auth, BODY),
+                "memory on": (memory, BODY),
                 # (on a thread of its own: the memory-on runs above grew bench-thread by thousands of exchanges)
-                "recall": (f"{gateway.base_url}/chat/completions", spread[0], RECALL_BODY),
+                "recall": (spread[0], RECALL_BODY),
             }
-            rows = {}
-            for name, (url, headers, body) in paths.items():
-                asyncio.run(fixed_rate(url, headers, body, rate=args.rate, seconds=2))  # warm up
-                plain = asyncio.run(fixed_rate(url, headers, body, rate=args.rate, seconds=args.seconds))
-                ttfb = asyncio.run(fixed_rate(url, headers, body, rate=args.rate, seconds=args.seconds, stream=True))
-                rps = saturation(url, headers, body, seconds=args.saturation_seconds)
-                rows[name] = (plain, ttfb, rps)
-            url = f"{gateway.base_url}/chat/completions"
-            spread_rps = saturation(url, spread, BODY, seconds=args.saturation_seconds)
-            accounting = recorded(gateway, [h["x-thread-id"] for h in (memory, *spread)])
+            for name, (headers, body) in paths.items():
+                for run in runs:  # row by row, in turn: drift on a busy machine hits both alike
+                    run.rows[name] = measure_row(f"{run.gateway.base_url}/chat/completions", headers, body, args)
+                    settle(run.gateway)
+            for run in runs:
+                settle(run.gateway)
+                run.spread_rps = saturation(f"{run.gateway.base_url}/chat/completions", spread, BODY,
+                                            seconds=args.saturation_seconds)
+                run.accounting = recorded(run.gateway, [h["x-thread-id"] for h in (memory, *spread)])
         finally:
-            gateway.stop()
+            for run in runs:
+                run.gateway.stop()
 
-    print(f"\nmemgate up: ready {cold:.2f} s after start (new data dir); history {args.history} turns")
-    print(f"fixed rate {args.rate:.0f} req/s for {args.seconds:.0f} s per path; saturation with wrk, 32 connections\n")
-    head = f"{'path':<12}{'p50 ms':>9}{'p99 ms':>9}{'+p50':>8}{'+p99':>8}{'ttfb p50':>10}{'ttfb p99':>10}{'+ttfb50':>9}{'req/s':>9}{'errors':>8}"
-    print(head)
-    base_plain, base_ttfb, _ = rows["direct"]
-    for name, (plain, ttfb, rps) in rows.items():
+    print(f"\nhistory {args.history} turns; fixed rate {args.rate:.0f} req/s for {args.seconds:.0f} s per path; "
+          "saturation with wrk, 32 connections")
+    for run in runs:
+        report(run, direct, args)
+    if len(runs) == 2:
+        compare(*runs)
+
+
+def report(run: Measured, direct: tuple[Latencies, Latencies, float], args: argparse.Namespace) -> None:
+    source = "this checkout" if run.name == "this" else f"baseline {args.baseline}"
+    print(f"\n== {source}: memgate up ready {run.cold_s:.2f} s after start (new data dir)\n")
+    print(f"{'path':<12}{'p50 ms':>9}{'p99 ms':>9}{'+p50':>8}{'+p99':>8}{'ttfb p50':>10}{'ttfb p99':>10}"
+          f"{'+ttfb50':>9}{'req/s':>9}{'errors':>8}")
+    base_plain, base_ttfb, _ = direct
+    for name, (plain, ttfb, rps) in {"direct": direct, **run.rows}.items():
         print(f"{name:<12}{plain.pct(50):>9.2f}{plain.pct(99):>9.2f}"
               f"{plain.pct(50) - base_plain.pct(50):>8.2f}{plain.pct(99) - base_plain.pct(99):>8.2f}"
               f"{ttfb.pct(50):>10.2f}{ttfb.pct(99):>10.2f}{ttfb.pct(50) - base_ttfb.pct(50):>9.2f}"
               f"{rps:>9.0f}{plain.errors + ttfb.errors:>8}")
     print(f"recall: memory on, asking about the past of a thread of {args.history} turns (recall runs; the "
           "query's embedding is cached)")
-    print(f"memory on, spread over {args.threads} threads of {args.history} turns each: {spread_rps:.0f} req/s "
+    print(f"memory on, spread over {args.threads} threads of {args.history} turns each: {run.spread_rps:.0f} req/s "
           f"at saturation (the table's memory-on row: every request on one thread)")
-    print(accounting)
+    print(run.accounting)
+
+
+def compare(this: Measured, baseline: Measured) -> None:
+    print("\n== this checkout / baseline, saturation (req/s)")
+    pairs = {name: (this.rows[name][2], baseline.rows[name][2]) for name in this.rows}
+    pairs["memory on, spread"] = (this.spread_rps, baseline.spread_rps)
+    for name, (ours, theirs) in pairs.items():
+        print(f"{name:<20}{ours:>9.0f}{theirs:>9.0f}{ours / theirs:>8.0%}")
 
 
 if __name__ == "__main__":

@@ -122,6 +122,28 @@ _RECORD_EXCHANGE = """
 """
 
 
+# A cached view's refresh: the thread's counters and the raw messages of transactions the
+# view's last read could not see, in one round trip and one snapshot.
+_CHANGES = f"""
+    WITH thread AS (
+        SELECT created_at AS thread_created_at, observations_version,
+               {_RELATED}, {_UNSEEN}
+        FROM threads WHERE tenant = $1 AND thread_id = $2
+    )
+    SELECT thread.*, fresh.* FROM thread LEFT JOIN LATERAL (
+        SELECT {_MESSAGE_COLUMNS} FROM messages
+        -- `txid >= $6` (the oldest unseen) bounds the index scan: the OR alone does
+        -- not, and reads every message of the thread (1.7 ms at 10,000 instead of 0.03)
+        WHERE tenant = $1 AND thread_id = $2 AND txid >= $6
+          AND (txid >= $4 OR txid = ANY($5::bigint[])) AND NOT covered
+    ) fresh ON true
+"""
+
+
+def _changes_arguments(tenant: str, thread_id: str, resource_id: str, unseen: Unseen) -> tuple[object, ...]:
+    return tenant, thread_id, resource_id, unseen.xmax, unseen.xip, min([unseen.xmax, *unseen.xip])
+
+
 # SQLSTATE classes of a refusal that is about the statements themselves: data exceptions,
 # integrity constraints, a rolled-back transaction (deadlock). Not a server going away.
 _REFUSALS = ("22", "23", "40")
@@ -269,20 +291,7 @@ class ThreadRepository:
         could not see (`unseen`: so exactly those it has not seen), and what this read cannot
         see, in one round trip and one snapshot. Stores into a thread may commit in any order;
         this finds each one once it has committed."""
-        rows = await self.db.pool.fetch(
-            f"""
-            WITH thread AS (
-                SELECT created_at AS thread_created_at, observations_version,
-                       {_RELATED}, {_UNSEEN}
-                FROM threads WHERE tenant = $1 AND thread_id = $2
-            )
-            SELECT thread.*, fresh.* FROM thread LEFT JOIN LATERAL (
-                SELECT {_MESSAGE_COLUMNS} FROM messages
-                WHERE tenant = $1 AND thread_id = $2 AND (txid >= $4 OR txid = ANY($5::bigint[])) AND NOT covered
-            ) fresh ON true
-            """,
-            tenant, thread_id, resource_id, unseen.xmax, unseen.xip,
-        )
+        rows = await self.db.pool.fetch(_CHANGES, *_changes_arguments(tenant, thread_id, resource_id, unseen))
         if not rows:
             return None, [], unseen
         first = rows[0]

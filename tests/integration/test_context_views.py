@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from typing import Any
 
 from helpers import backend_waiting_for_a_lock
 
-from memgate_context.view import ThreadViews
+from memgate_context.view import RECENT_MESSAGE_LIMIT, ThreadViews
 from memgate_core.events import ExchangeCompleted, MessageRecord
 from memgate_core.ids import new_id
 from memgate_store import Stores
+from memgate_store import threads as threads_module
 
 
 async def _say(stores: Stores, tenant: str, thread: str, *texts: str, at: float | None = None,
@@ -178,3 +181,50 @@ async def test_lookups_queued_behind_a_refresh_share_the_next_one(stores: Stores
     await _say(stores, tenant, thread, "three")
     view = await views.get(tenant, thread, "res")
     assert view is not None and _texts(view) == ["one", "two", "three"]
+
+
+async def test_a_refresh_reads_only_what_is_new_however_long_the_thread(stores: Stores) -> None:
+    # The refresh behind every lookup of a cached thread must not read the thread's history:
+    # its index scan is bounded by the oldest transaction the view has not seen.
+    tenant, thread = new_id("t"), "th"
+    at = time.time() - 1000
+    history = [exchange(tenant, thread, [MessageRecord(new_id("msg"), "user", f"old {n}", at + n)]) for n in range(600)]
+    await stores.threads.record_many(history)
+    views = ThreadViews(stores)
+    view = await views.get(tenant, thread, "res")
+    assert view is not None
+    async with stores.db.pool.acquire() as slow, slow.transaction():  # a store still running: unseen
+        await slow.execute(
+            "INSERT INTO messages (id, tenant, thread_id, exchange_id, role, content, tokens, created_at) "
+            "VALUES ($1, $2, $3, 'exc_slow', 'user', 'slow', 1, now())", new_id("msg"), tenant, thread)
+        await _say(stores, tenant, thread, "new", at=at + 700)
+        view = await views.get(tenant, thread, "res")
+        assert view is not None and view.unseen.xip
+    await _say(stores, tenant, thread, "newer", at=at + 800)
+    async with stores.db.pool.acquire() as connection:
+        await connection.execute("SET enable_seqscan = off")  # (a small table could be scanned whole)
+        plan = await connection.fetchval(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + threads_module._CHANGES,
+            *threads_module._changes_arguments(tenant, thread, "res", view.unseen))
+    scans = [node for node in _plan_nodes(json.loads(plan)[0]["Plan"]) if node.get("Relation Name") == "messages"]
+    assert scans and all(node["Node Type"] == "Index Scan" for node in scans)
+    read = sum(node["Actual Rows"] + node.get("Rows Removed by Filter", 0) for node in scans)
+    assert 2 <= read < 20  # "slow" and "newer", not the 600 before them
+
+
+def _plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
+    return [node, *(n for child in node.get("Plans", []) for n in _plan_nodes(child))]
+
+
+async def test_a_view_keeps_its_token_totals_as_messages_come_and_go(stores: Stores) -> None:
+    # Every lookup of a long thread reads these totals instead of summing its lines.
+    tenant, thread = new_id("t"), "th"
+    start = time.time() - 10_000
+    await _say(stores, tenant, thread, *(f"message {n} " * (n % 7 + 1) for n in range(RECENT_MESSAGE_LIMIT - 5)), at=start)
+    views = ThreadViews(stores)
+    for n in range(3):  # past the view's limit: the oldest leave, late ones sort in
+        await _say(stores, tenant, thread, *(f"more {n} {k}" for k in range(4)), at=start + 1000 - n * 500)
+        view = await views.get(tenant, thread, "res")
+        assert view is not None and len(view.messages) == min(RECENT_MESSAGE_LIMIT, RECENT_MESSAGE_LIMIT - 5 + 4 * (n + 1))
+        assert view.message_tokens == sum(m.line.tokens for m in view.messages) > 0
+        assert view.observation_tokens == sum(o.line.tokens for o in view.observations)

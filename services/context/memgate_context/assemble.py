@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from operator import attrgetter
 from typing import Protocol, TypeVar
 
@@ -30,6 +31,7 @@ from memgate_context.view import (
     Line,
     MessageLine,
     ObservationLine,
+    ThreadView,
     ThreadViews,
     clean,
 )
@@ -57,7 +59,15 @@ RECALLED_HEADING = "## Recalled from memory by relevance (oldest first)"
 RECENT_HEADING = "## Recent messages of this conversation (oldest first)"
 
 
+class HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
 class HasLine(Protocol):
+    @property
+    def item(self) -> HasId: ...
+
     @property
     def line(self) -> Line: ...
 
@@ -80,7 +90,7 @@ class ContextAssembler:
         raw = [m for m in known if m.fingerprint not in held] if held else known
         # Recall is for what the block cannot hold otherwise (other threads, or a thread too
         # long for the budget), asked by a query with something to rank by (Recall.search).
-        own = own_tokens(view.observations, raw)
+        own = view_tokens(view, raw)
         needed = (view.related or own > q.budget_tokens - FRAME_TOKENS) and not few_words(q.query)
         skip = in_block_anyway(q, view.observations, known, raw, own) if needed else set()
         recalled = await self.recall.search(q, skip=skip) if needed else []
@@ -113,6 +123,14 @@ class Chosen:
 def own_tokens(observations: Sequence[ObservationLine], raw: Sequence[MessageLine]) -> int:
     """What the thread's whole memory costs in the block."""
     return sum(o.line.tokens for o in observations) + sum(m.line.tokens for m in raw) + 2 * SECTION_TOKENS
+
+
+def view_tokens(view: ThreadView, raw: Sequence[MessageLine]) -> int:
+    """`own_tokens` from the view's running totals (every lookup of a long thread asks), unless
+    the client resent some of its messages."""
+    if raw is not view.messages:
+        return own_tokens(view.observations, raw)
+    return view.observation_tokens + view.message_tokens + 2 * SECTION_TOKENS
 
 
 def in_block_anyway(q: ContextLookup, observations: Sequence[ObservationLine], known: Sequence[MessageLine],
@@ -165,12 +183,12 @@ def choose(q: ContextLookup, observations: Sequence[ObservationLine], raw: Seque
     # What is left: older raw messages, then older observations, newest first.
     extra: list[MessageLine] = []
     if len(tail) < len(raw):
-        older = [m for m in raw[: len(raw) - len(tail)] if m.item.id not in shown]
-        extra, extra_used = fit_newest(older, budget - used - (0 if tail else SECTION_TOKENS))
+        extra, extra_used = fit_newest(raw, budget - used - (0 if tail else SECTION_TOKENS),
+                                       end=len(raw) - len(tail), skip=shown)
         used += extra_used + (0 if tail or not extra else SECTION_TOKENS)
     if len(thread_obs) < len(observations):
-        older_obs = [o for o in observations[: len(observations) - len(thread_obs)] if o.item.id not in shown]
-        more_obs, _ = fit_newest(older_obs, budget - used - (0 if thread_obs else SECTION_TOKENS))
+        more_obs, _ = fit_newest(observations, budget - used - (0 if thread_obs else SECTION_TOKENS),
+                                 end=len(observations) - len(thread_obs), skip=shown)
         thread_obs = [*more_obs, *thread_obs]
 
     # The costs above are estimates; the block's real count decides. Over it, what filled
@@ -186,11 +204,17 @@ def choose(q: ContextLookup, observations: Sequence[ObservationLine], raw: Seque
 
 
 
-def fit_newest(items: Sequence[L], budget: int) -> tuple[list[L], int]:
-    """Keep the newest items that fit (oldest first in, oldest first out)."""
+def fit_newest(items: Sequence[L], budget: int, *, end: int | None = None,
+               skip: AbstractSet[str] = frozenset()) -> tuple[list[L], int]:
+    """Keep the newest items that fit (oldest first in, oldest first out), of `items[:end]`
+    and leaving out those whose id is in `skip`. Reads only as far back as it keeps: a long
+    thread's older items cost nothing."""
     kept: list[L] = []
     used = 0
-    for item in reversed(items):
+    for i in range((len(items) if end is None else end) - 1, -1, -1):
+        item = items[i]
+        if skip and item.item.id in skip:
+            continue
         tokens = item.line.tokens
         if used + tokens > budget:
             break

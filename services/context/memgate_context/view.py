@@ -63,6 +63,8 @@ class ThreadView(msgspec.Struct):
     messages: list[MessageLine]
     unseen: Unseen = Unseen(0, [])  # transactions the last read could not see: their stores are new
     ids: set[str] = msgspec.field(default_factory=set)  # of `messages`, to skip ones already held
+    observation_tokens: int = 0  # of `observations`' lines, and of `messages`' (kept as they change)
+    message_tokens: int = 0
     read_at: float = 0.0  # (monotonic) when the query behind this state was about to be sent
 
 
@@ -149,8 +151,11 @@ class ThreadViews:
             when = o.observed_on.isoformat() + (f" {o.observed_time:%H:%M}" if o.observed_time else "")
             item = ObservationItem(o.id, o.thread_id, o.text, o.priority, when)
             lines.append(ObservationLine(item, observation_line(item, o.tokens)))
-        return ThreadView(versions.created_at, versions.observations_version, False, lines,
-                          [message_line(m) for m in messages], unseen=unseen, ids={m.id for m in messages})
+        message_lines = [message_line(m) for m in messages]
+        return ThreadView(versions.created_at, versions.observations_version, False, lines, message_lines,
+                          unseen=unseen, ids={m.id for m in messages},
+                          observation_tokens=sum(o.line.tokens for o in lines),
+                          message_tokens=sum(m.line.tokens for m in message_lines))
 
     @staticmethod
     def _append_lines(view: ThreadView, lines: list[MessageLine]) -> None:
@@ -159,9 +164,11 @@ class ThreadViews:
         in_order = not view.messages or min(line.key for line in lines) > view.messages[-1].key
         view.messages.extend(lines)
         view.ids.update(line.item.id for line in lines)
+        view.message_tokens += sum(line.line.tokens for line in lines)
         if not in_order:  # a late write belongs before newer ones
             view.messages.sort(key=lambda m: m.key)
         if len(view.messages) > RECENT_MESSAGE_LIMIT:
             dropped = len(view.messages) - RECENT_MESSAGE_LIMIT
             view.ids.difference_update(m.item.id for m in view.messages[:dropped])
+            view.message_tokens -= sum(m.line.tokens for m in view.messages[:dropped])
             del view.messages[:dropped]
