@@ -42,16 +42,14 @@ def count_joined(lines: Sequence[str]) -> int:
     into pieces counted apart (tests/unit/core/test_core_tokens.py checks this against
     whole-text counts).
     """
-    total, piece = 0, []
-    for i, line in enumerate(lines):
-        piece.append(line)
-        if i + 1 < len(lines):
-            piece.append("\n")
-            following = lines[i + 1]
-            if following and not following[0].isspace() and following[0] != "/":
-                total += _piece_tokens("".join(piece))
-                piece = []
-    return total + _piece_tokens("".join(piece))
+    total, start = 0, 0
+    for i in range(1, len(lines)):
+        following = lines[i]
+        if following and not following[0].isspace() and following[0] != "/":
+            # (most pieces are one line: no join of a one-item slice)
+            total += _piece_tokens(lines[start] + "\n" if i - start == 1 else "\n".join(lines[start:i]) + "\n")
+            start = i
+    return total + _piece_tokens("\n".join(lines[start:])) if lines else 0
 
 
 def _piece_tokens(piece: str) -> int:

@@ -180,15 +180,17 @@ def choose(q: ContextLookup, observations: Sequence[ObservationLine], raw: Seque
     if picked:
         used += recall_used
 
-    # What is left: older raw messages, then older observations, newest first.
+    # What is left: older raw messages, then older observations, newest first (of those
+    # older than what is in, only recall can have taken some already).
     extra: list[MessageLine] = []
+    taken = {item.id for item in picked}
     if len(tail) < len(raw):
         extra, extra_used = fit_newest(raw, budget - used - (0 if tail else SECTION_TOKENS),
-                                       end=len(raw) - len(tail), skip=shown)
+                                       end=len(raw) - len(tail), skip=taken)
         used += extra_used + (0 if tail or not extra else SECTION_TOKENS)
     if len(thread_obs) < len(observations):
         more_obs, _ = fit_newest(observations, budget - used - (0 if thread_obs else SECTION_TOKENS),
-                                 end=len(observations) - len(thread_obs), skip=shown)
+                                 end=len(observations) - len(thread_obs), skip=taken)
         thread_obs = [*more_obs, *thread_obs]
 
     # The costs above are estimates; the block's real count decides. Over it, what filled

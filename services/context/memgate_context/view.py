@@ -19,18 +19,17 @@ import asyncio
 import time
 from collections import OrderedDict
 from datetime import UTC, datetime
+from functools import lru_cache
 
 import msgspec
 
 from memgate_core.context import MessageItem, ObservationItem, message_fingerprint
+from memgate_core.tokens import count_tokens
 from memgate_store import Stores
 from memgate_store.threads import StoredMessage, ThreadVersions, Unseen
 
 RECENT_MESSAGE_LIMIT = 400  # raw messages kept per thread view (the budget decides how many go in)
 CACHE_THREADS = 10_000
-# Tokens of a line's framing (date, role, priority, brackets).
-MESSAGE_LINE_TOKENS = 16
-OBSERVATION_LINE_TOKENS = 10
 
 OPEN_TAG = "<memgate_memory>"
 CLOSE_TAG = "</memgate_memory>"
@@ -74,15 +73,29 @@ def clean(text: str) -> str:
 
 
 def observation_line(o: ObservationItem, tokens: int, cross_thread: bool = False) -> Line:
+    """`tokens`: the text's own (stored with it)."""
     source = f" (thread {o.thread_id})" if cross_thread else ""
-    return Line(f"- {o.observed_on}{source} [{o.priority}] {clean(o.text)}", tokens + OBSERVATION_LINE_TOKENS)
+    framing = f"- {o.observed_on}{source} [{o.priority}]"
+    return Line(f"{framing} {clean(o.text)}", line_tokens(framing, tokens))
 
 
 def message_line(m: StoredMessage) -> MessageLine:
     item = MessageItem(m.id, m.role, m.content, m.created_at.timestamp())
-    when = m.created_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
-    return MessageLine(item, Line(f"[{when}] {m.role}: {clean(m.content)}", m.tokens + MESSAGE_LINE_TOKENS),
+    framing = f"[{m.created_at.astimezone(UTC):%Y-%m-%d %H:%M}] {m.role}:"
+    return MessageLine(item, Line(f"{framing} {clean(m.content)}", line_tokens(framing, m.tokens)),
                        (m.created_at, m.id), message_fingerprint(m.role, m.content))
+
+
+def line_tokens(framing: str, text_tokens: int) -> int:
+    """A line's cost in the block: its framing's, its text's and its newline's (the text's
+    leading space joins its first word). Close to the line's real count, so a block fitted
+    by these costs seldom needs trimming after the real count."""
+    return _framing_tokens(framing) + text_tokens + 1
+
+
+@lru_cache(maxsize=4096)  # framings repeat: one per minute and role, per date and priority
+def _framing_tokens(framing: str) -> int:
+    return count_tokens(framing)
 
 
 class ThreadViews:
