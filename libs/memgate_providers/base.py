@@ -34,6 +34,11 @@ class Provider(Protocol):
         """The HTTP request for one chat completion; `body` already names the upstream model."""
         ...
 
+    def messages_request(self, body: bytes, *, api_key: str | None) -> Request | None:
+        """The HTTP request for Anthropic's Messages API when the provider speaks it natively
+        (`body` names the upstream model); None when it does not (memgate then translates)."""
+        ...
+
     def embeddings_request(self, body: bytes, *, api_key: str | None) -> Request:
         """The HTTP request for embeddings (OpenAI format); `body` names the upstream model."""
         ...

@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -28,6 +28,10 @@ from memgate_providers.registry import ProviderRegistry, Route
 __all__ = ["ProviderClient", "Timeouts", "UpstreamAuthError", "UpstreamStatusError"]
 
 log = logging.getLogger("memgate.providers")
+
+class BuildRequest(Protocol):
+    def __call__(self, body: bytes, *, api_key: str | None) -> http.Request: ...
+
 
 CONNECT_RETRY_DELAY = 0.05  # seconds before the one retry of a connection that failed to open
 
@@ -99,10 +103,22 @@ class ProviderClient:
         Raises the last route's UpstreamStatusError / UpstreamError / UpstreamTimeout, or
         InvalidRequest when no route has a key.
         """
+        response, route, _ = await self._open_chain(model, body, None, api_key=api_key)
+        return response, route
+
+    async def open_messages(self, model: str, messages: dict[str, Any], chat: dict[str, Any], *,
+                            api_key: str | None) -> tuple[http.Response, Route, bool]:
+        """`open_chat` for an Anthropic Messages request: `messages` goes to routes whose
+        provider speaks that API, `chat` (its translation) to the others. The flag says
+        which of the two the response answers (True: the Messages API's)."""
+        return await self._open_chain(model, chat, messages, api_key=api_key)
+
+    async def _open_chain(self, model: str, chat: dict[str, Any], messages: dict[str, Any] | None, *,
+                          api_key: str | None) -> tuple[http.Response, Route, bool]:
         chain = self.registry.chain(model)
         primary = chain[0][1].provider
         deadline = time.monotonic() + self.timeouts.total
-        encoded: dict[str, bytes] = {}
+        encoded: dict[tuple[str, bool], bytes] = {}
         failure: _RouteFailed | None = None
         for index, (provider, route) in enumerate(chain):
             key = api_key if api_key and route.provider == primary else None
@@ -110,10 +126,13 @@ class ProviderClient:
                 continue
             if failure is not None and time.monotonic() >= deadline:
                 break  # the total time is spent: report the last real failure
-            if route.model not in encoded:
-                encoded[route.model] = msgspec.json.encode({**body, "model": route.model})
+            native = messages is not None and speaks_messages(provider)
+            if (route.model, native) not in encoded:
+                body = messages if native and messages is not None else chat
+                encoded[route.model, native] = msgspec.json.encode({**body, "model": route.model})
+            build = _messages_request(provider) if native else provider.build_request
             try:
-                return await self._send(provider, encoded[route.model], key, deadline), route
+                return await self._send(provider, encoded[route.model, native], key, deadline, build=build), route, native
             except _RouteFailed as failed:
                 if not failed.fallback:
                     raise failed.error from None
@@ -149,7 +168,8 @@ class ProviderClient:
         provider, route = self.registry.route(model)
         body = msgspec.json.encode({"model": route.model, "input": texts})
         try:
-            response = await self._send(provider, body, None, time.monotonic() + self.timeouts.total, embeddings=True)
+            response = await self._send(provider, body, None, time.monotonic() + self.timeouts.total,
+                                        build=provider.embeddings_request)
         except _RouteFailed as failed:
             raise failed.error from None
         try:
@@ -167,10 +187,11 @@ class ProviderClient:
         return vectors
 
     async def _send(self, provider: Provider, body: bytes, api_key: str | None, deadline: float,
-                    *, embeddings: bool = False) -> http.Response:
-        """One route: a connection that failed to open is retried once; nothing else is."""
+                    *, build: BuildRequest | None = None) -> http.Response:
+        """One route (`build`: which of its APIs, chat completions by default): a connection
+        that failed to open is retried once; nothing else is."""
         name = provider.spec.name
-        build = provider.embeddings_request if embeddings else provider.build_request
+        build = build or provider.build_request
         for attempt in (1, 2):
             request = build(body, api_key=api_key)
             remaining = deadline - time.monotonic()
@@ -258,6 +279,19 @@ class ProviderClient:
 
     async def close(self) -> None:
         await self.http.aclose()
+
+
+def speaks_messages(provider: Provider) -> bool:
+    """Whether the provider takes Anthropic Messages requests natively."""
+    return provider.messages_request(b"", api_key=None) is not None
+
+
+def _messages_request(provider: Provider) -> BuildRequest:
+    def build(body: bytes, *, api_key: str | None) -> http.Request:
+        request = provider.messages_request(body, api_key=api_key)
+        assert request is not None  # (only asked of providers that speak it)
+        return request
+    return build
 
 
 def _not_configured(model: str, chain: list[tuple[Provider, Route]]) -> InvalidRequest:

@@ -26,6 +26,9 @@ class OpenAICompatibleProvider:
     def build_request(self, body: bytes, *, api_key: str | None) -> Request:
         return Request("POST", self._url, {"content-type": "application/json", **self.headers(api_key)}, body)
 
+    def messages_request(self, body: bytes, *, api_key: str | None) -> Request | None:
+        return None  # /v1/messages reaches these translated to chat completions
+
     def embeddings_request(self, body: bytes, *, api_key: str | None) -> Request:
         headers = {"content-type": "application/json", **self.headers(api_key)}
         return Request("POST", self._base + "/embeddings", headers, body)

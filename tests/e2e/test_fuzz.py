@@ -1,5 +1,6 @@
-"""Fuzzing the public API of a real `memgate up`: chat and the memory API, with bodies, ids,
-headers and query values drawn by Hypothesis. Never a 5xx; every error in the OpenAI shape;
+"""Fuzzing the public API of a real `memgate up`: chat (chat completions and Anthropic's
+Messages API) and the memory API, with bodies, ids, headers and query values drawn by
+Hypothesis. Never a 5xx; every error in its API's shape (the Messages API's own, else OpenAI's);
 rejected requests publish and send upstream nothing: the exchanges published and the
 provider's calls add up to exactly those of the accepted requests (what is stored is
 published, so this counts what reached memory too).
@@ -64,6 +65,23 @@ chat_bodies = (
     | st.builds(lambda m, d: b'{"model": "fake/x", "messages": ' + d.encode() + b"}", models, deep)
     | st.binary(max_size=64)
 )
+blocks = st.lists(st.fixed_dictionaries({"type": st.sampled_from(["text", "image", "tool_result", "x"])},
+                                        optional={"text": texts | values, "source": values, "content": values}),
+                  max_size=3)
+valid_messages = st.fixed_dictionaries(
+    {"model": st.sampled_from(["fake/x", "fake/y"]), "max_tokens": st.integers(1, 100),
+     "messages": st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant"]),
+                                                  "content": texts | blocks}), min_size=1, max_size=3)},
+    optional={"stream": st.booleans(), "system": texts | blocks, "temperature": st.floats(0, 1)},
+).map(msgspec.json.encode)
+messages_bodies = (
+    valid_messages
+    | st.fixed_dictionaries({}, optional={"model": models, "max_tokens": scalars, "messages": st.lists(_message(),
+                                          max_size=3) | values, "system": values, "tools": values,
+                                          "tool_choice": values, "stream": scalars}).map(msgspec.json.encode)
+    | st.builds(lambda d: b'{"model": "fake/x", "max_tokens": 5, "messages": ' + d.encode() + b"}", deep)
+    | st.binary(max_size=64)
+)
 search_bodies = (
     st.fixed_dictionaries({}, optional={"resource_id": ids | values, "query": texts | values,
                                         "limit": st.integers(-5, 500) | values}).map(msgspec.json.encode)
@@ -89,10 +107,10 @@ numbers = st.integers(-5, 2**64).map(str) | st.sampled_from(["", "x", "1e3", "-0
 @st.composite
 def cases(draw: Callable[..., Any]) -> tuple[str, str, dict[str, str], bytes | None, dict[str, str]]:
     """(method, path, query, body, headers)."""
-    kind = draw(st.sampled_from(["chat", "chat", "thread", "list", "search", "import", "delete"]))
+    kind = draw(st.sampled_from(["chat", "chat", "messages", "thread", "list", "search", "import", "delete"]))
     tid = quote(draw(ids), safe="")
     headers: dict[str, str] = {}
-    if kind == "chat":
+    if kind in ("chat", "messages"):
         memory = draw(st.sampled_from(["none", "good", "any"]))
         if memory != "none":
             for header in ("x-thread-id", "x-resource-id"):
@@ -101,6 +119,8 @@ def cases(draw: Callable[..., Any]) -> tuple[str, str, dict[str, str], bytes | N
                     headers[header] = value
         if draw(st.booleans()):
             headers["x-memory-budget-tokens"] = draw(numbers)
+        if kind == "messages":
+            return "POST", "/messages", {}, draw(messages_bodies), headers
         return "POST", "/chat/completions", {}, draw(chat_bodies), headers
     if kind == "thread":
         tail = draw(st.sampled_from(["", "/messages", "/observations"]))
@@ -145,8 +165,13 @@ def test_fuzz_the_api(make_gateway: Callable[..., GatewayProcess], fake_provider
             if response.status_code >= 400:
                 error = response.json()["error"]
                 assert isinstance(error["message"], str) and error["message"], response.text
-                assert isinstance(error["type"], str) and isinstance(error["code"], (str, type(None)))
-            elif path == "/chat/completions":
+                assert isinstance(error["type"], str)
+                if path == "/messages":
+                    assert response.json()["type"] == "error" and set(error) == {"type", "message"}, response.text
+                else:
+                    assert isinstance(error["code"], (str, type(None)))
+            elif path in ("/chat/completions", "/messages"):
+                tally[f"{path} answered"] += 1
                 tally["provider calls"] += 1
                 tally["exchanges"] += "x-thread-id" in headers
             elif method == "POST" and path.endswith("/messages"):
@@ -158,6 +183,7 @@ def test_fuzz_the_api(make_gateway: Callable[..., GatewayProcess], fake_provider
     published = asyncio.run(_published(nats_url)) - published_before
     assert tally["5xx"] == 0 and sum(tally[k] for k in ("2xx", "4xx")) >= EXAMPLES
     assert tally["4xx"] > EXAMPLES // 4 and tally["2xx"] > EXAMPLES // 20, tally  # both kinds were tried
+    assert tally["/chat/completions answered"] and tally["/messages answered"], tally
     # Nothing reached the provider or the bus but what was accepted.
     assert len(fake_provider.requests) - calls_before == tally["provider calls"], tally
     assert published == tally["exchanges"], (published, tally)

@@ -1,10 +1,9 @@
-"""Anthropic (Claude), through Anthropic's OpenAI-compatible endpoint.
+"""Anthropic (Claude): chat completions through Anthropic's OpenAI-compatible endpoint,
+and memgate's `/v1/messages` natively through the Messages API.
 
-Why not the Messages API: the compatibility endpoint accepts the Chat Completions body
-memgate already has, so streaming, tools and images go through with zero translation on
-the hot path (one less place for chunks to be re-encoded or features to be lost). If a
-feature only the Messages API offers is needed (prompt caching controls, citations, PDF
-input...), a translating provider can be added later as its own module.
+Each API goes to the endpoint that speaks it, so neither is translated: a chat completion
+keeps its OpenAI body (streaming, tools and images included), and a Messages request keeps
+what only the Messages API has (prompt caching controls, citations, PDF input, thinking).
 
 The prefix `claude/` is accepted as another name for `anthropic/`. Listing models uses
 Anthropic's own `GET /v1/models`, which wants `x-api-key` and `anthropic-version`.
@@ -27,11 +26,22 @@ API_VERSION = "2023-06-01"
 
 
 class AnthropicProvider(OpenAICompatibleProvider):
+    def messages_request(self, body: bytes, *, api_key: str | None) -> Request:
+        return Request("POST", self._base + "/messages", self._anthropic_headers(api_key, json=True), body)
+
     def models_request(self, *, api_key: str | None) -> Request:
-        request = super().models_request(api_key=api_key)
+        return Request("GET", self._base + "/models", self._anthropic_headers(api_key))
+
+    def _anthropic_headers(self, api_key: str | None, *, json: bool = False) -> dict[str, str]:
+        """Anthropic's own API wants `x-api-key` and `anthropic-version` (not a bearer token)."""
+        headers = {name.lower(): value for name, value in self.spec.headers.items()}
         key = api_key or self.spec.api_key
-        extra = {"x-api-key": key} if key else {}
-        return Request(request.method, request.url, {**request.headers, **extra, "anthropic-version": API_VERSION})
+        if key:
+            headers["x-api-key"] = key
+        headers["anthropic-version"] = API_VERSION
+        if json:
+            headers["content-type"] = "application/json"
+        return headers
 
 
 def build(spec: ProviderSpec, env: Mapping[str, str]) -> AnthropicProvider:

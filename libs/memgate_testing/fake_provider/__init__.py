@@ -1,4 +1,7 @@
-"""A fake OpenAI Chat Completions provider: a real HTTP server for tests and benchmarks.
+"""A fake LLM provider: a real HTTP server for tests and benchmarks.
+
+It speaks OpenAI Chat Completions (`POST /v1/chat/completions`, plus models and embeddings)
+and the Anthropic Messages API (`POST /v1/messages`); both answer with the same reply logic.
 
 `FakeProvider` serves it from a background thread; `FakeProviderProcess` runs
 `python -m memgate_testing.fake_provider` and drives it through the control API.

@@ -1,7 +1,10 @@
-"""The fake provider as a plain ASGI app: the OpenAI routes plus a small control API.
+"""The fake provider as a plain ASGI app: the OpenAI routes, Anthropic's Messages route
+and a small control API.
 
 Routes:
     POST /v1/chat/completions   record, then answer (JSON or SSE stream)
+    POST /v1/messages           the same, speaking the Anthropic Messages API (key from
+                                x-api-key or a bearer header, Anthropic-shaped errors)
     GET  /v1/models             a small model list
     GET  /_fake/requests        recorded requests [{"path","headers","body","api_key"}]
     POST /_fake/reset           forget requests, restore the starting behaviour
@@ -24,7 +27,7 @@ from typing import Any
 
 import msgspec
 
-from memgate_testing.fake_provider import _replies
+from memgate_testing.fake_provider import _anthropic, _replies
 from memgate_testing.fake_provider._state import FakeState
 
 Scope = dict[str, Any]
@@ -68,14 +71,32 @@ def _error_body(status: int, message: str, code: str | None) -> bytes:
     return _encode({"error": {"message": message, "type": _error_type(status), "param": None, "code": code}})
 
 
+def _fake_failure(status: int, message: str) -> bytes:
+    return _error_body(status, message, "fake_failure")
+
+
+def _anthropic_error(status: int, message: str) -> bytes:
+    return _encode(_anthropic.error(status, message))
+
+
 def _bearer(headers: dict[str, str]) -> str | None:
     scheme, _, key = headers.get("authorization", "").partition(" ")
     key = key.strip()
     return key if scheme.lower() == "bearer" and key else None
 
 
+def _anthropic_key(headers: dict[str, str]) -> str | None:
+    """Anthropic clients send `x-api-key`; gateways may pass a bearer token on instead."""
+    return headers.get("x-api-key", "").strip() or _bearer(headers)
+
+
 def _sse(obj: Any) -> bytes:
     return b"data: " + _encode(obj) + b"\n\n"
+
+
+def _named_sse(event: dict[str, Any]) -> bytes:
+    """An Anthropic stream event: the `event:` line repeats the data's `type`."""
+    return b"event: " + str(event["type"]).encode() + b"\n" + _sse(event)
 
 
 EMBEDDING_DIM = 64
@@ -153,6 +174,10 @@ class FakeProviderApp:
         route = (scope["method"], scope["path"].rstrip("/") or "/")
         if route == ("POST", "/v1/chat/completions"):
             await self._chat(scope, receive, send)
+        elif route == ("POST", "/v1/messages"):
+            await self._messages(scope, receive, send)
+        elif route[1] == "/v1/messages":
+            await _respond(send, 404, _anthropic_error(404, f"Unknown route: {route[0]} {route[1]}"))
         elif route == ("GET", "/v1/models"):
             await self._models(scope, send)
         elif route == ("POST", "/v1/embeddings"):
@@ -225,18 +250,7 @@ class FakeProviderApp:
         if self.fast:
             await self._chat_fast(raw, headers, send)
             return
-        try:
-            body: Any = _decode(raw)
-        except msgspec.DecodeError:
-            body = None
-        self.state.record(
-            {
-                "path": scope["path"],
-                "headers": headers,
-                "body": body if body is not None else raw.decode("utf-8", "replace"),
-                "api_key": _bearer(headers),
-            }
-        )
+        body = self._record(scope, headers, raw, _bearer(headers))
         if not await self._authorize(headers, send):
             return
         problem = _invalid(body)
@@ -257,6 +271,16 @@ class FakeProviderApp:
         else:
             await self._pause(behavior.delay_ms)
             await _respond(send, 200, _encode(_replies.completion(reply, model)))
+
+    def _record(self, scope: Scope, headers: dict[str, str], raw: bytes, api_key: str | None) -> Any:
+        """Record the request (the raw text when it is not JSON) and return the parsed body, or None."""
+        try:
+            body: Any = _decode(raw)
+        except msgspec.DecodeError:
+            body = None
+        recorded = body if body is not None else raw.decode("utf-8", "replace")
+        self.state.record({"path": scope["path"], "headers": headers, "body": recorded, "api_key": api_key})
+        return body
 
     async def _chat_fast(self, raw: bytes, headers: dict[str, str], send: Send) -> None:
         """Benchmark mode: no recording, no answer logic, cached encoded replies."""
@@ -294,17 +318,18 @@ class FakeProviderApp:
             return _encode(_replies.completion(reply, model, completion_id))
         return b"".join(_sse(c) for c in _replies.chunks(reply, model, include_usage, completion_id)) + _DONE
 
-    async def _maybe_fail(self, send: Send) -> bool:
+    async def _maybe_fail(self, send: Send, error_body: Callable[[int, str], bytes] = _fake_failure) -> bool:
         status = self.state.take_failure()
         if status is None:
             return False
         await self._pause(self.state.behavior.delay_ms)
         message = f"The fake provider was told to fail with status {status}."
-        await _respond(send, status, _error_body(status, message, "fake_failure"))
+        await _respond(send, status, error_body(status, message))
         return True
 
     async def _stream(self, events: list[bytes], send: Send, receive: Receive | None = None) -> None:
-        """Send headers at once, then each SSE event (the last is [DONE]) as its own body frame.
+        """Send headers at once, then each SSE event (the last is [DONE] or message_stop) as its
+        own body frame.
 
         With `receive`, a caller that disconnects mid-stream is noticed and recorded
         (tests use it to check that a gateway cancels upstream requests).
@@ -333,6 +358,35 @@ class FakeProviderApp:
             self.state.record_stream_outcome("completed")
         finally:
             watcher.cancel()
+
+    # ----------------------------------------------------------------- Anthropic route
+
+    async def _messages(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Anthropic Messages: the chat route's record / auth / fail / pause steps, with the
+        reply composed from the request translated to a chat body (fast mode included)."""
+        raw = await _read_body(receive)
+        headers = _headers(scope)
+        key = _anthropic_key(headers)
+        body = self._record(scope, headers, raw, key)
+        if key is None or (self.expected_key is not None and key != self.expected_key):
+            message = "x-api-key header is required" if key is None else "invalid x-api-key"
+            await _respond(send, 401, _anthropic_error(401, message))
+            return
+        problem = _anthropic.invalid(body)
+        if problem:
+            await _respond(send, 400, _anthropic_error(400, problem))
+            return
+        if await self._maybe_fail(send, _anthropic_error):
+            return
+        behavior = self.state.behavior
+        await self._pause(behavior.headers_delay_ms)
+        reply = _replies.compose_reply(_anthropic.to_chat(body), behavior.reply, self.responder)
+        model = body["model"]
+        if body.get("stream") is True:
+            await self._stream([_named_sse(e) for e in _anthropic.events(reply, model)], send, receive)
+        else:
+            await self._pause(behavior.delay_ms)
+            await _respond(send, 200, _encode(_anthropic.message(reply, model)))
 
     # ----------------------------------------------------------------- control API
 

@@ -116,9 +116,14 @@ def compose_reply(body: dict[str, Any], fixed_reply: str | None, responder: Resp
     finish_reason = "stop"
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     if isinstance(limit, int) and limit > 0 and count_words(text) > limit:
-        text = "".join(_PIECES.findall(text)[:limit]).rstrip()
+        text = "".join(pieces(text)[:limit]).rstrip()
         finish_reason = "length"
     return Reply(text, None, finish_reason, prompt_tokens, count_words(text))
+
+
+def pieces(text: str) -> list[str]:
+    """`text` cut into word-sized stream pieces that join back to it."""
+    return _PIECES.findall(text)
 
 
 def new_completion_id() -> str:
@@ -170,7 +175,7 @@ def chunks(reply: Reply, model: str, include_usage: bool, completion_id: str | N
         ]
     else:
         out = [chunk({"role": "assistant", "content": "", "refusal": None})]
-        out += [chunk({"content": piece}) for piece in _PIECES.findall(reply.text or "")]
+        out += [chunk({"content": piece}) for piece in pieces(reply.text or "")]
     out.append(chunk({}, reply.finish_reason))
     if include_usage:
         out.append({**head, "choices": [], "usage": reply.usage})

@@ -83,7 +83,8 @@ class FakeProvider:
 
     @property
     def url(self) -> str:
-        """The server root, e.g. http://127.0.0.1:PORT (the control API lives under /_fake)."""
+        """The server root, e.g. http://127.0.0.1:PORT: the Anthropic SDK's base_url (the control
+        API lives under /_fake)."""
         return f"http://{url_host(self.host)}:{self.port}"
 
     @property
@@ -93,7 +94,7 @@ class FakeProvider:
 
     @property
     def requests(self) -> list[dict[str, Any]]:
-        """Recorded chat requests so far: [{"path", "headers", "body", "api_key"}]."""
+        """Recorded chat and messages requests so far: [{"path", "headers", "body", "api_key"}]."""
         return self._state.requests()
 
     @property

@@ -25,9 +25,9 @@ class Behavior(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     chunk_delay_ms: NonNegative = 0
     """Between stream chunks."""
     fail_status: HttpStatus | None = None
-    """Answer with this status and an OpenAI-shaped error body."""
+    """Answer with this status and an OpenAI-shaped error body (Anthropic-shaped on /v1/messages)."""
     fail_times: NonNegative | None = None
-    """Fail only the next N chat requests (with `fail_status`, or 500 if unset)."""
+    """Fail only the next N chat or messages requests (with `fail_status`, or 500 if unset)."""
     reply: str | None = None
     """Fixed reply text instead of the default answer."""
 

@@ -19,6 +19,7 @@ from memgate_edge.deps import EdgeDeps
 from memgate_edge.errors import EXCEPTION_HANDLERS
 from memgate_edge.memory.controller import MemoryController
 from memgate_edge.memory.service import MemoryService
+from memgate_edge.messages.controller import MessagesController
 from memgate_telemetry.health import health_routes
 
 
@@ -26,7 +27,7 @@ def create_app(deps: EdgeDeps) -> Litestar:
     memory = MemoryService(deps.stores, deps.index, deps.embedder, deps.recorder, deps.bindings)
     admin = AdminService(deps.stores, deps.auth)
     return Litestar(
-        route_handlers=[ChatController, MemoryController, AdminController, DashboardController,
+        route_handlers=[ChatController, MessagesController, MemoryController, AdminController, DashboardController,
                         *health_routes(deps.readiness)],
         dependencies={
             "deps": Provide(lambda: deps, use_cache=True, sync_to_thread=False),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from memgate_core.events import Usage
-from memgate_edge.chat.streaming import StreamCollector, _data_of, _split_events
+from memgate_edge.chat.streaming import StreamCollector, _split_events, data_of
 
 
 def test_split_complete_events_and_keep_the_rest() -> None:
@@ -36,12 +36,12 @@ def test_split_across_chunks_including_a_split_crlf() -> None:
         assert buffer == b""
 
 
-def test_data_of() -> None:
-    assert _data_of(b'data: {"x": 1}\n\n') == b'{"x": 1}'
-    assert _data_of(b"data:[DONE]\n\n") == b"[DONE]"
-    assert _data_of(b"event: message\nid: 7\ndata: a\ndata: b\n\n") == b"a\nb"
-    assert _data_of(b": keep-alive comment\n\n") is None
-    assert _data_of(b"event: ping\n\n") is None
+def testdata_of() -> None:
+    assert data_of(b'data: {"x": 1}\n\n') == b'{"x": 1}'
+    assert data_of(b"data:[DONE]\n\n") == b"[DONE]"
+    assert data_of(b"event: message\nid: 7\ndata: a\ndata: b\n\n") == b"a\nb"
+    assert data_of(b": keep-alive comment\n\n") is None
+    assert data_of(b"event: ping\n\n") is None
 
 
 def _chunk(content: str | None = None, *, index: int = 0, usage: dict | None = None) -> bytes:

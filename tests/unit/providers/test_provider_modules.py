@@ -90,8 +90,19 @@ def test_anthropic_lists_models_with_its_own_headers() -> None:
     request = provider.models_request(api_key=None)
     assert str(request.url) == "https://api.anthropic.com/v1/models"
     assert request.headers["x-api-key"] == "sk-ant"
-    assert request.headers["authorization"] == "Bearer sk-ant"
+    assert "authorization" not in request.headers  # Anthropic's own API takes x-api-key only
     assert request.headers["anthropic-version"] == "2023-06-01"
+
+
+def test_anthropic_takes_messages_natively_and_the_others_do_not() -> None:
+    registry = ProviderRegistry.from_env({"ANTHROPIC_API_KEY": "sk-ant", "OPENAI_API_KEY": "sk-oa"})
+    request = registry.providers["anthropic"].messages_request(b'{"model": "m"}', api_key="sk-caller")
+    assert request is not None
+    assert (request.method, str(request.url)) == ("POST", "https://api.anthropic.com/v1/messages")
+    assert request.headers["x-api-key"] == "sk-caller"  # the caller's own key wins over memgate's
+    assert request.headers["anthropic-version"] == "2023-06-01"
+    assert request.headers["content-type"] == "application/json" and request.content == b'{"model": "m"}'
+    assert registry.providers["openai"].messages_request(b"{}", api_key=None) is None
 
 
 def test_openrouter_attribution_is_opt_in() -> None:

@@ -42,6 +42,9 @@ class ChatRequest(msgspec.Struct):
     # With memory on: this turn's messages (`new_turn`), each with the text memory keeps of
     # it (`remembered_text`), worked out once for the size check and for storing.
     turn: list[tuple[dict[str, Any], str]] = []
+    # The client's own body when it came by another API (Anthropic's Messages: `body` is
+    # then its translation, which memory reads and providers without that API get).
+    native: dict[str, Any] | None = None
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -49,6 +52,11 @@ class ChatRequest(msgspec.Struct):
 
 
 def parse_chat_request(raw: bytes, headers: dict[str, str]) -> ChatRequest:
+    return chat_request(decode_object(raw), headers)
+
+
+def decode_object(raw: bytes) -> dict[str, Any]:
+    """A request body that must be a JSON object."""
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -56,7 +64,11 @@ def parse_chat_request(raw: bytes, headers: dict[str, str]) -> ChatRequest:
     body = decode_body(raw)
     if not isinstance(body, dict):
         raise InvalidRequest("Request body must be a JSON object.", code="invalid_json")
+    return body
 
+
+def chat_request(body: dict[str, Any], headers: dict[str, str]) -> ChatRequest:
+    """A chat completion body checked, with its memory scope and turn."""
     model = body.get("model")
     if model is None:
         raise InvalidRequest("Missing required parameter: 'model'.", code="missing_required_parameter", param="model")

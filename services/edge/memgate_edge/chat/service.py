@@ -1,4 +1,5 @@
-"""The chat request's whole path: validate → context → inject → provider → record."""
+"""The chat request's whole path: validate → context → inject → provider → record, the same
+for every API a chat comes in by (`memgate_edge.chat.api`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import time
 from functools import partial
 from typing import Any
 
-import msgspec
 from litestar import Response
 from litestar.response import Stream
 from opentelemetry import trace
@@ -17,13 +17,9 @@ from memgate_core.errors import GatewayError, InvalidRequest, UpstreamError, Ups
 from memgate_core.events import Usage
 from memgate_edge.auth import Principal
 from memgate_edge.bindings import ThreadBindings
-from memgate_edge.chat.exchange import ExchangeRecorder, PendingExchange, usage_of
-from memgate_edge.chat.request import (
-    client_fingerprints,
-    latest_user_text,
-    parse_chat_request,
-    remembered_text,
-)
+from memgate_edge.chat.api import CHAT_COMPLETIONS, Api
+from memgate_edge.chat.exchange import ExchangeRecorder, PendingExchange
+from memgate_edge.chat.request import client_fingerprints, latest_user_text
 from memgate_edge.chat.streaming import relay
 from memgate_edge.context_client import ContextClient, ContextResult
 from memgate_edge.usage import UsageRecord, UsageRecorder
@@ -47,13 +43,14 @@ class ChatService:
         self.budget_tokens = budget_tokens
         self.related_budget_tokens = related_budget_tokens
 
-    async def complete(self, raw: bytes, headers: dict[str, str], principal: Principal) -> Response[Any]:
+    async def complete(self, raw: bytes, headers: dict[str, str], principal: Principal,
+                       api: Api = CHAT_COMPLETIONS) -> Response[Any]:
         # One trace per chat request. A streamed answer outlives this call, so the span is
         # ended by the relay once the exchange is recorded (and published, with the trace).
-        span = tracer.start_span("chat.completions", kind=trace.SpanKind.SERVER)
+        span = tracer.start_span(api.name, kind=trace.SpanKind.SERVER)
         try:
             with trace.use_span(span, end_on_exit=False, record_exception=True, set_status_on_exception=True):
-                response = await self._complete(raw, headers, principal, span)
+                response = await self._complete(raw, headers, principal, api, span)
         except BaseException:
             span.end()
             raise
@@ -62,11 +59,11 @@ class ChatService:
         return response
 
     async def _complete(
-        self, raw: bytes, headers: dict[str, str], principal: Principal, span: trace.Span
+        self, raw: bytes, headers: dict[str, str], principal: Principal, api: Api, span: trace.Span
     ) -> Response[Any]:
         started = time.perf_counter()
         span.set_attribute("memgate.tenant", principal.tenant)
-        request = parse_chat_request(raw, headers)
+        request = api.parse(raw, headers)
         registry = self.providers.registry
         _, route = registry.route(request.model)  # unknown provider or alias: 400 before any work
         if not principal.provider_key and not registry.is_configured(request.model):
@@ -79,19 +76,20 @@ class ChatService:
         span.set_attribute("memgate.stream", request.stream)
 
         memory_headers: dict[str, str] = {"x-memory": "off"}
-        messages = request.messages
+        memory = ""  # the block, when there is one
         if request.memory is not None:
             span.set_attribute("memgate.thread_id", request.memory.thread_id)
             await self.bindings.check(principal.tenant, request.memory.thread_id, request.memory.resource_id)
             result = await self.contexts.lookup(ContextLookup(
                 tenant=principal.tenant, resource_id=request.memory.resource_id,
-                thread_id=request.memory.thread_id, query=latest_user_text(messages),
-                budget_tokens=request.memory.budget_tokens or self.budget_tokens, client_messages=client_fingerprints(messages),
+                thread_id=request.memory.thread_id, query=latest_user_text(request.messages),
+                budget_tokens=request.memory.budget_tokens or self.budget_tokens,
+                client_messages=client_fingerprints(request.messages),
                 related_budget_tokens=self.related_budget_tokens,
             ))
             memory_headers = _memory_headers(result)
-            if result.block is not None and result.block.text:
-                messages = [{"role": "system", "content": result.block.text}, *messages]
+            if result.block is not None:
+                memory = result.block.text
 
         deadline = time.monotonic() + self.providers.timeouts.total
 
@@ -106,9 +104,8 @@ class ChatService:
 
         try:
             # Aliases and fallbacks are resolved here: `answered` is the route that took the request.
-            upstream, answered = await self.providers.open_chat(
-                request.model, {**request.body, "messages": messages}, api_key=principal.provider_key
-            )
+            upstream, answered, native = await api.open(self.providers, request, memory,
+                                                        api_key=principal.provider_key)
         except GatewayError as exc:
             record_usage(route.provider, exc.status, None)
             raise
@@ -120,8 +117,9 @@ class ChatService:
             CHAT_REQUESTS.labels(answered.provider, "ok", stream_label, "on" if pending else "off").inc()
             if request.stream:
                 on_done = partial(record_usage, answered.provider, 200)
-                return Stream(relay(upstream, pending, self.recorder, span, deadline=deadline, on_done=on_done),
-                              media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"})
+                form = api.stream(request, native=native)
+                return Stream(relay(upstream, pending, self.recorder, span, deadline=deadline, on_done=on_done,
+                                    form=form), media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"})
         except BaseException:
             self.recorder.close_in_background(upstream)  # an open upstream left behind keeps generating
             raise
@@ -138,27 +136,13 @@ class ChatService:
                                 f"({type(exc).__name__}).") from None
         finally:
             await upstream.aclose()
-        answer, usage = _answer_of(raw_answer)
+        answer = api.answer(raw_answer, request, native=native,
+                            media_type=upstream.headers.get("content-type", "application/json"))
         if pending is not None:
-            await self.recorder.finish(pending, answer, usage)
-        record_usage(answered.provider, 200, usage)
+            await self.recorder.finish(pending, answer.text, answer.usage)
+        record_usage(answered.provider, 200, answer.usage)
         CHAT_LATENCY.labels(answered.provider, stream_label).observe(time.perf_counter() - started)
-        return Response(raw_answer, media_type=upstream.headers.get("content-type", "application/json"),
-                        headers=headers)
-
-
-def _answer_of(raw: bytes) -> tuple[str, Any]:
-    """The assistant's answer as memgate remembers it, and the usage, from a JSON response."""
-    try:
-        data = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        return "", None  # passed on untouched; there is just nothing to remember or count
-    text = ""
-    if isinstance(data, dict):
-        choices = data.get("choices") or []
-        if choices and isinstance(choices[0], dict) and isinstance(choices[0].get("message"), dict):
-            text = remembered_text(choices[0]["message"])
-    return text, usage_of(data)
+        return Response(answer.body, media_type=answer.media_type, headers=headers)
 
 
 def _memory_headers(result: ContextResult) -> dict[str, str]:

@@ -1,8 +1,10 @@
 """Relaying a provider's SSE stream event by event, while collecting the answer.
 
-Complete SSE events are forwarded as soon as they arrive. The final `data: [DONE]` is
-held back until the exchange is recorded, so the client's "end of answer" means
-"memgate remembers it".
+Complete SSE events are forwarded as soon as they arrive. The stream's end marker (chat
+completions' `data: [DONE]`, the Messages API's `message_stop`) is held back until the
+exchange is recorded, so the client's "end of answer" means "memgate remembers it".
+What the events look like is a `StreamFormat`'s business: `ChatStream` passes chat
+completion chunks through; `memgate_edge.messages.stream` has the Messages API's.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from opentelemetry import trace
@@ -71,47 +73,88 @@ class StreamCollector:
         return text
 
 
+class StreamFormat(Protocol):
+    """What one API's stream looks like: which events go out, which one ends it, what the
+    answer was, and how an error is said once the headers are gone."""
+
+    def translate(self, event: bytes) -> tuple[bytes, bytes]:
+        """For one upstream event: what goes out now, and the end marker if this is it
+        (held back until the exchange is recorded)."""
+        ...
+
+    def error_event(self, message: str, code: str, kind: str) -> bytes: ...
+
+    @property
+    def text(self) -> str:
+        """The assistant's answer so far, as memgate remembers it."""
+        ...
+
+    @property
+    def usage(self) -> Usage | None: ...
+
+
+class ChatStream:
+    """Chat completion chunks, passed through untouched."""
+
+    def __init__(self) -> None:
+        self.collector = StreamCollector()
+
+    def translate(self, event: bytes) -> tuple[bytes, bytes]:
+        data = data_of(event)
+        if data == _DONE:
+            return b"", event
+        if data:
+            self.collector.feed(data)
+        return event, b""
+
+    def error_event(self, message: str, code: str, kind: str) -> bytes:
+        error = {"error": {"message": message, "type": kind, "code": code}}
+        return b"data: " + msgspec.json.encode(error) + b"\n\n"
+
+    @property
+    def text(self) -> str:
+        return self.collector.text
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.collector.usage
+
+
 def _split_events(buffer: bytes) -> tuple[list[bytes], bytes]:
     normalized = buffer.replace(b"\r\n", b"\n")
     *events, rest = normalized.split(b"\n\n")
     return [e + b"\n\n" for e in events], rest
 
 
-def _data_of(event: bytes) -> bytes | None:
+def data_of(event: bytes) -> bytes | None:
     lines = [line[5:].lstrip() for line in event.split(b"\n") if line.startswith(b"data:")]
     return b"\n".join(lines) if lines else None
 
 
 async def relay(
     upstream: http.Response, pending: PendingExchange | None, recorder: ExchangeRecorder, span: trace.Span,
-    *, deadline: float, on_done: Callable[[Usage | None], None],
+    *, deadline: float, on_done: Callable[[Usage | None], None], form: StreamFormat,
 ) -> AsyncIterator[bytes]:
-    """Yield the upstream's SSE events; record the exchange before the final [DONE]. Ends `span`.
-
-    `on_done` gets the usage the provider reported (if any) once the stream is over.
+    """Yield the upstream's SSE events as `form` has them; record the exchange before the
+    end marker. Ends `span`. `on_done` gets the usage the provider reported (if any) once
+    the stream is over.
     """
-    collector = StreamCollector()
     try:
         with trace.use_span(span, end_on_exit=True):
             # `aclosing`: if this generator is closed at a yield, the inner one is closed
             # now (recording the exchange), not whenever it is garbage-collected.
-            async with contextlib.aclosing(_relay(upstream, pending, recorder, deadline, collector)) as events:
+            async with contextlib.aclosing(_relay(upstream, pending, recorder, deadline, form)) as events:
                 async for piece in events:
                     yield piece
     finally:
-        on_done(collector.usage)
-
-
-def _error_event(message: str, code: str, kind: str = "upstream_error") -> bytes:
-    error = {"error": {"message": message, "type": kind, "code": code}}
-    return b"data: " + msgspec.json.encode(error) + b"\n\n"
+        on_done(form.usage)
 
 
 async def _relay(
     upstream: http.Response, pending: PendingExchange | None, recorder: ExchangeRecorder, deadline: float,
-    collector: StreamCollector,
+    form: StreamFormat,
 ) -> AsyncIterator[bytes]:
-    held_done: bytes | None = None
+    held_end = b""
     completed = interrupted = False
     buffer = b""
     try:
@@ -119,25 +162,25 @@ async def _relay(
             async for chunk in upstream.aiter_raw():
                 if time.monotonic() > deadline:
                     # The headers are long gone: an error event is the only way left to say it.
-                    yield _error_event("The upstream stream exceeded the total time limit (MEMGATE_TIMEOUT_TOTAL).",
-                                       "upstream_timeout")
+                    yield form.error_event("The upstream stream exceeded the total time limit (MEMGATE_TIMEOUT_TOTAL).",
+                                           "upstream_timeout", "upstream_error")
                     interrupted = True
                     break
                 buffer += chunk
                 events, buffer = _split_events(buffer)
                 out = []
                 for event in events:
-                    data = _data_of(event)
-                    if data == _DONE and pending is not None:
-                        held_done = event
-                        continue
-                    if data:
-                        collector.feed(data)
-                    out.append(event)
-                if out:
+                    now, end = form.translate(event)
+                    out.append(now)
+                    if end and pending is not None:
+                        held_end = end
+                    elif end:
+                        out.append(end)
+                if any(out):
                     yield b"".join(out)
         except http.HTTPError as exc:
-            yield _error_event(f"The upstream stream broke off ({type(exc).__name__}).", "upstream_error")
+            yield form.error_event(f"The upstream stream broke off ({type(exc).__name__}).", "upstream_error",
+                                   "upstream_error")
             interrupted = True
         if buffer.strip() and not interrupted:
             yield buffer
@@ -148,17 +191,18 @@ async def _relay(
             # await. Record what was produced and close the upstream connection (which
             # cancels the provider's work) in background tasks.
             if pending is not None:
-                recorder.finish_in_background(pending, collector.text, collector.usage)
+                recorder.finish_in_background(pending, form.text, form.usage)
             recorder.close_in_background(upstream)
     await upstream.aclose()
     if pending is not None:
         try:
             # Shielded: SDKs often disconnect right after the last chunk, while this runs.
-            await recorder.finish_shielded(pending, collector.text, collector.usage, interrupted=interrupted)
+            await recorder.finish_shielded(pending, form.text, form.usage, interrupted=interrupted)
         except Exception as exc:
             log.error("recording exchange %s failed: %r", pending.exchange_id, exc)
-            yield _error_event("memgate could not store this exchange in memory (its database is unreachable "
-                               "just now); the answer above is not remembered.", "memory_not_recorded", "server_error")
+            yield form.error_event("memgate could not store this exchange in memory (its database is unreachable "
+                                   "just now); the answer above is not remembered.", "memory_not_recorded",
+                                   "server_error")
             return
-    if held_done is not None and not interrupted:
-        yield held_done
+    if held_end and not interrupted:
+        yield held_end
