@@ -1,5 +1,5 @@
-"""Fuzzing the public API of a real `memgate up`: chat (chat completions and Anthropic's
-Messages API) and the memory API, with bodies, ids, headers and query values drawn by
+"""Fuzzing the public API of a real `memgate up`: chat (chat completions, OpenAI's Responses
+API and Anthropic's Messages API) and the memory API, with bodies, ids, headers and query values drawn by
 Hypothesis. Never a 5xx; every error in its API's shape (the Messages API's own, else OpenAI's);
 rejected requests publish and send upstream nothing: the exchanges published and the
 provider's calls add up to exactly those of the accepted requests (what is stored is
@@ -82,6 +82,22 @@ messages_bodies = (
     | st.builds(lambda d: b'{"model": "fake/x", "max_tokens": 5, "messages": ' + d.encode() + b"}", deep)
     | st.binary(max_size=64)
 )
+parts = st.lists(st.fixed_dictionaries({"type": st.sampled_from(["input_text", "input_image", "output_text", "x"])},
+                                       optional={"text": texts | values, "image_url": texts | values}), max_size=3)
+items = st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant", "developer"]), "content": texts | parts})
+valid_responses = st.fixed_dictionaries(
+    {"model": st.sampled_from(["fake/x", "fake/y"]), "input": texts | st.lists(items, min_size=1, max_size=3)},
+    optional={"stream": st.booleans(), "instructions": texts, "max_output_tokens": st.integers(1, 100)},
+).map(msgspec.json.encode)
+responses_bodies = (
+    valid_responses
+    | st.fixed_dictionaries({}, optional={"model": models, "input": values | st.lists(values, max_size=3),
+                                          "instructions": values, "tools": values, "tool_choice": values,
+                                          "previous_response_id": values, "text": values, "stream": scalars,
+                                          "max_output_tokens": scalars}).map(msgspec.json.encode)
+    | st.builds(lambda d: b'{"model": "fake/x", "input": ' + d.encode() + b"}", deep)
+    | st.binary(max_size=64)
+)
 search_bodies = (
     st.fixed_dictionaries({}, optional={"resource_id": ids | values, "query": texts | values,
                                         "limit": st.integers(-5, 500) | values}).map(msgspec.json.encode)
@@ -107,10 +123,11 @@ numbers = st.integers(-5, 2**64).map(str) | st.sampled_from(["", "x", "1e3", "-0
 @st.composite
 def cases(draw: Callable[..., Any]) -> tuple[str, str, dict[str, str], bytes | None, dict[str, str]]:
     """(method, path, query, body, headers)."""
-    kind = draw(st.sampled_from(["chat", "chat", "messages", "thread", "list", "search", "import", "delete"]))
+    kind = draw(st.sampled_from(["chat", "chat", "messages", "responses", "thread", "list", "search", "import",
+                                 "delete"]))
     tid = quote(draw(ids), safe="")
     headers: dict[str, str] = {}
-    if kind in ("chat", "messages"):
+    if kind in ("chat", "messages", "responses"):
         memory = draw(st.sampled_from(["none", "good", "any"]))
         if memory != "none":
             for header in ("x-thread-id", "x-resource-id"):
@@ -121,6 +138,8 @@ def cases(draw: Callable[..., Any]) -> tuple[str, str, dict[str, str], bytes | N
             headers["x-memory-budget-tokens"] = draw(numbers)
         if kind == "messages":
             return "POST", "/messages", {}, draw(messages_bodies), headers
+        if kind == "responses":
+            return "POST", "/responses", {}, draw(responses_bodies), headers
         return "POST", "/chat/completions", {}, draw(chat_bodies), headers
     if kind == "thread":
         tail = draw(st.sampled_from(["", "/messages", "/observations"]))
@@ -170,7 +189,7 @@ def test_fuzz_the_api(make_gateway: Callable[..., GatewayProcess], fake_provider
                     assert response.json()["type"] == "error" and set(error) == {"type", "message"}, response.text
                 else:
                     assert isinstance(error["code"], (str, type(None)))
-            elif path in ("/chat/completions", "/messages"):
+            elif path in ("/chat/completions", "/messages", "/responses"):
                 tally[f"{path} answered"] += 1
                 tally["provider calls"] += 1
                 tally["exchanges"] += "x-thread-id" in headers
@@ -183,7 +202,7 @@ def test_fuzz_the_api(make_gateway: Callable[..., GatewayProcess], fake_provider
     published = asyncio.run(_published(nats_url)) - published_before
     assert tally["5xx"] == 0 and sum(tally[k] for k in ("2xx", "4xx")) >= EXAMPLES
     assert tally["4xx"] > EXAMPLES // 4 and tally["2xx"] > EXAMPLES // 20, tally  # both kinds were tried
-    assert tally["/chat/completions answered"] and tally["/messages answered"], tally
+    assert all(tally[f"{path} answered"] for path in ("/chat/completions", "/messages", "/responses")), tally
     # Nothing reached the provider or the bus but what was accepted.
     assert len(fake_provider.requests) - calls_before == tally["provider calls"], tally
     assert published == tally["exchanges"], (published, tally)

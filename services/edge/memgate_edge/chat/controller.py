@@ -1,4 +1,4 @@
-"""HTTP handlers of the OpenAI-compatible API."""
+"""HTTP handlers of the OpenAI-compatible API (Anthropic's has its own: `memgate_edge.messages`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from litestar import Controller, Request, Response, get, post
 
 from memgate_edge.auth import Principal
 from memgate_edge.deps import EdgeDeps
+from memgate_edge.responses.api import RESPONSES
 
 
 class ChatController(Controller):
@@ -18,6 +19,11 @@ class ChatController(Controller):
                                principal: Principal) -> Response[Any]:
         """Create a chat completion, with memory when x-thread-id and x-resource-id are sent."""
         return await deps.chat.complete(await request.body(), dict(request.headers), principal)
+
+    @post("/responses", status_code=200)
+    async def responses(self, request: Request[Any, Any, Any], deps: EdgeDeps, principal: Principal) -> Response[Any]:
+        """Create a model response (OpenAI's Responses API), with memory when x-thread-id and x-resource-id are sent."""
+        return await deps.chat.complete(await request.body(), dict(request.headers), principal, RESPONSES)
 
     @get("/models")
     async def models(self, deps: EdgeDeps, principal: Principal, refresh: bool = False) -> Response[Any]:
