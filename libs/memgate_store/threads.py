@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -14,12 +15,16 @@ from memgate_store.database import Database
 
 
 class ThreadSummary(msgspec.Struct, frozen=True):
-    thread_id: str
+    id: str
+    thread_id: str  # (the id again: the name the memory API had before threads had `id`)
     resource_id: str
+    title: str | None
+    metadata: dict[str, str]
     created_at: datetime
     updated_at: datetime
     message_count: int
     observation_count: int
+    object: str = "thread"
 
 
 class StoredMessage(msgspec.Struct, frozen=True):
@@ -32,6 +37,10 @@ class StoredMessage(msgspec.Struct, frozen=True):
     created_at: datetime
     interrupted: bool
     seq: int = 0  # insertion order within the database
+
+
+def _summary(row: Any) -> ThreadSummary:
+    return ThreadSummary(**{**dict(row), "metadata": msgspec.json.decode(row["metadata"])})
 
 
 _MESSAGE_FIELDS = ("id", "thread_id", "exchange_id", "role", "content", "tokens", "created_at", "interrupted", "seq")
@@ -69,7 +78,7 @@ class ResourceSummary(msgspec.Struct, frozen=True):
 
 
 _THREAD_SUMMARY = """
-    SELECT t.thread_id, t.resource_id, t.created_at, t.updated_at,
+    SELECT t.thread_id AS id, t.thread_id, t.resource_id, t.title, t.metadata::text AS metadata, t.created_at, t.updated_at,
            (SELECT count(*) FROM messages m WHERE m.tenant = t.tenant AND m.thread_id = t.thread_id) AS message_count,
            (SELECT count(*) FROM observations o WHERE o.tenant = t.tenant AND o.thread_id = t.thread_id) AS observation_count
     FROM threads t
@@ -221,18 +230,43 @@ class ThreadRepository:
 
     async def get(self, tenant: str, thread_id: str) -> ThreadSummary | None:
         row = await self.db.pool.fetchrow(_THREAD_SUMMARY + " WHERE t.tenant = $1 AND t.thread_id = $2", tenant, thread_id)
-        return ThreadSummary(**dict(row)) if row else None
+        return _summary(row) if row else None
 
     async def page(
         self, tenant: str, *, resource_id: str | None = None, limit: int = 50, offset: int = 0
-    ) -> list[ThreadSummary]:
-        rows = await self.db.pool.fetch(
-            _THREAD_SUMMARY
-            + " WHERE t.tenant = $1 AND ($2::text IS NULL OR t.resource_id = $2)"
-            " ORDER BY t.updated_at DESC, t.thread_id LIMIT $3 OFFSET $4",
-            tenant, resource_id, limit, offset,
-        )
-        return [ThreadSummary(**dict(r)) for r in rows]
+    ) -> tuple[list[ThreadSummary], int]:
+        """A page of threads, newest first, and how many there are in all."""
+        async with self.db.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            rows = await conn.fetch(
+                _THREAD_SUMMARY
+                + " WHERE t.tenant = $1 AND ($2::text IS NULL OR t.resource_id = $2)"
+                " ORDER BY t.updated_at DESC, t.thread_id LIMIT $3 OFFSET $4",
+                tenant, resource_id, limit, offset,
+            )
+            total = await conn.fetchval("SELECT count(*) FROM threads WHERE tenant = $1 AND "
+                                        "($2::text IS NULL OR resource_id = $2)", tenant, resource_id)
+        return [_summary(r) for r in rows], total
+
+    async def create(self, tenant: str, thread_id: str, resource_id: str, *, title: str | None,
+                     metadata: dict[str, str]) -> ThreadSummary | None:
+        """A new thread; None when one of that id exists already."""
+        created = await self.db.pool.fetchval(
+            "INSERT INTO threads (tenant, thread_id, resource_id, title, metadata) VALUES ($1, $2, $3, $4, $5::jsonb) "
+            "ON CONFLICT DO NOTHING RETURNING true",
+            tenant, thread_id, resource_id, title, msgspec.json.encode(metadata).decode())
+        return await self.get(tenant, thread_id) if created else None
+
+    async def describe(self, tenant: str, thread_id: str, *, title: str | msgspec.UnsetType | None = msgspec.UNSET,
+                       metadata: dict[str, str] | msgspec.UnsetType = msgspec.UNSET) -> ThreadSummary | None:
+        """Set what is given of a thread's title and metadata (metadata replaced whole); None
+        when there is no such thread."""
+        updated = await self.db.pool.fetchval(
+            "UPDATE threads SET title = CASE WHEN $3 THEN $4 ELSE title END, "
+            "metadata = CASE WHEN $5 THEN $6::jsonb ELSE metadata END, updated_at = now() "
+            "WHERE tenant = $1 AND thread_id = $2 RETURNING true",
+            tenant, thread_id, title is not msgspec.UNSET, None if title is msgspec.UNSET else title,
+            metadata is not msgspec.UNSET, None if metadata is msgspec.UNSET else msgspec.json.encode(metadata).decode())
+        return await self.get(tenant, thread_id) if updated else None
 
     async def resources(self, tenant: str, *, limit: int = 100, offset: int = 0) -> list[ResourceSummary]:
         rows = await self.db.pool.fetch(
@@ -257,6 +291,18 @@ class ThreadRepository:
             tenant, thread_id, limit, uncovered_only,
         )
         return [StoredMessage(**dict(r)) for r in rows]
+
+    async def message_page(self, tenant: str, thread_id: str, *, limit: int, offset: int,
+                           newest_first: bool) -> tuple[list[StoredMessage], int]:
+        """A page of the thread's messages in time order (or newest first), and how many it has."""
+        order = "DESC" if newest_first else "ASC"
+        async with self.db.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            rows = await conn.fetch(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE tenant = $1 AND thread_id = $2 "
+                f"ORDER BY created_at {order}, id {order} LIMIT $3 OFFSET $4", tenant, thread_id, limit, offset)
+            total = await conn.fetchval("SELECT count(*) FROM messages WHERE tenant = $1 AND thread_id = $2",
+                                        tenant, thread_id)
+        return [StoredMessage(**dict(r)) for r in rows], total
 
     async def previous_message(self, tenant: str, thread_id: str, before: datetime) -> StoredMessage | None:
         """The thread's newest message sent before `before` (what a new message follows)."""

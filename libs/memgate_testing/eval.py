@@ -410,7 +410,11 @@ class Evaluator:
         return data
 
     def messages(self, thread: str) -> list[dict[str, Any]]:
-        return self._list(f"/memory/threads/{thread}/messages?limit=10000")
+        """All the thread's messages, oldest first (a page at a time: at most 200 each)."""
+        found: list[dict[str, Any]] = []
+        while page := self._list(f"/memory/threads/{thread}/messages?limit=200&offset={len(found)}"):
+            found += page
+        return found
 
     def observations(self, thread: str) -> list[dict[str, Any]]:
         return self._list(f"/memory/threads/{thread}/observations")

@@ -100,7 +100,7 @@ class DashboardController(Controller):
         tenant = await self._tenant(request, deps)
         if tenant is None:
             return Redirect("/dashboard/login")
-        threads = await memory.threads(tenant, resource_id, 500, 0)
+        threads, _ = await memory.threads(tenant, resource_id, 500, 0)
         ordered = sorted(threads, key=lambda t: t.resource_id)
         groups = [(r, list(ts)) for r, ts in groupby(ordered, key=lambda t: t.resource_id)]
         return self._page("threads.html", deps, tenant=tenant, groups=groups, resource_id=resource_id)
@@ -119,9 +119,10 @@ class DashboardController(Controller):
             page.status_code = 404
             return page
         observations = await memory.observations(tenant, thread_id)
+        newest, _ = await memory.messages(tenant, thread_id, 1000, newest_first=True)
         return self._page(
             "thread.html", deps, tenant=tenant, thread=thread,
-            messages=await memory.messages(tenant, thread_id, 1000),
+            messages=newest[::-1],  # (in time order)
             observations=[o for o in observations if o.superseded_at is None],
             superseded=[o for o in observations if o.superseded_at is not None],
             state=await deps.stores.observations.thread_memory(tenant, thread_id),

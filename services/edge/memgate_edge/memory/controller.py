@@ -6,10 +6,10 @@ Every thread and resource id given here is checked against the headers' rule fir
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
-from litestar import Controller, Request, delete, get, post
+from litestar import Controller, Request, delete, get, patch, post
 from litestar.params import Parameter
 
 from memgate_core.errors import InvalidRequest
@@ -19,8 +19,12 @@ from memgate_edge.body import decode_body
 from memgate_edge.chat.request import QUERY_CHARS
 from memgate_edge.memory.imports import parse_import
 from memgate_edge.memory.service import MemoryService
+from memgate_edge.memory.threads import parse_create, parse_update
+from memgate_store.threads import ThreadSummary
 
 MAX_OFFSET = 2**63 - 1  # Postgres OFFSET is a bigint
+PAGE = 50  # a list's default page size
+MAX_PAGE = 200
 
 
 class SearchRequest(msgspec.Struct):
@@ -33,20 +37,31 @@ def _page(data: list[Any]) -> dict[str, Any]:
     return {"object": "list", "data": data}
 
 
+def _counted(data: list[Any], total: int, offset: int) -> dict[str, Any]:
+    return {"object": "list", "data": data, "total": total, "has_more": offset + len(data) < total}
+
+
 class MemoryController(Controller):
     path = "/v1/memory"
 
     @get("/threads")
     async def list_threads(
         self, request: Request[Any, Any, Any], principal: Principal, memory: MemoryService,
-        resource_id: str | None = None, limit: int = Parameter(default=50, ge=1, le=500),
+        resource_id: str | None = None, limit: int = Parameter(default=PAGE, ge=1, le=MAX_PAGE),
         offset: int = Parameter(default=0, ge=0, le=MAX_OFFSET),
     ) -> dict[str, Any]:
-        """List threads, newest first, optionally of one resource."""
+        """List threads, newest first, optionally of one resource; `total` counts them all."""
         tenant = principal.tenant
         if resource_id is not None:
             validate_id(resource_id, "resource_id")
-        return _page(await memory.threads(tenant, resource_id, limit, offset))
+        threads, total = await memory.threads(tenant, resource_id, limit, offset)
+        return _counted(threads, total, offset)
+
+    @post("/threads", status_code=201)
+    async def create_thread(self, request: Request[Any, Any, Any], principal: Principal,
+                            memory: MemoryService) -> ThreadSummary:
+        """Create a thread of a resource: `{"resource_id", "id"?, "title"?, "metadata"?}` (409 if the id is taken)."""
+        return await memory.create_thread(principal.tenant, parse_create(await request.body()))
 
     @get("/threads/{thread_id:str}")
     async def get_thread(self, request: Request[Any, Any, Any], principal: Principal, memory: MemoryService,
@@ -54,14 +69,23 @@ class MemoryController(Controller):
         """One thread with its message and observation counts."""
         return await memory.thread(principal.tenant, validate_id(thread_id, "thread_id"))
 
+    @patch("/threads/{thread_id:str}", status_code=200)
+    async def update_thread(self, request: Request[Any, Any, Any], principal: Principal, memory: MemoryService,
+                            thread_id: str) -> ThreadSummary:
+        """Set a thread's `title` (null clears it) and `metadata` (replaced whole); what is left out stays."""
+        changes = parse_update(await request.body())
+        return await memory.describe_thread(principal.tenant, validate_id(thread_id, "thread_id"), changes)
+
     @get("/threads/{thread_id:str}/messages")
     async def thread_messages(
         self, request: Request[Any, Any, Any], principal: Principal, memory: MemoryService, thread_id: str,
-        limit: int = Parameter(default=1000, ge=1, le=10_000),
+        limit: int = Parameter(default=PAGE, ge=1, le=MAX_PAGE), offset: int = Parameter(default=0, ge=0, le=MAX_OFFSET),
+        order: Literal["asc", "desc"] = "asc",
     ) -> dict[str, Any]:
-        """A thread's messages, oldest first."""
-        return _page(await memory.messages(principal.tenant, validate_id(thread_id, "thread_id"),
-                                           limit))
+        """A thread's messages, oldest first (`order=desc`: newest first); `total` counts them all."""
+        messages, total = await memory.messages(principal.tenant, validate_id(thread_id, "thread_id"), limit, offset,
+                                                newest_first=order == "desc")
+        return _counted(messages, total, offset)
 
     @post("/threads/{thread_id:str}/messages", status_code=201)
     async def import_messages(self, request: Request[Any, Any, Any], principal: Principal, memory: MemoryService,

@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from memgate_core.errors import InvalidRequest, NotFound
+from memgate_core.errors import Conflict, InvalidRequest, NotFound
 from memgate_core.events import MessageRecord
+from memgate_core.ids import new_id
 from memgate_edge.bindings import ThreadBindings
 from memgate_edge.chat.exchange import ExchangeRecorder
 from memgate_edge.memory.imports import exchange_event, group_exchanges, stored_view
+from memgate_edge.memory.threads import ThreadCreate, ThreadUpdate
 from memgate_store import Stores
 from memgate_store.observations import Observation
 from memgate_store.threads import ResourceSummary, StoredMessage, ThreadSummary
@@ -31,12 +33,29 @@ class MemoryService:
             raise NotFound(f"Thread '{thread_id}' was not found.", code="thread_not_found")
         return found
 
-    async def threads(self, tenant: str, resource_id: str | None, limit: int, offset: int) -> list[ThreadSummary]:
+    async def threads(self, tenant: str, resource_id: str | None, limit: int,
+                      offset: int) -> tuple[list[ThreadSummary], int]:
         return await self.stores.threads.page(tenant, resource_id=resource_id, limit=limit, offset=offset)
 
-    async def messages(self, tenant: str, thread_id: str, limit: int) -> list[StoredMessage]:
+    async def create_thread(self, tenant: str, details: ThreadCreate) -> ThreadSummary:
+        thread_id = details.id or new_id("thread")
+        created = await self.stores.threads.create(tenant, thread_id, details.resource_id, title=details.title,
+                                                   metadata=details.metadata)
+        if created is None:
+            raise Conflict(f"Thread '{thread_id}' exists already.", code="thread_exists", param="id")
+        return created
+
+    async def describe_thread(self, tenant: str, thread_id: str, changes: ThreadUpdate) -> ThreadSummary:
+        updated = await self.stores.threads.describe(tenant, thread_id, title=changes.title, metadata=changes.metadata)
+        if updated is None:
+            raise NotFound(f"Thread '{thread_id}' was not found.", code="thread_not_found")
+        return updated
+
+    async def messages(self, tenant: str, thread_id: str, limit: int, offset: int = 0,
+                       newest_first: bool = False) -> tuple[list[StoredMessage], int]:
         await self.thread(tenant, thread_id)
-        return await self.stores.threads.messages(tenant, thread_id, limit=limit)
+        return await self.stores.threads.message_page(tenant, thread_id, limit=limit, offset=offset,
+                                                      newest_first=newest_first)
 
     async def import_messages(self, tenant: str, thread_id: str, resource_id: str | None,
                               records: list[MessageRecord]) -> dict[str, Any]:

@@ -1,0 +1,131 @@
+"""The memory API's threads, as an application manages them: create, update, list and page.
+
+Each endpoint is also tried with another tenant's key, which must find nothing of this one's.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from memgate_testing.gateway import GatewayProcess
+
+
+@pytest.fixture(scope="module")
+def other_key(gateway: GatewayProcess) -> str:
+    """A key of another tenant."""
+    result = gateway.memgate("keys", "create", "--tenant", f"tenant-{uuid.uuid4().hex[:8]}", "--quiet")
+    return result.stdout.strip()
+
+
+@pytest.fixture()
+def api(gateway: GatewayProcess) -> httpx.Client:
+    return httpx.Client(base_url=f"{gateway.base_url}/memory", headers=gateway.headers(), timeout=30)
+
+
+@pytest.fixture()
+def other(gateway: GatewayProcess, other_key: str) -> httpx.Client:
+    return httpx.Client(base_url=f"{gateway.base_url}/memory", headers=gateway.headers(other_key), timeout=30)
+
+
+def _tag() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+def test_create_read_and_update_a_thread(api: httpx.Client, other: httpx.Client) -> None:
+    thread_id, resource = f"t-{_tag()}", f"user-{_tag()}"
+    created = api.post("/threads", json={"id": thread_id, "resource_id": resource, "title": "Trip to Oslo",
+                                          "metadata": {"project": "travel"}})
+    assert created.status_code == 201, created.text
+    thread = created.json()
+    assert {k: thread[k] for k in ("id", "object", "resource_id", "title", "metadata", "message_count")} == {
+        "id": thread_id, "object": "thread", "resource_id": resource, "title": "Trip to Oslo",
+        "metadata": {"project": "travel"}, "message_count": 0}
+    assert thread["created_at"].endswith(("Z", "+00:00")) and thread["updated_at"] >= thread["created_at"]
+    assert api.get(f"/threads/{thread_id}").json()["title"] == "Trip to Oslo"
+
+    again = api.post("/threads", json={"id": thread_id, "resource_id": resource})
+    assert again.status_code == 409 and again.json()["error"]["code"] == "thread_exists"
+
+    renamed = api.patch(f"/threads/{thread_id}", json={"title": "Trip to Bergen"})
+    assert renamed.status_code == 200
+    assert (renamed.json()["title"], renamed.json()["metadata"]) == ("Trip to Bergen", {"project": "travel"})
+    assert renamed.json()["updated_at"] >= thread["updated_at"]
+    cleared = api.patch(f"/threads/{thread_id}", json={"title": None, "metadata": {"done": "yes"}}).json()
+    assert (cleared["title"], cleared["metadata"]) == (None, {"done": "yes"})
+
+    # Another tenant can neither see nor change it, nor take its id from this tenant's view.
+    assert other.get(f"/threads/{thread_id}").status_code == 404
+    assert other.patch(f"/threads/{thread_id}", json={"title": "mine"}).status_code == 404
+    assert all(t["id"] != thread_id for t in other.get("/threads").json()["data"])
+    assert other.post("/threads", json={"id": thread_id, "resource_id": "theirs"}).status_code == 201
+    assert api.get(f"/threads/{thread_id}").json()["title"] is None  # (still this tenant's own)
+
+
+def test_a_created_thread_is_the_one_chat_remembers_in(gateway: GatewayProcess, api: httpx.Client) -> None:
+    resource = f"user-{_tag()}"
+    thread = api.post("/threads", json={"resource_id": resource}).json()
+    assert thread["id"].startswith("thread_") and thread["title"] is None and thread["metadata"] == {}
+    memory = {**gateway.headers(), "x-thread-id": thread["id"], "x-resource-id": resource}
+    chat = httpx.post(f"{gateway.base_url}/chat/completions", headers=memory, timeout=30,
+                      json={"model": "fake/x", "messages": [{"role": "user", "content": "My name is Ada."}]})
+    assert chat.status_code == 200
+    assert api.get(f"/threads/{thread['id']}").json()["message_count"] == 2
+    wrong = {**memory, "x-resource-id": f"user-{_tag()}"}  # the thread stays bound to its resource
+    assert httpx.post(f"{gateway.base_url}/chat/completions", headers=wrong, timeout=30, json={
+        "model": "fake/x", "messages": [{"role": "user", "content": "hi"}]}).status_code == 404
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({}, None),
+    ({"resource_id": "r", "id": "bad id!"}, "id"),
+    ({"resource_id": "r\x00"}, "resource_id"),
+    ({"resource_id": "r", "title": ""}, "title"),
+    ({"resource_id": "r", "title": "x" * 257}, "title"),
+    ({"resource_id": "r", "metadata": {f"k{i}": "v" for i in range(17)}}, "metadata"),
+    ({"resource_id": "r", "metadata": {"k": 5}}, None),
+    ({"resource_id": "r", "colour": "red"}, None),
+])
+def test_bad_thread_bodies_are_400s_and_create_nothing(api: httpx.Client, body: dict[str, Any],
+                                                       param: str | None) -> None:
+    before = api.get("/threads").json()["total"]
+    response = api.post("/threads", json=body)
+    assert response.status_code == 400, response.text
+    if param is not None:
+        assert response.json()["error"]["param"] == param
+    assert api.get("/threads").json()["total"] == before
+    assert api.patch("/threads/anything", json={"title": 5}).status_code == 400
+
+
+def test_lists_are_paged_with_a_total(api: httpx.Client, other: httpx.Client) -> None:
+    resource = f"user-{_tag()}"
+    ids = [api.post("/threads", json={"resource_id": resource}).json()["id"] for _ in range(5)]
+    page = api.get("/threads", params={"resource_id": resource, "limit": 2, "offset": 1}).json()
+    assert page["object"] == "list" and page["total"] == 5 and page["has_more"] is True
+    assert [t["id"] for t in page["data"]] == ids[::-1][1:3]  # newest first
+    last = api.get("/threads", params={"resource_id": resource, "limit": 2, "offset": 4}).json()
+    assert (len(last["data"]), last["has_more"]) == (1, False)
+    assert api.get("/threads", params={"limit": 201}).status_code == 400
+    assert api.get("/threads").json()["data"].__len__() <= 50  # the default page
+    assert other.get("/threads", params={"resource_id": resource}).json() == {
+        "object": "list", "data": [], "total": 0, "has_more": False}
+
+
+def test_messages_are_paged_in_either_order(api: httpx.Client, other: httpx.Client) -> None:
+    thread_id = f"t-{_tag()}"
+    imported = api.post(f"/threads/{thread_id}/messages", json={"resource_id": f"user-{_tag()}", "messages": [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i}",
+         "created_at": f"2025-01-01T10:{i:02d}:00Z"} for i in range(7)]})
+    assert imported.status_code == 201, imported.text
+    first = api.get(f"/threads/{thread_id}/messages", params={"limit": 3}).json()
+    assert [m["content"] for m in first["data"]] == ["message 0", "message 1", "message 2"]
+    assert (first["total"], first["has_more"]) == (7, True)
+    assert {"id", "role", "content", "created_at"} <= first["data"][0].keys()
+    newest = api.get(f"/threads/{thread_id}/messages", params={"limit": 3, "offset": 5, "order": "desc"}).json()
+    assert [m["content"] for m in newest["data"]] == ["message 1", "message 0"] and newest["has_more"] is False
+    assert api.get(f"/threads/{thread_id}/messages", params={"order": "sideways"}).status_code == 400
+    assert api.get(f"/threads/{thread_id}/messages", params={"limit": 500}).status_code == 400
+    assert other.get(f"/threads/{thread_id}/messages").status_code == 404
