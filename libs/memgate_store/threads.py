@@ -304,6 +304,38 @@ class ThreadRepository:
                                         tenant, thread_id)
         return [StoredMessage(**dict(r)) for r in rows], total
 
+    async def selected_messages(self, tenant: str, thread_id: str, *, ids: Sequence[str] | None,
+                                start: datetime | None, end: datetime | None, limit: int) -> list[StoredMessage]:
+        """The thread's messages, in time order, of `ids` (all when None) sent in [start, end)."""
+        rows = await self.db.pool.fetch(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE tenant = $1 AND thread_id = $2 "
+            "AND ($3::text[] IS NULL OR id = ANY($3)) AND ($4::timestamptz IS NULL OR created_at >= $4) "
+            "AND ($5::timestamptz IS NULL OR created_at < $5) ORDER BY created_at, id LIMIT $6",
+            tenant, thread_id, ids, start, end, limit)
+        return [StoredMessage(**dict(r)) for r in rows]
+
+    async def delete_messages(self, tenant: str, thread_id: str,
+                              ids: Sequence[str]) -> tuple[list[str], list[str]] | None:
+        """Delete those of `ids` that are the thread's messages, and the observations that came
+        only from messages no longer there; returns both their ids (None: no such thread).
+        The thread's lookups reload it (its observations version moves)."""
+        async with self.db.pool.acquire() as conn, conn.transaction():
+            if await conn.fetchval("SELECT true FROM threads WHERE tenant = $1 AND thread_id = $2 FOR UPDATE",
+                                   tenant, thread_id) is None:
+                return None
+            gone = [r["id"] for r in await conn.fetch(
+                "DELETE FROM messages WHERE tenant = $1 AND thread_id = $2 AND id = ANY($3::text[]) RETURNING id",
+                tenant, thread_id, list(ids))]
+            orphaned = [r["id"] for r in await conn.fetch(
+                "DELETE FROM observations o WHERE o.tenant = $1 AND o.thread_id = $2 AND o.source_message_ids && $3 "
+                "AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = o.tenant AND m.id = ANY(o.source_message_ids)) "
+                "RETURNING o.id", tenant, thread_id, gone)]
+            await conn.execute(
+                "UPDATE threads SET observations_version = observations_version + 1, updated_at = now() "
+                "WHERE tenant = $1 AND thread_id = $2",
+                tenant, thread_id)
+        return gone, orphaned
+
     async def previous_message(self, tenant: str, thread_id: str, before: datetime) -> StoredMessage | None:
         """The thread's newest message sent before `before` (what a new message follows)."""
         row = await self.db.pool.fetchrow(

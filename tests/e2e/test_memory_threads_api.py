@@ -1,4 +1,5 @@
-"""The memory API's threads, as an application manages them: create, update, list and page.
+"""The memory API's threads, as an application manages them: create, update, list and page,
+clone, and delete messages.
 
 Each endpoint is also tried with another tenant's key, which must find nothing of this one's.
 """
@@ -10,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from helpers import observer_idle, wait_for
 
 from memgate_testing.gateway import GatewayProcess
 
@@ -129,3 +131,88 @@ def test_messages_are_paged_in_either_order(api: httpx.Client, other: httpx.Clie
     assert api.get(f"/threads/{thread_id}/messages", params={"order": "sideways"}).status_code == 400
     assert api.get(f"/threads/{thread_id}/messages", params={"limit": 500}).status_code == 400
     assert other.get(f"/threads/{thread_id}/messages").status_code == 404
+
+
+HISTORY = [  # two exchanges, months apart
+    {"role": "user", "content": "My sister Lena moved to Copenhagen with her two cats.", "created_at": "2023-05-08T09:00:00Z"},
+    {"role": "assistant", "content": "Copenhagen has excellent harbour baths.", "created_at": "2023-05-08T09:00:30Z"},
+    {"role": "user", "content": "I adopted a greyhound called Pixel from the shelter.", "created_at": "2023-07-01T18:00:00Z"},
+    {"role": "assistant", "content": "Pixel is a lovely name for a greyhound.", "created_at": "2023-07-01T18:00:45Z"},
+]
+
+
+def _observed(api: httpx.Client, thread_id: str, dates: set[str]) -> list[dict[str, Any]]:
+    """The thread's observations once the observer has dated some on each of `dates`."""
+    def ready() -> list[dict[str, Any]] | None:
+        found: list[dict[str, Any]] = api.get(f"/threads/{thread_id}/observations").json()["data"]
+        return found if dates <= {o["observed_on"] for o in found} else None
+    return wait_for(ready, timeout=30)
+
+
+def _search(api: httpx.Client, resource: str, query: str) -> list[str]:
+    hits = api.post("/search", json={"resource_id": resource, "query": query, "limit": 20}).json()["data"]
+    return [h.get("text", "") for h in hits]
+
+
+def test_deleting_messages_takes_the_observations_only_they_made(
+        gateway: GatewayProcess, api: httpx.Client, other: httpx.Client) -> None:
+    thread_id, resource = f"t-{_tag()}", f"user-{_tag()}"
+    assert api.post(f"/threads/{thread_id}/messages", json={"resource_id": resource, "messages": HISTORY}).status_code == 201
+    stored = api.get(f"/threads/{thread_id}/messages").json()["data"]
+    observed = _observed(api, thread_id, {"2023-05-08", "2023-07-01"})
+    observer_idle(gateway)
+    lena = [m["id"] for m in stored[:2]]
+    from_lena = {o["id"] for o in observed if set(o["source_message_ids"]) <= set(lena)}
+    assert from_lena and any("Lena" in t for t in _search(api, resource, "Lena Copenhagen cats"))
+
+    assert other.request("DELETE", f"/threads/{thread_id}/messages", json={"message_ids": lena}).status_code == 404
+    response = api.request("DELETE", f"/threads/{thread_id}/messages", json={"message_ids": [*lena, "msg_nope"]})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert sorted(body["message_ids"]) == sorted(lena) and set(body["observation_ids"]) == from_lena
+
+    left = api.get(f"/threads/{thread_id}/messages").json()
+    assert [m["content"] for m in left["data"]] == [m["content"] for m in HISTORY[2:]] and left["total"] == 2
+    remaining = api.get(f"/threads/{thread_id}/observations").json()["data"]
+    assert not from_lena & {o["id"] for o in remaining} and any("Pixel" in o["text"] for o in remaining)
+    assert not any("Lena" in t or "Copenhagen" in t for t in _search(api, resource, "Lena Copenhagen cats"))
+    chat = httpx.post(f"{gateway.base_url}/chat/completions", timeout=30,
+                      headers={**gateway.headers(), "x-thread-id": thread_id, "x-resource-id": resource},
+                      json={"model": "fake/x", "messages": [{"role": "user", "content": "Where does Lena live?"}]})
+    assert chat.status_code == 200 and chat.headers["x-memory"] == "injected"
+    assert int(chat.headers["x-memory-messages"]) == 2  # the two left, not the deleted ones
+    for bad in ({}, {"message_ids": []}, {"message_ids": "msg_1"}, {"message_ids": ["a\x00"]}):
+        assert api.request("DELETE", f"/threads/{thread_id}/messages", json=bad).status_code == 400
+
+
+def test_a_clone_copies_the_chosen_messages_and_is_observed_on_their_dates(
+        gateway: GatewayProcess, api: httpx.Client, other: httpx.Client) -> None:
+    thread_id, resource = f"t-{_tag()}", f"user-{_tag()}"
+    api.post("/threads", json={"id": thread_id, "resource_id": resource, "title": "Family",
+                               "metadata": {"kind": "diary"}})
+    assert api.post(f"/threads/{thread_id}/messages", json={"messages": HISTORY}).status_code == 201
+    stored = api.get(f"/threads/{thread_id}/messages").json()["data"]
+
+    july = api.post(f"/threads/{thread_id}/clone", json={"start": "2023-06-01T00:00:00", "new_thread_id": f"{thread_id}-july"})
+    assert july.status_code == 201, july.text
+    clone = july.json()
+    assert clone["cloned_messages"] == 2
+    assert {k: clone["thread"][k] for k in ("id", "resource_id", "title", "metadata")} == {
+        "id": f"{thread_id}-july", "resource_id": resource, "title": "Family", "metadata": {"kind": "diary"}}
+    copied = api.get(f"/threads/{thread_id}-july/messages").json()["data"]
+    assert [(m["role"], m["content"], m["created_at"]) for m in copied] == [
+        (m["role"], m["content"], m["created_at"]) for m in stored[2:]]
+    assert not {m["id"] for m in copied} & {m["id"] for m in stored}  # copies, with ids of their own
+    assert {o["observed_on"] for o in _observed(api, f"{thread_id}-july", {"2023-07-01"})} == {"2023-07-01"}
+
+    picked = api.post(f"/threads/{thread_id}/clone", json={"message_ids": [stored[0]["id"]], "title": "Lena"}).json()
+    assert picked["cloned_messages"] == 1 and picked["thread"]["title"] == "Lena"
+    assert picked["thread"]["id"].startswith("thread_")
+    assert api.get(f"/threads/{thread_id}/messages").json()["total"] == 4  # the source is untouched
+
+    taken = api.post(f"/threads/{thread_id}/clone", json={"new_thread_id": f"{thread_id}-july"})
+    assert taken.status_code == 409
+    assert other.post(f"/threads/{thread_id}/clone", json={}).status_code == 404
+    for bad in ({"start": "2023-08-01T00:00:00Z", "end": "2023-06-01T00:00:00Z"}, {"message_ids": []},
+                {"new_thread_id": "bad id"}, {"start": "yesterday"}, {"colour": "red"}):
+        assert api.post(f"/threads/{thread_id}/clone", json=bad).status_code == 400, bad

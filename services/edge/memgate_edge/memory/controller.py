@@ -19,7 +19,7 @@ from memgate_edge.body import decode_body
 from memgate_edge.chat.request import QUERY_CHARS
 from memgate_edge.memory.imports import parse_import
 from memgate_edge.memory.service import MemoryService
-from memgate_edge.memory.threads import parse_create, parse_update
+from memgate_edge.memory.threads import parse_clone, parse_create, parse_deletion, parse_update
 from memgate_store.threads import ThreadSummary
 
 MAX_OFFSET = 2**63 - 1  # Postgres OFFSET is a bigint
@@ -94,6 +94,21 @@ class MemoryController(Controller):
         tenant = principal.tenant
         resource_id, records = parse_import(await request.body())
         return await memory.import_messages(tenant, validate_id(thread_id, "thread_id"), resource_id, records)
+
+    @delete("/threads/{thread_id:str}/messages", status_code=200)
+    async def delete_messages(self, request: Request[Any, Any, Any], principal: Principal, memory: MemoryService,
+                              thread_id: str) -> dict[str, Any]:
+        """Delete messages by id (`{"message_ids": [...]}`), with the observations that came only from them."""
+        deletion = parse_deletion(await request.body())
+        return await memory.delete_messages(principal.tenant, validate_id(thread_id, "thread_id"),
+                                            deletion.message_ids)
+
+    @post("/threads/{thread_id:str}/clone", status_code=201)
+    async def clone_thread(self, request: Request[Any, Any, Any], principal: Principal, memory: MemoryService,
+                           thread_id: str) -> dict[str, Any]:
+        """Copy a thread's messages (all, or by ids, or sent in [start, end)) into a new thread of its resource."""
+        clone = parse_clone(await request.body())
+        return await memory.clone_thread(principal.tenant, validate_id(thread_id, "thread_id"), clone)
 
     @get("/threads/{thread_id:str}/observations")
     async def thread_observations(self, request: Request[Any, Any, Any], principal: Principal, memory: MemoryService,

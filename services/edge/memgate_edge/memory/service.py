@@ -11,11 +11,12 @@ from memgate_core.ids import new_id
 from memgate_edge.bindings import ThreadBindings
 from memgate_edge.chat.exchange import ExchangeRecorder
 from memgate_edge.memory.imports import exchange_event, group_exchanges, stored_view
-from memgate_edge.memory.threads import ThreadCreate, ThreadUpdate
+from memgate_edge.memory.threads import MAX_CLONED_MESSAGES, ThreadClone, ThreadCreate, ThreadUpdate
 from memgate_store import Stores
 from memgate_store.observations import Observation
 from memgate_store.threads import ResourceSummary, StoredMessage, ThreadSummary
 from memgate_vectors import Embedder, VectorIndex
+from memgate_vectors.points import message_point_id
 
 
 class MemoryService:
@@ -76,6 +77,43 @@ class MemoryService:
                                     for messages in exchanges], begun_at=begun_at)
         return {"object": "list", "thread_id": thread_id, "resource_id": resource_id,
                 "data": [stored_view(r) for r in records], "exchanges": len(exchanges)}
+
+    async def clone_thread(self, tenant: str, thread_id: str, clone: ThreadClone) -> dict[str, Any]:
+        """A new thread of the same resource holding copies of the chosen messages (new ids,
+        the same times), recorded as an import is: the observer observes them again, dated
+        by their times."""
+        begun_at = time.time()
+        source = await self.thread(tenant, thread_id)
+        messages = await self.stores.threads.selected_messages(
+            tenant, thread_id, ids=clone.message_ids, start=clone.start, end=clone.end, limit=MAX_CLONED_MESSAGES + 1)
+        if len(messages) > MAX_CLONED_MESSAGES:
+            raise InvalidRequest(f"A clone may copy at most {MAX_CLONED_MESSAGES} messages; choose fewer with "
+                                 "'message_ids' or 'start' and 'end'.", code="too_many_messages", param="message_ids")
+        created = await self.create_thread(tenant, ThreadCreate(
+            source.resource_id, clone.new_thread_id, source.title if clone.title is None else clone.title,
+            source.metadata))
+        records = [MessageRecord(new_id("msg"), m.role, m.content, m.created_at.timestamp()) for m in messages]
+        try:
+            await self.recorder.record([exchange_event(tenant, created.id, source.resource_id, group)
+                                        for group in group_exchanges(records)], begun_at=begun_at)
+        except BaseException:
+            await self.stores.threads.delete(tenant, created.id)  # all or nothing: no empty clone is left
+            raise
+        return {"thread": await self.thread(tenant, created.id), "cloned_messages": len(records)}
+
+    async def delete_messages(self, tenant: str, thread_id: str, ids: list[str]) -> dict[str, Any]:
+        """Delete messages, the observations that came only from them, and the vectors of both."""
+        # Vectors first, and again after, as for a thread (an observer commit in flight).
+        points = [message_point_id(tenant, i) for i in ids]
+        await self.thread(tenant, thread_id)
+        await self.index.delete(points)
+        deleted = await self.stores.threads.delete_messages(tenant, thread_id, ids)
+        if deleted is None:
+            raise NotFound(f"Thread '{thread_id}' was not found.", code="thread_not_found")
+        messages, observations = deleted
+        await self.index.delete([*points, *observations])
+        return {"object": "thread.messages.deleted", "thread_id": thread_id, "deleted": True,
+                "message_ids": messages, "observation_ids": observations}
 
     async def observations(self, tenant: str, thread_id: str) -> list[Observation]:
         await self.thread(tenant, thread_id)

@@ -1,7 +1,9 @@
-"""What the memory API's thread create and update take, checked before anything is stored."""
+"""What the memory API's thread requests take (create, update, clone, message deletion),
+checked before anything is stored."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -9,12 +11,14 @@ import msgspec
 from memgate_core.errors import InvalidRequest
 from memgate_core.ids import validate_id
 from memgate_edge.body import decode_body
+from memgate_edge.chat.request import MAX_MESSAGES
 
 MAX_TITLE_CHARS = 256
 # As OpenAI's metadata: a few short string pairs, for an application's own bookkeeping.
 MAX_METADATA_KEYS = 16
 MAX_METADATA_KEY_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 512
+MAX_CLONED_MESSAGES = 10_000  # one clone's; more: clone a date range at a time
 
 
 class ThreadCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -27,6 +31,47 @@ class ThreadCreate(msgspec.Struct, forbid_unknown_fields=True):
 class ThreadUpdate(msgspec.Struct, forbid_unknown_fields=True):
     title: str | msgspec.UnsetType | None = msgspec.UNSET  # (null clears it; left out keeps it)
     metadata: dict[str, str] | msgspec.UnsetType = msgspec.UNSET  # replaced whole
+
+
+class ThreadClone(msgspec.Struct, forbid_unknown_fields=True):
+    """Which messages go (`message_ids`, and or sent in [start, end); all when neither) into
+    a new thread of the same resource."""
+
+    new_thread_id: str | None = None
+    title: str | None = None  # None: the source's
+    message_ids: list[str] | None = None
+    start: datetime | None = None  # (without an offset: UTC)
+    end: datetime | None = None
+
+
+class MessageDeletion(msgspec.Struct, forbid_unknown_fields=True):
+    message_ids: list[str]
+
+
+def parse_clone(raw: bytes) -> ThreadClone:
+    clone = decode_body(raw or b"{}", ThreadClone, what="clone request")
+    if clone.new_thread_id is not None:
+        validate_id(clone.new_thread_id, "new_thread_id")
+    _check(clone.title, None)
+    if clone.message_ids is not None and not 1 <= len(clone.message_ids) <= MAX_CLONED_MESSAGES:
+        raise InvalidRequest(f"'message_ids' must hold 1 to {MAX_CLONED_MESSAGES} ids.", param="message_ids")
+    start, end = (_utc(t) for t in (clone.start, clone.end))
+    if start is not None and end is not None and start >= end:
+        raise InvalidRequest("'start' must be earlier than 'end'.", code="invalid_value", param="start")
+    return msgspec.structs.replace(clone, start=start, end=end)
+
+
+def parse_deletion(raw: bytes) -> MessageDeletion:
+    deletion = decode_body(raw, MessageDeletion, what="message deletion")
+    if not 1 <= len(deletion.message_ids) <= MAX_MESSAGES:
+        raise InvalidRequest(f"'message_ids' must hold 1 to {MAX_MESSAGES} ids.", param="message_ids")
+    if any("\x00" in i for i in deletion.message_ids):
+        raise InvalidRequest("'message_ids' may not hold NUL.", param="message_ids")
+    return deletion
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 def parse_create(raw: bytes) -> ThreadCreate:
