@@ -63,6 +63,29 @@ class MemoryLimits(msgspec.Struct, frozen=True):
     observation_budget_tokens: int
 
 
+class ObservationRecord(msgspec.Struct, frozen=True):
+    """What `record` reads of a thread's observational memory."""
+
+    thread_activation_tokens: int | None  # its own thresholds (None: the tenant's or the defaults)
+    thread_observation_budget_tokens: int | None
+    generation: int  # of its current observations
+    active_tokens: int
+    buffered_observations: int  # written, not yet activated
+    unobserved_message_tokens: int  # raw messages no active observation covers yet
+    pending_exchanges: int  # recorded, not yet observed
+    current_task: str | None
+
+
+class Generation(msgspec.Struct, frozen=True):
+    generation: int
+    observation_count: int
+    tokens: int
+    active_tokens: int
+    created_at: datetime
+    superseded_at: datetime | None  # when reflection replaced it (None: current)
+    current: bool
+
+
 class ThreadMemory(msgspec.Struct, frozen=True):
     current_task: str | None
     current_task_updated_at: datetime | None
@@ -346,15 +369,61 @@ class ObservationRepository:
 
     # ------------------------------------------------------------------ per-tenant limits
 
-    async def limits(self, tenant: str, *, activation_tokens: int, observation_budget_tokens: int) -> MemoryLimits:
-        """The tenant's overrides from tenant_settings, else the given defaults."""
+    async def limits(self, tenant: str, thread_id: str, *, activation_tokens: int,
+                     observation_budget_tokens: int) -> MemoryLimits:
+        """The thread's own thresholds, else its tenant's (tenant_settings), else the given defaults."""
         row = await self.db.pool.fetchrow(
-            "SELECT activation_tokens, observation_budget_tokens FROM tenant_settings WHERE tenant = $1", tenant
+            "SELECT coalesce(t.activation_tokens, s.activation_tokens) AS activation_tokens, "
+            "coalesce(t.observation_budget_tokens, s.observation_budget_tokens) AS observation_budget_tokens "
+            "FROM (SELECT 1) AS one LEFT JOIN tenant_settings s ON s.tenant = $1 "
+            "LEFT JOIN threads t ON t.tenant = $1 AND t.thread_id = $2", tenant, thread_id,
         )
-        if row is None:
-            return MemoryLimits(activation_tokens, observation_budget_tokens)
         return MemoryLimits(row["activation_tokens"] or activation_tokens,
                             row["observation_budget_tokens"] or observation_budget_tokens)
+
+    async def set_thread_limits(self, tenant: str, thread_id: str, *,
+                                activation_tokens: int | msgspec.UnsetType | None = msgspec.UNSET,
+                                observation_budget_tokens: int | msgspec.UnsetType | None = msgspec.UNSET) -> bool:
+        """Set (or with None, clear) a thread's own thresholds; what is left unset stays.
+        False when there is no such thread."""
+        return bool(await self.db.pool.fetchval(
+            "UPDATE threads SET activation_tokens = CASE WHEN $3 THEN $4 ELSE activation_tokens END, "
+            "observation_budget_tokens = CASE WHEN $5 THEN $6 ELSE observation_budget_tokens END "
+            "WHERE tenant = $1 AND thread_id = $2 RETURNING true",
+            tenant, thread_id, activation_tokens is not msgspec.UNSET, _set(activation_tokens),
+            observation_budget_tokens is not msgspec.UNSET, _set(observation_budget_tokens)))
+
+    async def record(self, tenant: str, thread_id: str) -> ObservationRecord | None:
+        """The thread's observational-memory state in one read (None: no such thread)."""
+        row = await self.db.pool.fetchrow(
+            """
+            SELECT t.activation_tokens AS thread_activation_tokens,
+                   t.observation_budget_tokens AS thread_observation_budget_tokens,
+                   coalesce((SELECT max(generation) FROM observations o WHERE o.tenant = t.tenant
+                             AND o.thread_id = t.thread_id AND o.superseded_at IS NULL), 0) AS generation,
+                   coalesce((SELECT sum(tokens) FROM observations o WHERE o.tenant = t.tenant
+                             AND o.thread_id = t.thread_id AND o.active AND o.superseded_at IS NULL), 0) AS active_tokens,
+                   (SELECT count(*) FROM observations o WHERE o.tenant = t.tenant AND o.thread_id = t.thread_id
+                    AND NOT o.active AND o.superseded_at IS NULL) AS buffered_observations,
+                   coalesce((SELECT sum(tokens) FROM messages m WHERE m.tenant = t.tenant
+                             AND m.thread_id = t.thread_id AND NOT m.covered), 0) AS unobserved_message_tokens,
+                   (SELECT count(DISTINCT exchange_id) FROM messages m WHERE m.tenant = t.tenant
+                    AND m.thread_id = t.thread_id AND NOT EXISTS (SELECT 1 FROM observed_exchanges x
+                        WHERE x.tenant = m.tenant AND x.exchange_id = m.exchange_id)) AS pending_exchanges,
+                   t.current_task
+            FROM threads t WHERE t.tenant = $1 AND t.thread_id = $2
+            """, tenant, thread_id)
+        return ObservationRecord(**dict(row)) if row else None
+
+    async def generations(self, tenant: str, thread_id: str) -> list[Generation]:
+        """The thread's generations of observations, newest first (0: the Observer's)."""
+        rows = await self.db.pool.fetch(
+            "SELECT generation, count(*) AS observation_count, sum(tokens) AS tokens, "
+            "sum(tokens) FILTER (WHERE active) AS active_tokens, min(created_at) AS created_at, "
+            "max(superseded_at) AS superseded_at, bool_or(superseded_at IS NULL) AS current "
+            "FROM observations WHERE tenant = $1 AND thread_id = $2 GROUP BY generation ORDER BY generation DESC",
+            tenant, thread_id)
+        return [Generation(**{**dict(r), "active_tokens": r["active_tokens"] or 0}) for r in rows]
 
     async def set_limits(self, tenant: str, *, activation_tokens: int | None = None,
                          observation_budget_tokens: int | None = None) -> None:
@@ -364,3 +433,7 @@ class ObservationRepository:
             "ON CONFLICT (tenant) DO UPDATE SET activation_tokens = $2, observation_budget_tokens = $3, updated_at = now()",
             tenant, activation_tokens, observation_budget_tokens,
         )
+
+
+def _set(value: int | msgspec.UnsetType | None) -> int | None:
+    return None if isinstance(value, msgspec.UnsetType) or value is None else value

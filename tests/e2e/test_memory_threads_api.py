@@ -216,3 +216,50 @@ def test_a_clone_copies_the_chosen_messages_and_is_observed_on_their_dates(
     for bad in ({"start": "2023-08-01T00:00:00Z", "end": "2023-06-01T00:00:00Z"}, {"message_ids": []},
                 {"new_thread_id": "bad id"}, {"start": "yesterday"}, {"colour": "red"}):
         assert api.post(f"/threads/{thread_id}/clone", json=bad).status_code == 400, bad
+
+
+def test_a_threads_own_thresholds_drive_its_observation_record_and_history(
+        gateway: GatewayProcess, api: httpx.Client, other: httpx.Client) -> None:
+    thread_id, resource = f"t-{_tag()}", f"user-{_tag()}"
+    api.post("/threads", json={"id": thread_id, "resource_id": resource})
+    defaults = api.get(f"/threads/{thread_id}/observations/record").json()
+    assert defaults["generation"] == 0 and defaults["active_observations"] == []
+    assert defaults["thresholds"] == {"observation_tokens": 30_000, "reflection_tokens": 40_000,
+                                      "thread_observation_tokens": None, "thread_reflection_tokens": None}
+
+    # Low thresholds of its own: a few exchanges activate observations, and the Reflector rewrites them.
+    own = api.patch(f"/threads/{thread_id}/observations/config",
+                    json={"observation_tokens": 100, "reflection_tokens": 100})
+    assert own.status_code == 200 and own.json()["observation_tokens"] == 100
+    facts = [f"My friend number {i} is called {name} and lives in {city} where she teaches mathematics at school."
+             for i, (name, city) in enumerate([("Ada", "Oslo"), ("Bea", "Lyon"), ("Cleo", "Turin"), ("Dora", "Porto"),
+                                               ("Eva", "Ghent"), ("Fay", "Cork"), ("Gia", "Bern"), ("Hana", "Graz")])]
+    messages = [m for i, fact in enumerate(facts) for m in (  # each said twice a day, a month apart
+        {"role": "user", "content": fact, "created_at": f"2024-{i + 1:02d}-01T10:00:00Z"},
+        {"role": "assistant", "content": "Noted.", "created_at": f"2024-{i + 1:02d}-01T10:00:05Z"},
+        {"role": "user", "content": f"Again: {fact}", "created_at": f"2024-{i + 1:02d}-01T11:00:00Z"},
+        {"role": "assistant", "content": "Noted again.", "created_at": f"2024-{i + 1:02d}-01T11:00:05Z"})]
+    assert api.post(f"/threads/{thread_id}/messages", json={"messages": messages}).status_code == 201
+
+    history = wait_for(lambda: (lambda h: h if any(g["generation"] >= 1 and g["current"] for g in h["data"]) else None)(
+        api.get(f"/threads/{thread_id}/observations/history").json()), timeout=30)
+    assert history["object"] == "list" and history["total"] == len(history["data"]) >= 2
+    newest, oldest = history["data"][0], history["data"][-1]
+    assert newest["current"] and newest["superseded_at"] is None and newest["active_tokens"] > 0
+    assert oldest["generation"] == 0 and oldest["superseded_at"] is not None  # (its buffered ones stay current)
+    observer_idle(gateway)
+    record = api.get(f"/threads/{thread_id}/observations/record").json()
+    assert record["generation"] == newest["generation"] and record["active_observations"]
+    assert all(o["generation"] == record["generation"] for o in record["active_observations"])
+    assert record["active_tokens"] == sum(o["tokens"] for o in record["active_observations"])
+    assert (record["observing"], record["pending_exchanges"]) == (False, 0)
+    assert record["thresholds"]["thread_observation_tokens"] == 100
+
+    cleared = api.patch(f"/threads/{thread_id}/observations/config", json={"reflection_tokens": None}).json()
+    assert (cleared["reflection_tokens"], cleared["thread_reflection_tokens"]) == (40_000, None)
+    assert cleared["thread_observation_tokens"] == 100  # (left out: kept)
+    for bad in ({"observation_tokens": 50}, {"reflection_tokens": "many"}, {"colour": 1}):
+        assert api.patch(f"/threads/{thread_id}/observations/config", json=bad).status_code == 400, bad
+    for path in ("record", "history"):
+        assert other.get(f"/threads/{thread_id}/observations/{path}").status_code == 404
+    assert other.patch(f"/threads/{thread_id}/observations/config", json={"observation_tokens": 100}).status_code == 404

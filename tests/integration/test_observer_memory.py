@@ -22,6 +22,7 @@ from memgate_observer.reflector import LocalReflector
 from memgate_providers import ProviderClient, ProviderRegistry, Timeouts
 from memgate_providers.client import UpstreamStatusError
 from memgate_store import Observation, Stores
+from memgate_store.observations import MemoryLimits
 from memgate_testing.fake_provider import FakeProvider
 from memgate_vectors import EdgeVectorIndex, Embedder
 
@@ -362,20 +363,29 @@ async def test_keep_raw_tail_and_no_cover_past_unobserved_or_failed(stores) -> N
     assert await covered(stores, tenant, thread) == [True, False, True, False, False]
 
 
-async def test_activation_threshold_per_tenant(stores, index, embedder) -> None:  # type: ignore[no-untyped-def]
+async def test_activation_threshold_per_tenant_and_per_thread(stores, index, embedder) -> None:  # type: ignore[no-untyped-def]
     small, thread = new_ids()
     default, _ = new_ids()
     await stores.observations.set_limits(small, activation_tokens=50)
     handler = make_handler(stores, index, embedder, activation=30_000, keep_raw=10)
-    assert (await handler.limits(small)).activation_tokens == 50
-    assert (await handler.limits(default)).activation_tokens == 30_000
+    assert (await handler.limits(small, thread)).activation_tokens == 50
+    assert (await handler.limits(default, thread)).activation_tokens == 30_000
     for tenant in (small, default):
         for i in range(3):
             await handler.handle(exchange(tenant, thread, ("user", f"My number {i} is {words(30)}."), at=MAY_1 + i))
     assert len(await stores.observations.for_thread(small, thread, active_only=True)) == 2
     assert await stores.observations.for_thread(default, thread, active_only=True) == []
+
+    # A thread's own threshold wins over its tenant's and the default; cleared, they apply again.
+    assert await stores.observations.set_thread_limits(default, thread, activation_tokens=60,
+                                                       observation_budget_tokens=90)
+    assert await handler.limits(default, thread) == MemoryLimits(60, 90)
+    assert (await handler.limits(default, "another-thread")).activation_tokens == 30_000
+    assert await stores.observations.set_thread_limits(default, thread, observation_budget_tokens=None)
+    assert await handler.limits(default, thread) == MemoryLimits(60, 40_000)  # (the one left out stays)
+    assert not await stores.observations.set_thread_limits(default, "no-such-thread", activation_tokens=1)
     await stores.observations.set_limits(small)  # cleared: the default applies again
-    assert (await handler.limits(small)).activation_tokens == 30_000
+    assert (await handler.limits(small, thread)).activation_tokens == 30_000
 
 
 # ---------------------------------------------------------------------------- reflection

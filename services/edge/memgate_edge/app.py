@@ -20,11 +20,13 @@ from memgate_edge.errors import EXCEPTION_HANDLERS
 from memgate_edge.memory.controller import MemoryController
 from memgate_edge.memory.service import MemoryService
 from memgate_edge.messages.controller import MessagesController
+from memgate_store.observations import MemoryLimits
 from memgate_telemetry.health import health_routes
 
 
 def create_app(deps: EdgeDeps) -> Litestar:
-    memory = MemoryService(deps.stores, deps.index, deps.embedder, deps.recorder, deps.bindings)
+    memory = MemoryService(deps.stores, deps.index, deps.embedder, deps.recorder, deps.bindings,
+                           defaults=MemoryLimits(deps.settings.activation_tokens, deps.settings.observation_budget_tokens))
     admin = AdminService(deps.stores, deps.auth)
     return Litestar(
         route_handlers=[ChatController, MessagesController, MemoryController, AdminController, DashboardController,

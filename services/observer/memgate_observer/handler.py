@@ -69,9 +69,10 @@ class ExchangeHandler:
         self.observation_budget_tokens = observation_budget_tokens
         self.messages = MessageIndexer(stores.threads, embedder)
 
-    async def limits(self, tenant: str) -> MemoryLimits:
+    async def limits(self, tenant: str, thread_id: str) -> MemoryLimits:
         return await self.stores.observations.limits(
-            tenant, activation_tokens=self.activation_tokens, observation_budget_tokens=self.observation_budget_tokens
+            tenant, thread_id, activation_tokens=self.activation_tokens,
+            observation_budget_tokens=self.observation_budget_tokens,
         )
 
     async def handle(self, event: ExchangeRecorded) -> str:
@@ -120,7 +121,7 @@ class ExchangeHandler:
             drafts = await self._new_facts(tenant, thread_id, result.drafts)
             stored = self._observations(batch, drafts)
             vectors = await self.embedder.embed_async([o.text for o in stored]) if stored else []
-            limits = await self.limits(tenant)
+            limits = await self.limits(tenant, thread_id)
             async with self.stores.db.pool.acquire() as conn, conn.transaction():
                 await observations.lock_thread(conn, tenant, thread_id)
                 if not await observations.record_batch(conn, tenant, thread_id, batch.exchange_ids,
@@ -128,8 +129,11 @@ class ExchangeHandler:
                     raise ConcurrentlyObserved(f"part of a batch of thread {thread_id} was observed concurrently")
                 if result.current_task:
                     await observations.set_current_task(conn, tenant, thread_id, result.current_task)
+                # (A threshold below the raw tail kept would never cover anything: a thread's
+                # own low threshold keeps at most half of it raw.)
+                keep_raw = min(self.keep_raw_tokens, limits.activation_tokens // 2)
                 covered = await observations.activate(conn, tenant, thread_id, threshold=limits.activation_tokens,
-                                                      keep_raw=self.keep_raw_tokens)
+                                                      keep_raw=keep_raw)
                 # Vectors last, just before commit: anything above may still roll back, and the
                 # rows written hold a lock on the thread that makes a concurrent delete wait
                 # (the delete then removes these vectors after us).
@@ -219,7 +223,7 @@ class ExchangeHandler:
         """
         observations = self.stores.observations
         state = await observations.reflection_state(tenant, thread_id)
-        limits = await self.limits(tenant)
+        limits = await self.limits(tenant, thread_id)
         if state is None or state.active_tokens <= limits.observation_budget_tokens:
             return None
         if (state.failed_version == state.observations_version and state.failed_at is not None

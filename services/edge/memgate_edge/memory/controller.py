@@ -19,7 +19,7 @@ from memgate_edge.body import decode_body
 from memgate_edge.chat.request import QUERY_CHARS
 from memgate_edge.memory.imports import parse_import
 from memgate_edge.memory.service import MemoryService
-from memgate_edge.memory.threads import parse_clone, parse_create, parse_deletion, parse_update
+from memgate_edge.memory.threads import parse_clone, parse_config, parse_create, parse_deletion, parse_update
 from memgate_store.threads import ThreadSummary
 
 MAX_OFFSET = 2**63 - 1  # Postgres OFFSET is a bigint
@@ -115,6 +115,27 @@ class MemoryController(Controller):
                                   thread_id: str) -> dict[str, Any]:
         """A thread's observations, with provenance (source message ids)."""
         return _page(await memory.observations(principal.tenant, validate_id(thread_id, "thread_id")))
+
+    @get("/threads/{thread_id:str}/observations/record")
+    async def observation_record(self, request: Request[Any, Any, Any], principal: Principal, memory: MemoryService,
+                                 thread_id: str) -> dict[str, Any]:
+        """The thread's observational memory: active observations, generation, tokens, whether it is being
+        observed or is due for reflection, and its thresholds."""
+        return await memory.observation_record(principal.tenant, validate_id(thread_id, "thread_id"))
+
+    @get("/threads/{thread_id:str}/observations/history")
+    async def observation_history(self, request: Request[Any, Any, Any], principal: Principal, memory: MemoryService,
+                                  thread_id: str) -> dict[str, Any]:
+        """The thread's generations of observations, newest first (0: the Observer's, n: the n-th reflection)."""
+        generations = await memory.generations(principal.tenant, validate_id(thread_id, "thread_id"))
+        return _counted(generations, len(generations), 0)
+
+    @patch("/threads/{thread_id:str}/observations/config", status_code=200)
+    async def observation_config(self, request: Request[Any, Any, Any], principal: Principal, memory: MemoryService,
+                                 thread_id: str) -> dict[str, Any]:
+        """Set the thread's own thresholds (`observation_tokens`, `reflection_tokens`; null: back to the default)."""
+        config = parse_config(await request.body())
+        return await memory.set_thresholds(principal.tenant, validate_id(thread_id, "thread_id"), config)
 
     @delete("/threads/{thread_id:str}", status_code=200)
     async def delete_thread(self, request: Request[Any, Any, Any], principal: Principal, memory: MemoryService,

@@ -11,9 +11,15 @@ from memgate_core.ids import new_id
 from memgate_edge.bindings import ThreadBindings
 from memgate_edge.chat.exchange import ExchangeRecorder
 from memgate_edge.memory.imports import exchange_event, group_exchanges, stored_view
-from memgate_edge.memory.threads import MAX_CLONED_MESSAGES, ThreadClone, ThreadCreate, ThreadUpdate
+from memgate_edge.memory.threads import (
+    MAX_CLONED_MESSAGES,
+    ObservationConfig,
+    ThreadClone,
+    ThreadCreate,
+    ThreadUpdate,
+)
 from memgate_store import Stores
-from memgate_store.observations import Observation
+from memgate_store.observations import Generation, MemoryLimits, Observation, ObservationRecord
 from memgate_store.threads import ResourceSummary, StoredMessage, ThreadSummary
 from memgate_vectors import Embedder, VectorIndex
 from memgate_vectors.points import message_point_id
@@ -21,8 +27,9 @@ from memgate_vectors.points import message_point_id
 
 class MemoryService:
     def __init__(self, stores: Stores, index: VectorIndex, embedder: Embedder, recorder: ExchangeRecorder,
-                 bindings: ThreadBindings) -> None:
+                 bindings: ThreadBindings, *, defaults: MemoryLimits) -> None:
         self.stores = stores
+        self.defaults = defaults  # the process's observational-memory thresholds
         self.index = index
         self.embedder = embedder
         self.recorder = recorder
@@ -118,6 +125,51 @@ class MemoryService:
     async def observations(self, tenant: str, thread_id: str) -> list[Observation]:
         await self.thread(tenant, thread_id)
         return await self.stores.observations.for_thread(tenant, thread_id)
+
+    async def observation_record(self, tenant: str, thread_id: str) -> dict[str, Any]:
+        """The thread's observational-memory state: its active observations, their generation
+        and tokens, what waits to be observed, and its thresholds."""
+        record = await self._record(tenant, thread_id)
+        thresholds = await self._thresholds(tenant, thread_id, record)
+        active = await self.stores.observations.for_thread(tenant, thread_id, active_only=True)
+        return {
+            "object": "thread.observation_record", "thread_id": thread_id, "generation": record.generation,
+            "active_observations": active, "active_tokens": record.active_tokens,
+            "buffered_observations": record.buffered_observations,
+            "unobserved_message_tokens": record.unobserved_message_tokens,
+            "pending_exchanges": record.pending_exchanges, "current_task": record.current_task,
+            # Observing: exchanges recorded and not yet observed. Reflecting: the active
+            # observations exceed the reflection threshold, so the Reflector rewrites them next.
+            "observing": record.pending_exchanges > 0,
+            "reflecting": record.active_tokens > thresholds["reflection_tokens"],
+            "thresholds": thresholds,
+        }
+
+    async def _record(self, tenant: str, thread_id: str) -> ObservationRecord:
+        record = await self.stores.observations.record(tenant, thread_id)
+        if record is None:
+            raise NotFound(f"Thread '{thread_id}' was not found.", code="thread_not_found")
+        return record
+
+    async def _thresholds(self, tenant: str, thread_id: str, record: ObservationRecord) -> dict[str, Any]:
+        """The thresholds that apply to the thread, and which of them are its own."""
+        limits = await self.stores.observations.limits(
+            tenant, thread_id, activation_tokens=self.defaults.activation_tokens,
+            observation_budget_tokens=self.defaults.observation_budget_tokens)
+        return {"observation_tokens": limits.activation_tokens, "reflection_tokens": limits.observation_budget_tokens,
+                "thread_observation_tokens": record.thread_activation_tokens,
+                "thread_reflection_tokens": record.thread_observation_budget_tokens}
+
+    async def set_thresholds(self, tenant: str, thread_id: str, config: ObservationConfig) -> dict[str, Any]:
+        if not await self.stores.observations.set_thread_limits(
+                tenant, thread_id, activation_tokens=config.observation_tokens,
+                observation_budget_tokens=config.reflection_tokens):
+            raise NotFound(f"Thread '{thread_id}' was not found.", code="thread_not_found")
+        return await self._thresholds(tenant, thread_id, await self._record(tenant, thread_id))
+
+    async def generations(self, tenant: str, thread_id: str) -> list[Generation]:
+        await self.thread(tenant, thread_id)
+        return await self.stores.observations.generations(tenant, thread_id)
 
     async def resources(self, tenant: str, limit: int, offset: int) -> list[ResourceSummary]:
         return await self.stores.threads.resources(tenant, limit=limit, offset=offset)

@@ -4,7 +4,7 @@ checked before anything is stored."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -46,6 +46,21 @@ class ThreadClone(msgspec.Struct, forbid_unknown_fields=True):
 
 class MessageDeletion(msgspec.Struct, forbid_unknown_fields=True):
     message_ids: list[str]
+
+
+# A thread's own observational-memory thresholds, in tokens (null: back to the tenant's or
+# the gateway's): raw message tokens that make observations active, and active observation
+# tokens that make the Reflector rewrite them.
+Threshold = Annotated[int, msgspec.Meta(ge=100, le=10_000_000)]
+
+
+class ObservationConfig(msgspec.Struct, forbid_unknown_fields=True):
+    observation_tokens: Threshold | msgspec.UnsetType | None = msgspec.UNSET
+    reflection_tokens: Threshold | msgspec.UnsetType | None = msgspec.UNSET
+
+
+def parse_config(raw: bytes) -> ObservationConfig:
+    return decode_body(raw, ObservationConfig, what="observation config")
 
 
 def parse_clone(raw: bytes) -> ThreadClone:
