@@ -90,6 +90,7 @@ class ThreadMemory(msgspec.Struct, frozen=True):
     current_task: str | None
     current_task_updated_at: datetime | None
     observations_version: int
+    title: str | None = None
 
 
 class ReflectionState(msgspec.Struct, frozen=True):
@@ -188,7 +189,7 @@ class ObservationRepository:
 
     async def thread_memory(self, tenant: str, thread_id: str) -> ThreadMemory | None:
         row = await self.db.pool.fetchrow(
-            "SELECT current_task, current_task_updated_at, observations_version FROM threads "
+            "SELECT current_task, current_task_updated_at, observations_version, title FROM threads "
             "WHERE tenant = $1 AND thread_id = $2",
             tenant, thread_id,
         )
@@ -380,6 +381,12 @@ class ObservationRepository:
         )
         return MemoryLimits(row["activation_tokens"] or activation_tokens,
                             row["observation_budget_tokens"] or observation_budget_tokens)
+
+    async def set_title(self, tenant: str, thread_id: str, title: str) -> bool:
+        """Give an untitled thread its title (one an application set is never replaced)."""
+        return bool(await self.db.pool.fetchval(
+            "UPDATE threads SET title = $3 WHERE tenant = $1 AND thread_id = $2 AND title IS NULL RETURNING true",
+            tenant, thread_id, title.replace("\x00", "")))
 
     async def set_thread_limits(self, tenant: str, thread_id: str, *,
                                 activation_tokens: int | msgspec.UnsetType | None = msgspec.UNSET,

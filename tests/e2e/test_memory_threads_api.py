@@ -263,3 +263,25 @@ def test_a_threads_own_thresholds_drive_its_observation_record_and_history(
     for path in ("record", "history"):
         assert other.get(f"/threads/{thread_id}/observations/{path}").status_code == 404
     assert other.patch(f"/threads/{thread_id}/observations/config", json={"observation_tokens": 100}).status_code == 404
+
+
+def test_the_observer_titles_an_untitled_thread_from_its_opening(gateway: GatewayProcess, api: httpx.Client) -> None:
+    def chat(thread_id: str, resource: str, text: str) -> None:
+        response = httpx.post(f"{gateway.base_url}/chat/completions", timeout=30, json={
+            "model": "fake/x", "messages": [{"role": "user", "content": text}]},
+            headers={**gateway.headers(), "x-thread-id": thread_id, "x-resource-id": resource})
+        assert response.status_code == 200
+
+    untitled, titled, resource = f"t-{_tag()}", f"t-{_tag()}", f"user-{_tag()}"
+    api.post("/threads", json={"id": titled, "resource_id": resource, "title": "Mine"})
+    chat(untitled, resource, "Help me plan a trip to Oslo in May. I like museums.")
+    chat(titled, resource, "Help me plan a trip to Oslo in May.")
+    assert wait_for(lambda: api.get(f"/threads/{untitled}").json()["title"], timeout=30) == \
+        "Help me plan a trip to Oslo in May"
+    observer_idle(gateway)
+    assert api.get(f"/threads/{titled}").json()["title"] == "Mine"  # an application's title is never replaced
+
+    api.patch(f"/threads/{untitled}", json={"title": None})  # cleared: it stays so (only an opening gives one)
+    chat(untitled, resource, "Which museum first?")
+    observer_idle(gateway)
+    assert api.get(f"/threads/{untitled}").json()["title"] is None

@@ -20,6 +20,7 @@ from memgate_core.events import ExchangeCompleted, MessageRecord, exchange_encod
 from memgate_observer.consumer import ExchangeConsumer
 from memgate_observer.handler import ExchangeHandler
 from memgate_observer.llm import LLMObserver
+from memgate_observer.prompt import TITLE_PROMPT
 from memgate_providers import ProviderClient, ProviderRegistry, Timeouts
 from memgate_store import Stores
 from memgate_testing.fake_provider import FakeProvider
@@ -36,6 +37,8 @@ class Model:
         self.hold: Callable[[], None] = lambda: None
 
     def __call__(self, body: dict[str, Any]) -> str:
+        if body["messages"][0]["content"] == TITLE_PROMPT:  # a thread's title: not an observer call
+            return "A title"
         self.bodies.append(body)
         self.hold()
         lines = body["messages"][1]["content"].splitlines()

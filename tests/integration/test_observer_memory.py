@@ -18,6 +18,7 @@ from memgate_core.tokens import count_tokens
 from memgate_observer.handler import BatchResult, ExchangeHandler
 from memgate_observer.llm import LLMObserver, LLMReflector
 from memgate_observer.local import LocalObserver
+from memgate_observer.prompt import TITLE_PROMPT
 from memgate_observer.reflector import LocalReflector
 from memgate_providers import ProviderClient, ProviderRegistry, Timeouts
 from memgate_providers.client import UpstreamStatusError
@@ -38,13 +39,18 @@ def embedder() -> Embedder:
 
 
 class Script:
-    """Plays the LLM: each request goes to `answer(body)`; every request body is kept."""
+    """Plays the LLM: each request goes to `answer(body)`; every request body is kept (a
+    thread title's apart, in `titles`: answered "Plans and places")."""
 
     def __init__(self) -> None:
         self.answer: Callable[[dict[str, Any]], str] = lambda body: "NONE"
         self.bodies: list[dict[str, Any]] = []
+        self.titles: list[dict[str, Any]] = []
 
     def __call__(self, body: dict[str, Any]) -> str:
+        if body["messages"][0]["content"] == TITLE_PROMPT:
+            self.titles.append(body)
+            return "Plans and places"
         self.bodies.append(body)
         return self.answer(body)
 
@@ -60,7 +66,7 @@ def llm() -> Iterator[tuple[FakeProvider, Script]]:
 def script(llm: tuple[FakeProvider, Script]) -> Script:
     fake, script = llm
     fake.reset()
-    script.answer, script.bodies = (lambda body: "NONE"), []
+    script.answer, script.bodies, script.titles = (lambda body: "NONE"), [], []
     return script
 
 
@@ -219,6 +225,9 @@ async def test_llm_observer_batch_grouped_dates_provenance_and_existing_observat
     ]
     assert all(o.observer == "llm:fake/observer" for o in found)
     assert (await thread_row(stores, tenant, thread))["current_task"] == "Testing memgate."
+    # The thread's opening gave it a title, by the observer's model.
+    assert [t["messages"][1]["content"] for t in script.titles] == ["My name is Dana."]
+    assert (await thread_row(stores, tenant, thread))["title"] == "Plans and places"
 
     # The next batch's prompt shows what memory holds, and the current task, so the model can write updates.
     await handler.handle(exchange(tenant, thread, ("user", "Actually I moved to Bergen."), at=day2 + 60))

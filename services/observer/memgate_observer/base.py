@@ -64,6 +64,10 @@ class Observer(Protocol):
         """Observations of the batch's messages; raises ObserverFailed for unusable output."""
         ...
 
+    async def title(self, opening: str) -> str:
+        """A short title for a conversation that opens with the user's message `opening`."""
+        ...
+
 
 class ReflectionRejected(Exception):
     """One reflection attempt produced something unusable (malformed, empty or not smaller)."""

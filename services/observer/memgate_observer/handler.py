@@ -143,7 +143,20 @@ class ExchangeHandler:
             EXCHANGES_OBSERVED.labels("observed").inc(len(exchanges))
             OBSERVATIONS_WRITTEN.inc(len(stored))
             span.set_attribute("memgate.observations", len(stored))
+            if memory is not None and memory.title is None:
+                await self._title(batch)
             return BatchResult("observed", len(exchanges), len(stored), covered)
+
+    async def _title(self, batch: ObserverInput) -> None:
+        """An untitled thread's first exchange gives it a title (after the commit: the
+        observer's model may take a while, and a title is not worth redelivering for)."""
+        opening = next((m for m in batch.messages if m.role == "user" and m.content.strip()), None)
+        if opening is None or await self.stores.threads.previous_message(
+                batch.tenant, batch.thread_id, datetime.fromtimestamp(opening.created_at, UTC)) is not None:
+            return  # (not the thread's opening: a title an application cleared stays cleared)
+        with tracer.start_as_current_span("observer.title"):
+            await self.stores.observations.set_title(batch.tenant, batch.thread_id,
+                                                     await self.observer.title(opening.content))
 
     async def _with_messages(self, events: Sequence[ExchangeRecorded]) -> list[ExchangeCompleted]:
         """The exchanges with their stored messages; those that have none left are dropped."""

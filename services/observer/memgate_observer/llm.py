@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 
 from memgate_observer.base import ObservationDraft, ObserverFailed, ObserverInput, ObserverResult, ReflectionRejected
+from memgate_observer.local import TITLE_CHARS, local_title
 from memgate_observer.prompt import (
     MalformedOutput,
     build_observer_messages,
     build_reflector_messages,
+    build_title_messages,
     observer_retry_messages,
     parse_observer_output,
     parse_reflector_output,
@@ -40,6 +42,19 @@ class LLMObserver:
             return parse_observer_output(answer, batch)
         except MalformedOutput as exc:
             raise ObserverFailed(f"malformed observer output (after one retry): {exc}", answer) from exc
+
+
+    async def title(self, opening: str) -> str:
+        """The model's title; the local one when the model gives none it can use (or fails:
+        a title is not worth redelivering the exchanges for)."""
+        try:
+            answer = await self.client.complete_text(self.model, build_title_messages(opening), temperature=0,
+                                                     max_tokens=24)
+        except Exception as exc:
+            log.info("title of a thread not made by %s (%s): using the local one", self.model, exc)
+            return local_title(opening)
+        title = " ".join(answer.strip().strip("\"'*#").split())
+        return title[:TITLE_CHARS] if title and "\n" not in answer.strip() else local_title(opening)
 
 
 class LLMReflector:

@@ -191,8 +191,23 @@ def _speakers(batch: ObserverInput) -> tuple[dict[str, str], set[str]]:
 
 
 
+TITLE_CHARS = 60
+
+
+def local_title(opening: str) -> str:
+    """The opening message's first sentence, cut at a word within TITLE_CHARS."""
+    first = (sentences(opening) or [" ".join(opening.split())])[0].rstrip(" .!?;:,")
+    if len(first) <= TITLE_CHARS:
+        return first or "Conversation"
+    cut = first[:TITLE_CHARS].rsplit(" ", 1)[0].rstrip(" .!?;:,")
+    return f"{cut or first[:TITLE_CHARS]}…"
+
+
 class LocalObserver:
     name = "local"
+
+    async def title(self, opening: str) -> str:
+        return local_title(opening)
 
     async def observe(self, batch: ObserverInput) -> ObserverResult:
         drafts: list[ObservationDraft] = []

@@ -294,3 +294,11 @@ def parse_reflector_output(text: str, observations: Sequence[Observation]) -> li
     if dropped:
         raise MalformedOutput(f"high-priority observations dropped: {', '.join(dropped[:10])}")
     return drafts
+
+
+TITLE_PROMPT = ("Write a title of at most six words for a conversation that opens with the user's message "
+                "below. Answer with the title alone: no quotes, no punctuation at the end.")
+
+
+def build_title_messages(opening: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": TITLE_PROMPT}, {"role": "user", "content": opening[:2000]}]
