@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -114,3 +115,15 @@ async def backend_waiting_for_a_lock(db: Any, *, terminate: bool = False, beside
             return pid
         await asyncio.sleep(0.01)
     raise AssertionError("no backend waited for a lock")
+
+
+def sse_events(raw: bytes) -> list[dict[str, Any]]:
+    """The data of each `event: <type>` SSE event in `raw`, checked to repeat its type."""
+    events = []
+    for chunk in raw.split(b"\n\n"):
+        if chunk.strip():
+            kind = chunk.split(b"\n")[0].removeprefix(b"event: ").decode()
+            data = json.loads(b"\n".join(line[5:].lstrip() for line in chunk.split(b"\n") if line.startswith(b"data:")))
+            assert data["type"] == kind
+            events.append(data)
+    return events

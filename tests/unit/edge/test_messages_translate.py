@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import msgspec
 import pytest
+from helpers import sse_events
 
 from memgate_core.errors import InvalidRequest, UpstreamError
 from memgate_core.events import Usage
-from memgate_edge.chat.streaming import data_of
 from memgate_edge.messages import translate
 from memgate_edge.messages.stream import ChatAsMessages, MessagesStream
 
@@ -101,17 +100,6 @@ def test_a_native_answer_is_remembered_with_its_tool_calls() -> None:
     assert translate.messages_answer("not a message") == ("", None)
 
 
-def _events(raw: bytes) -> list[dict[str, Any]]:
-    events = []
-    for chunk in raw.split(b"\n\n"):
-        if chunk.strip():
-            kind = chunk.split(b"\n")[0].removeprefix(b"event: ").decode()
-            data = json.loads(data_of(chunk + b"\n\n") or b"{}")
-            assert data["type"] == kind
-            events.append(data)
-    return events
-
-
 def _chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
     return b"data: " + msgspec.json.encode(
         {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}) + b"\n\n"
@@ -129,12 +117,12 @@ def test_a_chat_stream_is_told_as_the_messages_event_sequence() -> None:
         assert end == b""
         out += now
     now, end = form.translate(b"data: [DONE]\n\n")
-    events = _events(out + now + end)
+    events = sse_events(out + now + end)
     assert [e["type"] for e in events] == [
         "message_start", "content_block_start", "content_block_delta", "content_block_delta", "content_block_stop",
         "content_block_start", "content_block_delta", "content_block_delta", "content_block_stop",
         "message_delta", "message_stop"]
-    assert _events(end) == [{"type": "message_stop"}]  # the end marker, held until the exchange is recorded
+    assert sse_events(end) == [{"type": "message_stop"}]  # the end marker, held until the exchange is recorded
     assert events[1]["content_block"] == {"type": "text", "text": ""}
     assert events[5]["content_block"] == {"type": "tool_use", "id": "call_1", "name": "f", "input": {}}
     assert [e["index"] for e in events[1:9]] == [0, 0, 0, 0, 1, 1, 1, 1]
@@ -161,5 +149,5 @@ def test_a_native_stream_passes_through_and_is_collected() -> None:
     stop = b'event: message_stop\ndata: {"type": "message_stop"}\n\n'
     assert form.translate(stop) == (b"", stop)
     assert form.text == "Hi there\n[called f({})]" and form.usage == Usage(11, 8)
-    assert _events(form.error_event("gone", "upstream_error", "upstream_error")) == [
+    assert sse_events(form.error_event("gone", "upstream_error", "upstream_error")) == [
         {"type": "error", "error": {"type": "api_error", "message": "gone"}}]

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import msgspec
 import pytest
+from helpers import sse_events
 
 from memgate_core.errors import InvalidRequest, UpstreamError
 from memgate_core.events import Usage
-from memgate_edge.chat.streaming import data_of
 from memgate_edge.responses import translate
 from memgate_edge.responses.stream import ChatAsResponses
 
@@ -100,17 +99,6 @@ def test_a_chat_completion_answers_as_a_response() -> None:
         translate.response_of({"choices": [{}]}, request, "fake/m")
 
 
-def _events(raw: bytes) -> list[dict[str, Any]]:
-    events = []
-    for chunk in raw.split(b"\n\n"):
-        if chunk.strip():
-            kind = chunk.split(b"\n")[0].removeprefix(b"event: ").decode()
-            data = json.loads(data_of(chunk + b"\n\n") or b"{}")
-            assert data["type"] == kind
-            events.append(data)
-    return events
-
-
 def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
     return b"data: " + msgspec.json.encode({"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}) + b"\n\n"
 
@@ -126,7 +114,7 @@ def test_a_chat_stream_is_told_as_the_responses_event_sequence() -> None:
         assert end == b""
         out += now
     now, end = form.translate(b"data: [DONE]\n\n")
-    events = _events(out + now + end)
+    events = sse_events(out + now + end)
     assert [e["type"] for e in events] == [
         "response.created", "response.in_progress",
         "response.output_item.added", "response.content_part.added", "response.output_text.delta",
@@ -136,7 +124,7 @@ def test_a_chat_stream_is_told_as_the_responses_event_sequence() -> None:
         "response.function_call_arguments.delta", "response.function_call_arguments.done",
         "response.output_item.done", "response.completed"]
     assert [e["sequence_number"] for e in events] == list(range(len(events)))
-    assert _events(end)[0]["type"] == "response.completed"  # the end marker, held until the exchange is recorded
+    assert sse_events(end)[0]["type"] == "response.completed"  # the end marker, held until the exchange is recorded
     assert events[6]["text"] == "It is sunny." and events[12]["arguments"] == '{"a": 1}'
     completed = events[-1]["response"]
     assert completed["id"] == events[0]["response"]["id"] and completed["status"] == "completed"
@@ -144,6 +132,6 @@ def test_a_chat_stream_is_told_as_the_responses_event_sequence() -> None:
     assert completed["output"][0]["content"][0]["text"] == "It is sunny."
     assert completed["usage"]["input_tokens"] == 5 and completed["usage"]["output_tokens"] == 6
     assert form.text == 'It is sunny.\n[called f({"a": 1})]' and form.usage == Usage(5, 6)
-    error = _events(form.error_event("gone", "upstream_error", "upstream_error"))[0]
+    error = sse_events(form.error_event("gone", "upstream_error", "upstream_error"))[0]
     assert error == {"type": "error", "sequence_number": len(events), "code": "upstream_error", "message": "gone",
                      "param": None}

@@ -8,13 +8,14 @@ it, and what its answer and its stream look like. Chat completions is the first;
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import msgspec
 
 from memgate_core.events import Usage
 from memgate_edge.chat.exchange import usage_of
-from memgate_edge.chat.request import ChatRequest, parse_chat_request, remembered_text
+from memgate_edge.chat.request import ChatRequest, chat_request, decode_object, parse_chat_request, remembered_text
 from memgate_edge.chat.streaming import ChatStream, StreamFormat
 from memgate_providers import ProviderClient, http
 from memgate_providers.registry import Route
@@ -53,9 +54,7 @@ class ChatCompletions:
 
     async def open(self, providers: ProviderClient, request: ChatRequest, memory: str, *,
                    api_key: str | None) -> tuple[http.Response, Route, bool]:
-        messages = [{"role": "system", "content": memory}, *request.messages] if memory else request.messages
-        upstream, route = await providers.open_chat(request.model, {**request.body, "messages": messages},
-                                                    api_key=api_key)
+        upstream, route = await providers.open_chat(request.model, chat_with_memory(request, memory), api_key=api_key)
         return upstream, route, False
 
     def answer(self, raw: bytes, request: ChatRequest, *, native: bool, media_type: str) -> Answer:
@@ -64,6 +63,23 @@ class ChatCompletions:
 
     def stream(self, request: ChatRequest, *, native: bool) -> StreamFormat:
         return ChatStream()
+
+
+def chat_with_memory(request: ChatRequest, memory: str) -> dict[str, Any]:
+    """The chat completion body with the memory block (if any) as its first message."""
+    messages = [{"role": "system", "content": memory}, *request.messages] if memory else request.messages
+    return {**request.body, "messages": messages}
+
+
+def translated_request(raw: bytes, headers: dict[str, str], check: Callable[[dict[str, Any]], None],
+                       to_chat: Callable[[dict[str, Any]], dict[str, Any]]) -> ChatRequest:
+    """A request of another API: checked in its own terms, then read as the chat completion
+    it amounts to (which memory reads), its own body kept as `native`."""
+    body = decode_object(raw)
+    check(body)
+    request = chat_request(to_chat(body), headers)
+    request.native = body
+    return request
 
 
 def chat_answer(raw: bytes) -> tuple[str, Usage | None]:

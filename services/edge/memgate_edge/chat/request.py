@@ -61,7 +61,7 @@ def decode_object(raw: bytes) -> dict[str, Any]:
         raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidRequest(f"Request body is not valid UTF-8 (byte {exc.start}).", code="invalid_encoding") from None
-    body = decode_body(raw)
+    body: Any = decode_body(raw)
     if not isinstance(body, dict):
         raise InvalidRequest("Request body must be a JSON object.", code="invalid_json")
     return body

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Protocol
 
 import msgspec
@@ -37,32 +37,26 @@ class StreamCollector:
         self.tool_calls: dict[int, list[str]] = {}  # index -> [name, arguments so far]
 
     def feed(self, payload: bytes) -> None:
-        try:
-            chunk: Any = msgspec.json.decode(payload)
-        except msgspec.DecodeError:
-            return
+        self.feed_chunk(decoded(payload))
+
+    def feed_chunk(self, chunk: Any) -> None:
+        """One decoded chunk (anything else is passed over)."""
         if not isinstance(chunk, dict):
             return
-        for choice in chunk.get("choices") or ():
-            if isinstance(choice, dict) and choice.get("index", 0) == 0:
-                delta = choice.get("delta") or {}
-                if isinstance(delta, dict) and isinstance(delta.get("content"), str):
-                    self.parts.append(delta["content"])
-                if isinstance(delta, dict):
-                    self._feed_tool_calls(delta.get("tool_calls"))
+        for delta, _ in first_choice(chunk):
+            if isinstance(delta.get("content"), str):
+                self.parts.append(delta["content"])
+            # Tool calls stream in pieces: the name first, the JSON arguments in fragments.
+            for index, _, function in tool_call_pieces(delta):
+                self._feed_tool_call(index, function)
         self.usage = usage_of(chunk) or self.usage
 
-    def _feed_tool_calls(self, calls: Any) -> None:
-        # Tool calls stream in pieces: the name first, the JSON arguments in fragments.
-        for call in calls if isinstance(calls, list) else ():
-            if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
-                continue
-            slot = self.tool_calls.setdefault(call.get("index", 0) if isinstance(call.get("index"), int) else 0, ["", ""])
-            function = call["function"]
-            if isinstance(function.get("name"), str):
-                slot[0] += function["name"]
-            if isinstance(function.get("arguments"), str):
-                slot[1] += function["arguments"]
+    def _feed_tool_call(self, index: int, function: dict[str, Any]) -> None:
+        slot = self.tool_calls.setdefault(index, ["", ""])
+        if isinstance(function.get("name"), str):
+            slot[0] += function["name"]
+        if isinstance(function.get("arguments"), str):
+            slot[1] += function["arguments"]
 
     @property
     def text(self) -> str:
@@ -93,11 +87,55 @@ class StreamFormat(Protocol):
     def usage(self) -> Usage | None: ...
 
 
-class ChatStream:
-    """Chat completion chunks, passed through untouched."""
+class FromChatChunks:
+    """A stream form whose upstream speaks chat completions: the answer is collected from
+    its chunks (what memory keeps of a turn is the same whichever API it came by)."""
 
     def __init__(self) -> None:
         self.collector = StreamCollector()
+
+    def read(self, data: bytes) -> Any:
+        """One chunk's data, collected, and decoded for the form's own use (None: not JSON)."""
+        chunk = decoded(data)
+        self.collector.feed_chunk(chunk)
+        return chunk
+
+    @property
+    def text(self) -> str:
+        return self.collector.text
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.collector.usage
+
+
+def decoded(payload: bytes) -> Any:
+    """A chunk's JSON, or None when it is not JSON."""
+    try:
+        return msgspec.json.decode(payload)
+    except msgspec.DecodeError:
+        return None
+
+
+def first_choice(chunk: Any) -> Iterator[tuple[dict[str, Any], Any]]:
+    """(delta, finish_reason) of a decoded chat chunk's first choice, if it has one."""
+    choices = chunk.get("choices") if isinstance(chunk, dict) else None
+    for choice in choices if isinstance(choices, list) else ():
+        if isinstance(choice, dict) and choice.get("index", 0) == 0:
+            delta = choice.get("delta")
+            yield delta if isinstance(delta, dict) else {}, choice.get("finish_reason")
+
+
+def tool_call_pieces(delta: dict[str, Any]) -> Iterator[tuple[int, dict[str, Any], dict[str, Any]]]:
+    """(index, call, function) of each tool call piece in a chunk's delta."""
+    calls = delta.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ():
+        if isinstance(call, dict) and isinstance(call.get("function"), dict):
+            yield call.get("index", 0) if isinstance(call.get("index"), int) else 0, call, call["function"]
+
+
+class ChatStream(FromChatChunks):
+    """Chat completion chunks, passed through untouched."""
 
     def translate(self, event: bytes) -> tuple[bytes, bytes]:
         data = data_of(event)
@@ -110,14 +148,6 @@ class ChatStream:
     def error_event(self, message: str, code: str, kind: str) -> bytes:
         error = {"error": {"message": message, "type": kind, "code": code}}
         return b"data: " + msgspec.json.encode(error) + b"\n\n"
-
-    @property
-    def text(self) -> str:
-        return self.collector.text
-
-    @property
-    def usage(self) -> Usage | None:
-        return self.collector.usage
 
 
 def _split_events(buffer: bytes) -> tuple[list[bytes], bytes]:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import msgspec
 
-from memgate_edge.chat.api import Answer, chat_answer, decode_or_none
-from memgate_edge.chat.request import ChatRequest, chat_request, decode_object
+from memgate_edge.chat.api import Answer, chat_answer, chat_with_memory, decode_or_none, translated_request
+from memgate_edge.chat.request import ChatRequest
 from memgate_edge.chat.streaming import StreamFormat
 from memgate_edge.messages import translate
 from memgate_edge.messages.stream import ChatAsMessages, MessagesStream
@@ -21,18 +21,13 @@ class Messages:
     name = "messages"
 
     def parse(self, raw: bytes, headers: dict[str, str]) -> ChatRequest:
-        body = decode_object(raw)
-        translate.check(body)
-        request = chat_request(translate.chat_body(body), headers)
-        request.native = body
-        return request
+        return translated_request(raw, headers, translate.check, translate.chat_body)
 
     async def open(self, providers: ProviderClient, request: ChatRequest, memory: str, *,
                    api_key: str | None) -> tuple[http.Response, Route, bool]:
         assert request.native is not None
-        messages = [{"role": "system", "content": memory}, *request.messages] if memory else request.messages
         return await providers.open_messages(request.model, translate.with_memory(request.native, memory),
-                                             {**request.body, "messages": messages}, api_key=api_key)
+                                             chat_with_memory(request, memory), api_key=api_key)
 
     def answer(self, raw: bytes, request: ChatRequest, *, native: bool, media_type: str) -> Answer:
         if native:

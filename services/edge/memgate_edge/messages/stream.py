@@ -15,7 +15,7 @@ import msgspec
 from memgate_core.events import Usage
 from memgate_core.ids import new_id
 from memgate_edge.chat.request import describe_tool_calls
-from memgate_edge.chat.streaming import StreamCollector, data_of
+from memgate_edge.chat.streaming import FromChatChunks, data_of, first_choice, tool_call_pieces
 from memgate_edge.messages.translate import STOP_REASONS, messages_usage
 
 _DONE = b"[DONE]"
@@ -84,12 +84,12 @@ class MessagesStream:
         return self._usage
 
 
-class ChatAsMessages:
+class ChatAsMessages(FromChatChunks):
     """A chat completion stream, told as the Messages API's events."""
 
     def __init__(self, model: str) -> None:
+        super().__init__()
         self.model = model
-        self.collector = StreamCollector()  # what memory keeps, the same as for a chat stream
         self._started = False
         self._block = -1  # index of the open content block (-1: none)
         self._open: tuple[str, int] | None = None  # ("text", 0) or ("tool", the chat call's index)
@@ -102,25 +102,14 @@ class ChatAsMessages:
         out = [] if self._started else [self._start()]
         if data == _DONE:
             return b"".join([*out, *self._finish()]), MESSAGE_STOP
-        self.collector.feed(data)
-        try:
-            chunk: Any = msgspec.json.decode(data)
-        except msgspec.DecodeError:
-            chunk = None
-        if not isinstance(chunk, dict):
-            return b"".join(out), b""
-        if isinstance(chunk.get("error"), dict):
+        chunk = self.read(data)
+        if isinstance(chunk, dict) and isinstance(chunk.get("error"), dict):
             error = chunk["error"]
             out.append(error_event(str(error.get("message", "upstream error")), str(error.get("type", ""))))
-        choices = chunk.get("choices")
-        for choice in choices if isinstance(choices, list) else ():
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta")
-            if isinstance(delta, dict):
-                out += self._deltas(delta)
-            if isinstance(choice.get("finish_reason"), str):
-                self._stop_reason = STOP_REASONS.get(choice["finish_reason"], "end_turn")
+        for delta, finish_reason in first_choice(chunk):
+            out += self._deltas(delta)
+            if isinstance(finish_reason, str):
+                self._stop_reason = STOP_REASONS.get(finish_reason, "end_turn")
         return b"".join(out), b""
 
     def _start(self) -> bytes:
@@ -136,15 +125,11 @@ class ChatAsMessages:
                 out += self._begin(("text", 0), {"type": "text", "text": ""})
             out.append(event("content_block_delta", {"index": self._block,
                                                      "delta": {"type": "text_delta", "text": delta["content"]}}))
-        calls = delta.get("tool_calls")
-        for call in calls if isinstance(calls, list) else ():
-            if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
-                continue
-            index = call.get("index", 0) if isinstance(call.get("index"), int) else 0
+        for index, call, function in tool_call_pieces(delta):
             if self._open != ("tool", index):
                 out += self._begin(("tool", index), {"type": "tool_use", "id": call.get("id") or new_id("toolu"),
-                                                     "name": call["function"].get("name") or "", "input": {}})
-            arguments = call["function"].get("arguments")
+                                                     "name": function.get("name") or "", "input": {}})
+            arguments = function.get("arguments")
             if isinstance(arguments, str) and arguments:
                 out.append(event("content_block_delta", {
                     "index": self._block, "delta": {"type": "input_json_delta", "partial_json": arguments}}))
@@ -170,11 +155,3 @@ class ChatAsMessages:
 
     def error_event(self, message: str, code: str, kind: str) -> bytes:
         return error_event(message, kind)
-
-    @property
-    def text(self) -> str:
-        return self.collector.text
-
-    @property
-    def usage(self) -> Usage | None:
-        return self.collector.usage

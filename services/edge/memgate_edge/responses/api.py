@@ -8,31 +8,20 @@ from __future__ import annotations
 
 import msgspec
 
-from memgate_edge.chat.api import Answer, chat_answer, decode_or_none
-from memgate_edge.chat.request import ChatRequest, chat_request, decode_object
+from memgate_edge.chat.api import Answer, ChatCompletions, chat_answer, decode_or_none, translated_request
+from memgate_edge.chat.request import ChatRequest
 from memgate_edge.chat.streaming import StreamFormat
 from memgate_edge.responses import translate
 from memgate_edge.responses.stream import ChatAsResponses
-from memgate_providers import ProviderClient, http
-from memgate_providers.registry import Route
 
 
-class Responses:
+class Responses(ChatCompletions):
+    """Sent upstream as chat completions are (`open`); read and answered in its own terms."""
+
     name = "responses"
 
     def parse(self, raw: bytes, headers: dict[str, str]) -> ChatRequest:
-        body = decode_object(raw)
-        translate.check(body)
-        request = chat_request(translate.chat_body(body), headers)
-        request.native = body
-        return request
-
-    async def open(self, providers: ProviderClient, request: ChatRequest, memory: str, *,
-                   api_key: str | None) -> tuple[http.Response, Route, bool]:
-        messages = [{"role": "system", "content": memory}, *request.messages] if memory else request.messages
-        upstream, route = await providers.open_chat(request.model, {**request.body, "messages": messages},
-                                                    api_key=api_key)
-        return upstream, route, False
+        return translated_request(raw, headers, translate.check, translate.chat_body)
 
     def answer(self, raw: bytes, request: ChatRequest, *, native: bool, media_type: str) -> Answer:
         text, usage = chat_answer(raw)

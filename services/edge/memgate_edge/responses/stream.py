@@ -14,18 +14,18 @@ import msgspec
 
 from memgate_core.events import Usage
 from memgate_core.ids import new_id
-from memgate_edge.chat.streaming import StreamCollector, data_of
+from memgate_edge.chat.streaming import FromChatChunks, data_of, first_choice, tool_call_pieces
 from memgate_edge.responses.translate import call_item, message_item, output_text, response
 
 _DONE = b"[DONE]"
 
 
-class ChatAsResponses:
+class ChatAsResponses(FromChatChunks):
     def __init__(self, request: dict[str, Any], model: str) -> None:
+        super().__init__()
         self.request = request
         self.model = model
         self.id = new_id("resp")
-        self.collector = StreamCollector()  # what memory keeps, the same as for a chat stream
         self.output: list[dict[str, Any]] = []  # the items so far, completed as they close
         self._sequence = 0
         self._open: tuple[str, int] | None = None  # ("text", 0) or ("call", the chat call's index)
@@ -43,26 +43,15 @@ class ChatAsResponses:
             done = response(self.id, self.request, self.model, self.output, finish_reason=self._finish_reason,
                             usage=(usage.prompt_tokens, usage.completion_tokens))
             return b"".join(out), self._event("response.completed", response=done)
-        self.collector.feed(data)
-        try:
-            chunk: Any = msgspec.json.decode(data)
-        except msgspec.DecodeError:
-            chunk = None
-        if not isinstance(chunk, dict):
-            return b"".join(out), b""
-        if isinstance(chunk.get("error"), dict):
+        chunk = self.read(data)
+        if isinstance(chunk, dict) and isinstance(chunk.get("error"), dict):
             error = chunk["error"]
             out.append(self.error_event(str(error.get("message", "upstream error")), str(error.get("code") or ""),
                                         str(error.get("type", ""))))
-        choices = chunk.get("choices")
-        for choice in choices if isinstance(choices, list) else ():
-            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta")
-            if isinstance(delta, dict):
-                out += self._deltas(delta)
-            if choice.get("finish_reason") is not None:
-                self._finish_reason = choice["finish_reason"]
+        for delta, finish_reason in first_choice(chunk):
+            out += self._deltas(delta)
+            if finish_reason is not None:
+                self._finish_reason = finish_reason
         return b"".join(out), b""
 
     def _event(self, kind: str, **data: Any) -> bytes:
@@ -85,17 +74,13 @@ class ChatAsResponses:
             self._text += delta["content"]
             out.append(self._event("response.output_text.delta", item_id=self._item["id"], output_index=self._index,
                                    content_index=0, delta=delta["content"], logprobs=[]))
-        calls = delta.get("tool_calls")
-        for call in calls if isinstance(calls, list) else ():
-            if not isinstance(call, dict) or not isinstance(call.get("function"), dict):
-                continue
-            index = call.get("index", 0) if isinstance(call.get("index"), int) else 0
+        for index, call, function in tool_call_pieces(delta):
             if self._open != ("call", index):
                 out += self._close_item()
-                item = call_item(new_id("fc"), str(call.get("id") or new_id("call")),
-                                 str(call["function"].get("name") or ""), "", status="in_progress")
+                item = call_item(new_id("fc"), str(call.get("id") or new_id("call")), str(function.get("name") or ""),
+                                 "", status="in_progress")
                 out += self._add(item, ("call", index))
-            arguments = call["function"].get("arguments")
+            arguments = function.get("arguments")
             if isinstance(arguments, str) and arguments:
                 self._item["arguments"] += arguments
                 out.append(self._event("response.function_call_arguments.delta", item_id=self._item["id"],
@@ -137,11 +122,3 @@ class ChatAsResponses:
 
     def error_event(self, message: str, code: str, kind: str) -> bytes:
         return self._event("error", code=code or kind, message=message, param=None)
-
-    @property
-    def text(self) -> str:
-        return self.collector.text
-
-    @property
-    def usage(self) -> Usage | None:
-        return self.collector.usage

@@ -22,7 +22,7 @@ ROLES = ("user", "assistant", "system", "developer")
 # chat completions' finish_reason -> the Responses API's (status, incomplete reason)
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 # Sampling and tool settings a response echoes back, with their defaults.
-ECHOED = {"instructions": None, "max_output_tokens": None, "metadata": {}, "parallel_tool_calls": True,
+ECHOED: dict[str, Any] = {"instructions": None, "max_output_tokens": None, "metadata": {}, "parallel_tool_calls": True,
           "temperature": None, "tool_choice": "auto", "tools": [], "top_p": None, "user": None}
 
 
