@@ -285,3 +285,18 @@ def test_the_observer_titles_an_untitled_thread_from_its_opening(gateway: Gatewa
     chat(untitled, resource, "Which museum first?")
     observer_idle(gateway)
     assert api.get(f"/threads/{untitled}").json()["title"] is None
+
+
+def test_every_route_is_in_the_openapi_schema(gateway: GatewayProcess) -> None:
+    paths = httpx.get(f"{gateway.base_url.removesuffix('/v1')}/docs/openapi.json").json()["paths"]
+    expected = {
+        "/v1/memory/threads": {"get", "post"}, "/v1/memory/threads/{thread_id}": {"get", "patch", "delete"},
+        "/v1/memory/threads/{thread_id}/messages": {"get", "post", "delete"},
+        "/v1/memory/threads/{thread_id}/clone": {"post"},
+        "/v1/memory/threads/{thread_id}/observations/record": {"get"},
+        "/v1/memory/threads/{thread_id}/observations/history": {"get"},
+        "/v1/memory/threads/{thread_id}/observations/config": {"patch"},
+        "/v1/responses": {"post"}, "/v1/messages": {"post"}, "/v1/chat/completions": {"post"},
+    }
+    for path, methods in expected.items():
+        assert methods <= set(paths.get(path, {})), (path, sorted(paths.get(path, {})))
