@@ -24,7 +24,12 @@ class Settings(msgspec.Struct, frozen=True):
     bootstrap_key: str | None = None
     admin_key: str | None = None  # an operator key (manages every tenant's keys) once ready
     auth_cache_seconds: float = 30.0  # a revoked key stops working within this time
-    default_rpm: int | None = None  # requests per minute for keys without their own limit
+    # Requests per minute of each key without a limit of its own, by scope: chat (the LLM
+    # proxy), memory API reads, memory API writes (0: unlimited); `rate_limits` false: none.
+    rate_limits: bool = True
+    default_rpm: int | None = 6000
+    memory_read_rpm: int | None = 6000
+    memory_write_rpm: int | None = 1200
     nats_port: int | None = None  # the embedded nats-server's port (default: a free one)
     observer_model: str = "google/gemini-2.5-flash"
     reflector_model: str | None = None
@@ -64,7 +69,7 @@ def _path(kind: type, value: object) -> object:
 
 
 # Settings where 0 (or nothing) means "not set": no limit, a free port, what the budget leaves.
-_ZERO_IS_UNSET = ("default_rpm", "nats_port", "related_budget_tokens")
+_ZERO_IS_UNSET = ("default_rpm", "memory_read_rpm", "memory_write_rpm", "nats_port", "related_budget_tokens")
 _AT_LEAST_ONE = ("observer_max_batch", "observer_concurrency")
 
 
@@ -82,7 +87,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     except msgspec.ValidationError as exc:
         problem, _, where = str(exc).partition(" - at `$.")
         name, wanted = where.rstrip("`"), problem.partition("`")[2].partition("`")[0]
-        kind = {"int": "an integer", "float": "a number"}.get(wanted, wanted or "valid")
+        kind = {"int": "an integer", "float": "a number", "bool": "true or false"}.get(wanted, wanted or "valid")
         raise SettingsError(f"{env_name(name)} must be {kind}, got {given.get(name)!r}") from None
     if settings.auth_cache_seconds < 0:
         raise SettingsError(f"MEMGATE_AUTH_CACHE_SECONDS must not be negative, got {settings.auth_cache_seconds!r}")

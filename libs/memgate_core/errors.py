@@ -84,10 +84,27 @@ class PayloadTooLarge(GatewayError):
     code = "request_too_large"
 
 
+class RateLimitedBody(ErrorBody):
+    scope: str | None = None  # which of a key's limits was reached
+    retry_after_seconds: int | None = None
+
+
 class RateLimited(GatewayError):
+    """A 429 whose body also says the limit's scope and the seconds to wait."""
+
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, scope: str | None = None, retry_after_seconds: int | None = None,
+                 code: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, code=code, headers=headers)
+        self.scope = scope
+        self.retry_after_seconds = retry_after_seconds
+
+    def envelope(self) -> ErrorEnvelope:
+        return ErrorEnvelope(RateLimitedBody(self.message, self.type, self.code, self.param, scope=self.scope,
+                                             retry_after_seconds=self.retry_after_seconds))
 
 
 class UpstreamError(GatewayError):

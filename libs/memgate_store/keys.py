@@ -20,7 +20,7 @@ from memgate_store.database import Database
 KEY_PREFIX = "msk_"
 MAX_RPM = 1_000_000
 
-_COLUMNS = "id, tenant, prefix, name, created_at, revoked_at, is_admin, rpm_limit, burst"
+_COLUMNS = "id, tenant, prefix, name, created_at, revoked_at, is_admin, rpm_limit, burst, memory_read_rpm, memory_write_rpm"
 
 
 class ApiKey(msgspec.Struct, frozen=True):
@@ -31,8 +31,10 @@ class ApiKey(msgspec.Struct, frozen=True):
     created_at: datetime
     revoked_at: datetime | None = None
     is_admin: bool = False
-    rpm_limit: int | None = None  # None: the gateway default (MEMGATE_DEFAULT_RPM); 0: unlimited
+    rpm_limit: int | None = None  # chat; None: the gateway default (MEMGATE_DEFAULT_RPM); 0: unlimited
     burst: int | None = None  # None: burst = rpm_limit
+    memory_read_rpm: int | None = None  # the memory API's reads and writes: the same, each with
+    memory_write_rpm: int | None = None  # its own default (MEMGATE_MEMORY_READ_RPM, _WRITE_RPM)
 
 
 def hash_key(plaintext: str) -> bytes:
@@ -44,10 +46,12 @@ def generate_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
-def limits_error(rpm_limit: int | None, burst: int | None) -> str | None:
-    """Why a (rpm, burst) pair is not valid, or None when it is."""
-    if rpm_limit is not None and not 0 <= rpm_limit <= MAX_RPM:
-        return f"rpm must be between 0 (unlimited) and {MAX_RPM}"
+def limits_error(rpm_limit: int | None, burst: int | None, *, memory_read_rpm: int | None = None,
+                 memory_write_rpm: int | None = None) -> str | None:
+    """Why a key's limits are not valid, or None when they are."""
+    for name, rpm in (("rpm", rpm_limit), ("memory_read_rpm", memory_read_rpm), ("memory_write_rpm", memory_write_rpm)):
+        if rpm is not None and not 0 <= rpm <= MAX_RPM:
+            return f"{name} must be between 0 (unlimited) and {MAX_RPM}"
     if burst is not None:
         if not rpm_limit:
             return "burst needs a non-zero rpm"
@@ -63,17 +67,20 @@ class KeyRepository:
     async def create(
         self, tenant: str, name: str | None = None, *, is_admin: bool = False,
         rpm_limit: int | None = None, burst: int | None = None,
+        memory_read_rpm: int | None = None, memory_write_rpm: int | None = None,
     ) -> tuple[ApiKey, str]:
-        problem = limits_error(rpm_limit, burst)
+        problem = limits_error(rpm_limit, burst, memory_read_rpm=memory_read_rpm, memory_write_rpm=memory_write_rpm)
         if problem:
             raise ValueError(problem)
         plaintext = generate_key()
         row = await self.db.pool.fetchrow(
             f"""
-            INSERT INTO api_keys (id, tenant, key_hash, prefix, name, is_admin, rpm_limit, burst)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {_COLUMNS}
+            INSERT INTO api_keys (id, tenant, key_hash, prefix, name, is_admin, rpm_limit, burst, memory_read_rpm,
+                                  memory_write_rpm)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {_COLUMNS}
             """,
             new_id("key"), tenant, hash_key(plaintext), plaintext[:10], name, is_admin, rpm_limit, burst,
+            memory_read_rpm, memory_write_rpm,
         )
         return ApiKey(**dict(row)), plaintext
 

@@ -85,19 +85,23 @@ def test_only_admin_keys_may_call_the_admin_api(gw: GatewayProcess) -> None:
 
 
 def test_per_key_rate_limit_gives_429_with_headers(gw: GatewayProcess) -> None:
-    key = _admin(gw, "POST", "/keys", json={"tenant": "ops", "admin": True, "rpm": 1, "burst": 2}).json()["key"]
-    first, second, third = (_admin(gw, "GET", "/usage", key=key) for _ in range(3))
+    key = _admin(gw, "POST", "/keys", json={"tenant": "ops", "admin": True, "memory_read_rpm": 2}).json()["key"]
+    first, second, third = (_admin(gw, "GET", "/usage", key=key) for _ in range(3))  # (admin reads: memory_read)
     assert first.status_code == second.status_code == 200
-    assert first.headers["x-ratelimit-limit"] == "1"
+    assert (first.headers["x-ratelimit-limit"], first.headers["x-ratelimit-scope"]) == ("2", "memory_read")
     assert (first.headers["x-ratelimit-remaining"], second.headers["x-ratelimit-remaining"]) == ("1", "0")
     assert "retry-after" not in first.headers
     error = _error(third, 429, "rate_limit_error")
-    assert error["code"] == "rate_limit_exceeded"
-    assert 1 <= int(third.headers["retry-after"]) <= 60
+    assert (error["code"], error["scope"]) == ("rate_limit_exceeded", "memory_read")
+    assert 1 <= int(third.headers["retry-after"]) == error["retry_after_seconds"] <= 60
     assert third.headers["x-ratelimit-remaining"] == "0"
     assert int(third.headers["x-ratelimit-reset"]) >= int(third.headers["retry-after"])
-    # Keys without a limit get no rate limit headers and no 429.
-    unlimited = [_admin(gw, "GET", "/keys", params={"tenant": "nobody"}) for _ in range(5)]
+    # Its writes have their own bucket, at the gateway's default.
+    written = _admin(gw, "POST", "/keys", key=key, json={"tenant": "ops-2"})
+    assert written.status_code == 201 and written.headers["x-ratelimit-scope"] == "memory_write"
+    # A key made unlimited in a scope gets no rate limit headers there, and no 429.
+    free = _admin(gw, "POST", "/keys", json={"tenant": "ops", "admin": True, "memory_read_rpm": 0}).json()["key"]
+    unlimited = [_admin(gw, "GET", "/keys", key=free, params={"tenant": "nobody"}) for _ in range(5)]
     assert all(r.status_code == 200 and "x-ratelimit-limit" not in r.headers for r in unlimited)
 
 
@@ -117,16 +121,19 @@ def test_usage_report_over_http_and_cli(gw: GatewayProcess) -> None:
     assert bad.returncode != 0 and "--since" in bad.stderr
 
 
-def test_the_memory_api_counts_against_the_keys_limit(gw: GatewayProcess) -> None:
-    key = _admin(gw, "POST", "/keys", json={"tenant": "memlimited", "rpm": 1, "burst": 2}).json()["key"]
+def test_the_memory_api_counts_against_the_keys_limits(gw: GatewayProcess) -> None:
+    key = _admin(gw, "POST", "/keys", json={"tenant": "memlimited", "memory_read_rpm": 2,
+                                            "memory_write_rpm": 1}).json()["key"]
     auth = {"Authorization": f"Bearer {key}"}
     answers = [httpx.get(f"{gw.base_url}/memory/threads", headers=auth),
                httpx.post(f"{gw.base_url}/memory/search", headers=auth, json={"resource_id": "r1", "query": "x" * 1000}),
+               httpx.get(f"{gw.base_url}/memory/resources", headers=auth),
                httpx.get(f"{gw.base_url}/memory/resources", headers=auth)]
-    assert [a.status_code for a in answers] == [200, 200, 429]
-    assert [a.headers["x-ratelimit-remaining"] for a in answers] == ["1", "0", "0"]  # on every answer
-    assert _error(answers[2], 429, "rate_limit_error")["code"] == "rate_limit_exceeded"
-    assert 1 <= int(answers[2].headers["retry-after"]) <= 60
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert [(a.headers["x-ratelimit-scope"], a.headers["x-ratelimit-remaining"]) for a in answers] == [
+        ("memory_read", "1"), ("memory_write", "0"), ("memory_read", "0"), ("memory_read", "0")]  # on every answer
+    assert _error(answers[3], 429, "rate_limit_error")["code"] == "rate_limit_exceeded"
+    assert 1 <= int(answers[3].headers["retry-after"]) <= 60
 
 
 def test_chat_counts_against_the_keys_limit_and_is_recorded_in_usage(gw: GatewayProcess,

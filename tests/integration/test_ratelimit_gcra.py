@@ -49,9 +49,9 @@ async def test_burst_then_denied_with_retry_after(stores: Stores) -> None:
     assert denied.retry_after_seconds == pytest.approx(1.0)
     assert denied.reset_seconds == pytest.approx(3.0)
     assert denied.headers() == {"X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "0",
-                                "X-RateLimit-Reset": "3", "Retry-After": "1"}
+                                "X-RateLimit-Reset": "3", "X-RateLimit-Scope": "chat", "Retry-After": "1"}
     assert decisions[0].headers() == {"X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "2",
-                                      "X-RateLimit-Reset": "1"}
+                                      "X-RateLimit-Reset": "1", "X-RateLimit-Scope": "chat"}
 
 
 async def test_refill_one_per_interval(stores: Stores) -> None:

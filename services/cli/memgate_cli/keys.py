@@ -13,11 +13,12 @@ from memgate_store.usage import UsageRow, parse_since
 
 
 def _limits(key: ApiKey) -> str:
-    if key.rpm_limit is None:
-        return "default"
-    if key.rpm_limit == 0:
-        return "unlimited"
-    return f"{key.rpm_limit}/min burst {key.burst or key.rpm_limit}"
+    def one(rpm: int | None, burst: int | None = None) -> str:
+        if rpm is None:
+            return "default"
+        return "unlimited" if rpm == 0 else f"{rpm}/min" + (f" burst {burst}" if burst else "")
+    return (f"chat {one(key.rpm_limit, key.burst)}, memory reads {one(key.memory_read_rpm)}, "
+            f"memory writes {one(key.memory_write_rpm)}")
 
 
 async def run_keys(database_url: str, args: argparse.Namespace) -> int:
@@ -27,11 +28,14 @@ async def run_keys(database_url: str, args: argparse.Namespace) -> int:
         if args.keys_command == "create":
             if not CLIENT_ID_PATTERN.fullmatch(args.tenant):
                 raise SystemExit("memgate: --tenant must be 1-128 characters from A-Z a-z 0-9 . _ : @ -")
-            problem = limits_error(args.rpm, args.burst)
+            problem = limits_error(args.rpm, args.burst, memory_read_rpm=args.memory_read_rpm,
+                                   memory_write_rpm=args.memory_write_rpm)
             if problem:
-                raise SystemExit(f"memgate: --{problem}")
+                raise SystemExit(f"memgate: --{problem.replace('_', '-')}")
             key, plaintext = await stores.keys.create(args.tenant, args.name, is_admin=args.admin,
-                                                      rpm_limit=args.rpm, burst=args.burst)
+                                                      rpm_limit=args.rpm, burst=args.burst,
+                                                      memory_read_rpm=args.memory_read_rpm,
+                                                      memory_write_rpm=args.memory_write_rpm)
             if args.quiet:
                 print(plaintext)
             else:

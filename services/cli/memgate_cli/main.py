@@ -114,8 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--tenant", required=True)
     create.add_argument("--name", default=None)
     create.add_argument("--rpm", type=_count, default=None,
-                        help="requests per minute for this key (0: unlimited, even with MEMGATE_DEFAULT_RPM)")
-    create.add_argument("--burst", type=_count, default=None, help="requests at once (default: the rpm)")
+                        help="chat requests per minute for this key (0: unlimited, even with MEMGATE_DEFAULT_RPM)")
+    create.add_argument("--burst", type=_count, default=None, help="chat requests at once (default: the rpm)")
+    create.add_argument("--memory-read-rpm", type=_count, default=None,
+                        help="memory API reads per minute (0: unlimited; default: MEMGATE_MEMORY_READ_RPM)")
+    create.add_argument("--memory-write-rpm", type=_count, default=None,
+                        help="memory API writes per minute (0: unlimited; default: MEMGATE_MEMORY_WRITE_RPM)")
     create.add_argument("--admin", action="store_true",
                         help="operator scope: may manage every tenant's keys and read usage (/v1/admin/)")
     create.add_argument("--quiet", action="store_true", help="print only the key")

@@ -132,7 +132,8 @@ def build_edge(runtime: Runtime, *, notices: list[str], observer_name: str,
 
     s = runtime.settings
     auth = Authenticator(runtime.stores.keys, cache_seconds=s.auth_cache_seconds)
-    limiter = RateLimiter(runtime.stores.ratelimits, default_rpm=s.default_rpm)
+    limiter = RateLimiter(runtime.stores.ratelimits, default_rpm=s.default_rpm, memory_read_rpm=s.memory_read_rpm,
+                          memory_write_rpm=s.memory_write_rpm, enabled=s.rate_limits)
     usage = UsageRecorder(runtime.stores.usage)
     relay = OutboxRelay(runtime.bus, runtime.stores.outbox)
     recorder = ExchangeRecorder(runtime.stores.threads, relay)

@@ -2,7 +2,8 @@
 
 Handlers receive the caller as a dependency (`principal`, or `operator` for the admin API)
 and never check keys themselves; the limit's X-RateLimit-* headers are added to whatever the
-handler answers, streams included (`rate_limit_headers`).
+handler answers, streams included (`rate_limit_headers`). Which of a key's limits a request
+counts against follows from its route (`limit_scope`).
 """
 
 from __future__ import annotations
@@ -16,16 +17,25 @@ from litestar.types import Message, Scope
 from memgate_core.errors import PermissionDenied
 from memgate_edge.auth import Principal
 from memgate_edge.deps import EdgeDeps
-from memgate_edge.ratelimit import RateDecision
+from memgate_edge.ratelimit import LimitScope, RateDecision
 
 _DECISION = "memgate_rate_limit"  # where the request's decision waits for its response
 
 
 async def provide_principal(request: Request[Any, Any, Any], deps: EdgeDeps) -> Principal:
-    """The caller, within its key's rate limit."""
+    """The caller, within its key's rate limit of the request's scope."""
     principal = await deps.auth.authenticate(dict(request.headers))
-    request.state[_DECISION] = await deps.limiter.enforce(principal)  # 429 with Retry-After when over it
+    # 429 with Retry-After when over it
+    request.state[_DECISION] = await deps.limiter.enforce(principal, limit_scope(request.method, request.url.path))
     return principal
+
+
+def limit_scope(method: str, path: str) -> LimitScope:
+    """The memory and admin APIs count as memory reads (GET, HEAD) or writes; the rest is the
+    LLM proxy's (chat completions, responses, messages, models)."""
+    if path.startswith(("/v1/memory/", "/v1/admin/")) or path in ("/v1/memory", "/v1/admin"):
+        return "memory_read" if method in ("GET", "HEAD") else "memory_write"
+    return "chat"
 
 
 async def provide_operator(principal: Principal) -> Principal:

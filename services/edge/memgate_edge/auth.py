@@ -19,8 +19,10 @@ class Principal(msgspec.Struct, frozen=True):
     provider_key: str | None = None  # bring-your-own provider key, passed upstream as is
     key_id: str | None = None
     is_admin: bool = False  # operator scope: the admin API (every tenant's keys, usage)
-    rpm_limit: int | None = None  # the key's own limit; None: the gateway default; 0: unlimited
+    rpm_limit: int | None = None  # the key's own chat limit; None: the gateway default; 0: unlimited
     burst: int | None = None  # None: burst = rpm
+    memory_read_rpm: int | None = None  # its own memory API limits (the same rules)
+    memory_write_rpm: int | None = None
 
 
 def _bearer(value: str | None) -> str | None:
@@ -58,7 +60,8 @@ class Authenticator:
         if found is None:
             raise AuthenticationFailed("Invalid API key.")
         return Principal(tenant=found.tenant, provider_key=provider_key, key_id=found.id, is_admin=found.is_admin,
-                         rpm_limit=found.rpm_limit, burst=found.burst)
+                         rpm_limit=found.rpm_limit, burst=found.burst, memory_read_rpm=found.memory_read_rpm,
+                         memory_write_rpm=found.memory_write_rpm)
 
     def forget(self, key_id: str) -> None:
         """Drop a key from this replica's cache at once (after a revoke); others expire it."""

@@ -1,4 +1,10 @@
-"""Per-key rate limits (requests per minute + burst), shared by every edge replica.
+"""Per-key rate limits (requests per minute + burst), by scope, shared by every edge replica.
+
+Three scopes, each with its own bucket per key: `chat` (the LLM proxy: chat completions,
+responses, messages, models), `memory_read` (GET of the memory and admin APIs) and
+`memory_write` (their other methods). A key's own limit of a scope applies, else the
+gateway's default for it (MEMGATE_DEFAULT_RPM, MEMGATE_MEMORY_READ_RPM,
+MEMGATE_MEMORY_WRITE_RPM; 0: unlimited); MEMGATE_RATE_LIMITS=false turns them all off.
 
 The algorithm is GCRA (the "generic cell rate algorithm", a token bucket that stores one
 number per key): a key with `rpm` requests per minute earns one request every
@@ -7,9 +13,9 @@ number per key): a key with `rpm` requests per minute earns one request every
 updated by one atomic statement per request, so the limit holds however many replicas
 serve the key. Times are integer microseconds: the comparisons are exact.
 
-    decision = await deps.limiter.check(principal)   # no I/O for keys without a limit
+    decision = await deps.limiter.check(principal, "chat")   # no I/O for an unlimited scope
     decision.raise_if_denied()                       # 429 rate_limit_error + Retry-After
-    response.headers.update(decision.headers())      # X-RateLimit-Limit / -Remaining / -Reset
+    response.headers.update(decision.headers())      # X-RateLimit-Limit / -Remaining / -Reset / -Scope
 
 If the store cannot answer within `timeout`, the request is let through (fail open) and
 a warning is logged: the rate limiter never takes the gateway down with it.
@@ -22,7 +28,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Literal, Protocol
 
 import msgspec
 from prometheus_client import Counter
@@ -32,6 +38,7 @@ from memgate_edge.auth import Principal
 
 log = logging.getLogger("memgate.edge.ratelimit")
 
+LimitScope = Literal["chat", "memory_read", "memory_write"]
 MICROS = 1_000_000
 RATE_LIMIT_DECISIONS = Counter("memgate_ratelimit_decisions_total", "Rate limit checks of limited keys",
                                ["outcome"])  # allowed | denied | error (failed open)
@@ -39,10 +46,11 @@ RATE_LIMIT_DECISIONS = Counter("memgate_ratelimit_decisions_total", "Rate limit 
 
 class RateDecision(msgspec.Struct, frozen=True):
     allowed: bool
-    limit: int | None  # requests per minute; None: the key is not limited
+    limit: int | None  # requests per minute; None: the key is not limited in this scope
     remaining: int | None  # requests that could be sent right now
     reset_seconds: float  # until the bucket is full again (remaining == burst)
     retry_after_seconds: float  # until the next request is allowed (0 when allowed)
+    scope: LimitScope = "chat"
 
     def headers(self) -> dict[str, str]:
         if self.limit is None:
@@ -51,17 +59,22 @@ class RateDecision(msgspec.Struct, frozen=True):
             "X-RateLimit-Limit": str(self.limit),
             "X-RateLimit-Remaining": str(self.remaining or 0),
             "X-RateLimit-Reset": str(math.ceil(self.reset_seconds)),
+            "X-RateLimit-Scope": self.scope,
         }
         if not self.allowed:
-            headers["Retry-After"] = str(max(1, math.ceil(self.retry_after_seconds)))
+            headers["Retry-After"] = str(self.wait_seconds)
         return headers
+
+    @property
+    def wait_seconds(self) -> int:
+        return max(1, math.ceil(self.retry_after_seconds))
 
     def raise_if_denied(self) -> RateDecision:
         if not self.allowed:
             raise RateLimited(
-                f"Rate limit reached for this API key ({self.limit} requests per minute). "
-                f"Retry after {max(1, math.ceil(self.retry_after_seconds))} s.",
-                headers=self.headers(),
+                f"Rate limit reached for this API key in scope '{self.scope}' ({self.limit} requests per "
+                f"minute). Retry after {self.wait_seconds} s.",
+                headers=self.headers(), scope=self.scope, retry_after_seconds=self.wait_seconds,
             )
         return self
 
@@ -69,7 +82,7 @@ class RateDecision(msgspec.Struct, frozen=True):
 UNLIMITED = RateDecision(allowed=True, limit=None, remaining=None, reset_seconds=0.0, retry_after_seconds=0.0)
 
 
-def decide(allowed: bool, tat_us: int, now_us: int, *, rpm: int, burst: int) -> RateDecision:
+def decide(allowed: bool, tat_us: int, now_us: int, *, rpm: int, burst: int, scope: LimitScope = "chat") -> RateDecision:
     """The decision a client sees, from the bucket's state after the check."""
     interval, tolerance = interval_us(rpm), tolerance_us(rpm, burst)
     if allowed:
@@ -79,7 +92,7 @@ def decide(allowed: bool, tat_us: int, now_us: int, *, rpm: int, burst: int) -> 
         remaining = 0
         retry_after = max(0, tat_us - tolerance - now_us) / MICROS
     return RateDecision(allowed=allowed, limit=rpm, remaining=remaining,
-                        reset_seconds=max(0, tat_us - now_us) / MICROS, retry_after_seconds=retry_after)
+                        reset_seconds=max(0, tat_us - now_us) / MICROS, retry_after_seconds=retry_after, scope=scope)
 
 
 def interval_us(rpm: int) -> int:
@@ -98,30 +111,36 @@ class BucketStore(Protocol):
 
 
 class RateLimiter:
-    def __init__(self, store: BucketStore, *, default_rpm: int | None = None,
+    def __init__(self, store: BucketStore, *, default_rpm: int | None = None, memory_read_rpm: int | None = None,
+                 memory_write_rpm: int | None = None, enabled: bool = True,
                  clock: Callable[[], float] | None = None, timeout: float = 0.5) -> None:
         self.store = store
-        self.default_rpm = default_rpm or None
+        self.defaults: dict[LimitScope, int | None] = {"chat": default_rpm or None, "memory_read": memory_read_rpm or None,
+                                                  "memory_write": memory_write_rpm or None}
+        self.enabled = enabled
         self.clock = clock  # None: the store's clock (the database's, shared by every replica)
         self.timeout = timeout
         self._last_warning = 0.0
 
-    def limits_of(self, principal: Principal) -> tuple[int, int] | None:
-        """(rpm, burst) that apply to this key, or None when it is not limited."""
-        if principal.rpm_limit is not None:
-            rpm, burst = principal.rpm_limit, principal.burst
-        else:
-            rpm, burst = self.default_rpm, None
+    def limits_of(self, principal: Principal, scope: LimitScope = "chat") -> tuple[int, int] | None:
+        """(rpm, burst) that apply to this key in `scope`, or None when it is not limited there."""
+        if not self.enabled:
+            return None
+        own = {"chat": principal.rpm_limit, "memory_read": principal.memory_read_rpm,
+               "memory_write": principal.memory_write_rpm}[scope]
+        burst = principal.burst if scope == "chat" and own is not None else None
+        rpm = own if own is not None else self.defaults[scope]
         if not rpm:
             return None
         return rpm, max(1, burst or rpm)
 
-    async def check(self, principal: Principal) -> RateDecision:
-        limits = self.limits_of(principal)
+    async def check(self, principal: Principal, scope: LimitScope = "chat") -> RateDecision:
+        limits = self.limits_of(principal, scope)
         if limits is None:
             return UNLIMITED
         rpm, burst = limits
-        bucket = f"key:{principal.key_id}" if principal.key_id else f"tenant:{principal.tenant}"
+        owner = f"key:{principal.key_id}" if principal.key_id else f"tenant:{principal.tenant}"
+        bucket = owner if scope == "chat" else f"{owner}:{scope}"
         now_us = round(self.clock() * MICROS) if self.clock is not None else None
         try:
             async with asyncio.timeout(self.timeout):
@@ -134,8 +153,8 @@ class RateLimiter:
                 log.warning("rate limit store unavailable, letting requests through: %r", exc)
             return UNLIMITED
         RATE_LIMIT_DECISIONS.labels("allowed" if allowed else "denied").inc()
-        return decide(allowed, tat, now, rpm=rpm, burst=burst)
+        return decide(allowed, tat, now, rpm=rpm, burst=burst, scope=scope)
 
-    async def enforce(self, principal: Principal) -> RateDecision:
+    async def enforce(self, principal: Principal, scope: LimitScope = "chat") -> RateDecision:
         """`check`, then 429 (RateLimited, with Retry-After) when denied."""
-        return (await self.check(principal)).raise_if_denied()
+        return (await self.check(principal, scope)).raise_if_denied()

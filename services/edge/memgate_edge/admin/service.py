@@ -32,11 +32,13 @@ class AdminService:
 
     async def create_key(self, raw: bytes) -> CreatedKey:
         body = decode_body(raw or b"{}", CreateKey, what="key request")
-        problem = limits_error(body.rpm, body.burst)
+        problem = limits_error(body.rpm, body.burst, memory_read_rpm=body.memory_read_rpm,
+                               memory_write_rpm=body.memory_write_rpm)
         if problem:
             raise InvalidRequest(f"Invalid limits: {problem}.", code="invalid_value", param=problem.split()[0])
-        key, plaintext = await self.stores.keys.create(validate_id(body.tenant, "tenant"), body.name, is_admin=body.admin,
-                                                       rpm_limit=body.rpm, burst=body.burst)
+        key, plaintext = await self.stores.keys.create(
+            validate_id(body.tenant, "tenant"), body.name, is_admin=body.admin, rpm_limit=body.rpm, burst=body.burst,
+            memory_read_rpm=body.memory_read_rpm, memory_write_rpm=body.memory_write_rpm)
         return CreatedKey(**msgspec.structs.asdict(KeyView.of(key)), key=plaintext)
 
     async def list_keys(self, tenant: str | None) -> list[KeyView]:
