@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import uuid
+from typing import Any
 
 import pytest
 
 from memgate_core.errors import RateLimited
 from memgate_edge.auth import Principal
-from memgate_edge.ratelimit import UNLIMITED, RateLimiter, interval_us
+from memgate_edge.ratelimit import UNLIMITED, RateLimiter, interval_us, lease_size
 from memgate_store import Stores
 
 
@@ -138,3 +139,25 @@ async def test_enforce_raises_429_with_headers(stores: Stores) -> None:
     assert error.headers["Retry-After"] == "2"
     assert error.headers["X-RateLimit-Remaining"] == "0"
     assert "30 requests per minute" in error.message
+
+
+async def test_a_busy_key_leases_requests_and_replicas_stay_within_its_burst(stores: Stores) -> None:
+    clock = Clock()
+    leases: list[int] = []
+
+    class CountedStore:
+        """The shared store, counting the statements (and the cells each asks for)."""
+
+        async def take(self, bucket: str, **kw: Any) -> tuple[int, int, int]:
+            leases.append(kw["cells"])
+            return await stores.ratelimits.take(bucket, **kw)
+
+    replicas = [RateLimiter(CountedStore(), clock=clock) for _ in range(2)]
+    key = _key(rpm=6000, burst=1000)
+    assert lease_size(1000) == 20
+    decisions = [await replicas[i % 2].check(key) for i in range(1100)]
+    assert sum(d.allowed for d in decisions) == 1000  # every leased request spent, none beyond the burst
+    assert [d.allowed for d in decisions[-100:]] == [False] * 100
+    assert set(leases) == {20} and len(leases) == 1000 // 20 + 100  # a statement a lease (and a denial)
+    first = [d.remaining for d in decisions[0:40:2]]  # one replica's answers count down
+    assert first == sorted(first, reverse=True) and first[0] == 1000 - 1

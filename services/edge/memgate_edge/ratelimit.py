@@ -17,6 +17,12 @@ serve the key. Times are integer microseconds: the comparisons are exact.
     decision.raise_if_denied()                       # 429 rate_limit_error + Retry-After
     response.headers.update(decision.headers())      # X-RateLimit-Limit / -Remaining / -Reset / -Scope
 
+A busy key does not cost a statement per request: an edge leases up to `lease_size(burst)`
+requests at once from the bucket (one for bursts under 100, so small limits are exact) and
+spends them for up to LEASE_SECONDS without asking again; the headers count what the lease
+still holds as remaining. Across replicas the limit then errs by at most a lease per
+replica, on the safe side (leased requests not spent within LEASE_SECONDS are lost).
+
 If the store cannot answer within `timeout`, the request is let through (fail open) and
 a warning is logged: the rate limiter never takes the gateway down with it.
 """
@@ -40,6 +46,9 @@ log = logging.getLogger("memgate.edge.ratelimit")
 
 LimitScope = Literal["chat", "memory_read", "memory_write"]
 MICROS = 1_000_000
+MAX_LEASE = 64  # requests an edge takes from a bucket at once, at most
+LEASE_SECONDS = 1.0  # a lease's requests not spent by then go unused
+_KEEP = 10_000  # buckets whose lease and lock an edge keeps between prunes
 RATE_LIMIT_DECISIONS = Counter("memgate_ratelimit_decisions_total", "Rate limit checks of limited keys",
                                ["outcome"])  # allowed | denied | error (failed open)
 
@@ -103,11 +112,28 @@ def tolerance_us(rpm: int, burst: int) -> int:
     return (burst - 1) * interval_us(rpm)
 
 
+def lease_size(burst: int) -> int:
+    """Requests an edge takes at once from a bucket of `burst`: one (exact) under 100."""
+    return max(1, min(MAX_LEASE, burst // 50))
+
+
 class BucketStore(Protocol):
     """Where buckets live; `memgate_store.ratelimits.RateLimitRepository` is the shared one."""
 
-    async def take(self, bucket: str, *, interval_us: int, tolerance_us: int,
-                   now_us: int | None = None) -> tuple[bool, int, int]: ...
+    async def take(self, bucket: str, *, interval_us: int, tolerance_us: int, now_us: int | None = None,
+                   cells: int = 1) -> tuple[int, int, int]:
+        """Up to `cells` requests: (how many it got, tat after, now), in µs."""
+        ...
+
+
+class _Lease(msgspec.Struct):
+    cells: int  # still to spend
+    tat_us: int  # the bucket's, after the lease was taken
+    now_us: int
+    taken_at: float  # (monotonic)
+
+    def usable(self) -> bool:
+        return self.cells > 0 and time.monotonic() - self.taken_at < LEASE_SECONDS
 
 
 class RateLimiter:
@@ -121,6 +147,8 @@ class RateLimiter:
         self.clock = clock  # None: the store's clock (the database's, shared by every replica)
         self.timeout = timeout
         self._last_warning = 0.0
+        self._leases: dict[str, _Lease] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
 
     def limits_of(self, principal: Principal, scope: LimitScope = "chat") -> tuple[int, int] | None:
         """(rpm, burst) that apply to this key in `scope`, or None when it is not limited there."""
@@ -141,19 +169,43 @@ class RateLimiter:
         rpm, burst = limits
         owner = f"key:{principal.key_id}" if principal.key_id else f"tenant:{principal.tenant}"
         bucket = owner if scope == "chat" else f"{owner}:{scope}"
+        lease = self._leases.get(bucket)
+        if lease is None or not lease.usable():
+            if len(self._locks) > _KEEP:
+                self._prune()
+            async with self._locks.setdefault(bucket, asyncio.Lock()):  # one lease taken at a time
+                lease = self._leases.get(bucket)
+                if lease is None or not lease.usable():
+                    taken = await self._take(bucket, rpm, burst)
+                    if taken is None:
+                        return UNLIMITED
+                    granted, tat, now = taken
+                    if not granted:
+                        return decide(False, tat, now, rpm=rpm, burst=burst, scope=scope)
+                    lease = self._leases[bucket] = _Lease(granted, tat, now, time.monotonic())
+        lease.cells -= 1
+        decision = decide(True, lease.tat_us, lease.now_us, rpm=rpm, burst=burst, scope=scope)
+        return msgspec.structs.replace(decision, remaining=min(burst, (decision.remaining or 0) + lease.cells))
+
+    async def _take(self, bucket: str, rpm: int, burst: int) -> tuple[int, int, int] | None:
+        """A lease from the store; None when it cannot answer (the request goes through)."""
         now_us = round(self.clock() * MICROS) if self.clock is not None else None
         try:
             async with asyncio.timeout(self.timeout):
-                allowed, tat, now = await self.store.take(bucket, interval_us=interval_us(rpm),
-                                                          tolerance_us=tolerance_us(rpm, burst), now_us=now_us)
+                taken = await self.store.take(bucket, interval_us=interval_us(rpm), tolerance_us=tolerance_us(rpm, burst),
+                                              now_us=now_us, cells=lease_size(burst))
         except Exception as exc:
             RATE_LIMIT_DECISIONS.labels("error").inc()
             if time.monotonic() - self._last_warning > 10:
                 self._last_warning = time.monotonic()
                 log.warning("rate limit store unavailable, letting requests through: %r", exc)
-            return UNLIMITED
-        RATE_LIMIT_DECISIONS.labels("allowed" if allowed else "denied").inc()
-        return decide(allowed, tat, now, rpm=rpm, burst=burst, scope=scope)
+            return None
+        RATE_LIMIT_DECISIONS.labels("allowed" if taken[0] else "denied").inc()
+        return taken
+
+    def _prune(self) -> None:
+        self._locks = {b: lock for b, lock in self._locks.items() if lock.locked()}
+        self._leases = {b: lease for b, lease in self._leases.items() if lease.usable()}
 
     async def enforce(self, principal: Principal, scope: LimitScope = "chat") -> RateDecision:
         """`check`, then 429 (RateLimited, with Retry-After) when denied."""

@@ -15,7 +15,7 @@ from memgate_edge.ratelimit import UNLIMITED, RateLimiter, decide
 class FailingStore:
     calls = 0
 
-    async def take(self, bucket: str, **kw: object) -> tuple[bool, int, int]:
+    async def take(self, bucket: str, **kw: object) -> tuple[int, int, int]:
         self.calls += 1
         raise ConnectionError("database down")
 
@@ -49,10 +49,10 @@ class RecordingStore:
     def __init__(self) -> None:
         self.taken: list[tuple[str, int]] = []
 
-    async def take(self, bucket: str, *, interval_us: int, tolerance_us: int,
-                   now_us: int | None = None) -> tuple[bool, int, int]:
+    async def take(self, bucket: str, *, interval_us: int, tolerance_us: int, now_us: int | None = None,
+                   cells: int = 1) -> tuple[int, int, int]:
         self.taken.append((bucket, interval_us))
-        return True, 1_000_000 + interval_us, 1_000_000
+        return 1, 1_000_000 + interval_us, 1_000_000
 
 
 async def test_each_scope_has_its_own_default_its_own_override_and_its_own_bucket() -> None:
