@@ -117,9 +117,9 @@ class ChatService:
             CHAT_REQUESTS.labels(answered.provider, "ok", stream_label, "on" if pending else "off").inc()
             if request.stream:
                 on_done = partial(record_usage, answered.provider, 200)
-                form = api.stream(request, native=native)
-                return Stream(relay(upstream, pending, self.recorder, span, deadline=deadline, on_done=on_done,
-                                    form=form), media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"})
+                events = relay(upstream, pending, self.recorder, span, deadline=deadline, on_done=on_done,
+                               form=api.stream(request, native=native))
+                return Stream(events, media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"})
         except BaseException:
             self.recorder.close_in_background(upstream)  # an open upstream left behind keeps generating
             raise
