@@ -113,7 +113,9 @@ def text_key(text: str) -> str:
     return hashlib.md5(" ".join(_WORDS.findall(text.casefold())).encode()).hexdigest()
 
 
-def _thread_lock_key(tenant: str, thread_id: str) -> int:
+def thread_lock_key(tenant: str, thread_id: str) -> int:
+    """The advisory lock that serialises writers of one thread's memory (observer, reflector,
+    message deletes)."""
     digest = hashlib.blake2b(f"{tenant}\x1f{thread_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
@@ -135,7 +137,13 @@ class ObservationRepository:
 
     async def lock_thread(self, conn: asyncpg.Connection, tenant: str, thread_id: str) -> None:
         """Serialise writers of one thread's memory (across processes) until the transaction ends."""
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _thread_lock_key(tenant, thread_id))
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", thread_lock_key(tenant, thread_id))
+
+    async def alive_messages(self, conn: asyncpg.Connection, tenant: str, ids: Sequence[str]) -> set[str]:
+        """Which of these messages still exist (in the caller's transaction, under lock_thread:
+        a delete of messages takes the same lock)."""
+        rows = await conn.fetch("SELECT id FROM messages WHERE tenant = $1 AND id = ANY($2::text[])", tenant, list(ids))
+        return {r["id"] for r in rows}
 
     async def record_batch(
         self, conn: asyncpg.Connection, tenant: str, thread_id: str, exchange_ids: Sequence[str],

@@ -12,6 +12,7 @@ import msgspec
 from memgate_core.events import ExchangeCompleted, MessageRecord, exchange_encoder
 from memgate_core.tokens import count_tokens
 from memgate_store.database import Database
+from memgate_store.observations import thread_lock_key
 
 
 class ThreadSummary(msgspec.Struct, frozen=True):
@@ -323,6 +324,9 @@ class ThreadRepository:
             if await conn.fetchval("SELECT true FROM threads WHERE tenant = $1 AND thread_id = $2 FOR UPDATE",
                                    tenant, thread_id) is None:
                 return None
+            # The observer's lock: a batch it is committing either lands before (and its
+            # observations of these messages are deleted here) or sees them gone.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", thread_lock_key(tenant, thread_id))
             gone = [r["id"] for r in await conn.fetch(
                 "DELETE FROM messages WHERE tenant = $1 AND thread_id = $2 AND id = ANY($3::text[]) RETURNING id",
                 tenant, thread_id, list(ids))]

@@ -397,6 +397,38 @@ async def test_activation_threshold_per_tenant_and_per_thread(stores, index, emb
     assert (await handler.limits(small, thread)).activation_tokens == 30_000
 
 
+class DeletingWhileObserving:
+    """The local observer, while the thread's user deletes the batch's first message."""
+
+    name = "local"
+
+    def __init__(self, stores: Stores) -> None:
+        self.stores = stores
+
+    async def observe(self, batch: Any) -> Any:
+        result = await LocalObserver().observe(batch)
+        assert await self.stores.threads.delete_messages(batch.tenant, batch.thread_id, [batch.messages[0].id])
+        return result
+
+    async def title(self, opening: str) -> str:
+        return await LocalObserver().title(opening)
+
+
+async def test_a_message_deleted_while_observed_leaves_no_observation_or_vector(stores, index, embedder) -> None:  # type: ignore[no-untyped-def]
+    tenant, thread = new_ids()
+    e = exchange(tenant, thread, ("user", "My sister Lena moved to Copenhagen with her cats."),
+                 ("user", "I adopted a greyhound called Pixel."))
+    handler = make_handler(stores, index, embedder, DeletingWhileObserving(stores))
+    assert await handler.handle(e) == "observed"
+    gone, kept = e.messages[0].id, e.messages[1].id
+    assert [m.id for m in await stores.threads.messages(tenant, thread)] == [kept]
+    found = await stores.observations.for_thread(tenant, thread)
+    assert not any(o.source_message_ids == [gone] for o in found)
+    assert found and all(kept in o.source_message_ids for o in found)  # none made only of the deleted one
+    assert not any("Lena" in o.text for o in found) and any("Pixel" in o.text for o in found)
+    assert await indexed(index, tenant, thread, "message") == {kept}
+
+
 # ---------------------------------------------------------------------------- reflection
 
 

@@ -33,7 +33,7 @@ from memgate_observer.reflector import LocalReflector, reflect_safely
 from memgate_store import Observation, Stores
 from memgate_store.observations import MemoryLimits, text_key
 from memgate_telemetry.metrics import EXCHANGES_OBSERVED, OBSERVATIONS_WRITTEN
-from memgate_vectors import Embedder, VectorIndex
+from memgate_vectors import Embedder, VectorIndex, VectorPoint
 
 log = logging.getLogger("memgate.observer")
 tracer = trace.get_tracer("memgate.observer")
@@ -124,6 +124,10 @@ class ExchangeHandler:
             limits = await self.limits(tenant, thread_id)
             async with self.stores.db.pool.acquire() as conn, conn.transaction():
                 await observations.lock_thread(conn, tenant, thread_id)
+                # Messages deleted while this batch was observed: nothing of them is kept.
+                alive = await observations.alive_messages(conn, tenant, [m.id for m in batch.messages])
+                if len(alive) < len(batch.messages):
+                    stored, vectors, message_points = _of_alive(alive, stored, vectors, message_points)
                 if not await observations.record_batch(conn, tenant, thread_id, batch.exchange_ids,
                                                        self.observer.name, stored):
                     raise ConcurrentlyObserved(f"part of a batch of thread {thread_id} was observed concurrently")
@@ -286,3 +290,13 @@ class ExchangeHandler:
         await self.index.delete(superseded)
         if current:
             await self.index.upsert([observation_point(o, v) for o, v in zip(current, vectors)])
+
+
+def _of_alive(alive: set[str], stored: list[Observation], vectors: list[list[float]],
+              message_points: list[VectorPoint]) -> tuple[list[Observation], list[list[float]], list[VectorPoint]]:
+    """The observations with a source message still there (with their vectors), and the
+    points of those messages."""
+    kept = [(o, v) for o, v in zip(stored, vectors, strict=True)
+            if not o.source_message_ids or alive & set(o.source_message_ids)]
+    return ([o for o, _ in kept], [v for _, v in kept],
+            [p for p in message_points if p.payload.get("message_id") in alive])
