@@ -11,7 +11,7 @@ import msgspec
 from memgate_store.database import Database
 
 _COLUMNS = ("created_at", "tenant", "key_id", "model", "provider", "status", "stream", "memory",
-            "input_tokens", "output_tokens", "latency_ms")
+            "input_tokens", "output_tokens", "latency_ms", "route_model", "byok", "cost_usd")
 
 
 _RELATIVE = re.compile(r"(\d+)([mhd])")
@@ -49,11 +49,15 @@ class UsageRecord(msgspec.Struct, frozen=True, kw_only=True):
     input_tokens: int = 0
     output_tokens: int = 0
     latency_ms: float = 0.0
+    route_model: str = ""  # the model the answering provider was asked for (what is priced)
+    byok: bool = False  # the caller's own provider key: the provider bills the caller
+    cost_usd: float | None = None  # None: no known price
     at: datetime = msgspec.field(default_factory=_now)
 
     def row(self) -> tuple[object, ...]:
         return (self.at, self.tenant, self.key_id, self.model, self.provider, self.status, self.stream,
-                self.memory, self.input_tokens, self.output_tokens, self.latency_ms)
+                self.memory, self.input_tokens, self.output_tokens, self.latency_ms, self.route_model or None,
+                self.byok, self.cost_usd)
 
 
 class UsageRow(msgspec.Struct, omit_defaults=True):
@@ -67,6 +71,9 @@ class UsageRow(msgspec.Struct, omit_defaults=True):
     with_memory: int
     avg_latency_ms: float
     p95_latency_ms: float
+    cost_usd: float  # of the priced requests (BYOK ones included: see byok_cost_usd)
+    byok_cost_usd: float  # of those the callers' own provider keys paid for
+    unpriced: int  # answered requests without a known price
     model: str | None = None
     provider: str | None = None
     key_id: str | None = None
@@ -93,7 +100,9 @@ WITH groups AS (
            coalesce(sum(input_tokens), 0) AS input_tokens, coalesce(sum(output_tokens), 0) AS output_tokens,
            count(*) FILTER (WHERE stream) AS streamed, count(*) FILTER (WHERE memory) AS with_memory,
            coalesce(avg(latency_ms), 0) AS avg_latency_ms,
-           coalesce(percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms), 0) AS p95_latency_ms
+           coalesce(percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms), 0) AS p95_latency_ms,
+           coalesce(sum(cost_usd), 0) AS cost_usd, coalesce(sum(cost_usd) FILTER (WHERE byok), 0) AS byok_cost_usd,
+           count(*) FILTER (WHERE cost_usd IS NULL AND status < 400) AS unpriced
     FROM usage_events
     WHERE created_at >= $1 AND created_at < $2 AND ($3::text IS NULL OR tenant = $3)
     GROUP BY GROUPING SETS ((), (model), (provider), (key_id))
@@ -153,7 +162,7 @@ class UsageRepository:
     async def report(self, since: datetime, until: datetime | None = None, tenant: str | None = None) -> UsageReport:
         until = until or _now()
         rows = await self.db.pool.fetch(_REPORT, since, until, tenant)
-        empty = UsageRow(0, 0, 0, 0, 0, 0, 0.0, 0.0)
+        empty = UsageRow(0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0)
         parts: dict[int, list[UsageRow]] = {_TOTALS: [], _BY_MODEL: [], _BY_PROVIDER: [], _BY_KEY: []}
         for r in rows:
             g = r["g"]
@@ -161,6 +170,8 @@ class UsageRepository:
                 requests=r["requests"], errors=r["errors"], input_tokens=int(r["input_tokens"]),
                 output_tokens=int(r["output_tokens"]), streamed=r["streamed"], with_memory=r["with_memory"],
                 avg_latency_ms=round(float(r["avg_latency_ms"]), 2), p95_latency_ms=round(float(r["p95_latency_ms"]), 2),
+                cost_usd=round(float(r["cost_usd"]), 8), byok_cost_usd=round(float(r["byok_cost_usd"]), 8),
+                unpriced=r["unpriced"],
                 model=r["model"] if g == _BY_MODEL else None,
                 provider=r["provider"] if g == _BY_PROVIDER else None,
                 key_id=r["key_id"] if g == _BY_KEY else None,

@@ -78,11 +78,12 @@ async def run_usage(database_url: str, args: argparse.Namespace) -> int:
 def format_report(report: UsageReport) -> str:
     who = f"tenant {report.tenant}" if report.tenant else "all tenants"
     lines = [f"usage of {who}, {report.since:%Y-%m-%d %H:%M} to {report.until:%Y-%m-%d %H:%M} UTC"]
-    header = f"  {'':60} {'requests':>9} {'errors':>7} {'tokens in':>10} {'tokens out':>10} {'avg ms':>8} {'p95 ms':>8}"
+    header = (f"  {'':60} {'requests':>9} {'errors':>7} {'tokens in':>10} {'tokens out':>10} {'avg ms':>8} "
+              f"{'p95 ms':>8} {'cost USD':>12}")
 
     def row(label: str, r: UsageRow) -> str:
         return (f"  {label[:60]:60} {r.requests:>9} {r.errors:>7} {r.input_tokens:>10} {r.output_tokens:>10} "
-                f"{r.avg_latency_ms:>8.1f} {r.p95_latency_ms:>8.1f}")
+                f"{r.avg_latency_ms:>8.1f} {r.p95_latency_ms:>8.1f} {r.cost_usd:>12.6f}")
 
     lines += [header, row("total", report.totals)]
     for title, rows, label in (

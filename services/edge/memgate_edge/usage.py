@@ -7,6 +7,7 @@ as `batch_size` rows wait. If Postgres is unreachable, rows stay buffered (up to
 batch wrote before the connection failed are not written twice. A row refused as data
 (a NUL in a text, a number too large for its column) is set aside (counted, logged),
 never retried.
+Each row is priced as its batch is written (`memgate_providers.prices`), off the request.
 `stop()` writes what is left.
 """
 
@@ -17,8 +18,10 @@ import logging
 from collections import deque
 from typing import Protocol
 
+import msgspec
 from prometheus_client import Counter
 
+from memgate_providers.prices import cost_usd
 from memgate_store.usage import UsageNotWritten, UsageRecord
 
 log = logging.getLogger("memgate.edge.usage")
@@ -73,7 +76,7 @@ class UsageRecorder:
         """Write every buffered row, batch by batch; returns the rows written."""
         written = 0
         while self._buffer:
-            batch = [self._buffer.popleft() for _ in range(min(self.batch_size, len(self._buffer)))]
+            batch = [_priced(self._buffer.popleft()) for _ in range(min(self.batch_size, len(self._buffer)))]
             try:
                 refused = await self.sink.insert_many(batch)
             except Exception as exc:  # keep the rows not written, retry on the next tick
@@ -100,3 +103,10 @@ class UsageRecorder:
             self._wake.clear()
             if not self._stopping:
                 await self.flush()
+
+
+def _priced(record: UsageRecord) -> UsageRecord:
+    if record.cost_usd is not None or record.status >= 400:
+        return record  # (priced already: a batch kept for a retry; a failed request cost nothing)
+    cost = cost_usd(record.provider, record.route_model, record.input_tokens, record.output_tokens)
+    return msgspec.structs.replace(record, cost_usd=cost) if cost is not None else record

@@ -24,6 +24,7 @@ from memgate_edge.chat.streaming import relay
 from memgate_edge.context_client import ContextClient, ContextResult
 from memgate_edge.usage import UsageRecord, UsageRecorder
 from memgate_providers import ProviderClient, http
+from memgate_providers.registry import Route
 from memgate_telemetry.metrics import CHAT_LATENCY, CHAT_REQUESTS
 
 tracer = trace.get_tracer("memgate.edge")
@@ -93,13 +94,14 @@ class ChatService:
 
         deadline = time.monotonic() + self.providers.timeouts.total
 
-        def record_usage(provider: str, status: int, usage: Usage | None) -> None:
-            # Buffered in memory, written in batches: off the hot path.
+        def record_usage(route: Route, status: int, usage: Usage | None) -> None:
+            # Buffered in memory, written (and priced) in batches: off the hot path.
             self.usage.record(UsageRecord(
-                tenant=principal.tenant, key_id=principal.key_id, model=request.model, provider=provider,
+                tenant=principal.tenant, key_id=principal.key_id, model=request.model, provider=route.provider,
                 status=status, stream=request.stream, memory=request.memory is not None,
                 input_tokens=usage.prompt_tokens if usage else 0, output_tokens=usage.completion_tokens if usage else 0,
-                latency_ms=(time.perf_counter() - started) * 1000,
+                latency_ms=(time.perf_counter() - started) * 1000, route_model=route.model,
+                byok=principal.provider_key is not None,
             ))
 
         try:
@@ -107,7 +109,7 @@ class ChatService:
             upstream, answered, native = await api.open(self.providers, request, memory,
                                                         api_key=principal.provider_key)
         except GatewayError as exc:
-            record_usage(route.provider, exc.status, None)
+            record_usage(route, exc.status, None)
             raise
         try:
             span.set_attribute("memgate.provider", answered.provider)
@@ -116,7 +118,7 @@ class ChatService:
             stream_label = "true" if request.stream else "false"
             CHAT_REQUESTS.labels(answered.provider, "ok", stream_label, "on" if pending else "off").inc()
             if request.stream:
-                on_done = partial(record_usage, answered.provider, 200)
+                on_done = partial(record_usage, answered, 200)
                 events = relay(upstream, pending, self.recorder, span, deadline=deadline, on_done=on_done,
                                form=api.stream(request, native=native))
                 return Stream(events, media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"})
@@ -127,11 +129,11 @@ class ChatService:
             async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
                 raw_answer = await upstream.aread()
         except (TimeoutError, http.TimeoutException):
-            record_usage(answered.provider, 504, None)
+            record_usage(answered, 504, None)
             raise UpstreamTimeout(f"Upstream provider '{answered.provider}' did not finish its answer in time "
                                   f"(MEMGATE_TIMEOUT_FIRST_BYTE / MEMGATE_TIMEOUT_TOTAL).") from None
         except http.HTTPError as exc:
-            record_usage(answered.provider, 502, None)
+            record_usage(answered, 502, None)
             raise UpstreamError(f"Upstream provider '{answered.provider}' broke off its answer "
                                 f"({type(exc).__name__}).") from None
         finally:
@@ -140,7 +142,7 @@ class ChatService:
                             media_type=upstream.headers.get("content-type", "application/json"))
         if pending is not None:
             await self.recorder.finish(pending, answer.text, answer.usage)
-        record_usage(answered.provider, 200, answer.usage)
+        record_usage(answered, 200, answer.usage)
         CHAT_LATENCY.labels(answered.provider, stream_label).observe(time.perf_counter() - started)
         return Response(answer.body, media_type=answer.media_type, headers=headers)
 
