@@ -26,7 +26,8 @@ async def provide_principal(request: Request[Any, Any, Any], deps: EdgeDeps) -> 
     """The caller, within its key's rate limit of the request's scope."""
     principal = await deps.auth.authenticate(dict(request.headers))
     # 429 with Retry-After when over it
-    request.state[_DECISION] = await deps.limiter.enforce(principal, limit_scope(request.method, request.url.path))
+    scope = limit_scope(request.method, request.scope["path"])  # (the raw path: no URL object built per request)
+    request.state[_DECISION] = await deps.limiter.enforce(principal, scope)
     return principal
 
 

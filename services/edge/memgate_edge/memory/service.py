@@ -38,7 +38,7 @@ class MemoryService:
     async def thread(self, tenant: str, thread_id: str) -> ThreadSummary:
         found = await self.stores.threads.get(tenant, thread_id)
         if found is None:
-            raise NotFound(f"Thread '{thread_id}' was not found.", code="thread_not_found")
+            raise thread_not_found(thread_id)
         return found
 
     async def threads(self, tenant: str, resource_id: str | None, limit: int,
@@ -56,7 +56,7 @@ class MemoryService:
     async def describe_thread(self, tenant: str, thread_id: str, changes: ThreadUpdate) -> ThreadSummary:
         updated = await self.stores.threads.describe(tenant, thread_id, title=changes.title, metadata=changes.metadata)
         if updated is None:
-            raise NotFound(f"Thread '{thread_id}' was not found.", code="thread_not_found")
+            raise thread_not_found(thread_id)
         return updated
 
     async def messages(self, tenant: str, thread_id: str, limit: int, offset: int = 0,
@@ -116,7 +116,7 @@ class MemoryService:
         await self.index.delete(points)
         deleted = await self.stores.threads.delete_messages(tenant, thread_id, ids)
         if deleted is None:
-            raise NotFound(f"Thread '{thread_id}' was not found.", code="thread_not_found")
+            raise thread_not_found(thread_id)
         messages, observations = deleted
         await self.index.delete([*points, *observations])
         return {"object": "thread.messages.deleted", "thread_id": thread_id, "deleted": True,
@@ -148,7 +148,7 @@ class MemoryService:
     async def _record(self, tenant: str, thread_id: str) -> ObservationRecord:
         record = await self.stores.observations.record(tenant, thread_id)
         if record is None:
-            raise NotFound(f"Thread '{thread_id}' was not found.", code="thread_not_found")
+            raise thread_not_found(thread_id)
         return record
 
     async def _thresholds(self, tenant: str, thread_id: str, record: ObservationRecord) -> dict[str, Any]:
@@ -164,7 +164,7 @@ class MemoryService:
         if not await self.stores.observations.set_thread_limits(
                 tenant, thread_id, activation_tokens=config.observation_tokens,
                 observation_budget_tokens=config.reflection_tokens):
-            raise NotFound(f"Thread '{thread_id}' was not found.", code="thread_not_found")
+            raise thread_not_found(thread_id)
         return await self._thresholds(tenant, thread_id, await self._record(tenant, thread_id))
 
     async def generations(self, tenant: str, thread_id: str) -> list[Generation]:
@@ -202,3 +202,7 @@ class MemoryService:
 
 
 _INTERNAL = frozenset({"tenant", "keyword_text", "scope", "tokens", "slight"})  # payload keys a search result does not show
+
+
+def thread_not_found(thread_id: str) -> NotFound:
+    return NotFound(f"Thread '{thread_id}' was not found.", code="thread_not_found")

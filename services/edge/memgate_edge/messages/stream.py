@@ -15,7 +15,7 @@ import msgspec
 from memgate_core.events import Usage
 from memgate_core.ids import new_id
 from memgate_edge.chat.request import describe_tool_calls
-from memgate_edge.chat.streaming import FromChatChunks, data_of, first_choice, tool_call_pieces
+from memgate_edge.chat.streaming import FromChatChunks, data_of, decoded, first_choice, tool_call_pieces
 from memgate_edge.messages.translate import STOP_REASONS, messages_usage
 
 _DONE = b"[DONE]"
@@ -46,10 +46,7 @@ class MessagesStream:
 
     def translate(self, raw: bytes) -> tuple[bytes, bytes]:
         data = data_of(raw)
-        try:
-            payload: Any = msgspec.json.decode(data) if data else None
-        except msgspec.DecodeError:
-            payload = None
+        payload = decoded(data) if data else None
         if not isinstance(payload, dict):
             return raw, b""
         kind = payload.get("type")

@@ -190,7 +190,7 @@ def response(response_id: str, request: dict[str, Any], model: str, output: list
         "status": "incomplete" if incomplete else status, "output": output, "error": None,
         "incomplete_details": {"reason": incomplete} if incomplete else None,
         "previous_response_id": None, "text": request.get("text") or {"format": {"type": "text"}},
-        **{name: request.get(name, default) if request.get(name) is not None else default
+        **{name: request[name] if request.get(name) is not None else default
            for name, default in ECHOED.items()},
         "usage": None,
     }
