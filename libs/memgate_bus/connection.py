@@ -71,6 +71,12 @@ class Bus:
         except NotFoundError:
             await self.js.add_stream(config)
 
+    async def consumer_backlog(self, stream: str, durable: str) -> int:
+        """Messages a durable consumer has still to finish: not yet delivered, or delivered
+        and not yet acked (one request to the server)."""
+        info = await self.js.consumer_info(stream, durable)
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
     @property
     def connected(self) -> bool:
         return self.nc.is_connected

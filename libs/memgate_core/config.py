@@ -12,6 +12,8 @@ from pathlib import Path
 
 import msgspec
 
+from memgate_core.encryption import MIN_SECRET_CHARS
+
 
 class Settings(msgspec.Struct, frozen=True):
     http_host: str = "127.0.0.1"
@@ -23,6 +25,9 @@ class Settings(msgspec.Struct, frozen=True):
     qdrant_api_key: str | None = None
     bootstrap_key: str | None = None
     admin_key: str | None = None  # an operator key (manages every tenant's keys) once ready
+    # Encrypts tenants' provider keys at rest (memgate_core.encryption); unset: a key file
+    # generated in data_dir. Replicas without a shared data dir must share this.
+    secret_key: str | None = None
     auth_cache_seconds: float = 30.0  # a revoked key stops working within this time
     # Requests per minute of each key without a limit of its own, by scope: chat (the LLM
     # proxy), memory API reads, memory API writes (0: unlimited); `rate_limits` false: none.
@@ -44,6 +49,9 @@ class Settings(msgspec.Struct, frozen=True):
     observer_max_batch: int = 32  # most exchanges of one thread observed in one call
     observer_concurrency: int = 8  # threads observed at once per observer process
     max_body_bytes: int = 4 * 1024 * 1024
+    # Days the request log keeps each request's injected memory block (its usage row stays);
+    # 0: blocks are not kept.
+    request_log_days: int = 30
     health_port: int = 8081  # split services (observer, context) expose /healthz here
     traces_file: Path | None = None  # JSON-lines span export, used by tests and debugging
     log_level: str = "INFO"
@@ -89,6 +97,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         name, wanted = where.rstrip("`"), problem.partition("`")[2].partition("`")[0]
         kind = {"int": "an integer", "float": "a number", "bool": "true or false"}.get(wanted, wanted or "valid")
         raise SettingsError(f"{env_name(name)} must be {kind}, got {given.get(name)!r}") from None
+    if settings.secret_key is not None and len(settings.secret_key) < MIN_SECRET_CHARS:
+        # (never the value itself in the message)
+        raise SettingsError(f"MEMGATE_SECRET_KEY must be at least {MIN_SECRET_CHARS} characters long "
+                            "(e.g. the output of `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
     if settings.auth_cache_seconds < 0:
         raise SettingsError(f"MEMGATE_AUTH_CACHE_SECONDS must not be negative, got {settings.auth_cache_seconds!r}")
     changes: dict[str, object] = {

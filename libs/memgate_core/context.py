@@ -28,6 +28,7 @@ class ObservationItem(msgspec.Struct, frozen=True):
     text: str
     priority: str
     observed_on: str  # ISO date (and time of day, when known) the observation refers to
+    score: float | None = None  # recalled: its relevance to the query (None: the thread's own)
 
 
 class MessageItem(msgspec.Struct, frozen=True):
@@ -35,6 +36,8 @@ class MessageItem(msgspec.Struct, frozen=True):
     role: str
     content: str
     created_at: float
+    thread_id: str = ""  # recalled: the thread it came from ("": the request's own)
+    score: float | None = None  # recalled: its relevance to the query
 
 
 class ContextBlock(msgspec.Struct, tag="block"):

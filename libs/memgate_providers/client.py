@@ -25,7 +25,7 @@ from memgate_providers.config import Timeouts, config_from_env
 from memgate_providers.providers import canonical_name
 from memgate_providers.registry import ProviderRegistry, Route
 
-__all__ = ["ProviderClient", "Timeouts", "UpstreamAuthError", "UpstreamStatusError"]
+__all__ = ["Completion", "ProviderClient", "Timeouts", "UpstreamAuthError", "UpstreamStatusError"]
 
 log = logging.getLogger("memgate.providers")
 
@@ -63,6 +63,18 @@ class UpstreamAuthError(GatewayError):
         super().__init__(f"Upstream provider '{provider}' rejected the gateway's provider key (HTTP {status}); "
                          "check its API key in memgate's configuration.")
         self.upstream_status = status
+
+
+class Completion(msgspec.Struct, frozen=True):
+    """A completion's text, the route that gave it, and what the provider reported (None: nothing)."""
+
+    text: str
+    route: Route
+    model: str | None = None  # the model the provider says answered
+    response_id: str | None = None
+    finish_reason: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
 
 
 class _RouteFailed(Exception):
@@ -151,14 +163,26 @@ class ProviderClient:
         except _RouteFailed as failed:
             raise failed.error from None
 
-    async def complete_text(self, model: str, messages: list[dict[str, Any]], **params: Any) -> str:
-        """A non-streaming completion for memgate's own agents (the Observer); returns the text."""
-        response, _ = await self.open_chat(model, {"model": model, "messages": messages, **params}, api_key=None)
+    async def complete(self, model: str, messages: list[dict[str, Any]], **params: Any) -> Completion:
+        """A non-streaming completion for memgate's own agents (the Observer): the text, the
+        route that answered, and what the provider said about its answer."""
+        response, route = await self.open_chat(model, {"model": model, "messages": messages, **params}, api_key=None)
         try:
             data = msgspec.json.decode(await response.aread())
         finally:
             await response.aclose()
-        return data["choices"][0]["message"].get("content") or ""
+        choice = data["choices"][0]
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        return Completion(
+            choice["message"].get("content") or "", route, model=_str_or_none(data.get("model")),
+            response_id=_str_or_none(data.get("id")), finish_reason=_str_or_none(choice.get("finish_reason")),
+            input_tokens=_int_or_none(usage.get("prompt_tokens")),
+            output_tokens=_int_or_none(usage.get("completion_tokens")),
+        )
+
+    async def complete_text(self, model: str, messages: list[dict[str, Any]], **params: Any) -> str:
+        """`complete`'s text only."""
+        return (await self.complete(model, messages, **params)).text
 
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
         """Embeddings from a provider's /embeddings endpoint (OpenAI format), in input order.
@@ -316,3 +340,11 @@ def _error_of(raw: bytes) -> dict[str, Any]:
     if isinstance(data, dict) and isinstance(data.get("error"), str):
         return {"message": data["error"]}
     return {}
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

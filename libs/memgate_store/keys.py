@@ -123,6 +123,23 @@ class KeyRepository:
         )
         return [ApiKey(**dict(r)) for r in rows]
 
+    async def set_limits(self, key_id: str, *, tenant: str, rpm_limit: int | None, burst: int | None,
+                         memory_read_rpm: int | None, memory_write_rpm: int | None) -> ApiKey | None:
+        """Replace a key's limits (None: the gateway default). Only the tenant's own active,
+        non-admin keys (None otherwise: no such key for this tenant). ValueError when the
+        limits are not valid."""
+        problem = limits_error(rpm_limit, burst, memory_read_rpm=memory_read_rpm, memory_write_rpm=memory_write_rpm)
+        if problem:
+            raise ValueError(problem)
+        row = await self.db.pool.fetchrow(
+            f"""
+            UPDATE api_keys SET rpm_limit = $3, burst = $4, memory_read_rpm = $5, memory_write_rpm = $6
+            WHERE id = $1 AND tenant = $2 AND revoked_at IS NULL AND NOT is_admin RETURNING {_COLUMNS}
+            """,
+            key_id, tenant, rpm_limit, burst, memory_read_rpm, memory_write_rpm,
+        )
+        return ApiKey(**dict(row)) if row is not None else None
+
     async def revoke(self, key_id: str) -> bool:
         status = await self.db.pool.execute(
             "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", key_id

@@ -236,6 +236,16 @@ class ObservationRepository:
         )
         return [Observation(**dict(r)) for r in rows]
 
+    async def current_for_resource(self, tenant: str, resource_id: str, *, limit: int) -> list[Observation]:
+        """The resource's newest `limit` current observations over all its threads, newest
+        first: what recall can draw on (the index holds exactly the current ones)."""
+        rows = await self.db.pool.fetch(
+            f"SELECT {_COLUMNS} FROM observations WHERE tenant = $1 AND resource_id = $2 AND superseded_at IS NULL "
+            "ORDER BY observed_on DESC, created_at DESC, id DESC LIMIT $3",
+            tenant, resource_id, limit,
+        )
+        return [Observation(**dict(r)) for r in rows]
+
     async def count(self, tenant: str, *, resource_id: str | None = None) -> int:
         return int(await self.db.pool.fetchval(
             "SELECT count(*) FROM observations WHERE tenant = $1 AND ($2::text IS NULL OR resource_id = $2)",

@@ -48,6 +48,10 @@ class OutboxRepository:
         return sorted((OutboxRow(r["id"], r["exchange_id"], bytes(r["payload"]), r["traceparent"]) for r in rows),
                       key=lambda row: row.id)
 
+    async def waiting(self) -> int:
+        """Rows not yet published (claimed or not): a gauge's reading, cheap while the relay keeps up."""
+        return int(await self.db.pool.fetchval("SELECT count(*) FROM outbox"))
+
     async def delete(self, ids: Sequence[int]) -> None:
         """Published: the rows are done."""
         if ids:

@@ -43,5 +43,10 @@ class SessionRepository:
             _hash(token),
         ))
 
+    async def key_for(self, token: str) -> str | None:
+        """The id of the key the session was opened with (while the session lasts)."""
+        return cast("str | None", await self.db.pool.fetchval(
+            "SELECT key_id FROM dashboard_sessions WHERE token_hash = $1 AND expires_at > now()", _hash(token)))
+
     async def close(self, token: str) -> None:
         await self.db.pool.execute("DELETE FROM dashboard_sessions WHERE token_hash = $1", _hash(token))

@@ -13,6 +13,7 @@ from memgate_core.events import ExchangeCompleted, MessageRecord, exchange_encod
 from memgate_core.tokens import count_tokens
 from memgate_store.database import Database
 from memgate_store.observations import thread_lock_key
+from memgate_store.request_log import forget_items, forget_threads
 
 
 class ThreadSummary(msgspec.Struct, frozen=True):
@@ -85,6 +86,11 @@ _THREAD_SUMMARY = """
     FROM threads t
 """
 
+# Which threads a page lists: the tenant's ($1), of one resource ($2) or all, and whose id or
+# title contains $3 ignoring case (strpos, not LIKE: the text is matched as it is).
+_THREADS_WHERE = """t.tenant = $1 AND ($2::text IS NULL OR t.resource_id = $2)
+    AND ($3::text IS NULL OR strpos(lower(t.thread_id), lower($3)) > 0
+         OR strpos(lower(coalesce(t.title, '')), lower($3)) > 0)"""
 
 # One statement, one round trip, one transaction: create the thread if needed, insert the
 # exchange's messages, and write the outbox row that announces the exchange (the relay
@@ -234,18 +240,19 @@ class ThreadRepository:
         return _summary(row) if row else None
 
     async def page(
-        self, tenant: str, *, resource_id: str | None = None, limit: int = 50, offset: int = 0
+        self, tenant: str, *, resource_id: str | None = None, matching: str | None = None, limit: int = 50,
+        offset: int = 0,
     ) -> tuple[list[ThreadSummary], int]:
-        """A page of threads, newest first, and how many there are in all."""
+        """A page of threads, newest first, and how many there are in all; `matching`: only
+        those whose id or title contains it (ignoring case)."""
         async with self.db.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
             rows = await conn.fetch(
-                _THREAD_SUMMARY
-                + " WHERE t.tenant = $1 AND ($2::text IS NULL OR t.resource_id = $2)"
-                " ORDER BY t.updated_at DESC, t.thread_id LIMIT $3 OFFSET $4",
-                tenant, resource_id, limit, offset,
+                _THREAD_SUMMARY + " WHERE " + _THREADS_WHERE
+                + " ORDER BY t.updated_at DESC, t.thread_id LIMIT $4 OFFSET $5",
+                tenant, resource_id, matching, limit, offset,
             )
-            total = await conn.fetchval("SELECT count(*) FROM threads WHERE tenant = $1 AND "
-                                        "($2::text IS NULL OR resource_id = $2)", tenant, resource_id)
+            total = await conn.fetchval("SELECT count(*) FROM threads t WHERE " + _THREADS_WHERE,
+                                        tenant, resource_id, matching)
         return [_summary(r) for r in rows], total
 
     async def create(self, tenant: str, thread_id: str, resource_id: str, *, title: str | None,
@@ -334,6 +341,7 @@ class ThreadRepository:
                 "DELETE FROM observations o WHERE o.tenant = $1 AND o.thread_id = $2 AND o.source_message_ids && $3 "
                 "AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = o.tenant AND m.id = ANY(o.source_message_ids)) "
                 "RETURNING o.id", tenant, thread_id, gone)]
+            await forget_items(conn, tenant, thread_id, [*gone, *orphaned])
             await conn.execute(
                 "UPDATE threads SET observations_version = observations_version + 1, updated_at = now() "
                 "WHERE tenant = $1 AND thread_id = $2",
@@ -405,6 +413,7 @@ class ThreadRepository:
                 tenant, [r["thread_id"] for r in deleted],
             )
             await conn.execute("DELETE FROM thread_tombstones WHERE deleted_at < now() - interval '8 days'")
+            await forget_threads(conn, tenant, [r["thread_id"] for r in deleted])
         return [r["thread_id"] for r in deleted]
 
 

@@ -11,7 +11,10 @@ import msgspec
 from memgate_store.database import Database
 
 _COLUMNS = ("created_at", "tenant", "key_id", "model", "provider", "status", "stream", "memory",
-            "input_tokens", "output_tokens", "latency_ms", "route_model", "byok", "cost_usd")
+            "input_tokens", "output_tokens", "latency_ms", "route_model", "byok", "cost_usd",
+            "request_id", "thread_id", "resource_id", "ttft_ms", "memory_tokens", "lookup_ms", "memory_degraded",
+            "trace_id")
+_MEMORY_COLUMNS = ("request_id", "tenant", "created_at", "thread_ids", "item_ids", "block", "items")
 
 
 _RELATIVE = re.compile(r"(\d+)([mhd])")
@@ -36,8 +39,26 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+class MemoryItem(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One item of an injected block, and why it is there (`section`). Its text is in the
+    block (and in the thread, while it lasts): not written a second time."""
+
+    section: str  # thread_observation | recent_message | recalled_observation | recalled_message
+    id: str
+    thread_id: str
+    score: float | None = None  # recalled: its relevance to the request's query
+    text: str = ""  # filled in when the log is read
+
+
+class InjectedMemory(msgspec.Struct, frozen=True):
+    """The memory block one request was given, kept for the request log."""
+
+    block: str
+    items: list[MemoryItem]
+
+
 class UsageRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """One proxied request, as the edge saw it."""
+    """One proxied request, as the edge saw it: its usage row and its request-log details."""
 
     tenant: str
     key_id: str | None
@@ -53,11 +74,32 @@ class UsageRecord(msgspec.Struct, frozen=True, kw_only=True):
     byok: bool = False  # the caller's own provider key: the provider bills the caller
     cost_usd: float | None = None  # None: no known price
     at: datetime = msgspec.field(default_factory=_now)
+    request_id: str | None = None
+    thread_id: str | None = None
+    resource_id: str | None = None
+    ttft_ms: float | None = None  # streams: until the first byte went to the client
+    memory_tokens: int | None = None  # the injected block's (None: no memory asked)
+    lookup_ms: float | None = None
+    memory_degraded: str | None = None  # why memory was left out (None: it was not)
+    trace_id: str | None = None
+    injected: InjectedMemory | None = None  # the block, when one was injected
 
     def row(self) -> tuple[object, ...]:
         return (self.at, self.tenant, self.key_id, self.model, self.provider, self.status, self.stream,
                 self.memory, self.input_tokens, self.output_tokens, self.latency_ms, self.route_model or None,
-                self.byok, self.cost_usd)
+                self.byok, self.cost_usd, self.request_id, self.thread_id, self.resource_id, self.ttft_ms,
+                self.memory_tokens, self.lookup_ms, self.memory_degraded, self.trace_id)
+
+    def memory_row(self) -> tuple[object, ...] | None:
+        if self.injected is None or self.request_id is None or self.thread_id is None:
+            return None
+        items = self.injected.items
+        threads = list(dict.fromkeys([self.thread_id, *(i.thread_id for i in items if i.thread_id)]))
+        return (self.request_id, self.tenant, self.at, threads, [i.id for i in items], self.injected.block,
+                _items_json.encode(items).decode())
+
+
+_items_json = msgspec.json.Encoder()
 
 
 class UsageRow(msgspec.Struct, omit_defaults=True):
@@ -156,8 +198,17 @@ class UsageRepository:
         return refused
 
     async def _copy(self, records: list[UsageRecord]) -> None:
-        async with self.db.pool.acquire() as conn:
+        blocks = [row for row in (r.memory_row() for r in records) if row is not None]
+        async with self.db.pool.acquire() as conn, conn.transaction():
             await conn.copy_records_to_table("usage_events", records=[r.row() for r in records], columns=_COLUMNS)
+            if blocks:
+                await conn.copy_records_to_table("request_memory", records=blocks, columns=_MEMORY_COLUMNS)
+
+    async def prune_blocks(self, keep_days: int) -> int:
+        """Delete the request log's memory blocks older than `keep_days`; returns how many."""
+        done = await self.db.pool.execute(
+            "DELETE FROM request_memory WHERE created_at < now() - make_interval(days => $1)", keep_days)
+        return int(done.split()[-1])
 
     async def report(self, since: datetime, until: datetime | None = None, tenant: str | None = None) -> UsageReport:
         until = until or _now()

@@ -5,12 +5,10 @@ from __future__ import annotations
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import openai
-import pytest
 from helpers import observations, unavailable, wait_for
 
 from memgate_testing.gateway import GatewayProcess
@@ -18,21 +16,8 @@ from memgate_testing.gateway import GatewayProcess
 CHROMIUM = shutil.which("chromium")
 pytestmark = unavailable(None if CHROMIUM else "Debian's chromium is not installed (make test installs it)", ours=True)
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run", "--disable-quic"]
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield browser
-        browser.close()
-
-
-def test_threads_and_thread_page(gateway: GatewayProcess, browser, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_threads_and_thread_page(gateway: GatewayProcess, browser, shot) -> None:  # type: ignore[no-untyped-def]
     thread = f"dash-{uuid.uuid4().hex[:6]}"
     client = openai.OpenAI(base_url=gateway.base_url, api_key=gateway.api_key, max_retries=0)
     client.chat.completions.create(model="fake/gpt-test", extra_headers={"x-thread-id": thread, "x-resource-id": "dash-user"},
@@ -55,7 +40,7 @@ def test_threads_and_thread_page(gateway: GatewayProcess, browser, tmp_path) -> 
     assert row.count() == 1
     assert "dash-user" in page.content()
 
-    row.locator("a").click()
+    row.locator("[data-testid=thread-link]").click()
     page.wait_for_url(f"**/dashboard/threads/{thread}")
     messages = page.locator("[data-testid=message]")
     assert messages.count() == 2
@@ -63,7 +48,7 @@ def test_threads_and_thread_page(gateway: GatewayProcess, browser, tmp_path) -> 
     obs = page.locator("[data-testid=observation]")
     assert obs.count() >= 1
     assert "Kim" in obs.first.inner_text()
-    page.screenshot(path=str(tmp_path / "thread.png"), full_page=True)
+    shot(page, "thread")
 
     # Another tenant signs in and sees none of it.
     other_key = gateway.memgate("keys", "create", "--tenant", "dash-other", "--quiet").stdout.strip()

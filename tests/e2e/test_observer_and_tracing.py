@@ -85,7 +85,7 @@ def test_edge_and_observer_spans_share_one_trace(gateway: GatewayProcess, provid
 
     def trace_of_thread() -> dict | None:
         all_spans = spans()
-        roots = [s for s in all_spans if s["name"] == "chat.completions"
+        roots = [s for s in all_spans if s["kind"] == "SERVER"
                  and s["attributes"].get("memgate.thread_id") == thread]
         if not roots:
             return None
@@ -94,5 +94,5 @@ def test_edge_and_observer_spans_share_one_trace(gateway: GatewayProcess, provid
         return {"names": names} if {"observer.exchange", "observer.handle", "exchange.publish"} <= names else None
 
     found = wait_for(trace_of_thread, timeout=10)
-    assert {"chat.completions", "context.request", "context.lookup", "exchange.publish",
+    assert {"chat gpt-test", "context.request", "context.lookup", "exchange.publish",
             "observer.exchange", "observer.handle"} <= found["names"]

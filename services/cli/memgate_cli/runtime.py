@@ -19,6 +19,7 @@ from litestar import Litestar
 
 from memgate_bus import Bus
 from memgate_core.config import Settings
+from memgate_core.encryption import SecretBox
 from memgate_core.errors import GatewayError
 from memgate_core.tokens import count_tokens
 from memgate_providers import ConfigError, ProviderClient
@@ -47,7 +48,9 @@ class Runtime:
 
     @classmethod
     async def open(cls, settings: Settings, *, database_url: str, nats_url: str, name: str) -> Runtime:
-        stores = await Stores.connect(database_url, max_size=20)
+        # (the secret seals tenants' provider keys; read or created on first use only)
+        stores = await Stores.connect(database_url, max_size=20,
+                                      secret_box=SecretBox.for_data_dir(settings.secret_key, settings.data_dir))
         bus = None
         try:
             count_tokens("warm up")  # load the tokenizer now, not during the first request
@@ -134,7 +137,7 @@ def build_edge(runtime: Runtime, *, notices: list[str], observer_name: str,
     auth = Authenticator(runtime.stores.keys, cache_seconds=s.auth_cache_seconds)
     limiter = RateLimiter(runtime.stores.ratelimits, default_rpm=s.default_rpm, memory_read_rpm=s.memory_read_rpm,
                           memory_write_rpm=s.memory_write_rpm, enabled=s.rate_limits)
-    usage = UsageRecorder(runtime.stores.usage)
+    usage = UsageRecorder(runtime.stores.usage, block_days=s.request_log_days)
     relay = OutboxRelay(runtime.bus, runtime.stores.outbox)
     recorder = ExchangeRecorder(runtime.stores.threads, relay)
     bindings = ThreadBindings(runtime.stores.threads, runtime.bus)
@@ -142,8 +145,9 @@ def build_edge(runtime: Runtime, *, notices: list[str], observer_name: str,
         runtime.providers, bindings,
         ContextClient(runtime.bus, timeout_ms=s.context_timeout_ms,
                       local=local_context.lookup if local_context else None),
-        recorder, usage, budget_tokens=s.context_budget_tokens,
-        related_budget_tokens=s.related_budget_tokens,
+        recorder, usage, runtime.stores.tenant_settings, runtime.stores.provider_keys,
+        budget_tokens=s.context_budget_tokens,
+        related_budget_tokens=s.related_budget_tokens, keep_blocks=s.request_log_days > 0,
     )
     deps = EdgeDeps(
         settings=s, stores=runtime.stores, auth=auth, chat=chat, recorder=recorder, bindings=bindings,

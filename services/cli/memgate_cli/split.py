@@ -33,7 +33,14 @@ async def run_service(settings: Settings, which: str, *, database_url: str, nats
             # creates or logs one of its own: `memgate keys create` does that).
             log.info(" ".join((await bootstrap_key(runtime, create_first=False)).split()))
             observer, notice = choose_observer(settings.observer_model, runtime.providers)
-            edge = build_edge(runtime, notices=[notice] if notice else [], observer_name=observer.name)
+            notices = [notice] if notice else []
+            if settings.secret_key is None:
+                # Each replica would seal saved provider keys with a secret of its own.
+                notices.append("MEMGATE_SECRET_KEY is not set: this edge seals saved provider keys with a secret "
+                               "in its own data dir, which other replicas cannot open. Give every edge the same "
+                               "MEMGATE_SECRET_KEY.")
+                log.warning(notices[-1])
+            edge = build_edge(runtime, notices=notices, observer_name=observer.name)
             for part in edge.parts:
                 await part.start()
                 started.append(part)

@@ -259,8 +259,8 @@ def recalled_lines(items: Sequence[Recalled]) -> list[str]:
 
 
 def _observation_item(r: Recalled) -> ObservationItem:
-    return ObservationItem(r.id, r.thread_id, r.text, r.priority, r.observed_on)
+    return ObservationItem(r.id, r.thread_id, r.text, r.priority, r.observed_on, score=round(r.score, 4))
 
 
 def _message_item(r: Recalled) -> MessageItem:
-    return MessageItem(r.id, r.role, r.text, r.created_at)
+    return MessageItem(r.id, r.role, r.text, r.created_at, thread_id=r.thread_id, score=round(r.score, 4))

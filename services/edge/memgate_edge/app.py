@@ -14,7 +14,7 @@ from memgate_edge.access import provide_operator, provide_principal, rate_limit_
 from memgate_edge.admin.controller import AdminController
 from memgate_edge.admin.service import AdminService
 from memgate_edge.chat.controller import ChatController
-from memgate_edge.dashboard.controller import DashboardController
+from memgate_edge.dashboard import CONTROLLERS as DASHBOARD
 from memgate_edge.deps import EdgeDeps
 from memgate_edge.errors import EXCEPTION_HANDLERS
 from memgate_edge.memory.controller import MemoryController
@@ -29,7 +29,7 @@ def create_app(deps: EdgeDeps) -> Litestar:
                            defaults=MemoryLimits(deps.settings.activation_tokens, deps.settings.observation_budget_tokens))
     admin = AdminService(deps.stores, deps.auth)
     return Litestar(
-        route_handlers=[ChatController, MessagesController, MemoryController, AdminController, DashboardController,
+        route_handlers=[ChatController, MessagesController, MemoryController, AdminController, *DASHBOARD,
                         *health_routes(deps.readiness)],
         dependencies={
             "deps": Provide(lambda: deps, use_cache=True, sync_to_thread=False),

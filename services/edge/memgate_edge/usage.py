@@ -8,13 +8,15 @@ batch wrote before the connection failed are not written twice. A row refused as
 (a NUL in a text, a number too large for its column) is set aside (counted, logged),
 never retried.
 Each row is priced as its batch is written (`memgate_providers.prices`), off the request.
-`stop()` writes what is left.
+`stop()` writes what is left. Once an hour the request log's memory blocks older than
+`block_days` are pruned.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from typing import Protocol
 
@@ -23,10 +25,13 @@ from prometheus_client import Counter
 
 from memgate_providers.prices import cost_usd
 from memgate_store.usage import UsageNotWritten, UsageRecord
+from memgate_telemetry.metrics import count_usage
 
 log = logging.getLogger("memgate.edge.usage")
 
 USAGE_ROWS = Counter("memgate_usage_rows_total", "Usage rows by outcome", ["outcome"])  # written | dropped | refused
+
+PRUNE_EVERY_SECONDS = 3600.0
 
 __all__ = ["UsageRecord", "UsageRecorder"]
 
@@ -36,11 +41,17 @@ class UsageSink(Protocol):
         """Write the rows; return those refused as data (never to be retried)."""
         ...
 
+    async def prune_blocks(self, keep_days: int) -> int:
+        """Delete the memory blocks kept longer than `keep_days`."""
+        ...
+
 
 class UsageRecorder:
     def __init__(self, sink: UsageSink, *, flush_interval: float = 1.0, batch_size: int = 500,
-                 max_buffer: int = 100_000) -> None:
+                 max_buffer: int = 100_000, block_days: int = 30) -> None:
         self.sink = sink
+        self.block_days = block_days
+        self._pruned_at = 0.0
         self.flush_interval = flush_interval
         self.batch_size = batch_size
         self._buffer: deque[UsageRecord] = deque(maxlen=max_buffer)
@@ -50,6 +61,8 @@ class UsageRecorder:
 
     def record(self, record: UsageRecord) -> None:
         """Buffer one row; never blocks, never raises for I/O."""
+        # Tokens count once, here (the row may be retried or dropped later); its cost once it is priced.
+        count_usage(record.provider, record.input_tokens, record.output_tokens, record.memory_tokens or 0)
         if len(self._buffer) == self._buffer.maxlen:
             USAGE_ROWS.labels("dropped").inc()  # the oldest row makes room
         self._buffer.append(record)
@@ -103,10 +116,23 @@ class UsageRecorder:
             self._wake.clear()
             if not self._stopping:
                 await self.flush()
+                await self._prune()
+
+    async def _prune(self) -> None:
+        now = time.monotonic()
+        if now - self._pruned_at < PRUNE_EVERY_SECONDS:
+            return
+        self._pruned_at = now
+        try:
+            await self.sink.prune_blocks(self.block_days)
+        except Exception as exc:  # (next hour, then)
+            log.warning("could not prune the request log's memory blocks: %r", exc)
 
 
 def _priced(record: UsageRecord) -> UsageRecord:
     if record.cost_usd is not None or record.status >= 400:
         return record  # (priced already: a batch kept for a retry; a failed request cost nothing)
     cost = cost_usd(record.provider, record.route_model, record.input_tokens, record.output_tokens)
+    if not record.byok:  # (a bring-your-own-key request is billed to its caller)
+        count_usage(record.provider, 0, 0, cost_usd=cost)
     return msgspec.structs.replace(record, cost_usd=cost) if cost is not None else record

@@ -37,6 +37,7 @@ from memgate_bus.subjects import EXCHANGE_STREAM, EXCHANGE_SUBJECT, OBSERVER_DUR
 from memgate_core.errors import GatewayError
 from memgate_core.events import ExchangeRecorded, exchange_decoder
 from memgate_observer.handler import ExchangeHandler
+from memgate_telemetry.metrics import OBSERVER_LAG
 
 log = logging.getLogger("memgate.observer.consumer")
 tracer = trace.get_tracer("memgate.observer")
@@ -203,7 +204,7 @@ class ExchangeConsumer:
         first = batch[0].event
         error = await self._observe(batch)
         if error is None:
-            await self._reflect(first)
+            await self._reflect(batch[0])
         elif len(batch) == 1 or (transient(error) and
                                  max(d.msg.metadata.num_delivered for d in batch) < SPLIT_AFTER_DELIVERIES):
             log.error("observing %d exchange(s) of thread %s failed; will retry", len(batch), first.thread_id,
@@ -219,7 +220,7 @@ class ExchangeConsumer:
                           first.thread_id, exc_info=alone)
                 await self._retry_or_set_aside(delivery, alone)
             if len(failures) < len(batch):
-                await self._reflect(first)
+                await self._reflect(batch[0])
 
     async def _observe(self, batch: list[_Delivery]) -> Exception | None:
         """Observe and ack the batch; the error if it failed (nothing acked then)."""
@@ -234,9 +235,13 @@ class ExchangeConsumer:
         await self._settle(batch, ok=True)
         return None
 
-    async def _reflect(self, event: ExchangeRecorded) -> None:
+    async def _reflect(self, delivery: _Delivery) -> None:
+        event = delivery.event
         try:
-            await self.handler.reflect_if_needed(event.tenant, event.thread_id)
+            # In the trace of the exchange that made memory grow (its span has ended: only its ids are used).
+            with trace.use_span(delivery.span, end_on_exit=False, record_exception=False,
+                                set_status_on_exception=False):
+                await self.handler.reflect_if_needed(event.tenant, event.thread_id)
         except Exception:
             log.exception("reflecting thread %s failed", event.thread_id)
 
@@ -269,10 +274,13 @@ class ExchangeConsumer:
     async def _settle(self, batch: Iterable[_Delivery], *, ok: bool, delay: float | None = None,
                       terminate: bool = False) -> None:
         """Ack (after the commit), nak (with a growing delay) or terminate each delivery; end its span."""
+        now = time.time()
         for d in batch:
             self._unacked.pop(id(d.msg), None)
             if ok:
                 self._failures.pop(d.event.exchange_id, None)
+                if d.msg.metadata.timestamp is not None:  # (the clocks of NATS and this host may differ a little)
+                    OBSERVER_LAG.observe(max(0.0, now - d.msg.metadata.timestamp.timestamp()))
             try:
                 if ok:
                     await d.msg.ack()

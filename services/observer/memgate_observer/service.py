@@ -1,9 +1,11 @@
-"""The observer service: the debounced consumer loop around the exchange handler."""
+"""The observer service: the debounced consumer loop around the exchange handler, and the
+backlog gauge."""
 
 from __future__ import annotations
 
 from memgate_bus import Bus
 from memgate_core.config import Settings
+from memgate_observer.backlog import BacklogGauge
 from memgate_observer.choose import choose_observer, choose_reflector
 from memgate_observer.consumer import ExchangeConsumer
 from memgate_observer.handler import ExchangeHandler
@@ -34,9 +36,12 @@ class ObserverService:
             bus, self.handler, debounce=settings.observer_debounce_ms / 1000, max_batch=settings.observer_max_batch,
             concurrency=settings.observer_concurrency,
         )
+        self.backlog = BacklogGauge(bus, stores.outbox)
 
     async def start(self) -> None:
         await self.consumer.start()
+        await self.backlog.start()
 
     async def stop(self) -> None:
+        await self.backlog.stop()
         await self.consumer.stop()

@@ -16,6 +16,7 @@ def _record(n: int = 0) -> UsageRecord:
 class Sink:
     def __init__(self) -> None:
         self.batches: list[list[UsageRecord]] = []
+        self.pruned: list[int] = []
         self.fail = False
 
     async def insert_many(self, records: list[UsageRecord]) -> list[UsageRecord]:
@@ -23,6 +24,10 @@ class Sink:
             raise ConnectionError("database down")
         self.batches.append(list(records))
         return []
+
+    async def prune_blocks(self, keep_days: int) -> int:
+        self.pruned.append(keep_days)
+        return 0
 
 
 async def test_record_only_buffers() -> None:

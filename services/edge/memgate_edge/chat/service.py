@@ -12,20 +12,25 @@ from litestar import Response
 from litestar.response import Stream
 from opentelemetry import trace
 
-from memgate_core.context import ContextLookup
+from memgate_core.context import ContextBlock, ContextLookup
 from memgate_core.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout
 from memgate_core.events import Usage
+from memgate_core.ids import new_id
 from memgate_edge.auth import Principal
 from memgate_edge.bindings import ThreadBindings
 from memgate_edge.chat.api import CHAT_COMPLETIONS, Api
 from memgate_edge.chat.exchange import ExchangeRecorder, PendingExchange
-from memgate_edge.chat.request import client_fingerprints, latest_user_text
+from memgate_edge.chat.request import MemoryScope, client_fingerprints, latest_user_text
 from memgate_edge.chat.streaming import relay
 from memgate_edge.context_client import ContextClient, ContextResult
 from memgate_edge.usage import UsageRecord, UsageRecorder
 from memgate_providers import ProviderClient, http
 from memgate_providers.registry import Route
-from memgate_telemetry.metrics import CHAT_LATENCY, CHAT_REQUESTS
+from memgate_store.provider_keys import ProviderKeyRepository
+from memgate_store.tenant_settings import TenantSettingsRepository
+from memgate_store.usage import InjectedMemory, MemoryItem
+from memgate_telemetry import genai
+from memgate_telemetry.metrics import count_chat_request
 
 tracer = trace.get_tracer("memgate.edge")
 
@@ -33,16 +38,20 @@ tracer = trace.get_tracer("memgate.edge")
 class ChatService:
     def __init__(
         self, providers: ProviderClient, bindings: ThreadBindings, contexts: ContextClient,
-        recorder: ExchangeRecorder, usage: UsageRecorder, *, budget_tokens: int,
-        related_budget_tokens: int | None = None,
+        recorder: ExchangeRecorder, usage: UsageRecorder, tenant_settings: TenantSettingsRepository,
+        provider_keys: ProviderKeyRepository, *, budget_tokens: int, related_budget_tokens: int | None = None,
+        keep_blocks: bool = True,
     ) -> None:
         self.providers = providers
         self.usage = usage
         self.bindings = bindings
         self.contexts = contexts
         self.recorder = recorder
+        self.tenant_settings = tenant_settings  # its memory budgets (the gateway's: `budget_tokens`...)
+        self.provider_keys = provider_keys  # its saved provider keys (BYOK)
         self.budget_tokens = budget_tokens
         self.related_budget_tokens = related_budget_tokens
+        self.keep_blocks = keep_blocks  # the request log keeps each injected block
 
     async def complete(self, raw: bytes, headers: dict[str, str], principal: Principal,
                        api: Api = CHAT_COMPLETIONS) -> Response[Any]:
@@ -67,7 +76,10 @@ class ChatService:
         request = api.parse(raw, headers)
         registry = self.providers.registry
         _, route = registry.route(request.model)  # unknown provider or alias: 400 before any work
-        if not principal.provider_key and not registry.is_configured(request.model):
+        genai.set_request(span, operation=genai.CHAT, provider=route.provider, model=route.model)
+        # The caller's own provider key, else the one its tenant saved (BYOK either way).
+        provider_key = principal.provider_key or (await self.provider_keys.for_tenant(principal.tenant)).get(route.provider)
+        if not provider_key and not registry.is_configured(request.model):
             provider = registry.providers[route.provider]
             raise InvalidRequest(
                 f"Provider '{route.provider}' has no API key: set {provider.spec.key_env} (or "
@@ -76,47 +88,59 @@ class ChatService:
             )
         span.set_attribute("memgate.stream", request.stream)
 
+        request_id = new_id("req")
         memory_headers: dict[str, str] = {"x-memory": "off"}
         memory = ""  # the block, when there is one
+        result: ContextResult | None = None
         if request.memory is not None:
-            span.set_attribute("memgate.thread_id", request.memory.thread_id)
+            genai.set_thread(span, request.memory.thread_id)
             await self.bindings.check(principal.tenant, request.memory.thread_id, request.memory.resource_id)
+            budget = await self.tenant_settings.memory_budget(
+                principal.tenant, budget_tokens=self.budget_tokens, related_budget_tokens=self.related_budget_tokens)
             result = await self.contexts.lookup(ContextLookup(
                 tenant=principal.tenant, resource_id=request.memory.resource_id,
                 thread_id=request.memory.thread_id, query=latest_user_text(request.messages),
-                budget_tokens=request.memory.budget_tokens or self.budget_tokens,
+                budget_tokens=request.memory.budget_tokens or budget.budget_tokens,
                 client_messages=client_fingerprints(request.messages),
-                related_budget_tokens=self.related_budget_tokens,
+                related_budget_tokens=budget.related_budget_tokens,
             ))
             memory_headers = _memory_headers(result)
+            _trace_memory(span, result, memory_headers["x-memory"])
             if result.block is not None:
                 memory = result.block.text
 
         deadline = time.monotonic() + self.providers.timeouts.total
 
-        def record_usage(route: Route, status: int, usage: Usage | None) -> None:
+        def record_usage(route: Route, status: int, usage: Usage | None, first_byte_at: float | None = None) -> None:
             # Buffered in memory, written (and priced) in batches: off the hot path.
             self.usage.record(UsageRecord(
                 tenant=principal.tenant, key_id=principal.key_id, model=request.model, provider=route.provider,
                 status=status, stream=request.stream, memory=request.memory is not None,
                 input_tokens=usage.prompt_tokens if usage else 0, output_tokens=usage.completion_tokens if usage else 0,
                 latency_ms=(time.perf_counter() - started) * 1000, route_model=route.model,
-                byok=principal.provider_key is not None,
+                byok=provider_key is not None, request_id=request_id,
+                ttft_ms=(first_byte_at - started) * 1000 if first_byte_at is not None else None,
+                trace_id=trace_id(span), **request_memory(request.memory, result, keep_block=self.keep_blocks),
             ))
+            count_chat_request(route.provider, status, stream=request.stream, memory=request.memory is not None,
+                               seconds=time.perf_counter() - started)
+            if usage is not None:
+                genai.set_usage(span, usage.prompt_tokens, usage.completion_tokens)
 
         try:
             # Aliases and fallbacks are resolved here: `answered` is the route that took the request.
-            upstream, answered, native = await api.open(self.providers, request, memory,
-                                                        api_key=principal.provider_key)
+            upstream, answered, native = await api.open(self.providers, request, memory, api_key=provider_key)
         except GatewayError as exc:
+            genai.set_error(span, str(exc.status))
             record_usage(route, exc.status, None)
             raise
         try:
             span.set_attribute("memgate.provider", answered.provider)
-            headers = {**memory_headers, "x-memgate-route": answered.name}
+            span.set_attribute(genai.MEMGATE_ROUTE, answered.name)
+            if answered != route:  # a fallback answered: the span is about the call that did
+                genai.set_request(span, operation=genai.CHAT, provider=answered.provider, model=answered.model)
+            headers = {**memory_headers, "x-memgate-route": answered.name, "x-request-id": request_id}
             pending = PendingExchange.begin(request, principal, answered.provider) if request.memory else None
-            stream_label = "true" if request.stream else "false"
-            CHAT_REQUESTS.labels(answered.provider, "ok", stream_label, "on" if pending else "off").inc()
             if request.stream:
                 on_done = partial(record_usage, answered, 200)
                 events = relay(upstream, pending, self.recorder, span, deadline=deadline, on_done=on_done,
@@ -143,8 +167,46 @@ class ChatService:
         if pending is not None:
             await self.recorder.finish(pending, answer.text, answer.usage)
         record_usage(answered, 200, answer.usage)
-        CHAT_LATENCY.labels(answered.provider, stream_label).observe(time.perf_counter() - started)
         return Response(answer.body, media_type=answer.media_type, headers=headers)
+
+
+def trace_id(span: trace.Span) -> str | None:
+    """The request's trace id (None when no tracing is set up)."""
+    context = span.get_span_context()
+    return f"{context.trace_id:032x}" if context.is_valid else None
+
+
+def request_memory(memory: MemoryScope | None, result: ContextResult | None, *,
+                   keep_block: bool) -> dict[str, Any]:
+    """The request log's memory fields of one request: its thread, what it was given, and why."""
+    if memory is None:
+        return {}
+    fields: dict[str, Any] = {"thread_id": memory.thread_id, "resource_id": memory.resource_id}
+    if result is None:  # (failed before its lookup)
+        return fields
+    block = result.block
+    fields.update(lookup_ms=round(result.elapsed_ms, 3), memory_tokens=block.tokens if block else 0,
+                  memory_degraded=None if block else result.degraded_reason or "unknown")
+    if block is not None and block.text and keep_block:
+        fields["injected"] = InjectedMemory(block.text, block_items(block, memory.thread_id))
+    return fields
+
+
+def block_items(block: ContextBlock, thread_id: str) -> list[MemoryItem]:
+    """Each item of the block with the reason it is there: its section, and recall's score."""
+    return [
+        *(MemoryItem("thread_observation", o.id, o.thread_id) for o in block.thread_observations),
+        *(MemoryItem("recalled_observation", o.id, o.thread_id, o.score) for o in block.related_observations),
+        *(MemoryItem("recalled_message", m.id, m.thread_id or thread_id, m.score) for m in block.recalled_messages),
+        *(MemoryItem("recent_message", m.id, thread_id) for m in block.recent_messages),
+    ]
+
+
+def _trace_memory(span: trace.Span, result: ContextResult, state: str) -> None:
+    block = result.block
+    genai.set_memory(span, state=state, lookup_ms=result.elapsed_ms, degraded_reason=result.degraded_reason,
+                     tokens=block.tokens if block else 0, observations=block.observation_count if block else 0,
+                     messages=len(block.recent_messages) + len(block.recalled_messages) if block else 0)
 
 
 def _memory_headers(result: ContextResult) -> dict[str, str]:

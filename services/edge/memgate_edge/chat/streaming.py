@@ -163,21 +163,27 @@ def data_of(event: bytes) -> bytes | None:
 
 async def relay(
     upstream: http.Response, pending: PendingExchange | None, recorder: ExchangeRecorder, span: trace.Span,
-    *, deadline: float, on_done: Callable[[Usage | None], None], form: StreamFormat,
+    *, deadline: float, on_done: Callable[[Usage | None, float | None], None], form: StreamFormat,
 ) -> AsyncIterator[bytes]:
     """Yield the upstream's SSE events as `form` has them; record the exchange before the
-    end marker. Ends `span`. `on_done` gets the usage the provider reported (if any) once
-    the stream is over.
+    end marker. Ends `span`. `on_done` gets the usage the provider reported (if any) and
+    when (`time.perf_counter()`) the first piece went out, once the stream is over.
     """
+    first_at: float | None = None
     try:
-        with trace.use_span(span, end_on_exit=True):
+        with trace.use_span(span, end_on_exit=False):
             # `aclosing`: if this generator is closed at a yield, the inner one is closed
             # now (recording the exchange), not whenever it is garbage-collected.
             async with contextlib.aclosing(_relay(upstream, pending, recorder, deadline, form)) as events:
                 async for piece in events:
+                    if first_at is None:
+                        first_at = time.perf_counter()
                     yield piece
     finally:
-        on_done(form.usage)
+        try:
+            on_done(form.usage, first_at)  # (before the span ends: the usage goes on it)
+        finally:
+            span.end()
 
 
 async def _relay(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import msgspec
+
 from memgate_core.errors import Conflict, InvalidRequest, NotFound
 from memgate_core.events import MessageRecord
 from memgate_core.ids import new_id
@@ -21,8 +23,20 @@ from memgate_edge.memory.threads import (
 from memgate_store import Stores
 from memgate_store.observations import Generation, MemoryLimits, Observation, ObservationRecord
 from memgate_store.threads import ResourceSummary, StoredMessage, ThreadSummary
-from memgate_vectors import Embedder, VectorIndex
+from memgate_vectors import Embedder, VectorHit, VectorIndex
 from memgate_vectors.points import message_point_id
+
+SEARCHED_RESOURCES = 20  # a search of all the tenant's memory looks into this many resources, newest first
+THREAD_CANDIDATES = 100  # of its resource's best hits, a search of one thread keeps its own
+_INTERNAL = frozenset({"tenant", "keyword_text", "scope", "tokens", "slight"})  # payload keys a search result does not show
+
+
+class MemorySearch(msgspec.Struct, frozen=True):
+    """What `search_memory` found (as the search API shows hits: score and payload) and where it looked."""
+
+    hits: list[dict[str, Any]]
+    resources: list[str]  # the resources searched
+    more_resources: bool  # the tenant has more resources than were searched
 
 
 class MemoryService:
@@ -41,9 +55,14 @@ class MemoryService:
             raise thread_not_found(thread_id)
         return found
 
-    async def threads(self, tenant: str, resource_id: str | None, limit: int,
-                      offset: int) -> tuple[list[ThreadSummary], int]:
-        return await self.stores.threads.page(tenant, resource_id=resource_id, limit=limit, offset=offset)
+    async def threads(self, tenant: str, resource_id: str | None, limit: int, offset: int,
+                      matching: str | None = None) -> tuple[list[ThreadSummary], int]:
+        """A page of threads, newest first, and their total; `matching`: only those whose id
+        or title contains it."""
+        if matching is not None and "\x00" in matching:  # (Postgres text cannot hold it)
+            raise InvalidRequest("The search text may not contain NUL characters.", param="matching")
+        return await self.stores.threads.page(tenant, resource_id=resource_id, matching=matching, limit=limit,
+                                              offset=offset)
 
     async def create_thread(self, tenant: str, details: ThreadCreate) -> ThreadSummary:
         thread_id = details.id or new_id("thread")
@@ -174,6 +193,10 @@ class MemoryService:
     async def resources(self, tenant: str, limit: int, offset: int) -> list[ResourceSummary]:
         return await self.stores.threads.resources(tenant, limit=limit, offset=offset)
 
+    async def resource_observations(self, tenant: str, resource_id: str, limit: int) -> list[Observation]:
+        """The resource's newest current observations over all its threads (what recall draws on)."""
+        return await self.stores.observations.current_for_resource(tenant, resource_id, limit=limit)
+
     async def delete_thread(self, tenant: str, thread_id: str) -> None:
         # Vectors first: if Postgres then fails, a retry still finds the thread to delete.
         # And once more after: an observer commit in flight (which the Postgres delete waits
@@ -198,10 +221,40 @@ class MemoryService:
     async def search(self, tenant: str, resource_id: str, query: str, limit: int) -> list[dict[str, Any]]:
         vector = (await self.embedder.embed_async([query]))[0]
         hits = await self.index.search(vector, tenant=tenant, resource_id=resource_id, limit=limit, query_text=query)
-        return [{"score": h.score, **{k: v for k, v in h.payload.items() if k not in _INTERNAL}} for h in hits]
+        return [_shown(h) for h in hits]
+
+    async def search_memory(self, tenant: str, query: str, *, resource_id: str | None = None,
+                            thread_id: str | None = None, limit: int = 10) -> MemorySearch:
+        """Search one thread (404 if the tenant has none of that id), one resource, or, with
+        neither, the tenant's most recently active resources (at most SEARCHED_RESOURCES),
+        best first. The index searches within one resource: a thread's hits are those of
+        its resource's best THREAD_CANDIDATES; several resources' are merged by score (each
+        search scores the same way: cosine, or the same fusion of the same query's rankings)."""
+        if thread_id is not None:
+            thread = await self.thread(tenant, thread_id)
+            if resource_id is not None and resource_id != thread.resource_id:
+                return MemorySearch([], [resource_id], more_resources=False)  # (that resource has no such thread)
+            resources = [thread.resource_id]
+        elif resource_id is not None:
+            resources = [resource_id]
+        else:
+            resources = [r.resource_id for r in await self.resources(tenant, SEARCHED_RESOURCES + 1, 0)]
+        more = len(resources) > SEARCHED_RESOURCES
+        resources = resources[:SEARCHED_RESOURCES]
+        if not resources:
+            return MemorySearch([], [], more_resources=False)
+        vector = (await self.embedder.embed_async([query]))[0]
+        hits: list[VectorHit] = []
+        for resource in resources:
+            found = await self.index.search(vector, tenant=tenant, resource_id=resource, query_text=query,
+                                            limit=THREAD_CANDIDATES if thread_id is not None else limit)
+            hits.extend(h for h in found if thread_id is None or h.payload.get("thread_id") == thread_id)
+        hits.sort(key=lambda h: h.score, reverse=True)
+        return MemorySearch([_shown(h) for h in hits[:limit]], resources, more_resources=more)
 
 
-_INTERNAL = frozenset({"tenant", "keyword_text", "scope", "tokens", "slight"})  # payload keys a search result does not show
+def _shown(hit: VectorHit) -> dict[str, Any]:
+    return {"score": hit.score, **{k: v for k, v in hit.payload.items() if k not in _INTERNAL}}
 
 
 def thread_not_found(thread_id: str) -> NotFound:
