@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import tempfile
 import time
@@ -111,11 +112,13 @@ def source_path(checkout: Path) -> str:
 
 
 def start(tmp: Path, name: str, provider_url: str, checkout: Path | None) -> Measured:
-    env = {"MEMGATE_OBSERVER_MODEL": "local", "MEMGATE_LOG_LEVEL": "WARNING"}
+    # Rate limits stay on where a checkout has them (their check is part of what is measured),
+    # far above what wrk sends: a 429 is not an answer (a checkout without them ignores these).
+    env = {"MEMGATE_OBSERVER_MODEL": "local", "MEMGATE_LOG_LEVEL": "WARNING",
+           **{f"MEMGATE_{scope}_RPM": str(BENCH_RPM) for scope in ("DEFAULT", "MEMORY_READ", "MEMORY_WRITE")},
+           **json.loads(os.environ.get("BENCH_GATEWAY_ENV", "{}"))}
     if checkout is not None:
         env["PYTHONPATH"] = source_path(checkout)
-    else:  # limits stay on (their check is part of what is measured), far above what wrk sends
-        env.update({f"MEMGATE_{scope}_RPM": str(BENCH_RPM) for scope in ("DEFAULT", "MEMORY_READ", "MEMORY_WRITE")})
     started = time.perf_counter()
     gateway = GatewayProcess(tmp / name, provider_url=provider_url, env=env, traces=False).start()
     return Measured(name, gateway, time.perf_counter() - started)

@@ -13,7 +13,7 @@ import asyncpg
 import msgspec
 
 from memgate_store.database import Database
-from memgate_store.usage import MemoryItem
+from memgate_store.usage import RecalledItem
 
 PAGE_SIZE = 50
 
@@ -56,10 +56,13 @@ class LogEntry(msgspec.Struct, frozen=True):
 
 
 class RequestMemory(msgspec.Struct, frozen=True):
-    """The block a request was given, and its items."""
+    """The block a request was given, how many of its items were the thread's own, and what
+    recall added (with their texts, while their threads keep them)."""
 
     block: str
-    items: list[MemoryItem]
+    thread_observations: int
+    recent_messages: int
+    recalled: list[RecalledItem]
 
 
 class DailyUsage(msgspec.Struct, frozen=True):
@@ -111,7 +114,7 @@ SELECT id, role || ': ' || content AS text FROM messages WHERE tenant = $1 AND i
 UNION ALL SELECT id, text FROM observations WHERE tenant = $1 AND id = ANY($2::text[])
 """
 
-_items = msgspec.json.Decoder(list[MemoryItem])
+_recalled = msgspec.json.Decoder(list[RecalledItem])
 
 
 class RequestLogRepository:
@@ -133,15 +136,16 @@ class RequestLogRepository:
         row = await self.db.pool.fetchrow(_ENTRY + "WHERE u.tenant = $1 AND u.request_id = $2", tenant, request_id)
         if row is None:
             return None
-        block = await self.db.pool.fetchrow(
-            "SELECT block, items::text AS items FROM request_memory WHERE tenant = $1 AND request_id = $2",
-            tenant, request_id)
-        if block is None:
+        kept = await self.db.pool.fetchrow(
+            "SELECT block, thread_observations, recent_messages, recalled::text AS recalled FROM request_memory "
+            "WHERE tenant = $1 AND request_id = $2", tenant, request_id)
+        if kept is None:
             return LogEntry(**dict(row)), None
-        items = _items.decode(block["items"])
-        texts = {r["id"]: r["text"] for r in await self.db.pool.fetch(_ITEM_TEXTS, tenant, [i.id for i in items])}
-        items = [msgspec.structs.replace(i, text=texts.get(i.id, "")) for i in items]
-        return LogEntry(**dict(row)), RequestMemory(block["block"], items)
+        recalled = _recalled.decode(kept["recalled"])
+        texts = {r["id"]: r["text"] for r in await self.db.pool.fetch(_ITEM_TEXTS, tenant, [i.id for i in recalled])}
+        return LogEntry(**dict(row)), RequestMemory(
+            kept["block"], kept["thread_observations"], kept["recent_messages"],
+            [msgspec.structs.replace(i, text=texts.get(i.id, "")) for i in recalled])
 
     async def models(self, tenant: str, since: datetime) -> list[str]:
         """The models the tenant asked for since then (the Logs page's filter choices)."""
@@ -161,15 +165,8 @@ class RequestLogRepository:
 
 
 async def forget_threads(conn: asyncpg.Connection, tenant: str, thread_ids: Sequence[str]) -> None:
-    """Delete the kept blocks that held anything of these (deleted) threads."""
+    """Delete the kept blocks of these threads, and those that recalled anything of them (a
+    thread deleted, or a message of it: any of its blocks may have held that message)."""
     if thread_ids:
         await conn.execute("DELETE FROM request_memory WHERE tenant = $1 AND thread_ids && $2::text[]",
                            tenant, list(thread_ids))
-
-
-async def forget_items(conn: asyncpg.Connection, tenant: str, thread_id: str, item_ids: Sequence[str]) -> None:
-    """Delete the kept blocks that held any of these (deleted) messages or observations."""
-    if item_ids:
-        await conn.execute(
-            "DELETE FROM request_memory WHERE tenant = $1 AND thread_ids && ARRAY[$2::text] AND item_ids && $3::text[]",
-            tenant, thread_id, list(item_ids))

@@ -13,7 +13,7 @@ from memgate_core.events import ExchangeCompleted, MessageRecord, exchange_encod
 from memgate_core.tokens import count_tokens
 from memgate_store.database import Database
 from memgate_store.observations import thread_lock_key
-from memgate_store.request_log import forget_items, forget_threads
+from memgate_store.request_log import forget_threads
 
 
 class ThreadSummary(msgspec.Struct, frozen=True):
@@ -341,7 +341,8 @@ class ThreadRepository:
                 "DELETE FROM observations o WHERE o.tenant = $1 AND o.thread_id = $2 AND o.source_message_ids && $3 "
                 "AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = o.tenant AND m.id = ANY(o.source_message_ids)) "
                 "RETURNING o.id", tenant, thread_id, gone)]
-            await forget_items(conn, tenant, thread_id, [*gone, *orphaned])
+            if gone:
+                await forget_threads(conn, tenant, [thread_id])
             await conn.execute(
                 "UPDATE threads SET observations_version = observations_version + 1, updated_at = now() "
                 "WHERE tenant = $1 AND thread_id = $2",

@@ -14,7 +14,8 @@ _COLUMNS = ("created_at", "tenant", "key_id", "model", "provider", "status", "st
             "input_tokens", "output_tokens", "latency_ms", "route_model", "byok", "cost_usd",
             "request_id", "thread_id", "resource_id", "ttft_ms", "memory_tokens", "lookup_ms", "memory_degraded",
             "trace_id")
-_MEMORY_COLUMNS = ("request_id", "tenant", "created_at", "thread_ids", "item_ids", "block", "items")
+_MEMORY_COLUMNS = ("request_id", "tenant", "created_at", "thread_ids", "block", "thread_observations",
+                   "recent_messages", "recalled")
 
 
 _RELATIVE = re.compile(r"(\d+)([mhd])")
@@ -39,22 +40,25 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-class MemoryItem(msgspec.Struct, frozen=True, omit_defaults=True):
-    """One item of an injected block, and why it is there (`section`). Its text is in the
-    block (and in the thread, while it lasts): not written a second time."""
+class RecalledItem(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One item recall added to a block: what, from which thread, with what relevance. Its
+    text is in the block (and in its thread, while it lasts): not written a second time."""
 
-    section: str  # thread_observation | recent_message | recalled_observation | recalled_message
+    kind: str  # observation | message
     id: str
     thread_id: str
-    score: float | None = None  # recalled: its relevance to the request's query
+    score: float | None = None
     text: str = ""  # filled in when the log is read
 
 
 class InjectedMemory(msgspec.Struct, frozen=True):
-    """The memory block one request was given, kept for the request log."""
+    """The memory block one request was given, and why, kept for the request log: the
+    thread's own items by number, recall's one by one (the interesting "why")."""
 
     block: str
-    items: list[MemoryItem]
+    thread_observations: int
+    recent_messages: int
+    recalled: list[RecalledItem]
 
 
 class UsageRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -91,12 +95,12 @@ class UsageRecord(msgspec.Struct, frozen=True, kw_only=True):
                 self.memory_tokens, self.lookup_ms, self.memory_degraded, self.trace_id)
 
     def memory_row(self) -> tuple[object, ...] | None:
-        if self.injected is None or self.request_id is None or self.thread_id is None:
+        memory = self.injected
+        if memory is None or self.request_id is None or self.thread_id is None:
             return None
-        items = self.injected.items
-        threads = list(dict.fromkeys([self.thread_id, *(i.thread_id for i in items if i.thread_id)]))
-        return (self.request_id, self.tenant, self.at, threads, [i.id for i in items], self.injected.block,
-                _items_json.encode(items).decode())
+        threads = list(dict.fromkeys([self.thread_id, *(i.thread_id for i in memory.recalled)]))
+        return (self.request_id, self.tenant, self.at, threads, memory.block, memory.thread_observations,
+                memory.recent_messages, _items_json.encode(memory.recalled).decode())
 
 
 _items_json = msgspec.json.Encoder()

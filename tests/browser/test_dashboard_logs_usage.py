@@ -113,7 +113,7 @@ def test_every_request_is_a_row_and_opens_its_memory(gw: GatewayProcess, traffic
     recalled = page.locator("[data-testid=memory-item]", has_text="Lisbon")
     assert recalled.count() >= 1
     why = recalled.first.inner_text()
-    assert "recalled" in why and traffic.first_thread in why and "another thread" in why
+    assert "recalled message" in why and traffic.first_thread in why and "another thread" in why
     assert page.locator("[data-testid=trace-id]").inner_text().strip().isalnum()  # (the gateway traces to a file)
     cost = traffic.usages[1]["prompt_tokens"] * IN_PRICE + traffic.usages[1]["completion_tokens"] * OUT_PRICE
     assert page.inner_text("[data-testid=entry-cost]").startswith(f"${cost:.6f}")
@@ -160,11 +160,29 @@ def test_another_tenant_sees_none_of_it(gw: GatewayProcess, traffic: Traffic, br
         assert http.get("/dashboard/logs").headers["location"].endswith("/dashboard/login")
 
 
-def test_deleting_a_thread_deletes_the_blocks_that_held_its_memory(gw: GatewayProcess, traffic: Traffic,
-                                                                   browser: Any) -> None:
+def test_deleting_a_message_or_a_thread_deletes_the_blocks_that_held_it(gw: GatewayProcess, traffic: Traffic,
+                                                                         browser: Any) -> None:
     page = sign_in(browser, gw, gw.api_key)
     page.goto(f"{gw.url}/dashboard/logs/{traffic.recalled_request}")
     assert "Lisbon" in page.inner_text("[data-testid=memory-block]")
+    # A message of the request's thread deleted: its blocks go (any of them may have held it).
+    messages = httpx.get(f"{gw.base_url}/memory/threads/{traffic.second_thread}/messages", headers=gw.headers(),
+                         timeout=30).json()["data"]
+    deleted = httpx.request("DELETE", f"{gw.base_url}/memory/threads/{traffic.second_thread}/messages",
+                            headers=gw.headers(), json={"message_ids": [messages[0]["id"]]}, timeout=30)
+    assert deleted.status_code == 200, deleted.text
+    page.reload()
+    assert page.locator("[data-testid=memory-block]").count() == 0 and "no longer kept" in page.content()
+
+    # A thread deleted: so go the blocks of other threads that recalled something of it.
+    client = openai.OpenAI(base_url=gw.base_url, api_key=gw.api_key, max_retries=0)
+    third = client.chat.completions.with_raw_response.create(
+        model="fake/gpt-test", extra_headers={"x-thread-id": f"third-{uuid.uuid4().hex[:6]}", "x-resource-id": traffic.resource},
+        messages=[{"role": "user", "content": "Remind me about the Lisbon tram rides I adore."}])
+    request_id = third.headers["x-request-id"]
+    page.goto(f"{gw.url}/dashboard/logs/{request_id}")
+    wait_for(lambda: (page.reload(), page.locator("[data-testid=memory-block]").count() == 1)[1])  # (written in batches)
+    assert traffic.first_thread in page.inner_text("[data-testid=memory-items]")
     deleted = httpx.delete(f"{gw.base_url}/memory/threads/{traffic.first_thread}", headers=gw.headers(), timeout=30)
     assert deleted.status_code == 200, deleted.text
     page.reload()

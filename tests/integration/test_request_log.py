@@ -8,22 +8,22 @@ from datetime import UTC, datetime, timedelta
 
 from memgate_store import Stores
 from memgate_store.request_log import LogFilter
-from memgate_store.usage import InjectedMemory, MemoryItem, UsageRecord
+from memgate_store.usage import InjectedMemory, RecalledItem, UsageRecord
 
 
-def _request(tenant: str, thread: str, items: list[MemoryItem], *, days_ago: int = 0,
+def _request(tenant: str, thread: str, recalled: list[RecalledItem], *, days_ago: int = 0,
              status: int = 200) -> UsageRecord:
     return UsageRecord(tenant=tenant, key_id=None, model="fake/x", provider="fake", status=status, stream=False,
                        memory=True, request_id=f"req_{uuid.uuid4().hex}", thread_id=thread, resource_id="r",
-                       memory_tokens=12, injected=InjectedMemory("<memgate_memory>…</memgate_memory>", items),
+                       memory_tokens=12, injected=InjectedMemory("<memgate_memory>…</memgate_memory>", 2, 3, recalled),
                        at=datetime.now(UTC) - timedelta(days=days_ago))
 
 
 async def test_blocks_are_read_per_tenant_pruned_and_forgotten_with_their_threads(stores: Stores) -> None:
     tenant = f"log-{uuid.uuid4().hex[:6]}"
-    own = _request(tenant, "t-new", [MemoryItem("recent_message", "m1", "t-new")])
-    recalled = _request(tenant, "t-new", [MemoryItem("recalled_observation", "o1", "t-old", 0.5)], status=429)
-    old = _request(tenant, "t-new", [MemoryItem("recent_message", "m0", "t-new")], days_ago=40)
+    own = _request(tenant, "t-new", [])
+    recalled = _request(tenant, "t-new", [RecalledItem("observation", "o1", "t-old", 0.5)], status=429)
+    old = _request(tenant, "t-new", [], days_ago=40)
     assert await stores.usage.insert_many([own, recalled, old]) == []
     log = stores.request_log
 
@@ -33,7 +33,8 @@ async def test_blocks_are_read_per_tenant_pruned_and_forgotten_with_their_thread
         == [recalled.request_id, own.request_id]
     assert await log.entry("someone-else", own.request_id) is None  # (another tenant's)
     found = await log.entry(tenant, recalled.request_id)
-    assert found is not None and found[1] is not None and found[1].items[0].score == 0.5
+    assert found is not None and found[1] is not None
+    assert (found[1].thread_observations, found[1].recent_messages, found[1].recalled[0].score) == (2, 3, 0.5)
 
     assert await stores.usage.prune_blocks(30) >= 1
     entry = await log.entry(tenant, old.request_id)

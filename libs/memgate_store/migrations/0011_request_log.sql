@@ -11,17 +11,20 @@ ALTER TABLE usage_events
     ADD COLUMN trace_id text;
 CREATE INDEX usage_events_by_request ON usage_events (tenant, request_id) WHERE request_id IS NOT NULL;
 
--- The block injected into one request, and why each of its items was chosen. Deleting a
--- thread (or a message) deletes every block that held something of it: memory that is
--- forgotten is not kept in the log either. Pruned after MEMGATE_REQUEST_LOG_DAYS.
+-- The block injected into one request, and why: how many of its items are the thread's own
+-- (observations, recent messages) and, one by one, what recall added from where with what
+-- score. Deleting a thread, or a message of it, deletes every block of that thread and every
+-- block that recalled something of it: memory that is forgotten is not kept in the log
+-- either. Pruned after MEMGATE_REQUEST_LOG_DAYS.
 CREATE TABLE request_memory (
-    request_id  text PRIMARY KEY,
-    tenant      text NOT NULL,
-    created_at  timestamptz NOT NULL,
-    thread_ids  text[] NOT NULL,         -- the request's thread first, then those items came from
-    item_ids    text[] NOT NULL,         -- the messages and observations in the block
-    block       text NOT NULL,
-    items       jsonb NOT NULL
+    request_id           text PRIMARY KEY,
+    tenant               text NOT NULL,
+    created_at           timestamptz NOT NULL,
+    thread_ids           text[] NOT NULL,   -- the request's thread first, then those recall drew on
+    block                text NOT NULL,
+    thread_observations  integer NOT NULL,
+    recent_messages      integer NOT NULL,
+    recalled             jsonb NOT NULL
 );
 CREATE INDEX request_memory_by_thread ON request_memory USING gin (thread_ids);
 CREATE INDEX request_memory_by_time ON request_memory USING brin (created_at);

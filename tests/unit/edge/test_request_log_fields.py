@@ -21,10 +21,9 @@ def test_a_block_is_kept_with_why_each_item_is_in_it() -> None:
     fields = request_memory(SCOPE, ContextResult(BLOCK, None, 1.25), keep_block=True)
     assert (fields["thread_id"], fields["memory_tokens"], fields["memory_degraded"]) == ("t1", 42, None)
     injected = fields["injected"]
-    assert injected.block == BLOCK.text
-    assert [(i.section, i.id, i.thread_id, i.score) for i in injected.items] == [
-        ("thread_observation", "obs_1", "t1", None), ("recalled_observation", "obs_2", "t0", 0.7),
-        ("recalled_message", "msg_1", "t0", 0.4), ("recent_message", "msg_2", "t1", None)]
+    assert (injected.block, injected.thread_observations, injected.recent_messages) == (BLOCK.text, 1, 1)
+    assert [(i.kind, i.id, i.thread_id, i.score) for i in injected.recalled] == [
+        ("observation", "obs_2", "t0", 0.7), ("message", "msg_1", "t0", 0.4)]
 
 
 def test_degraded_memory_is_said_and_nothing_kept() -> None:

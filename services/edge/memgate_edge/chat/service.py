@@ -28,7 +28,7 @@ from memgate_providers import ProviderClient, http
 from memgate_providers.registry import Route
 from memgate_store.provider_keys import ProviderKeyRepository
 from memgate_store.tenant_settings import TenantSettingsRepository
-from memgate_store.usage import InjectedMemory, MemoryItem
+from memgate_store.usage import InjectedMemory, RecalledItem
 from memgate_telemetry import genai
 from memgate_telemetry.metrics import count_chat_request
 
@@ -188,18 +188,17 @@ def request_memory(memory: MemoryScope | None, result: ContextResult | None, *,
     fields.update(lookup_ms=round(result.elapsed_ms, 3), memory_tokens=block.tokens if block else 0,
                   memory_degraded=None if block else result.degraded_reason or "unknown")
     if block is not None and block.text and keep_block:
-        fields["injected"] = InjectedMemory(block.text, block_items(block, memory.thread_id))
+        fields["injected"] = injected_memory(block, memory.thread_id)
     return fields
 
 
-def block_items(block: ContextBlock, thread_id: str) -> list[MemoryItem]:
-    """Each item of the block with the reason it is there: its section, and recall's score."""
-    return [
-        *(MemoryItem("thread_observation", o.id, o.thread_id) for o in block.thread_observations),
-        *(MemoryItem("recalled_observation", o.id, o.thread_id, o.score) for o in block.related_observations),
-        *(MemoryItem("recalled_message", m.id, m.thread_id or thread_id, m.score) for m in block.recalled_messages),
-        *(MemoryItem("recent_message", m.id, thread_id) for m in block.recent_messages),
-    ]
+def injected_memory(block: ContextBlock, thread_id: str) -> InjectedMemory:
+    """The block with the reason each item is in it: the thread's own (counted), and what
+    recall added, from which thread with what score (one by one)."""
+    return InjectedMemory(block.text, len(block.thread_observations), len(block.recent_messages), [
+        *(RecalledItem("observation", o.id, o.thread_id, o.score) for o in block.related_observations),
+        *(RecalledItem("message", m.id, m.thread_id or thread_id, m.score) for m in block.recalled_messages),
+    ])
 
 
 def _trace_memory(span: trace.Span, result: ContextResult, state: str) -> None:

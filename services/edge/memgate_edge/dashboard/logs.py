@@ -14,15 +14,6 @@ from memgate_store.request_log import PAGE_SIZE, LogFilter
 DEFAULT_DAYS = 7
 MAX_PAGE = 10_000  # (offsets beyond are of no use to anyone reading a page)
 
-# Why an item is in a block, by its section (the assembler's order of claim on the budget).
-REASONS = {
-    "thread_observation": "observation of this thread",
-    "recent_message": "recent message of this thread",
-    "recalled_observation": "recalled observation",
-    "recalled_message": "recalled message",
-}
-
-
 def day(value: str | None, name: str) -> datetime | None:
     """A YYYY-MM-DD form field as midnight UTC (None: empty)."""
     if not value:
@@ -77,9 +68,9 @@ class LogPages(DashboardPages):
         found = await deps.stores.request_log.entry(tenant, request_id)
         if found is None:
             view = self._page("log_entry.html", deps, tenant=tenant, active="Logs", entry=None, memory=None,
-                              reasons=REASONS, request_id=request_id)
+                              request_id=request_id)
             view.status_code = 404
             return view
         entry, memory = found
         return self._page("log_entry.html", deps, tenant=tenant, active="Logs", entry=entry, memory=memory,
-                          reasons=REASONS, request_id=request_id)
+                          request_id=request_id)
