@@ -72,7 +72,10 @@ def traffic(gw: GatewayProcess, fake_provider: FakeProvider) -> Traffic:
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(model="fake/gpt-test", messages=[{"role": "user", "content": "hello?"}])
     fake_provider.reset()
-    wait_for(lambda: sum(int(r["requests"]) for r in rows(gw, gw.api_key)) >= 4, timeout=15)  # (usage is written in batches)
+    with pytest.raises(openai.NotFoundError):  # refused before any provider is asked: a row all the same
+        client.chat.completions.create(model="fake/gpt-test", messages=[{"role": "user", "content": "hi"}],
+                                       extra_headers={"x-thread-id": t.first_thread, "x-resource-id": "elsewhere"})
+    wait_for(lambda: sum(int(r["requests"]) for r in rows(gw, gw.api_key)) >= 5, timeout=15)  # (usage is written in batches)
     return t
 
 
@@ -91,15 +94,18 @@ def test_every_request_is_a_row_and_opens_its_memory(gw: GatewayProcess, traffic
     page.click("nav >> text=Logs")
     page.wait_for_url("**/dashboard/logs")
     log = page.locator("[data-testid=log-row]")
-    assert log.count() == 4
+    assert log.count() == 5
     statuses = page.locator("[data-testid=log-status]").all_inner_texts()
-    assert [s.split()[0] for s in statuses] == ["429", "200", "200", "200"]  # newest first
-    assert "stream" in statuses[1]
+    assert [s.split()[0] for s in statuses] == ["404", "429", "200", "200", "200"]  # newest first
+    assert "stream" in statuses[2]
     shot(page, "logs")
 
-    page.select_option("select[name=status]", "error")
+    page.select_option("select[name=status]", "429")
     page.click("input[value=Filter]")
     assert page.locator("[data-testid=log-row]").count() == 1 and "429" in page.inner_text("[data-testid=log-row]")
+    page.select_option("select[name=status]", "error")
+    page.click("input[value=Filter]")
+    assert page.locator("[data-testid=log-row]").count() == 2
     page.goto(f"{gw.url}/dashboard/logs?thread={traffic.second_thread}")
     assert page.locator("[data-testid=log-row]").count() == 1
     page.goto(f"{gw.url}/dashboard/logs?since=not-a-date")
@@ -123,7 +129,7 @@ def test_every_request_is_a_row_and_opens_its_memory(gw: GatewayProcess, traffic
 def test_usage_per_day_as_charts_tables_and_csv(gw: GatewayProcess, traffic: Traffic, browser: Any, shot: Any) -> None:
     page = sign_in(browser, gw, gw.api_key)
     page.goto(f"{gw.url}/dashboard/usage?range=today")
-    assert page.inner_text("[data-testid=total-requests]") == "4"
+    assert page.inner_text("[data-testid=total-requests]") == "5"
     charts = page.locator("[data-testid=chart] svg")
     assert charts.count() == 4
     for i in range(4):  # drawn: bars with a size, not just an empty frame
@@ -137,10 +143,10 @@ def test_usage_per_day_as_charts_tables_and_csv(gw: GatewayProcess, traffic: Tra
     assert memory > 0  # the recalled block's tokens, shown apart
     shot(page, "usage")
     page.click("text=30 days")
-    assert page.url.endswith("range=30d") and page.inner_text("[data-testid=total-requests]") == "4"
+    assert page.url.endswith("range=30d") and page.inner_text("[data-testid=total-requests]") == "5"
 
     exported = rows(gw, gw.api_key)
-    assert sum(int(r["requests"]) for r in exported) == 4
+    assert sum(int(r["requests"]) for r in exported) == 5
     assert sum(int(r["memory_tokens"]) for r in exported) == memory
     assert abs(sum(float(r["cost_usd"]) for r in exported) - hand) < 1e-9
 

@@ -10,6 +10,7 @@ import openai
 from helpers import observations, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
+from memgate_testing.fake_provider import FakeProvider
 from memgate_testing.gateway import GatewayProcess
 
 
@@ -39,7 +40,7 @@ def _chat(gateway: GatewayProcess, thread: str, text: str, *, stream: bool = Fal
                                        messages=[{"role": "user", "content": text}])
 
 
-def test_observer_lag_and_backlog(gateway: GatewayProcess) -> None:
+def test_observer_lag_and_backlog(gateway: GatewayProcess, provider: FakeProvider) -> None:
     thread = f"ops-lag-{uuid.uuid4().hex[:6]}"
     before = samples(gateway)
     _chat(gateway, thread, "My favourite mountain is the Eiger.")
@@ -55,7 +56,7 @@ def test_observer_lag_and_backlog(gateway: GatewayProcess) -> None:
         assert value(after, "memgate_observer_backlog_exchanges", stage=stage) >= 0
 
 
-def test_chat_requests_latency_and_tokens_are_counted(gateway: GatewayProcess) -> None:
+def test_chat_requests_latency_and_tokens_are_counted(gateway: GatewayProcess, provider: FakeProvider) -> None:
     """Counted where each request's usage row is recorded (chat/service.py, edge/usage.py)."""
     thread = f"ops-chat-{uuid.uuid4().hex[:6]}"
     before = samples(gateway)

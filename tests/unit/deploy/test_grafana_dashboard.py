@@ -24,6 +24,7 @@ import pytest
 import yaml
 from helpers import observations, wait_for
 
+from memgate_testing.fake_provider import FakeProvider
 from memgate_testing.gateway import GatewayProcess
 
 REPO = Path(__file__).resolve().parents[3]
@@ -270,7 +271,7 @@ def test_promtool_alerts_fire_when_they_should(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- against a live gateway
 
 
-def test_every_queried_metric_is_exported(gateway: GatewayProcess) -> None:
+def test_every_queried_metric_is_exported(gateway: GatewayProcess, provider: FakeProvider) -> None:
     thread = f"grafana-{uuid.uuid4().hex[:6]}"
     client = openai.OpenAI(base_url=gateway.base_url, api_key=gateway.api_key, max_retries=0)
     client.chat.completions.create(model="fake/gpt-test", extra_headers={"x-thread-id": thread, "x-resource-id": "g"},

@@ -20,7 +20,7 @@ from memgate_edge.auth import Principal
 from memgate_edge.bindings import ThreadBindings
 from memgate_edge.chat.api import CHAT_COMPLETIONS, Api
 from memgate_edge.chat.exchange import ExchangeRecorder, PendingExchange
-from memgate_edge.chat.request import MemoryScope, client_fingerprints, latest_user_text
+from memgate_edge.chat.request import ChatRequest, MemoryScope, client_fingerprints, latest_user_text
 from memgate_edge.chat.streaming import relay
 from memgate_edge.context_client import ContextClient, ContextResult
 from memgate_edge.usage import UsageRecord, UsageRecorder
@@ -58,9 +58,15 @@ class ChatService:
         # One trace per chat request. A streamed answer outlives this call, so the span is
         # ended by the relay once the exchange is recorded (and published, with the trace).
         span = tracer.start_span(api.name, kind=trace.SpanKind.SERVER)
+        account = RequestAccount(self.usage, principal, span, keep_block=self.keep_blocks)
         try:
             with trace.use_span(span, end_on_exit=False, record_exception=True, set_status_on_exception=True):
-                response = await self._complete(raw, headers, principal, api, span)
+                response = await self._complete(raw, headers, principal, api, span, account)
+        except GatewayError as exc:
+            if not account.recorded:  # refused before a provider was asked (bad input, a thread's resource...)
+                account.record(None, exc.status, None)
+            span.end()
+            raise
         except BaseException:
             span.end()
             raise
@@ -69,16 +75,17 @@ class ChatService:
         return response
 
     async def _complete(
-        self, raw: bytes, headers: dict[str, str], principal: Principal, api: Api, span: trace.Span
+        self, raw: bytes, headers: dict[str, str], principal: Principal, api: Api, span: trace.Span,
+        account: RequestAccount,
     ) -> Response[Any]:
-        started = time.perf_counter()
         span.set_attribute("memgate.tenant", principal.tenant)
-        request = api.parse(raw, headers)
+        request = account.request = api.parse(raw, headers)
         registry = self.providers.registry
         _, route = registry.route(request.model)  # unknown provider or alias: 400 before any work
         genai.set_request(span, operation=genai.CHAT, provider=route.provider, model=route.model)
         # The caller's own provider key, else the one its tenant saved (BYOK either way).
         provider_key = principal.provider_key or (await self.provider_keys.for_tenant(principal.tenant)).get(route.provider)
+        account.byok = provider_key is not None
         if not provider_key and not registry.is_configured(request.model):
             provider = registry.providers[route.provider]
             raise InvalidRequest(
@@ -88,16 +95,14 @@ class ChatService:
             )
         span.set_attribute("memgate.stream", request.stream)
 
-        request_id = new_id("req")
         memory_headers: dict[str, str] = {"x-memory": "off"}
         memory = ""  # the block, when there is one
-        result: ContextResult | None = None
         if request.memory is not None:
             genai.set_thread(span, request.memory.thread_id)
             await self.bindings.check(principal.tenant, request.memory.thread_id, request.memory.resource_id)
             budget = await self.tenant_settings.memory_budget(
                 principal.tenant, budget_tokens=self.budget_tokens, related_budget_tokens=self.related_budget_tokens)
-            result = await self.contexts.lookup(ContextLookup(
+            result = account.memory = await self.contexts.lookup(ContextLookup(
                 tenant=principal.tenant, resource_id=request.memory.resource_id,
                 thread_id=request.memory.thread_id, query=latest_user_text(request.messages),
                 budget_tokens=request.memory.budget_tokens or budget.budget_tokens,
@@ -111,38 +116,22 @@ class ChatService:
 
         deadline = time.monotonic() + self.providers.timeouts.total
 
-        def record_usage(route: Route, status: int, usage: Usage | None, first_byte_at: float | None = None) -> None:
-            # Buffered in memory, written (and priced) in batches: off the hot path.
-            self.usage.record(UsageRecord(
-                tenant=principal.tenant, key_id=principal.key_id, model=request.model, provider=route.provider,
-                status=status, stream=request.stream, memory=request.memory is not None,
-                input_tokens=usage.prompt_tokens if usage else 0, output_tokens=usage.completion_tokens if usage else 0,
-                latency_ms=(time.perf_counter() - started) * 1000, route_model=route.model,
-                byok=provider_key is not None, request_id=request_id,
-                ttft_ms=(first_byte_at - started) * 1000 if first_byte_at is not None else None,
-                trace_id=trace_id(span), **request_memory(request.memory, result, keep_block=self.keep_blocks),
-            ))
-            count_chat_request(route.provider, status, stream=request.stream, memory=request.memory is not None,
-                               seconds=time.perf_counter() - started)
-            if usage is not None:
-                genai.set_usage(span, usage.prompt_tokens, usage.completion_tokens)
-
         try:
             # Aliases and fallbacks are resolved here: `answered` is the route that took the request.
             upstream, answered, native = await api.open(self.providers, request, memory, api_key=provider_key)
         except GatewayError as exc:
             genai.set_error(span, str(exc.status))
-            record_usage(route, exc.status, None)
+            account.record(route, exc.status, None)
             raise
         try:
             span.set_attribute("memgate.provider", answered.provider)
             span.set_attribute(genai.MEMGATE_ROUTE, answered.name)
             if answered != route:  # a fallback answered: the span is about the call that did
                 genai.set_request(span, operation=genai.CHAT, provider=answered.provider, model=answered.model)
-            headers = {**memory_headers, "x-memgate-route": answered.name, "x-request-id": request_id}
+            headers = {**memory_headers, "x-memgate-route": answered.name, "x-request-id": account.request_id}
             pending = PendingExchange.begin(request, principal, answered.provider) if request.memory else None
             if request.stream:
-                on_done = partial(record_usage, answered, 200)
+                on_done = partial(account.record, answered, 200)
                 events = relay(upstream, pending, self.recorder, span, deadline=deadline, on_done=on_done,
                                form=api.stream(request, native=native))
                 return Stream(events, media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"})
@@ -153,11 +142,11 @@ class ChatService:
             async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
                 raw_answer = await upstream.aread()
         except (TimeoutError, http.TimeoutException):
-            record_usage(answered, 504, None)
+            account.record(answered, 504, None)
             raise UpstreamTimeout(f"Upstream provider '{answered.provider}' did not finish its answer in time "
                                   f"(MEMGATE_TIMEOUT_FIRST_BYTE / MEMGATE_TIMEOUT_TOTAL).") from None
         except http.HTTPError as exc:
-            record_usage(answered, 502, None)
+            account.record(answered, 502, None)
             raise UpstreamError(f"Upstream provider '{answered.provider}' broke off its answer "
                                 f"({type(exc).__name__}).") from None
         finally:
@@ -166,8 +155,47 @@ class ChatService:
                             media_type=upstream.headers.get("content-type", "application/json"))
         if pending is not None:
             await self.recorder.finish(pending, answer.text, answer.usage)
-        record_usage(answered, 200, answer.usage)
+        account.record(answered, 200, answer.usage)
         return Response(answer.body, media_type=answer.media_type, headers=headers)
+
+
+class RequestAccount:
+    """One chat request's row in the usage table and the request log, filled in as the
+    request goes and written (buffered: `UsageRecorder`) once, by `record()`, whatever the
+    outcome: answered, failed upstream, or refused before any provider was asked."""
+
+    def __init__(self, usage: UsageRecorder, principal: Principal, span: trace.Span, *, keep_block: bool) -> None:
+        self.usage = usage
+        self.principal = principal
+        self.span = span
+        self.keep_block = keep_block
+        self.started = time.perf_counter()
+        self.request_id = new_id("req")
+        self.request: ChatRequest | None = None  # once parsed
+        self.byok = False  # the caller's own provider key, or its tenant's
+        self.memory: ContextResult | None = None  # the memory lookup's, once done
+        self.recorded = False
+
+    def record(self, route: Route | None, status: int, usage: Usage | None, first_byte_at: float | None = None) -> None:
+        """`route`: the one that answered (or failed); None when no provider was asked."""
+        if self.recorded:
+            return
+        self.recorded = True
+        request, now = self.request, time.perf_counter()
+        provider = route.provider if route else ""
+        stream, scope = (request.stream, request.memory) if request else (False, None)
+        self.usage.record(UsageRecord(
+            tenant=self.principal.tenant, key_id=self.principal.key_id, model=request.model if request else "",
+            provider=provider, status=status, stream=stream, memory=scope is not None,
+            input_tokens=usage.prompt_tokens if usage else 0, output_tokens=usage.completion_tokens if usage else 0,
+            latency_ms=(now - self.started) * 1000, route_model=route.model if route else "", byok=self.byok,
+            request_id=self.request_id, trace_id=trace_id(self.span),
+            ttft_ms=(first_byte_at - self.started) * 1000 if first_byte_at is not None else None,
+            **request_memory(scope, self.memory, keep_block=self.keep_block),
+        ))
+        count_chat_request(provider or "none", status, stream=stream, memory=scope is not None, seconds=now - self.started)
+        if usage is not None:
+            genai.set_usage(self.span, usage.prompt_tokens, usage.completion_tokens)
 
 
 def trace_id(span: trace.Span) -> str | None:
