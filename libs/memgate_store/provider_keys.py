@@ -15,7 +15,7 @@ from datetime import datetime
 
 import msgspec
 
-from memgate_core.encryption import SecretBox, SecretUnreadable
+from memgate_core.encryption import SecretBox, SecretKeyError, SecretUnreadable
 from memgate_store.database import Database
 
 log = logging.getLogger("memgate.provider_keys")
@@ -115,7 +115,7 @@ class ProviderKeyRepository:
     def _open(self, tenant: str, provider: str, sealed: bytes) -> str | None:
         try:
             return self._box().open(sealed, context=_context(tenant, provider))
-        except (SecretUnreadable, EncryptionUnavailable) as exc:
+        except (SecretUnreadable, SecretKeyError, EncryptionUnavailable) as exc:
             log.warning("tenant %s's key for provider %s cannot be opened (%s); it is not used until saved again "
                         "(was MEMGATE_SECRET_KEY or the data dir's secret.key changed?)", tenant, provider, exc)
             return None

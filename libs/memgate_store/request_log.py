@@ -13,7 +13,7 @@ import asyncpg
 import msgspec
 
 from memgate_store.database import Database
-from memgate_store.usage import RecalledItem
+from memgate_store.usage import InjectedMemory, RecalledItem
 
 PAGE_SIZE = 50
 
@@ -21,7 +21,7 @@ PAGE_SIZE = 50
 class LogFilter(msgspec.Struct, frozen=True, kw_only=True):
     """What the Logs page narrows the log to; None: any."""
 
-    since: datetime | None = None
+    since: datetime | None = None  # (the page always gives one)
     until: datetime | None = None
     status: str | None = None  # "ok" (< 400), "error" (>= 400), or one code ("429")
     model: str | None = None  # as asked, or the route's model
@@ -53,16 +53,6 @@ class LogEntry(msgspec.Struct, frozen=True):
     thread_id: str | None
     resource_id: str | None
     trace_id: str | None
-
-
-class RequestMemory(msgspec.Struct, frozen=True):
-    """The block a request was given, how many of its items were the thread's own, and what
-    recall added (with their texts, while their threads keep them)."""
-
-    block: str
-    thread_observations: int
-    recent_messages: int
-    recalled: list[RecalledItem]
 
 
 class DailyUsage(msgspec.Struct, frozen=True):
@@ -125,13 +115,13 @@ class RequestLogRepository:
                    limit: int = PAGE_SIZE) -> list[LogEntry]:
         """The tenant's requests, newest first, that `where` lets through."""
         status = where.status
-        code = int(status) if status and status.isdigit() else None
+        code = int(status) if status and status.isascii() and status.isdigit() else None
         errors = {"ok": False, "error": True}.get(status or "")
         rows = await self.db.pool.fetch(_PAGE, tenant, where.since, where.until, code, errors, where.model or None,
                                         where.thread_id or None, limit, offset)
         return [LogEntry(**dict(r)) for r in rows]
 
-    async def entry(self, tenant: str, request_id: str) -> tuple[LogEntry, RequestMemory | None] | None:
+    async def entry(self, tenant: str, request_id: str) -> tuple[LogEntry, InjectedMemory | None] | None:
         """One request of the tenant and the memory block it was given (None: none kept)."""
         row = await self.db.pool.fetchrow(_ENTRY + "WHERE u.tenant = $1 AND u.request_id = $2", tenant, request_id)
         if row is None:
@@ -143,7 +133,7 @@ class RequestLogRepository:
             return LogEntry(**dict(row)), None
         recalled = _recalled.decode(kept["recalled"])
         texts = {r["id"]: r["text"] for r in await self.db.pool.fetch(_ITEM_TEXTS, tenant, [i.id for i in recalled])}
-        return LogEntry(**dict(row)), RequestMemory(
+        return LogEntry(**dict(row)), InjectedMemory(
             kept["block"], kept["thread_observations"], kept["recent_messages"],
             [msgspec.structs.replace(i, text=texts.get(i.id, "")) for i in recalled])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -17,6 +18,8 @@ _COLUMNS = ("created_at", "tenant", "key_id", "model", "provider", "status", "st
 _MEMORY_COLUMNS = ("request_id", "tenant", "created_at", "thread_ids", "block", "thread_observations",
                    "recent_messages", "recalled")
 
+
+log = logging.getLogger("memgate.store.usage")
 
 _RELATIVE = re.compile(r"(\d+)([mhd])")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days"}
@@ -162,6 +165,13 @@ ORDER BY groups.g, groups.requests DESC, groups.model, groups.provider, groups.k
 _TOTALS, _BY_MODEL, _BY_PROVIDER, _BY_KEY = 7, 3, 5, 6
 
 
+_FORGOTTEN_WHILE_BUFFERED = """
+DELETE FROM request_memory r USING thread_tombstones t
+WHERE r.request_id = ANY($1::text[]) AND t.tenant = r.tenant AND t.thread_id = ANY(r.thread_ids)
+  AND t.deleted_at >= r.created_at
+"""
+
+
 # A row's values the database or the driver cannot take: data, not an outage.
 _REFUSED = (asyncpg.DataError, OverflowError, ValueError, UnicodeEncodeError)
 
@@ -201,13 +211,6 @@ class UsageRepository:
                 raise UsageNotWritten(records[i:]) from exc
         return refused
 
-    async def _copy(self, records: list[UsageRecord]) -> None:
-        blocks = [row for row in (r.memory_row() for r in records) if row is not None]
-        async with self.db.pool.acquire() as conn, conn.transaction():
-            await conn.copy_records_to_table("usage_events", records=[r.row() for r in records], columns=_COLUMNS)
-            if blocks:
-                await conn.copy_records_to_table("request_memory", records=blocks, columns=_MEMORY_COLUMNS)
-
     async def prune_blocks(self, keep_days: int) -> int:
         """Delete the request log's memory blocks older than `keep_days`; returns how many."""
         done = await self.db.pool.execute(
@@ -236,3 +239,17 @@ class UsageRepository:
         totals = parts[_TOTALS][0] if parts[_TOTALS] else empty
         return UsageReport(since=since, until=until, tenant=tenant, totals=totals, by_model=parts[_BY_MODEL],
                            by_provider=parts[_BY_PROVIDER], by_key=parts[_BY_KEY])
+
+    async def _copy(self, records: list[UsageRecord]) -> None:
+        blocks = [row for row in (r.memory_row() for r in records) if row is not None]
+        try:
+            async with self.db.pool.acquire() as conn, conn.transaction():
+                await conn.copy_records_to_table("usage_events", records=[r.row() for r in records], columns=_COLUMNS)
+                if blocks:
+                    await conn.copy_records_to_table("request_memory", records=blocks, columns=_MEMORY_COLUMNS)
+                    # A thread deleted while its block waited in the edge's buffer: not kept.
+                    await conn.execute(_FORGOTTEN_WHILE_BUFFERED, [b[0] for b in blocks])
+        except asyncpg.UniqueViolationError:
+            # (a block's request id is written already: this batch committed before, and only
+            # the answer to it was lost; writing it again would count its usage twice)
+            log.info("usage: a batch written before was retried; not written again")

@@ -54,8 +54,8 @@ OBSERVER_BACKLOG = Gauge(
 
 
 def count_chat_request(provider: str, status: int, *, stream: bool, memory: bool, seconds: float) -> None:
-    """One chat request that reached a provider route, whatever its outcome (call once per
-    request, where its usage row is recorded). Latency is observed for answered ones only
+    """One chat request, whatever its outcome (call once per request, where its usage row is
+    recorded; `provider` "none" when it was refused before any provider was asked). Latency is observed for answered ones only
     (a quick 4xx would drag the percentiles down)."""
     stream_label = "true" if stream else "false"
     CHAT_REQUESTS.labels(provider, str(status), stream_label, "on" if memory else "off").inc()

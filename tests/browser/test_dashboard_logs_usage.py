@@ -161,6 +161,12 @@ def test_another_tenant_sees_none_of_it(gw: GatewayProcess, traffic: Traffic, br
     page.goto(f"{gw.url}/dashboard/usage?range=30d")
     assert page.inner_text("[data-testid=total-requests]") == "0"
     assert rows(gw, other_key, "30d") == []
+    with httpx.Client(base_url=gw.url, timeout=30) as http:  # odd input: a clear answer, never a 500
+        assert http.post("/dashboard/login", data={"api_key": other_key}).status_code == 303
+        assert http.get("/dashboard/logs/%00").status_code == 404
+        assert http.get("/dashboard/logs", params={"model": "a\x00b"}).status_code == 400
+        assert http.get("/dashboard/logs", params={"status": "²²²", "until": "9999-12-31"}).status_code == 400
+        assert http.get("/dashboard/usage", params={"range": "forever"}).status_code == 200  # (7 days)
     with httpx.Client(base_url=gw.url) as http:  # signed out: no data
         assert http.get("/dashboard/usage/export.csv").headers["location"].endswith("/dashboard/login")
         assert http.get("/dashboard/logs").headers["location"].endswith("/dashboard/login")

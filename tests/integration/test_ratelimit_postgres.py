@@ -97,7 +97,7 @@ async def test_recorded_usage_appears_in_the_report(replicas: tuple[Stores, Stor
     key_a, _ = await stores.keys.create(tenant_a, "app")
     key_b, _ = await stores.keys.create(tenant_b)
     started = datetime.now(UTC) - timedelta(seconds=1)
-    recorder = UsageRecorder(stores.usage, flush_interval=0.05)
+    recorder = UsageRecorder(stores.usage, block_days=30, flush_interval=0.05)
     await recorder.start()
 
     def record(key_id: str, tenant: str, model: str, status: int = 200, tokens: tuple[int, int] = (10, 5),

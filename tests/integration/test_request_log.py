@@ -45,3 +45,21 @@ async def test_blocks_are_read_per_tenant_pruned_and_forgotten_with_their_thread
     gone, kept = await log.entry(tenant, recalled.request_id), await log.entry(tenant, own.request_id)
     assert gone is not None and gone[1] is None  # it held something of t-old
     assert kept is not None and kept[1] is not None
+
+
+async def test_a_block_that_waited_past_its_threads_deletion_is_not_kept(stores: Stores) -> None:
+    tenant = f"log-{uuid.uuid4().hex[:6]}"
+    waited = _request(tenant, "t-mine", [RecalledItem("message", "m9", "t-gone", 0.3)])  # (made before the delete)
+    await stores.threads.create(tenant, "t-gone", "r", title=None, metadata={})
+    assert await stores.threads.delete(tenant, "t-gone")
+    assert await stores.usage.insert_many([waited]) == []
+    entry = await stores.request_log.entry(tenant, waited.request_id)
+    assert entry is not None and entry[1] is None  # its row is written, its block forgotten
+
+
+async def test_a_batch_retried_after_it_was_written_is_not_written_twice(stores: Stores) -> None:
+    tenant = f"log-{uuid.uuid4().hex[:6]}"
+    batch = [_request(tenant, "t-1", []), _request(tenant, "t-1", [])]
+    assert await stores.usage.insert_many(batch) == []
+    assert await stores.usage.insert_many(batch) == []  # (as after a commit whose answer was lost)
+    assert len(await stores.request_log.page(tenant, LogFilter(since=datetime.now(UTC) - timedelta(days=1)))) == 2

@@ -9,7 +9,7 @@ batch wrote before the connection failed are not written twice. A row refused as
 never retried.
 Each row is priced as its batch is written (`memgate_providers.prices`), off the request.
 `stop()` writes what is left. Once an hour the request log's memory blocks older than
-`block_days` are pruned.
+`block_days` are pruned; beyond `max_blocks` rows waiting, new rows wait without their block.
 """
 
 from __future__ import annotations
@@ -47,10 +47,11 @@ class UsageSink(Protocol):
 
 
 class UsageRecorder:
-    def __init__(self, sink: UsageSink, *, flush_interval: float = 1.0, batch_size: int = 500,
-                 max_buffer: int = 100_000, block_days: int = 30) -> None:
+    def __init__(self, sink: UsageSink, *, block_days: int, flush_interval: float = 1.0, batch_size: int = 500,
+                 max_buffer: int = 100_000, max_blocks: int = 5_000) -> None:
         self.sink = sink
         self.block_days = block_days
+        self.max_blocks = max_blocks  # rows waiting with their memory block (a block is ~4 bytes a token)
         self._pruned_at = 0.0
         self.flush_interval = flush_interval
         self.batch_size = batch_size
@@ -65,6 +66,9 @@ class UsageRecorder:
         count_usage(record.provider, record.input_tokens, record.output_tokens, record.memory_tokens or 0)
         if len(self._buffer) == self._buffer.maxlen:
             USAGE_ROWS.labels("dropped").inc()  # the oldest row makes room
+        if record.injected is not None and len(self._buffer) >= self.max_blocks:
+            # Postgres away for long: the rows still wait, their blocks (kilobytes each) do not.
+            record = msgspec.structs.replace(record, injected=None)
         self._buffer.append(record)
         if len(self._buffer) >= self.batch_size:
             self._wake.set()

@@ -258,6 +258,7 @@ def test_promtool_alerts_fire_when_they_should(tmp_path: Path) -> None:
                 {"eval_time": "25m", "alertname": "MemgateObserverStalled",
                  "exp_alerts": [{"exp_labels": {"severity": "critical"}}]},
                 {"eval_time": "25m", "alertname": "MemgateObserverBacklogGrowing", "exp_alerts": []},
+                {"eval_time": "25m", "alertname": "MemgateNoObserverReporting", "exp_alerts": []},
                 {"eval_time": "25m", "alertname": "MemgateEngineRestarting", "exp_alerts": []},
             ],
         }],

@@ -41,6 +41,8 @@ def test_money_shows_what_a_request_costs() -> None:
 @pytest.mark.parametrize(("field", "value", "says"), [
     ("since", "31/12/2026", "From must be a date"), ("until", "tomorrow", "To must be a date"),
     ("status", "bad", "Status must be ok, error or a status code"), ("status", "4290", "Status must be"),
+    ("status", "²²²", "Status must be"), ("until", "9999-12-31", "between the years"),
+    ("model", "fake/\x00", "Model must be at most 256 printable"), ("thread", "t" * 300, "Thread must be"),
 ])
 def test_a_bad_log_filter_says_which_field(field: str, value: str, says: str) -> None:
     given = {"since": None, "until": None, "status": None, "model": None, "thread": None, field: value}
@@ -52,3 +54,5 @@ def test_the_log_filter_takes_whole_days() -> None:
     where = log_filter("2026-12-01", "2026-12-02", "error", "", "t1")
     assert where.since == datetime(2026, 12, 1, tzinfo=UTC) and where.until == datetime(2026, 12, 3, tzinfo=UTC)
     assert (where.status, where.model, where.thread_id) == ("error", None, "t1")
+    only_to = log_filter(None, "2026-11-20", None, None, None)  # the week up to it
+    assert (only_to.since, only_to.until) == (datetime(2026, 11, 14, tzinfo=UTC), datetime(2026, 11, 21, tzinfo=UTC))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
+
 from memgate_edge.usage import UsageRecord, UsageRecorder
-from memgate_store.usage import UsageNotWritten
+from memgate_store.usage import InjectedMemory, UsageNotWritten
 
 
 def _record(n: int = 0) -> UsageRecord:
@@ -32,14 +34,14 @@ class Sink:
 
 async def test_record_only_buffers() -> None:
     sink = Sink()
-    recorder = UsageRecorder(sink)
+    recorder = UsageRecorder(sink, block_days=30)
     recorder.record(_record())
     assert recorder.pending == 1 and sink.batches == []  # nothing is written until the task runs
 
 
 async def test_flushes_on_the_interval_and_on_stop() -> None:
     sink = Sink()
-    recorder = UsageRecorder(sink, flush_interval=0.05)
+    recorder = UsageRecorder(sink, block_days=30, flush_interval=0.05)
     await recorder.start()
     recorder.record(_record(1))
     await asyncio.sleep(0.2)
@@ -52,7 +54,7 @@ async def test_flushes_on_the_interval_and_on_stop() -> None:
 
 async def test_a_full_batch_is_written_at_once_in_batches() -> None:
     sink = Sink()
-    recorder = UsageRecorder(sink, flush_interval=60, batch_size=10)
+    recorder = UsageRecorder(sink, block_days=30, flush_interval=60, batch_size=10)
     await recorder.start()
     for n in range(25):
         recorder.record(_record(n))
@@ -64,7 +66,7 @@ async def test_a_full_batch_is_written_at_once_in_batches() -> None:
 async def test_rows_survive_a_database_outage() -> None:
     sink = Sink()
     sink.fail = True
-    recorder = UsageRecorder(sink, flush_interval=0.02)
+    recorder = UsageRecorder(sink, block_days=30, flush_interval=0.02)
     await recorder.start()
     for n in range(3):
         recorder.record(_record(n))
@@ -78,7 +80,7 @@ async def test_rows_survive_a_database_outage() -> None:
 
 async def test_buffer_is_bounded() -> None:
     sink = Sink()
-    recorder = UsageRecorder(sink, max_buffer=5, batch_size=100)
+    recorder = UsageRecorder(sink, block_days=30, max_buffer=5, batch_size=100)
     for n in range(8):
         recorder.record(_record(n))
     assert recorder.pending == 5
@@ -97,9 +99,18 @@ async def test_rows_a_batch_wrote_before_an_outage_are_not_written_twice() -> No
 
     sink = HalfSink()
     sink.fail = True
-    recorder = UsageRecorder(sink, flush_interval=60)
+    recorder = UsageRecorder(sink, block_days=30, flush_interval=60)
     for n in range(5):
         recorder.record(_record(n))
     assert await recorder.flush() == 2 and recorder.pending == 3
     assert await recorder.flush() == 3
     assert [r.input_tokens for b in sink.batches for r in b] == [0, 1, 2, 3, 4]
+
+
+async def test_beyond_max_blocks_rows_wait_without_their_memory_block() -> None:
+    recorder = UsageRecorder(Sink(), block_days=30, flush_interval=60, max_blocks=2)
+    block = InjectedMemory("<memgate_memory>…</memgate_memory>", 1, 1, [])
+    for n in range(4):
+        recorder.record(msgspec.structs.replace(_record(n), injected=block))
+    assert [r.injected is not None for r in recorder._buffer] == [True, True, False, False]
+    assert [r.input_tokens for r in recorder._buffer] == [0, 1, 2, 3]  # (the rows all wait)

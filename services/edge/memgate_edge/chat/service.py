@@ -12,25 +12,22 @@ from litestar import Response
 from litestar.response import Stream
 from opentelemetry import trace
 
-from memgate_core.context import ContextBlock, ContextLookup
+from memgate_core.context import ContextLookup
 from memgate_core.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout
-from memgate_core.events import Usage
-from memgate_core.ids import new_id
 from memgate_edge.auth import Principal
 from memgate_edge.bindings import ThreadBindings
+from memgate_edge.chat.account import CLIENT_CLOSED, RequestAccount
 from memgate_edge.chat.api import CHAT_COMPLETIONS, Api
 from memgate_edge.chat.exchange import ExchangeRecorder, PendingExchange
-from memgate_edge.chat.request import ChatRequest, MemoryScope, client_fingerprints, latest_user_text
+from memgate_edge.chat.request import client_fingerprints, latest_user_text
 from memgate_edge.chat.streaming import relay
 from memgate_edge.context_client import ContextClient, ContextResult
-from memgate_edge.usage import UsageRecord, UsageRecorder
+from memgate_edge.usage import UsageRecorder
 from memgate_providers import ProviderClient, http
-from memgate_providers.registry import Route
+from memgate_store import unreachable
 from memgate_store.provider_keys import ProviderKeyRepository
 from memgate_store.tenant_settings import TenantSettingsRepository
-from memgate_store.usage import InjectedMemory, RecalledItem
 from memgate_telemetry import genai
-from memgate_telemetry.metrics import count_chat_request
 
 tracer = trace.get_tracer("memgate.edge")
 
@@ -39,8 +36,8 @@ class ChatService:
     def __init__(
         self, providers: ProviderClient, bindings: ThreadBindings, contexts: ContextClient,
         recorder: ExchangeRecorder, usage: UsageRecorder, tenant_settings: TenantSettingsRepository,
-        provider_keys: ProviderKeyRepository, *, budget_tokens: int, related_budget_tokens: int | None = None,
-        keep_blocks: bool = True,
+        provider_keys: ProviderKeyRepository, *, budget_tokens: int, related_budget_tokens: int | None,
+        keep_blocks: bool,
     ) -> None:
         self.providers = providers
         self.usage = usage
@@ -63,11 +60,15 @@ class ChatService:
             with trace.use_span(span, end_on_exit=False, record_exception=True, set_status_on_exception=True):
                 response = await self._complete(raw, headers, principal, api, span, account)
         except GatewayError as exc:
-            if not account.recorded:  # refused before a provider was asked (bad input, a thread's resource...)
-                account.record(None, exc.status, None)
+            # (refused before a provider was asked — bad input, a thread of another resource —
+            # or after it answered: the exchange could not be stored)
+            account.record(None, exc.status, None)
+            exc.headers.setdefault("x-request-id", account.request_id)
             span.end()
             raise
-        except BaseException:
+        except BaseException as exc:  # (what the error handler will answer: a 503 for an outage, else a 500)
+            status = CLIENT_CLOSED if isinstance(exc, asyncio.CancelledError) else 503 if unreachable(exc) else 500
+            account.record(None, status, None)
             span.end()
             raise
         if not isinstance(response, Stream):
@@ -85,7 +86,7 @@ class ChatService:
         genai.set_request(span, operation=genai.CHAT, provider=route.provider, model=route.model)
         # The caller's own provider key, else the one its tenant saved (BYOK either way).
         provider_key = principal.provider_key or (await self.provider_keys.for_tenant(principal.tenant)).get(route.provider)
-        account.byok = provider_key is not None
+        account.route, account.keyed_provider = route, route.provider if provider_key else None
         if not provider_key and not registry.is_configured(request.model):
             provider = registry.providers[route.provider]
             raise InvalidRequest(
@@ -123,6 +124,7 @@ class ChatService:
             genai.set_error(span, str(exc.status))
             account.record(route, exc.status, None)
             raise
+        account.route = answered
         try:
             span.set_attribute("memgate.provider", answered.provider)
             span.set_attribute(genai.MEMGATE_ROUTE, answered.name)
@@ -153,80 +155,14 @@ class ChatService:
             await upstream.aclose()
         answer = api.answer(raw_answer, request, native=native,
                             media_type=upstream.headers.get("content-type", "application/json"))
-        if pending is not None:
-            await self.recorder.finish(pending, answer.text, answer.usage)
+        try:
+            if pending is not None:
+                await self.recorder.finish(pending, answer.text, answer.usage)
+        except GatewayError as exc:  # (answered, but not stored: the client gets the error, the row the tokens)
+            account.record(answered, exc.status, answer.usage)
+            raise
         account.record(answered, 200, answer.usage)
         return Response(answer.body, media_type=answer.media_type, headers=headers)
-
-
-class RequestAccount:
-    """One chat request's row in the usage table and the request log, filled in as the
-    request goes and written (buffered: `UsageRecorder`) once, by `record()`, whatever the
-    outcome: answered, failed upstream, or refused before any provider was asked."""
-
-    def __init__(self, usage: UsageRecorder, principal: Principal, span: trace.Span, *, keep_block: bool) -> None:
-        self.usage = usage
-        self.principal = principal
-        self.span = span
-        self.keep_block = keep_block
-        self.started = time.perf_counter()
-        self.request_id = new_id("req")
-        self.request: ChatRequest | None = None  # once parsed
-        self.byok = False  # the caller's own provider key, or its tenant's
-        self.memory: ContextResult | None = None  # the memory lookup's, once done
-        self.recorded = False
-
-    def record(self, route: Route | None, status: int, usage: Usage | None, first_byte_at: float | None = None) -> None:
-        """`route`: the one that answered (or failed); None when no provider was asked."""
-        if self.recorded:
-            return
-        self.recorded = True
-        request, now = self.request, time.perf_counter()
-        provider = route.provider if route else ""
-        stream, scope = (request.stream, request.memory) if request else (False, None)
-        self.usage.record(UsageRecord(
-            tenant=self.principal.tenant, key_id=self.principal.key_id, model=request.model if request else "",
-            provider=provider, status=status, stream=stream, memory=scope is not None,
-            input_tokens=usage.prompt_tokens if usage else 0, output_tokens=usage.completion_tokens if usage else 0,
-            latency_ms=(now - self.started) * 1000, route_model=route.model if route else "", byok=self.byok,
-            request_id=self.request_id, trace_id=trace_id(self.span),
-            ttft_ms=(first_byte_at - self.started) * 1000 if first_byte_at is not None else None,
-            **request_memory(scope, self.memory, keep_block=self.keep_block),
-        ))
-        count_chat_request(provider or "none", status, stream=stream, memory=scope is not None, seconds=now - self.started)
-        if usage is not None:
-            genai.set_usage(self.span, usage.prompt_tokens, usage.completion_tokens)
-
-
-def trace_id(span: trace.Span) -> str | None:
-    """The request's trace id (None when no tracing is set up)."""
-    context = span.get_span_context()
-    return f"{context.trace_id:032x}" if context.is_valid else None
-
-
-def request_memory(memory: MemoryScope | None, result: ContextResult | None, *,
-                   keep_block: bool) -> dict[str, Any]:
-    """The request log's memory fields of one request: its thread, what it was given, and why."""
-    if memory is None:
-        return {}
-    fields: dict[str, Any] = {"thread_id": memory.thread_id, "resource_id": memory.resource_id}
-    if result is None:  # (failed before its lookup)
-        return fields
-    block = result.block
-    fields.update(lookup_ms=round(result.elapsed_ms, 3), memory_tokens=block.tokens if block else 0,
-                  memory_degraded=None if block else result.degraded_reason or "unknown")
-    if block is not None and block.text and keep_block:
-        fields["injected"] = injected_memory(block, memory.thread_id)
-    return fields
-
-
-def injected_memory(block: ContextBlock, thread_id: str) -> InjectedMemory:
-    """The block with the reason each item is in it: the thread's own (counted), and what
-    recall added, from which thread with what score (one by one)."""
-    return InjectedMemory(block.text, len(block.thread_observations), len(block.recent_messages), [
-        *(RecalledItem("observation", o.id, o.thread_id, o.score) for o in block.related_observations),
-        *(RecalledItem("message", m.id, m.thread_id or thread_id, m.score) for m in block.recalled_messages),
-    ])
 
 
 def _trace_memory(span: trace.Span, result: ContextResult, state: str) -> None:

@@ -255,7 +255,7 @@ class SettingsPages(DashboardPages):
 
     @post("/provider-keys/{provider:str}/remove", status_code=303, guards=[same_origin])
     async def remove_provider_key(self, request: Requested, deps: EdgeDeps, tenant: str, provider: str) -> Template | Redirect:
-        if not await deps.stores.provider_keys.remove(tenant, provider):
+        if provider not in self._providers(deps) or not await deps.stores.provider_keys.remove(tenant, provider):
             return await self._settings(request, deps, tenant, status=404,
                                         errors={"provider_keys": "There is no saved key for that provider."})
         return Redirect("/dashboard/settings?saved=provider-key-removed", status_code=303)
@@ -270,6 +270,8 @@ class SettingsPages(DashboardPages):
     @staticmethod
     async def _own_key(deps: EdgeDeps, tenant: str, key_id: str) -> ApiKey | None:
         """The tenant's key with this id; None for another tenant's, as for none."""
+        if "\x00" in key_id:  # (no id holds one, and Postgres text cannot)
+            return None
         key = await deps.stores.keys.get(key_id)
         return key if key is not None and key.tenant == tenant else None
 
