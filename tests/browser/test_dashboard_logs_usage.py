@@ -59,7 +59,11 @@ def traffic(gw: GatewayProcess, fake_provider: FakeProvider) -> Traffic:
         messages=[{"role": "user", "content": "I moved to Lisbon last spring and I adore the tram 28 rides."}])
     t.usages.append(first.parse().usage.model_dump())
     wait_for(lambda: observations(gw, t.first_thread), timeout=20)
-    # Another thread of the same resource: recall brings the first thread's memory.
+    # Another thread of the same resource: its own recent messages, and recall brings the first thread's memory.
+    opening = client.chat.completions.create(
+        model="openai/gpt-4o-mini", extra_headers={"x-thread-id": t.second_thread, "x-resource-id": t.resource},
+        messages=[{"role": "user", "content": "I am planning a weekend trip with my sister."}])
+    t.usages.append(opening.usage.model_dump())
     second = client.chat.completions.with_raw_response.create(
         model="openai/gpt-4o-mini", extra_headers={"x-thread-id": t.second_thread, "x-resource-id": t.resource},
         messages=[{"role": "user", "content": "Which tram rides in Lisbon did I say I adore?"}])
@@ -75,7 +79,7 @@ def traffic(gw: GatewayProcess, fake_provider: FakeProvider) -> Traffic:
     with pytest.raises(openai.NotFoundError):  # refused before any provider is asked: a row all the same
         client.chat.completions.create(model="fake/gpt-test", messages=[{"role": "user", "content": "hi"}],
                                        extra_headers={"x-thread-id": t.first_thread, "x-resource-id": "elsewhere"})
-    wait_for(lambda: sum(int(r["requests"]) for r in rows(gw, gw.api_key)) >= 5, timeout=15)  # (usage is written in batches)
+    wait_for(lambda: sum(int(r["requests"]) for r in rows(gw, gw.api_key)) >= 6, timeout=15)  # (usage is written in batches)
     return t
 
 
@@ -94,9 +98,9 @@ def test_every_request_is_a_row_and_opens_its_memory(gw: GatewayProcess, traffic
     page.click("nav >> text=Logs")
     page.wait_for_url("**/dashboard/logs")
     log = page.locator("[data-testid=log-row]")
-    assert log.count() == 5
+    assert log.count() == 6
     statuses = page.locator("[data-testid=log-status]").all_inner_texts()
-    assert [s.split()[0] for s in statuses] == ["404", "429", "200", "200", "200"]  # newest first
+    assert [s.split()[0] for s in statuses] == ["404", "429", "200", "200", "200", "200"]  # newest first
     assert "stream" in statuses[2]
     shot(page, "logs")
 
@@ -107,7 +111,7 @@ def test_every_request_is_a_row_and_opens_its_memory(gw: GatewayProcess, traffic
     page.click("input[value=Filter]")
     assert page.locator("[data-testid=log-row]").count() == 2
     page.goto(f"{gw.url}/dashboard/logs?thread={traffic.second_thread}")
-    assert page.locator("[data-testid=log-row]").count() == 1
+    assert page.locator("[data-testid=log-row]").count() == 2
     page.goto(f"{gw.url}/dashboard/logs?since=not-a-date")
     assert "must be a date" in page.inner_text("[role=alert]")
 
@@ -116,12 +120,13 @@ def test_every_request_is_a_row_and_opens_its_memory(gw: GatewayProcess, traffic
     page.locator("[data-testid=log-row] a").first.click()
     page.wait_for_url(f"**/dashboard/logs/{traffic.recalled_request}")
     assert "Lisbon" in page.inner_text("[data-testid=memory-block]")
+    assert "2 messages" in page.inner_text("[data-testid=memory-own]")  # (the thread's own opening exchange)
     recalled = page.locator("[data-testid=memory-item]", has_text="Lisbon")
     assert recalled.count() >= 1
     why = recalled.first.inner_text()
     assert "recalled message" in why and traffic.first_thread in why and "another thread" in why
     assert page.locator("[data-testid=trace-id]").inner_text().strip().isalnum()  # (the gateway traces to a file)
-    cost = traffic.usages[1]["prompt_tokens"] * IN_PRICE + traffic.usages[1]["completion_tokens"] * OUT_PRICE
+    cost = traffic.usages[2]["prompt_tokens"] * IN_PRICE + traffic.usages[2]["completion_tokens"] * OUT_PRICE
     assert page.inner_text("[data-testid=entry-cost]").startswith(f"${cost:.6f}")
     shot(page, "log-entry")
 
@@ -129,7 +134,7 @@ def test_every_request_is_a_row_and_opens_its_memory(gw: GatewayProcess, traffic
 def test_usage_per_day_as_charts_tables_and_csv(gw: GatewayProcess, traffic: Traffic, browser: Any, shot: Any) -> None:
     page = sign_in(browser, gw, gw.api_key)
     page.goto(f"{gw.url}/dashboard/usage?range=today")
-    assert page.inner_text("[data-testid=total-requests]") == "5"
+    assert page.inner_text("[data-testid=total-requests]") == "6"
     charts = page.locator("[data-testid=chart] svg")
     assert charts.count() == 4
     for i in range(4):  # drawn: bars with a size, not just an empty frame
@@ -143,10 +148,10 @@ def test_usage_per_day_as_charts_tables_and_csv(gw: GatewayProcess, traffic: Tra
     assert memory > 0  # the recalled block's tokens, shown apart
     shot(page, "usage")
     page.click("text=30 days")
-    assert page.url.endswith("range=30d") and page.inner_text("[data-testid=total-requests]") == "5"
+    assert page.url.endswith("range=30d") and page.inner_text("[data-testid=total-requests]") == "6"
 
     exported = rows(gw, gw.api_key)
-    assert sum(int(r["requests"]) for r in exported) == 5
+    assert sum(int(r["requests"]) for r in exported) == 6
     assert sum(int(r["memory_tokens"]) for r in exported) == memory
     assert abs(sum(float(r["cost_usd"]) for r in exported) - hand) < 1e-9
 
