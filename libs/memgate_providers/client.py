@@ -180,10 +180,6 @@ class ProviderClient:
             output_tokens=_int_or_none(usage.get("completion_tokens")),
         )
 
-    async def complete_text(self, model: str, messages: list[dict[str, Any]], **params: Any) -> str:
-        """`complete`'s text only."""
-        return (await self.complete(model, messages, **params)).text
-
     async def embed(self, model: str, texts: list[str]) -> list[list[float]]:
         """Embeddings from a provider's /embeddings endpoint (OpenAI format), in input order.
 

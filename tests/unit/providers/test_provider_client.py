@@ -165,13 +165,13 @@ async def test_slow_provider_is_504(fake: FakeProvider, client: ProviderClient) 
     assert info.value.code == "upstream_timeout"
 
 
-async def test_complete_text_routes_and_strips_the_prefix(fake: FakeProvider) -> None:
+async def test_complete_routes_and_strips_the_prefix(fake: FakeProvider) -> None:
     registry = ProviderRegistry.from_env(
         {"MEMGATE_PROVIDER_FAKE_BASE_URL": fake.base_url, "MEMGATE_PROVIDER_FAKE_API_KEY": "sk-f"}
     )
     client = ProviderClient(registry, timeouts=Timeouts(connect=1.0, first_byte=2.0))
     try:
-        text = await client.complete_text("fake/fake-model", [{"role": "user", "content": "hi there"}], temperature=0)
+        text = (await client.complete("fake/fake-model", [{"role": "user", "content": "hi there"}], temperature=0)).text
     finally:
         await client.close()
     assert text == "fake answer to: hi there"

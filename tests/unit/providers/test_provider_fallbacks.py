@@ -281,21 +281,21 @@ async def test_unconfigured_primary_is_skipped_for_a_configured_fallback(
               "aliases": {"fast": "one/model-a"}, "fallbacks": {"fast": ["two/model-b"]}}
     client = make_client(env, config)
     try:
-        text = await client.complete_text("fast", [{"role": "user", "content": "hi"}], temperature=0)
+        text = (await client.complete("fast", [{"role": "user", "content": "hi"}], temperature=0)).text
     finally:
         await client.close()
     assert text == "fake answer to: hi"
     assert primary.requests == [] and backup.requests[-1]["body"]["temperature"] == 0
 
 
-# ------------------------------------------------------------------ complete_text, open, models
+# ------------------------------------------------------------------ complete, open, models
 
 
-async def test_complete_text_uses_aliases_and_fallbacks(
+async def test_complete_uses_aliases_and_fallbacks(
     client: ProviderClient, primary: FakeProvider, backup: FakeProvider
 ) -> None:
     primary.set_behavior(fail_status=500)
-    assert await client.complete_text("fast", [{"role": "user", "content": "hey"}]) == "fake answer to: hey"
+    assert (await client.complete("fast", [{"role": "user", "content": "hey"}])).text == "fake answer to: hey"
     assert backup.requests[-1]["body"]["model"] == "model-b"
 
 
