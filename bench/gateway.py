@@ -7,6 +7,10 @@ fourth row asks a question about another such thread's past ("recall").
 
 For each: p50/p99 latency at a fixed moderate rate (open loop), streaming time to first
 byte at the same rate, and throughput at saturation (wrk). Added = via memgate - direct.
+The fixed-rate and saturation runs are repeated (--repeat, in turn with the other
+gateway's) and the tables show the medians: on a small shared machine one run's p99 moves
+by milliseconds, and one saturation figure by 10-15%, from run to run. Each run's figures
+are printed too.
 Saturation with memory on is measured twice: every request on the one hot thread (its
 turns serialise on the thread's row and view), and spread over --threads conversations
 that each hold the same history (what many users at once look like).
@@ -25,6 +29,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -100,8 +105,8 @@ class Measured:
     name: str
     gateway: GatewayProcess
     cold_s: float
-    rows: dict[str, tuple[Latencies, Latencies, float]] = field(default_factory=dict)
-    spread_rps: float = float("nan")
+    rows: dict[str, Row] = field(default_factory=dict)
+    spread_rps: list[float] = field(default_factory=list)
     accounting: str = ""
 
 
@@ -149,17 +154,53 @@ def _cpu_seconds(processes: list[psutil.Process]) -> dict[int, float]:
     return seconds
 
 
-def measure_row(url: str, headers: dict[str, str], body: dict, args: argparse.Namespace) -> tuple[Latencies, Latencies, float]:
-    asyncio.run(fixed_rate(url, headers, body, rate=args.rate, seconds=2))  # warm up
-    plain = asyncio.run(fixed_rate(url, headers, body, rate=args.rate, seconds=args.seconds))
-    ttfb = asyncio.run(fixed_rate(url, headers, body, rate=args.rate, seconds=args.seconds, stream=True))
-    return plain, ttfb, saturation(url, headers, body, seconds=args.saturation_seconds)
+@dataclass
+class Row:
+    """One path's figures on one gateway: each repetition's fixed-rate latencies and
+    requests per second at saturation, and the streamed time to first byte."""
+
+    plain: list[Latencies] = field(default_factory=list)
+    rps: list[float] = field(default_factory=list)
+    ttfb: Latencies | None = None
+
+    def pct(self, p: float) -> float:
+        """The median over the repetitions of their p-th percentile."""
+        return statistics.median(run.pct(p) for run in self.plain)
+
+    @property
+    def errors(self) -> int:
+        return sum(run.errors for run in self.plain) + (self.ttfb.errors if self.ttfb else 0)
+
+
+def fixed(url: str, headers: dict[str, str], body: dict, args: argparse.Namespace, *,
+          stream: bool = False) -> Latencies:
+    return asyncio.run(fixed_rate(url, headers, body, rate=args.rate, seconds=args.seconds, stream=stream))
+
+
+def measure_paths(targets: list[tuple[Row, str, GatewayProcess | None]], headers: dict[str, str], body: dict,
+                  args: argparse.Namespace) -> None:
+    """One path on each target (a gateway, or the provider direct): the fixed-rate and
+    saturation runs --repeat times, the targets in turn each time, then streaming."""
+    for _, url, _ in targets:
+        asyncio.run(fixed_rate(url, headers, body, rate=args.rate, seconds=2))  # warm up
+    for _ in range(args.repeat):
+        for row, url, gateway in targets:
+            row.plain.append(fixed(url, headers, body, args))
+            row.rps.append(saturation(url, headers, body, seconds=args.saturation_seconds))
+            if gateway is not None:
+                settle(gateway)
+    for row, url, gateway in targets:
+        row.ttfb = fixed(url, headers, body, args, stream=True)
+        if gateway is not None:
+            settle(gateway)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="fixed-rate and saturation runs per path and gateway (the medians are shown)")
     parser.add_argument("--history", type=int, default=150, help="prior turns (2 messages each) on the memory thread")
     parser.add_argument("--saturation-seconds", type=int, default=10)
     parser.add_argument("--threads", type=int, default=16, help="conversations for the spread saturation run")
@@ -178,58 +219,67 @@ def main() -> None:
             for run in runs:
                 seed(run.gateway, [memory, *spread], args.history)
                 settle(run.gateway)
-            direct = measure_row(f"{provider.base_url}/chat/completions", {"Authorization": "Bearer bench"}, BODY, args)
+            direct = Row()
+            measure_paths([(direct, f"{provider.base_url}/chat/completions", None)],
+                          {"Authorization": "Bearer bench"}, BODY, args)
             paths = {
                 "memory off": (auth, BODY),
                 "memory on": (memory, BODY),
                 # (on a thread of its own: the memory-on runs above grew bench-thread by thousands of exchanges)
                 "recall": (spread[0], RECALL_BODY),
             }
-            for name, (headers, body) in paths.items():
-                for run in runs:  # row by row, in turn: drift on a busy machine hits both alike
-                    run.rows[name] = measure_row(f"{run.gateway.base_url}/chat/completions", headers, body, args)
+            for name, (headers, body) in paths.items():  # row by row, in turn: drift on a busy machine hits both alike
+                targets = [(run.rows.setdefault(name, Row()), f"{run.gateway.base_url}/chat/completions", run.gateway)
+                           for run in runs]
+                measure_paths(targets, headers, body, args)
+            for _ in range(args.repeat):
+                for run in runs:
                     settle(run.gateway)
+                    run.spread_rps.append(saturation(f"{run.gateway.base_url}/chat/completions", spread, BODY,
+                                                     seconds=args.saturation_seconds))
             for run in runs:
-                settle(run.gateway)
-                run.spread_rps = saturation(f"{run.gateway.base_url}/chat/completions", spread, BODY,
-                                            seconds=args.saturation_seconds)
                 run.accounting = recorded(run.gateway, [h["x-thread-id"] for h in (memory, *spread)])
         finally:
             for run in runs:
                 run.gateway.stop()
 
-    print(f"\nhistory {args.history} turns; fixed rate {args.rate:.0f} req/s for {args.seconds:.0f} s per path; "
-          "saturation with wrk, 32 connections")
+    print(f"\nhistory {args.history} turns; fixed rate {args.rate:.0f} req/s for {args.seconds:.0f} s per path, "
+          f"and saturation with wrk (32 connections), each {args.repeat} times: the tables show medians")
     for run in runs:
         report(run, direct, args)
     if len(runs) == 2:
         compare(*runs)
 
 
-def report(run: Measured, direct: tuple[Latencies, Latencies, float], args: argparse.Namespace) -> None:
+def report(run: Measured, direct: Row, args: argparse.Namespace) -> None:
     source = "this checkout" if run.name == "this" else f"baseline {args.baseline}"
     print(f"\n== {source}: memgate up ready {run.cold_s:.2f} s after start (new data dir)\n")
     print(f"{'path':<12}{'p50 ms':>9}{'p99 ms':>9}{'+p50':>8}{'+p99':>8}{'ttfb p50':>10}{'ttfb p99':>10}"
-          f"{'+ttfb50':>9}{'req/s':>9}{'errors':>8}")
-    base_plain, base_ttfb, _ = direct
-    for name, (plain, ttfb, rps) in {"direct": direct, **run.rows}.items():
-        print(f"{name:<12}{plain.pct(50):>9.2f}{plain.pct(99):>9.2f}"
-              f"{plain.pct(50) - base_plain.pct(50):>8.2f}{plain.pct(99) - base_plain.pct(99):>8.2f}"
-              f"{ttfb.pct(50):>10.2f}{ttfb.pct(99):>10.2f}{ttfb.pct(50) - base_ttfb.pct(50):>9.2f}"
-              f"{rps:>9.0f}{plain.errors + ttfb.errors:>8}")
+          f"{'+ttfb50':>9}{'req/s':>9}{'errors':>8}   p50/p99 of each run")
+    assert direct.ttfb is not None
+    for name, row in {"direct": direct, **run.rows}.items():
+        assert row.ttfb is not None
+        each = "  ".join(f"{r.pct(50):.2f}/{r.pct(99):.2f}" for r in row.plain)
+        print(f"{name:<12}{row.pct(50):>9.2f}{row.pct(99):>9.2f}"
+              f"{row.pct(50) - direct.pct(50):>8.2f}{row.pct(99) - direct.pct(99):>8.2f}"
+              f"{row.ttfb.pct(50):>10.2f}{row.ttfb.pct(99):>10.2f}{row.ttfb.pct(50) - direct.ttfb.pct(50):>9.2f}"
+              f"{statistics.median(row.rps):>9.0f}{row.errors:>8}   {each}")
     print(f"recall: memory on, asking about the past of a thread of {args.history} turns (recall runs; the "
           "query's embedding is cached)")
-    print(f"memory on, spread over {args.threads} threads of {args.history} turns each: {run.spread_rps:.0f} req/s "
-          f"at saturation (the table's memory-on row: every request on one thread)")
+    print(f"memory on, spread over {args.threads} threads of {args.history} turns each: "
+          f"{statistics.median(run.spread_rps):.0f} req/s at saturation (the table's memory-on row: every request "
+          "on one thread)")
     print(run.accounting)
 
 
 def compare(this: Measured, baseline: Measured) -> None:
-    print("\n== this checkout / baseline, saturation (req/s)")
-    pairs = {name: (this.rows[name][2], baseline.rows[name][2]) for name in this.rows}
+    print("\n== this checkout / baseline, saturation (req/s, medians; then each run's, in the order run)")
+    pairs = {name: (this.rows[name].rps, baseline.rows[name].rps) for name in this.rows}
     pairs["memory on, spread"] = (this.spread_rps, baseline.spread_rps)
     for name, (ours, theirs) in pairs.items():
-        print(f"{name:<20}{ours:>9.0f}{theirs:>9.0f}{ours / theirs:>8.0%}")
+        ours_median, theirs_median = statistics.median(ours), statistics.median(theirs)
+        each = "  ".join(f"{a:.0f}/{b:.0f}" for a, b in zip(ours, theirs, strict=True))
+        print(f"{name:<20}{ours_median:>9.0f}{theirs_median:>9.0f}{ours_median / theirs_median:>8.0%}   {each}")
 
 
 if __name__ == "__main__":
