@@ -10,7 +10,9 @@ byte at the same rate, and throughput at saturation (wrk). Added = via memgate -
 The fixed-rate and saturation runs are repeated (--repeat, in turn with the other
 gateway's) and the tables show the medians: on a small shared machine one run's p99 moves
 by milliseconds, and one saturation figure by 10-15%, from run to run. Each run's figures
-are printed too.
+are printed too. After each saturation run its gateway, Postgres included, is left to finish
+the work it put off (the comparison prints how long that took) before anything else runs: a
+backlog clearing beside the other gateway's run would be counted against that one.
 Saturation with memory on is measured twice: every request on the one hot thread (its
 turns serialise on the thread's row and view), and spread over --threads conversations
 that each hold the same history (what many users at once look like).
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -98,18 +101,6 @@ def recorded(gateway: GatewayProcess, threads: list[str], timeout: float = 120.0
             time.sleep(0.5)
 
 
-@dataclass
-class Measured:
-    """One gateway's figures: a row per path (fixed rate, streamed, saturation)."""
-
-    name: str
-    gateway: GatewayProcess
-    cold_s: float
-    rows: dict[str, Row] = field(default_factory=dict)
-    spread_rps: list[float] = field(default_factory=list)
-    accounting: str = ""
-
-
 def source_path(checkout: Path) -> str:
     """PYTHONPATH that runs a checkout's memgate instead of this one's (its own packages first)."""
     return os.pathsep.join(str(checkout / part) for part in
@@ -129,18 +120,34 @@ def start(tmp: Path, name: str, provider_url: str, checkout: Path | None) -> Mea
     return Measured(name, gateway, time.perf_counter() - started)
 
 
-def settle(gateway: GatewayProcess, *, quiet: float = 0.05, timeout: float = 120.0) -> None:
+def settle(gateway: GatewayProcess, *, quiet: float = 0.05, timeout: float = 120.0) -> float:
     """Wait until the gateway and its engines are idle (its observer has caught up), so the
-    next measurement, of this gateway or the other, does not share the CPU with its backlog."""
-    processes = [psutil.Process(gateway.proc.pid)] if gateway.proc else []
-    processes += processes[0].children(recursive=True) if processes else []
-    deadline = time.monotonic() + timeout
+    next measurement, of this gateway or the other, does not share the CPU with its backlog.
+    Returns the seconds it was still busy: after a saturation run, the work it put off."""
+    started = deadline = time.monotonic()
+    deadline += timeout
     while time.monotonic() < deadline:
+        processes = _processes(gateway)  # (anew each time: Postgres starts autovacuum workers as it goes)
         before = _cpu_seconds(processes)
         time.sleep(1.0)
         after = _cpu_seconds(processes)
         if sum(after[pid] - before[pid] for pid in after.keys() & before.keys()) < quiet:
-            return
+            break
+    return max(time.monotonic() - started - 1.0, 0.0)  # (the last, quiet second was not busy)
+
+
+def _processes(gateway: GatewayProcess) -> list[psutil.Process]:
+    """The gateway, what it started, and its embedded Postgres: pg_ctl starts the postmaster
+    detached, so it and its workers are not among the gateway's children."""
+    pids = [gateway.proc.pid] if gateway.proc else []
+    with contextlib.suppress(OSError, ValueError, IndexError):  # (no Postgres of its own, or not up)
+        pids.append(int((gateway.data_dir / "postgres" / "postmaster.pid").read_text().split()[0]))
+    processes = []
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            root = psutil.Process(pid)
+            processes += [root, *root.children(recursive=True)]
+    return processes
 
 
 def _cpu_seconds(processes: list[psutil.Process]) -> dict[int, float]:
@@ -157,10 +164,12 @@ def _cpu_seconds(processes: list[psutil.Process]) -> dict[int, float]:
 @dataclass
 class Row:
     """One path's figures on one gateway: each repetition's fixed-rate latencies and
-    requests per second at saturation, and the streamed time to first byte."""
+    requests per second at saturation (with the seconds its backlog took to clear after),
+    and the streamed time to first byte."""
 
     plain: list[Latencies] = field(default_factory=list)
     rps: list[float] = field(default_factory=list)
+    catch_up: list[float] = field(default_factory=list)  # seconds busy after each saturation run
     ttfb: Latencies | None = None
 
     def pct(self, p: float) -> float:
@@ -170,6 +179,18 @@ class Row:
     @property
     def errors(self) -> int:
         return sum(run.errors for run in self.plain) + (self.ttfb.errors if self.ttfb else 0)
+
+
+@dataclass
+class Measured:
+    """One gateway's figures: a row per path (fixed rate, streamed, saturation)."""
+
+    name: str
+    gateway: GatewayProcess
+    cold_s: float
+    rows: dict[str, Row] = field(default_factory=dict)
+    spread: Row = field(default_factory=Row)  # memory on, saturation only, spread over --threads
+    accounting: str = ""
 
 
 def fixed(url: str, headers: dict[str, str], body: dict, args: argparse.Namespace, *,
@@ -188,7 +209,7 @@ def measure_paths(targets: list[tuple[Row, str, GatewayProcess | None]], headers
             row.plain.append(fixed(url, headers, body, args))
             row.rps.append(saturation(url, headers, body, seconds=args.saturation_seconds))
             if gateway is not None:
-                settle(gateway)
+                row.catch_up.append(settle(gateway))
     for row, url, gateway in targets:
         row.ttfb = fixed(url, headers, body, args, stream=True)
         if gateway is not None:
@@ -233,10 +254,10 @@ def main() -> None:
                            for run in runs]
                 measure_paths(targets, headers, body, args)
             for _ in range(args.repeat):
-                for run in runs:
-                    settle(run.gateway)
-                    run.spread_rps.append(saturation(f"{run.gateway.base_url}/chat/completions", spread, BODY,
+                for run in runs:  # (each settles after its run, before the other's: see measure_paths)
+                    run.spread.rps.append(saturation(f"{run.gateway.base_url}/chat/completions", spread, BODY,
                                                      seconds=args.saturation_seconds))
+                    run.spread.catch_up.append(settle(run.gateway))
             for run in runs:
                 run.accounting = recorded(run.gateway, [h["x-thread-id"] for h in (memory, *spread)])
         finally:
@@ -267,18 +288,20 @@ def report(run: Measured, direct: Row, args: argparse.Namespace) -> None:
     print(f"recall: memory on, asking about the past of a thread of {args.history} turns (recall runs; the "
           "query's embedding is cached)")
     print(f"memory on, spread over {args.threads} threads of {args.history} turns each: "
-          f"{statistics.median(run.spread_rps):.0f} req/s at saturation (the table's memory-on row: every request "
+          f"{statistics.median(run.spread.rps):.0f} req/s at saturation (the table's memory-on row: every request "
           "on one thread)")
     print(run.accounting)
 
 
 def compare(this: Measured, baseline: Measured) -> None:
-    print("\n== this checkout / baseline, saturation (req/s, medians; then each run's, in the order run)")
-    pairs = {name: (this.rows[name].rps, baseline.rows[name].rps) for name in this.rows}
-    pairs["memory on, spread"] = (this.spread_rps, baseline.spread_rps)
+    print("\n== this checkout / baseline, saturation (req/s, medians; then each run's, in the order run, "
+          "with the seconds each gateway stayed busy after it: work it put off)")
+    pairs = {name: (this.rows[name], baseline.rows[name]) for name in this.rows}
+    pairs["memory on, spread"] = (this.spread, baseline.spread)
     for name, (ours, theirs) in pairs.items():
-        ours_median, theirs_median = statistics.median(ours), statistics.median(theirs)
-        each = "  ".join(f"{a:.0f}/{b:.0f}" for a, b in zip(ours, theirs, strict=True))
+        ours_median, theirs_median = statistics.median(ours.rps), statistics.median(theirs.rps)
+        each = "  ".join(f"{a:.0f}/{b:.0f} ({da:.0f}/{db:.0f} s)" for a, b, da, db
+                         in zip(ours.rps, theirs.rps, ours.catch_up, theirs.catch_up, strict=True))
         print(f"{name:<20}{ours_median:>9.0f}{theirs_median:>9.0f}{ours_median / theirs_median:>8.0%}   {each}")
 
 
