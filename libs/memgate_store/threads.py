@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 import asyncpg
@@ -223,14 +224,19 @@ class ThreadRepository:
 
     async def exchanges(self, tenant: str, thread_id: str, exchange_ids: Sequence[str]) -> dict[str, list[MessageRecord]]:
         """The stored messages of these exchanges, oldest first (an exchange whose thread was
-        deleted has none)."""
+        deleted has none).
+
+        The thread is checked and the order made here, not in SQL: given `thread_id` and an
+        order by time, the planner may take the thread's index and filter the whole thread,
+        which on statistics from before the thread grew it does (505 blocks and 2.1 ms at
+        20,000 messages, against 4 blocks and 0.03 ms by the exchange index)."""
         rows = await self.db.pool.fetch(
-            "SELECT exchange_id, id, role, content, created_at, name FROM messages "
-            "WHERE tenant = $1 AND exchange_id = ANY($3::text[]) AND thread_id = $2 ORDER BY created_at, seq",
-            tenant, thread_id, list(exchange_ids),
+            "SELECT exchange_id, thread_id, id, role, content, created_at, seq, name FROM messages "
+            "WHERE tenant = $1 AND exchange_id = ANY($2::text[])",
+            tenant, list(exchange_ids),
         )
         found: dict[str, list[MessageRecord]] = {}
-        for r in rows:
+        for r in sorted((r for r in rows if r["thread_id"] == thread_id), key=itemgetter("created_at", "seq")):
             found.setdefault(r["exchange_id"], []).append(
                 MessageRecord(r["id"], r["role"], r["content"], r["created_at"].timestamp(), r["name"]))
         return found

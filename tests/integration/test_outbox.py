@@ -103,6 +103,25 @@ async def test_an_event_refers_to_its_messages_and_stays_small(stores: Stores, b
 
 
 @pytest.mark.asyncio
+async def test_an_exchange_is_read_back_in_order_and_only_from_its_thread(stores: Stores) -> None:
+    tenant = new_id("t")
+    now = time.time()
+    # Stored out of time order, two sharing a clock tick (their insertion order decides).
+    messages = [MessageRecord(new_id("msg"), "user", "second", now + 1), MessageRecord(new_id("msg"), "user", "first", now),
+                MessageRecord(new_id("msg"), "assistant", "third", now + 1)]
+    await stores.threads.record(ExchangeCompleted(f"exc_{tenant}_1", tenant, "res", "thread", "fake/x", "fake",
+                                                  messages, now, now))
+    await stores.threads.record(_exchange(tenant, 2))
+    ids = [f"exc_{tenant}_1", f"exc_{tenant}_2", f"exc_{tenant}_missing"]
+    stored = await stores.threads.exchanges(tenant, "thread", ids)
+    assert [m.content for m in stored[ids[0]]] == ["first", "second", "third"]
+    assert [m.content for m in stored[ids[1]]] == ["turn 2", "answer 2"]
+    assert ids[2] not in stored
+    assert await stores.threads.exchanges(tenant, "another-thread", ids) == {}
+    assert await stores.threads.exchanges(new_id("t"), "thread", ids) == {}
+
+
+@pytest.mark.asyncio
 async def test_a_republish_is_deduplicated_by_exchange_id(stores: Stores, bus: Bus, nats_server) -> None:  # type: ignore[no-untyped-def]
     tenant = new_id("t")
     exchange = _exchange(tenant, 7)
