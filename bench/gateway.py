@@ -124,8 +124,8 @@ def settle(gateway: GatewayProcess, *, quiet: float = 0.05, timeout: float = 120
     """Wait until the gateway and its engines are idle (its observer has caught up), so the
     next measurement, of this gateway or the other, does not share the CPU with its backlog.
     Returns the seconds it was still busy: after a saturation run, the work it put off."""
-    started = deadline = time.monotonic()
-    deadline += timeout
+    started = time.monotonic()
+    deadline = started + timeout
     while time.monotonic() < deadline:
         processes = _processes(gateway)  # (anew each time: Postgres starts autovacuum workers as it goes)
         before = _cpu_seconds(processes)
