@@ -23,6 +23,7 @@ from memgate_observer.reflector import LocalReflector
 from memgate_providers import ProviderClient, ProviderRegistry, Timeouts
 from memgate_providers.client import UpstreamStatusError
 from memgate_store import Observation, Stores
+from memgate_store import observations as observations_module
 from memgate_store.observations import MemoryLimits
 from memgate_testing.fake_provider import FakeProvider
 from memgate_vectors import EdgeVectorIndex, Embedder
@@ -370,6 +371,21 @@ async def test_keep_raw_tail_and_no_cover_past_unobserved_or_failed(stores) -> N
     await observed_exchange(stores, tenant, thread, 40, MAY_1 + 4)
     assert await activate(stores, tenant, thread, threshold=100, keep_raw=10) == 2
     assert await covered(stores, tenant, thread) == [True, False, True, False, False]
+
+
+async def test_a_long_tail_is_covered_a_bounded_step_at_a_time(stores, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(observations_module, "ACTIVATION_MESSAGES", 2)
+    tenant, thread = new_ids()
+    for i in range(6):
+        await observed_exchange(stores, tenant, thread, 20, MAY_1 + i)
+    # 120 tokens over a threshold of 50, 20 to stay raw: five exchanges to cover, two a call.
+    assert await activate(stores, tenant, thread, threshold=50, keep_raw=20) == 2
+    assert await covered(stores, tenant, thread) == [True, True, False, False, False, False]
+    assert len(await stores.observations.for_thread(tenant, thread, active_only=True)) == 2
+    assert await activate(stores, tenant, thread, threshold=50, keep_raw=20) == 2
+    # 40 tokens left raw: not above the threshold any more, so the last step waits for more.
+    assert await activate(stores, tenant, thread, threshold=50, keep_raw=20) == 0
+    assert await covered(stores, tenant, thread) == [True, True, True, True, False, False]
 
 
 async def test_activation_threshold_per_tenant_and_per_thread(stores, index, embedder) -> None:  # type: ignore[no-untyped-def]
