@@ -20,9 +20,7 @@ MIN_PREFETCH = 20
 RRF_K = 60
 
 KEYWORD_FIELDS = ("tenant", "resource_id", "thread_id", "kind", SCOPE)
-# Points are written in chunks of this many: bounded request bodies for the server,
-# and for the edge shard (which holds the GIL while it works) a turn for the event
-# loop between chunks.
+# Points are written (and scrolled) in chunks of this many: bounded request bodies.
 WRITE_CHUNK = 256
 
 

@@ -58,6 +58,11 @@ from memgate_vectors.port import (
 T = TypeVar("T")
 # Payloads are read without what only the index needs.
 _PAYLOAD = qe.PayloadSelector.Exclude([KEYWORD_TEXT, SCOPE])
+# Points written per call in a worker thread: the shard holds the GIL while it converts and
+# stores them, so the event loop waits for the whole chunk. Writing 96 points (an observer
+# batch at 100 req/s) stalled the loop up to 5.3 ms at 256 a chunk, 2.6 ms at 32, for 15%
+# more time in all.
+EDGE_WRITE_CHUNK = 32
 log = logging.getLogger("memgate.vectors")
 
 
@@ -79,8 +84,8 @@ class EdgeVectorIndex:
 
     async def upsert(self, points: Sequence[VectorPoint]) -> None:
         checked = checked_points(points, self.dim)
-        for start in range(0, len(checked), WRITE_CHUNK):
-            chunk = checked[start : start + WRITE_CHUNK]
+        for start in range(0, len(checked), EDGE_WRITE_CHUNK):
+            chunk = checked[start : start + EDGE_WRITE_CHUNK]
             await asyncio.to_thread(self._write, partial(_upsert_op, chunk, hybrid=self.hybrid))
 
     async def search(
