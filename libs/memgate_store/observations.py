@@ -264,9 +264,12 @@ class ObservationRepository:
         Observations with a covered source become active. Returns the number of messages covered.
 
         One call covers about `ACTIVATION_MESSAGES` messages at most (always one whole
-        exchange): a tail of many tiny messages is covered over the thread's next batches, so
-        no batch holds a core for long. (Covering 26,000 tokens of two-word messages at once
-        updated tens of thousands of rows in one 220 ms statement.)
+        exchange): a tail of many tiny messages is covered over the thread's next batches
+        (those that find it still above the threshold), so no batch holds a core for long. On
+        a thread of two-word messages, covering 26,000 tokens at once took one 221 ms
+        statement. (Choosing what to cover still reads the whole tail, which the threshold
+        bounds: 20 ms there. Reading only its oldest messages by the tail's index, joined to
+        their exchanges, took the planner to a plan of seconds.)
         """
         raw = await conn.fetchval(
             "SELECT coalesce(sum(tokens), 0) FROM messages WHERE tenant = $1 AND thread_id = $2 AND NOT covered",
