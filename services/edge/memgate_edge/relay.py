@@ -1,10 +1,10 @@
 """The outbox relay: publishes stored exchanges' events to JetStream, then deletes their rows.
 
 The edge wakes it after each recording commits, so an exchange reaches the observer within
-milliseconds; it also looks every `interval` seconds, for rows left by a NATS outage, a
-crashed edge, or another replica. Rows are claimed before publishing (`OutboxRepository`),
-so replicas do not publish the same rows together, and JetStream's duplicate window (keyed
-by the exchange id) makes a republish after a lost ack harmless.
+about a tenth of a second (`linger`); it also looks every `interval` seconds, for rows left
+by a NATS outage, a crashed edge, or another replica. Rows are claimed before publishing
+(`OutboxRepository`), so replicas do not publish the same rows together, and JetStream's
+duplicate window (keyed by the exchange id) makes a republish after a lost ack harmless.
 """
 
 from __future__ import annotations
