@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -40,9 +41,14 @@ def scope_of(payload: dict[str, Any]) -> str:
     return scope(str(payload["tenant"]), str(payload["resource_id"]), message=payload.get("kind") == MESSAGE_KIND)
 
 
+@lru_cache(maxsize=16_384)
 def message_point_id(tenant: str, message_id: str) -> str:
     """The id of a message's point: derived, so an observation's source message ids lead
-    to their points, and indexing a message twice overwrites it."""
+    to their points, and indexing a message twice overwrites it.
+
+    Kept for the ids asked again (9 us each to derive, 0.14 from the cache): a recall
+    derives those of the block's messages and of its observations' sources, about 200,
+    mostly the same from one turn of a thread to the next. Full, the cache holds about 5 MB."""
     return stable_uuid(tenant, MESSAGE_KIND, message_id)
 
 
