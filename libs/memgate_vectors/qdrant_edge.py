@@ -63,10 +63,10 @@ _PAYLOAD = qe.PayloadSelector.Exclude([KEYWORD_TEXT, SCOPE])
 # stores them, so the event loop waits for the whole chunk. Writing 96 points (an observer
 # batch at 100 req/s) stalled the loop up to 5.3 ms at 256 a chunk, 2.6 ms at 32, for 15%
 # more time in all. Writing inline instead, 8 points a call with a yield to the loop between
-# calls (and the observer's message points built 16 between yields), cut the loop's stalls
-# over 3 ms by a third, yet requests on the bench's hot thread
-# got slower (p90 15 -> 20 ms at 100 req/s, six rounds side by side): a worker thread also
-# runs while the loop waits on its sockets, and inline all of the work is the loop's.
+# calls (and the observer's message points built 16 between yields), cut the loop's time in
+# stalls over 3 ms by 30%, yet requests on the bench's hot thread got slower (p90 15 -> 20 ms
+# at 100 req/s, medians of six rounds side by side): a worker thread also runs while the
+# loop waits on its sockets, and inline all of the work is the loop's.
 EDGE_WRITE_CHUNK = 32
 log = logging.getLogger("memgate.vectors")
 
