@@ -41,14 +41,24 @@ def scope_of(payload: dict[str, Any]) -> str:
     return scope(str(payload["tenant"]), str(payload["resource_id"]), message=payload.get("kind") == MESSAGE_KIND)
 
 
-@lru_cache(maxsize=16_384)
 def message_point_id(tenant: str, message_id: str) -> str:
     """The id of a message's point: derived, so an observation's source message ids lead
     to their points, and indexing a message twice overwrites it.
 
     Kept for the ids asked again (9 us each to derive, 0.14 from the cache): a recall
     derives those of the block's messages and of its observations' sources, about 200,
-    mostly the same from one turn of a thread to the next. Full, the cache holds about 5 MB."""
+    mostly the same from one turn of a thread to the next. Full, the cache holds about 5 MB;
+    ids longer than memgate's own (a client may name any string) are derived, not kept."""
+    if len(message_id) > CACHED_MESSAGE_ID_CHARS:
+        return stable_uuid(tenant, MESSAGE_KIND, message_id)
+    return _cached_message_point_id(tenant, message_id)
+
+
+CACHED_MESSAGE_ID_CHARS = 64  # memgate's message ids have 32 characters
+
+
+@lru_cache(maxsize=16_384)
+def _cached_message_point_id(tenant: str, message_id: str) -> str:
     return stable_uuid(tenant, MESSAGE_KIND, message_id)
 
 

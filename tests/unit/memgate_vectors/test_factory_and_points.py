@@ -51,3 +51,18 @@ def test_points_get_canonical_ids() -> None:
 def test_invalid_points_are_rejected(point: VectorPoint, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         checked_points([point], dim=2)
+
+
+def test_message_point_ids_are_derived_the_same_cached_or_not() -> None:
+    """A message's point id is a UUID of its tenant and id, whether it came from the cache or
+    not; an id longer than memgate's own (a client may send any string) is never kept."""
+    from memgate_core.ids import stable_uuid
+    from memgate_vectors import points
+
+    points._cached_message_point_id.cache_clear()
+    short, long = "msg_0123456789abcdef0123456789ab", "m" * 100_000
+    for message_id in (short, short, long, long):
+        assert points.message_point_id("t", message_id) == stable_uuid("t", points.MESSAGE_KIND, message_id)
+    info = points._cached_message_point_id.cache_info()
+    assert (info.currsize, info.hits) == (1, 1)
+    assert uuid.UUID(points.message_point_id("t", short)).version == 5

@@ -100,3 +100,14 @@ def test_terms_sharing_an_index_add_up(monkeypatch: pytest.MonkeyPatch) -> None:
     (weight,) = document_vector("alpha beta").values
     expected = 2 * (K1 + 1) / (2 + K1 * (1 - sparse.B + sparse.B * 2 / sparse.AVG_DOC_LEN))
     assert weight == pytest.approx(expected)
+
+
+def test_words_are_cached_and_long_runs_are_not() -> None:
+    """The word cache is bounded by size as well as count: a run of letters of any length
+    (pasted data, an attacker's query) is tokenised as usual but never kept."""
+    sparse._cached_word_terms.cache_clear()
+    assert tokenize("ponies ponies boxes") == ["pony", "pony", "box"]
+    assert sparse._cached_word_terms.cache_info().currsize == 2
+    blob = "q" * 100_000 + "s"
+    assert tokenize(f"{blob} x-ray-2") == ["q" * 100_000, "x-ray-2", "ray", "2"]
+    assert sparse._cached_word_terms.cache_info().currsize == 3  # (only "x-ray-2")
