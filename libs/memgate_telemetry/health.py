@@ -15,7 +15,7 @@ Readiness = Mapping[str, Callable[[], Awaitable[bool]]]  # a check per dependenc
 
 
 def health_routes(readiness: Readiness) -> list[HTTPRouteHandler]:
-    @get("/healthz", include_in_schema=False, sync_to_thread=False)
+    @get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         """The process is alive."""
         return {"status": "ok"}
