@@ -41,6 +41,9 @@ def scope_of(payload: dict[str, Any]) -> str:
     return scope(str(payload["tenant"]), str(payload["resource_id"]), message=payload.get("kind") == MESSAGE_KIND)
 
 
+CACHED_MESSAGE_ID_CHARS = 64  # memgate's message ids have 32 characters
+
+
 def message_point_id(tenant: str, message_id: str) -> str:
     """The id of a message's point: derived, so an observation's source message ids lead
     to their points, and indexing a message twice overwrites it.
@@ -52,9 +55,6 @@ def message_point_id(tenant: str, message_id: str) -> str:
     if len(message_id) > CACHED_MESSAGE_ID_CHARS:
         return stable_uuid(tenant, MESSAGE_KIND, message_id)
     return _cached_message_point_id(tenant, message_id)
-
-
-CACHED_MESSAGE_ID_CHARS = 64  # memgate's message ids have 32 characters
 
 
 @lru_cache(maxsize=16_384)
