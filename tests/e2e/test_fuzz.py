@@ -1,6 +1,6 @@
 """Fuzzing the public API of a real `memgate up`: chat (chat completions, OpenAI's Responses
-API and Anthropic's Messages API) and the memory API, with bodies, ids, headers and query values drawn by
-Hypothesis. Never a 5xx; every error in its API's shape (the Messages API's own, else OpenAI's);
+API and Anthropic's Messages API) and the memory API (reads, search, import, thread create, update, clone,
+message deletion, thresholds, deletes), with bodies, ids, headers and query values drawn by Hypothesis. Never a 5xx; every error in its API's shape (the Messages API's own, else OpenAI's);
 rejected requests publish and send upstream nothing: the exchanges published and the
 provider's calls add up to exactly those of the accepted requests (what is stored is
 published, so this counts what reached memory too).
@@ -117,6 +117,31 @@ import_bodies = (
     }).map(msgspec.json.encode)
     | st.binary(max_size=32)
 )
+
+
+def mostly(valid: st.SearchStrategy[Any], anything: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Valid two times in three: a body gets past its first bad field to the later checks."""
+    return st.one_of(valid, valid, anything)
+
+
+times = mostly(st.sampled_from(["2023-06-01T00:00:00", "2023-06-01T00:00:00Z", "2999-01-01T00:00:00+01:00"]),
+               texts | values)
+message_ids = st.lists(ids | st.sampled_from(["a\x00b", "m" * 200]), min_size=1, max_size=3) | values
+thresholds = st.integers(-5, 2**64) | values
+# The thread routes that take a body: (method, path after /memory/threads, fields). Most go
+# to SOURCE, which exists from the start: a body must reach a thread to be checked in full.
+# A clone names its messages (random ids copy none; null copies all): copying whole fuzzed
+# threads each time would only give the observer work.
+SOURCE = "fuzz-source"
+thread_writes = st.sampled_from([
+    ("POST", "", {"resource_id": ids | values, "id": ids | values, "title": texts | values,
+                  "metadata": st.dictionaries(texts, texts | values, max_size=20) | values}),
+    ("PATCH", "/{tid}", {"title": texts | values, "metadata": st.dictionaries(texts, texts | values) | values}),
+    ("POST", "/{tid}/clone", {"new_thread_id": mostly(st.uuids().map(str), ids | values),
+                              "title": mostly(st.just("copy"), texts | values), "start": times, "end": times}),
+    ("DELETE", "/{tid}/messages", {"message_ids": message_ids}),
+    ("PATCH", "/{tid}/observations/config", {"observation_tokens": thresholds, "reflection_tokens": thresholds}),
+])
 numbers = st.integers(-5, 2**64).map(str) | st.sampled_from(["", "x", "1e3", "-0", "9" * 30])
 
 
@@ -124,7 +149,7 @@ numbers = st.integers(-5, 2**64).map(str) | st.sampled_from(["", "x", "1e3", "-0
 def cases(draw: Callable[..., Any]) -> tuple[str, str, dict[str, str], bytes | None, dict[str, str]]:
     """(method, path, query, body, headers)."""
     kind = draw(st.sampled_from(["chat", "chat", "messages", "responses", "thread", "list", "search", "import",
-                                 "delete"]))
+                                 "delete", "thread write", "thread write"]))
     tid = quote(draw(ids), safe="")
     headers: dict[str, str] = {}
     if kind in ("chat", "messages", "responses"):
@@ -152,6 +177,12 @@ def cases(draw: Callable[..., Any]) -> tuple[str, str, dict[str, str], bytes | N
         return "GET", path, query, None, headers
     if kind == "search":
         return "POST", "/memory/search", {}, draw(search_bodies), headers
+    if kind == "thread write":
+        method, path, fields = draw(thread_writes)
+        tid = quote(draw(st.one_of(st.just(SOURCE), st.just(SOURCE), good_ids, ids)), safe="")
+        required = {"message_ids": message_ids} if path.endswith("/clone") else {}
+        body = draw(st.fixed_dictionaries(required, optional=fields).map(msgspec.json.encode) | st.binary(max_size=32))
+        return method, "/memory/threads" + path.format(tid=tid), {}, body, headers
     if kind == "import":
         return "POST", f"/memory/threads/{tid}/messages", {}, draw(import_bodies), headers
     what = draw(st.sampled_from(["threads", "resources"]))
@@ -173,6 +204,11 @@ def test_fuzz_the_api(make_gateway: Callable[..., GatewayProcess], fake_provider
     tally: Counter[str] = Counter()
 
     with httpx.Client(base_url=gateway.base_url, timeout=30, headers=gateway.headers()) as http:
+        source = http.post(f"/memory/threads/{SOURCE}/messages", json={"resource_id": "fuzz-user", "messages": [
+            {"role": "user", "content": "I keep bees."}, {"role": "assistant", "content": "How many hives?"}]})
+        assert source.status_code == 201, source.text
+        tally["exchanges"] += source.json()["exchanges"]
+
         @settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
         @given(case=cases())
         def one(case: tuple[str, str, dict[str, str], bytes | None, dict[str, str]]) -> None:
@@ -193,7 +229,7 @@ def test_fuzz_the_api(make_gateway: Callable[..., GatewayProcess], fake_provider
                 tally[f"{path} answered"] += 1
                 tally["provider calls"] += 1
                 tally["exchanges"] += "x-thread-id" in headers
-            elif method == "POST" and path.endswith("/messages"):
+            elif method == "POST" and path.endswith(("/messages", "/clone")):
                 tally["exchanges"] += response.json()["exchanges"]
 
         one()

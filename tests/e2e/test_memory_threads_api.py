@@ -181,7 +181,8 @@ def test_deleting_messages_takes_the_observations_only_they_made(
                       json={"model": "fake/x", "messages": [{"role": "user", "content": "Where does Lena live?"}]})
     assert chat.status_code == 200 and chat.headers["x-memory"] == "injected"
     assert int(chat.headers["x-memory-messages"]) == 2  # the two left, not the deleted ones
-    for bad in ({}, {"message_ids": []}, {"message_ids": "msg_1"}, {"message_ids": ["a\x00"]}):
+    for bad in ({}, {"message_ids": []}, {"message_ids": "msg_1"}, {"message_ids": ["a\x00"]},
+                {"message_ids": ["m" * 129]}, {"message_ids": ["msg 1"]}):
         assert api.request("DELETE", f"/threads/{thread_id}/messages", json=bad).status_code == 400
 
 
@@ -196,7 +197,7 @@ def test_a_clone_copies_the_chosen_messages_and_is_observed_on_their_dates(
     july = api.post(f"/threads/{thread_id}/clone", json={"start": "2023-06-01T00:00:00", "new_thread_id": f"{thread_id}-july"})
     assert july.status_code == 201, july.text
     clone = july.json()
-    assert clone["cloned_messages"] == 2
+    assert clone["cloned_messages"] == 2 and clone["exchanges"] == 1  # a user message and its reply
     assert {k: clone["thread"][k] for k in ("id", "resource_id", "title", "metadata")} == {
         "id": f"{thread_id}-july", "resource_id": resource, "title": "Family", "metadata": {"kind": "diary"}}
     copied = api.get(f"/threads/{thread_id}-july/messages").json()["data"]
@@ -214,7 +215,8 @@ def test_a_clone_copies_the_chosen_messages_and_is_observed_on_their_dates(
     assert taken.status_code == 409
     assert other.post(f"/threads/{thread_id}/clone", json={}).status_code == 404
     for bad in ({"start": "2023-08-01T00:00:00Z", "end": "2023-06-01T00:00:00Z"}, {"message_ids": []},
-                {"new_thread_id": "bad id"}, {"start": "yesterday"}, {"colour": "red"}):
+                {"new_thread_id": "bad id"}, {"start": "yesterday"}, {"colour": "red"},
+                {"message_ids": ["a\x00"]}, {"message_ids": ["m" * 129]}):
         assert api.post(f"/threads/{thread_id}/clone", json=bad).status_code == 400, bad
 
 

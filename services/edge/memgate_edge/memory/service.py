@@ -119,13 +119,15 @@ class MemoryService:
             source.resource_id, clone.new_thread_id, source.title if clone.title is None else clone.title,
             source.metadata))
         records = [MessageRecord(new_id("msg"), m.role, m.content, m.created_at.timestamp()) for m in messages]
+        exchanges = group_exchanges(records)
         try:
             await self.recorder.record([exchange_event(tenant, created.id, source.resource_id, group)
-                                        for group in group_exchanges(records)], begun_at=begun_at)
+                                        for group in exchanges], begun_at=begun_at)
         except BaseException:
             await self.stores.threads.delete(tenant, created.id)  # all or nothing: no empty clone is left
             raise
-        return {"thread": await self.thread(tenant, created.id), "cloned_messages": len(records)}
+        return {"thread": await self.thread(tenant, created.id), "cloned_messages": len(records),
+                "exchanges": len(exchanges)}
 
     async def delete_messages(self, tenant: str, thread_id: str, ids: list[str]) -> dict[str, Any]:
         """Delete messages, the observations that came only from them, and the vectors of both."""
