@@ -34,7 +34,10 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
     value = value.strip()
     relative = _RELATIVE.fullmatch(value)
     if relative:
-        return (now or _now()) - timedelta(**{_UNITS[relative[2]]: int(relative[1])})
+        try:
+            return (now or _now()) - timedelta(**{_UNITS[relative[2]]: int(relative[1])})
+        except OverflowError:  # before year 1
+            raise ValueError(f"{value!r} reaches back before the year 1") from None
     try:
         when = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
     except ValueError:

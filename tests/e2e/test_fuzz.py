@@ -1,9 +1,11 @@
 """Fuzzing the public API of a real `memgate up`: chat (chat completions, OpenAI's Responses
-API and Anthropic's Messages API) and the memory API (reads, search, import, thread create, update, clone,
-message deletion, thresholds, deletes), with bodies, ids, headers and query values drawn by Hypothesis. Never a 5xx; every error in its API's shape (the Messages API's own, else OpenAI's);
-rejected requests publish and send upstream nothing: the exchanges published and the
-provider's calls add up to exactly those of the accepted requests (what is stored is
-published, so this counts what reached memory too).
+API and Anthropic's Messages API), the memory API (reads, search, import, thread create,
+update, clone, message deletion, thresholds, deletes) and the admin API (keys, usage), with
+bodies, ids, headers and query values drawn by Hypothesis. Never a 5xx; every error in its
+API's shape (the Messages API's own, else OpenAI's); rejected requests publish and send
+upstream nothing: the exchanges published and the provider's calls add up to exactly those
+of the accepted requests (what is stored is published, so this counts what reached memory
+too).
 
 MEMGATE_FUZZ_EXAMPLES sets the number of cases (2,000 by default); `bench/fuzz.py` runs a
 longer one.
@@ -142,6 +144,13 @@ thread_writes = st.sampled_from([
     ("DELETE", "/{tid}/messages", {"message_ids": message_ids}),
     ("PATCH", "/{tid}/observations/config", {"observation_tokens": thresholds, "reflection_tokens": thresholds}),
 ])
+ADMIN_KEY = "msk_fuzz_admin_key_0123456789abcdef"
+limits = st.integers(-5, 2**64) | values
+key_bodies = st.fixed_dictionaries({}, optional={
+    "tenant": ids | values, "name": texts | values, "admin": st.booleans() | values,
+    **{field: limits for field in ("rpm", "burst", "memory_read_rpm", "memory_write_rpm")},
+}).map(msgspec.json.encode) | st.binary(max_size=32)
+ages = st.integers(-5, 2**64).map(lambda n: f"{n}{'mhd'[n % 3]}") | times | texts
 numbers = st.integers(-5, 2**64).map(str) | st.sampled_from(["", "x", "1e3", "-0", "9" * 30])
 
 
@@ -149,7 +158,7 @@ numbers = st.integers(-5, 2**64).map(str) | st.sampled_from(["", "x", "1e3", "-0
 def cases(draw: Callable[..., Any]) -> tuple[str, str, dict[str, str], bytes | None, dict[str, str]]:
     """(method, path, query, body, headers)."""
     kind = draw(st.sampled_from(["chat", "chat", "messages", "responses", "thread", "list", "search", "import",
-                                 "delete", "thread write", "thread write"]))
+                                 "delete", "thread write", "thread write", "admin"]))
     tid = quote(draw(ids), safe="")
     headers: dict[str, str] = {}
     if kind in ("chat", "messages", "responses"):
@@ -183,6 +192,16 @@ def cases(draw: Callable[..., Any]) -> tuple[str, str, dict[str, str], bytes | N
         required = {"message_ids": message_ids} if path.endswith("/clone") else {}
         body = draw(st.fixed_dictionaries(required, optional=fields).map(msgspec.json.encode) | st.binary(max_size=32))
         return method, "/memory/threads" + path.format(tid=tid), {}, body, headers
+    if kind == "admin":
+        headers["authorization"] = f"Bearer {ADMIN_KEY}"
+        route = draw(st.sampled_from(["create", "list", "revoke", "usage"]))
+        if route == "create":
+            return "POST", "/admin/keys", {}, draw(key_bodies), headers
+        if route == "revoke":
+            return "DELETE", f"/admin/keys/{tid}", {}, None, headers
+        fields = ["tenant", "since", "until"] if route == "usage" else ["tenant"]
+        query = {name: draw(ids if name == "tenant" else ages) for name in draw(st.sets(st.sampled_from(fields)))}
+        return "GET", "/admin/usage" if route == "usage" else "/admin/keys", query, None, headers
     if kind == "import":
         return "POST", f"/memory/threads/{tid}/messages", {}, draw(import_bodies), headers
     what = draw(st.sampled_from(["threads", "resources"]))
@@ -198,7 +217,8 @@ async def _published(url: str) -> int:
 
 
 def test_fuzz_the_api(make_gateway: Callable[..., GatewayProcess], fake_provider: FakeProvider) -> None:
-    gateway = make_gateway(env={"MEMGATE_OBSERVER_MODEL": "local", "MEMGATE_LOG_LEVEL": "WARNING"}).start()
+    gateway = make_gateway(env={"MEMGATE_OBSERVER_MODEL": "local", "MEMGATE_LOG_LEVEL": "WARNING",
+                                "MEMGATE_ADMIN_KEY": ADMIN_KEY}).start()
     nats_url = gateway.runtime()["nats_url"]
     published_before, calls_before = asyncio.run(_published(nats_url)), len(fake_provider.requests)
     tally: Counter[str] = Counter()

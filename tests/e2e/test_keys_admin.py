@@ -67,6 +67,17 @@ def test_admin_api_rejects_bad_input(gw: GatewayProcess) -> None:
     assert error["param"] == "burst"
     _error(_admin(gw, "POST", "/keys", json={"tenant": "acme", "rpm": -1}), 400, "invalid_request_error")
     _error(_admin(gw, "GET", "/usage", params={"since": "yesterday"}), 400, "invalid_request_error")
+    # Each of these was a 500: a NUL reached Postgres, or an age overflowed the calendar.
+    error = _error(_admin(gw, "POST", "/keys", json={"tenant": "acme", "name": "a\x00b"}), 400, "invalid_request_error")
+    assert error["param"] == "name"
+    assert _error(_admin(gw, "DELETE", "/keys/key%00x"), 400, "invalid_request_error")["param"] == "key_id"
+    assert "year 1" in _error(_admin(gw, "GET", "/usage", params={"since": "9999999999d"}), 400,
+                              "invalid_request_error")["message"]
+    error = _error(_admin(gw, "GET", "/usage", params={"since": "2026-02-01", "until": "2026-01-01"}), 400,
+                   "invalid_request_error")
+    assert error["param"] == "since"
+    bad = gw.memgate("usage", "--since", "9999999999d")
+    assert bad.returncode == 1 and "year 1" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_only_admin_keys_may_call_the_admin_api(gw: GatewayProcess) -> None:

@@ -15,6 +15,8 @@ from memgate_store import Stores, UsageReport
 from memgate_store.keys import limits_error
 from memgate_store.usage import parse_since
 
+MAX_KEY_NAME_CHARS = 128
+
 
 def _when(value: str | None, param: str) -> datetime | None:
     if value is None:
@@ -36,6 +38,9 @@ class AdminService:
                                memory_write_rpm=body.memory_write_rpm)
         if problem:
             raise InvalidRequest(f"Invalid limits: {problem}.", code="invalid_value", param=problem.split()[0])
+        if body.name is not None and not (0 < len(body.name) <= MAX_KEY_NAME_CHARS and body.name.isprintable()):
+            raise InvalidRequest(f"'name' must be 1-{MAX_KEY_NAME_CHARS} printable characters.", code="invalid_value",
+                                 param="name")
         key, plaintext = await self.stores.keys.create(
             validate_id(body.tenant, "tenant"), body.name, is_admin=body.admin, rpm_limit=body.rpm, burst=body.burst,
             memory_read_rpm=body.memory_read_rpm, memory_write_rpm=body.memory_write_rpm)
@@ -45,6 +50,7 @@ class AdminService:
         return [KeyView.of(k) for k in await self.stores.keys.list(validate_id(tenant, "tenant") if tenant else None)]
 
     async def revoke_key(self, key_id: str) -> KeyView:
+        validate_id(key_id, "key_id")  # memgate's key ids keep the client id rule
         await self.stores.keys.revoke(key_id)  # revoking a revoked key changes nothing
         key = await self.stores.keys.get(key_id)
         if key is None:
@@ -53,6 +59,8 @@ class AdminService:
         return KeyView.of(key)
 
     async def usage(self, tenant: str | None, since: str | None, until: str | None) -> UsageReport:
-        start = _when(since or "24h", "since")
+        start, end = _when(since or "24h", "since"), _when(until, "until")
         assert start is not None
-        return await self.stores.usage.report(start, _when(until, "until"), validate_id(tenant, "tenant") if tenant else None)
+        if end is not None and end <= start:
+            raise InvalidRequest("'since' must be earlier than 'until'.", code="invalid_value", param="since")
+        return await self.stores.usage.report(start, end, validate_id(tenant, "tenant") if tenant else None)
