@@ -46,6 +46,16 @@ def generate_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
+MAX_NAME_CHARS = 100  # a key's name, for people reading listings
+
+
+def name_error(name: str | None) -> str | None:
+    """Why a key's name is not valid (it is shown in listings and the dashboard), or None."""
+    if name is not None and not (0 < len(name) <= MAX_NAME_CHARS and name.isprintable()):
+        return f"a key's name is 1-{MAX_NAME_CHARS} printable characters"
+    return None
+
+
 def limits_error(rpm_limit: int | None, burst: int | None, *, memory_read_rpm: int | None = None,
                  memory_write_rpm: int | None = None) -> str | None:
     """Why a key's limits are not valid, or None when they are."""
@@ -69,7 +79,8 @@ class KeyRepository:
         rpm_limit: int | None = None, burst: int | None = None,
         memory_read_rpm: int | None = None, memory_write_rpm: int | None = None,
     ) -> tuple[ApiKey, str]:
-        problem = limits_error(rpm_limit, burst, memory_read_rpm=memory_read_rpm, memory_write_rpm=memory_write_rpm)
+        problem = name_error(name) or limits_error(rpm_limit, burst, memory_read_rpm=memory_read_rpm,
+                                                   memory_write_rpm=memory_write_rpm)
         if problem:
             raise ValueError(problem)
         plaintext = generate_key()

@@ -176,8 +176,14 @@ def cases(draw: Callable[..., Any]) -> tuple[str, str, dict[str, str], bytes | N
             return "POST", "/responses", {}, draw(responses_bodies), headers
         return "POST", "/chat/completions", {}, draw(chat_bodies), headers
     if kind == "thread":
-        tail = draw(st.sampled_from(["", "/messages", "/observations"]))
-        return "GET", f"/memory/threads/{tid}{tail}", {}, None, headers
+        tail = draw(st.sampled_from(["", "/messages", "/observations", "/observations/record",
+                                     "/observations/history"]))
+        query = {}
+        if tail == "/messages":
+            query = {name: draw(numbers) for name in draw(st.sets(st.sampled_from(["limit", "offset"])))}
+            if draw(st.booleans()):
+                query["order"] = draw(st.sampled_from(["asc", "desc"]) | texts)
+        return "GET", f"/memory/threads/{tid}{tail}", query, None, headers
     if kind == "list":
         path = draw(st.sampled_from(["/memory/threads", "/memory/resources"]))
         query = {name: draw(numbers) for name in draw(st.sets(st.sampled_from(["limit", "offset"])))}

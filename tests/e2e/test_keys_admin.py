@@ -78,6 +78,11 @@ def test_admin_api_rejects_bad_input(gw: GatewayProcess) -> None:
     assert error["param"] == "since"
     bad = gw.memgate("usage", "--since", "9999999999d")
     assert bad.returncode == 1 and "year 1" in bad.stderr and "Traceback" not in bad.stderr
+    # One rule for a key's name, whoever creates the key.
+    assert _error(_admin(gw, "POST", "/keys", json={"tenant": "acme", "name": "n" * 101}), 400,
+                  "invalid_request_error")["param"] == "name"
+    bad = gw.memgate("keys", "create", "--tenant", "acme", "--name", "n" * 101)
+    assert bad.returncode == 1 and "--name" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_only_admin_keys_may_call_the_admin_api(gw: GatewayProcess) -> None:

@@ -8,7 +8,7 @@ import msgspec
 
 from memgate_core.ids import CLIENT_ID_PATTERN
 from memgate_store import Stores, UsageReport, migrate
-from memgate_store.keys import ApiKey, limits_error
+from memgate_store.keys import ApiKey, limits_error, name_error
 from memgate_store.usage import UsageRow, parse_since
 
 
@@ -28,6 +28,8 @@ async def run_keys(database_url: str, args: argparse.Namespace) -> int:
         if args.keys_command == "create":
             if not CLIENT_ID_PATTERN.fullmatch(args.tenant):
                 raise SystemExit("memgate: --tenant must be 1-128 characters from A-Z a-z 0-9 . _ : @ -")
+            if problem := name_error(args.name):
+                raise SystemExit(f"memgate: --name: {problem}")
             problem = limits_error(args.rpm, args.burst, memory_read_rpm=args.memory_read_rpm,
                                    memory_write_rpm=args.memory_write_rpm)
             if problem:

@@ -12,10 +12,8 @@ from memgate_edge.admin.schemas import CreatedKey, CreateKey, KeyView
 from memgate_edge.auth import Authenticator
 from memgate_edge.body import decode_body
 from memgate_store import Stores, UsageReport
-from memgate_store.keys import limits_error
+from memgate_store.keys import limits_error, name_error
 from memgate_store.usage import parse_since
-
-MAX_KEY_NAME_CHARS = 128
 
 
 def _when(value: str | None, param: str) -> datetime | None:
@@ -38,9 +36,8 @@ class AdminService:
                                memory_write_rpm=body.memory_write_rpm)
         if problem:
             raise InvalidRequest(f"Invalid limits: {problem}.", code="invalid_value", param=problem.split()[0])
-        if body.name is not None and not (0 < len(body.name) <= MAX_KEY_NAME_CHARS and body.name.isprintable()):
-            raise InvalidRequest(f"'name' must be 1-{MAX_KEY_NAME_CHARS} printable characters.", code="invalid_value",
-                                 param="name")
+        if problem := name_error(body.name):
+            raise InvalidRequest(f"Invalid name: {problem}.", code="invalid_value", param="name")
         key, plaintext = await self.stores.keys.create(
             validate_id(body.tenant, "tenant"), body.name, is_admin=body.admin, rpm_limit=body.rpm, burst=body.burst,
             memory_read_rpm=body.memory_read_rpm, memory_write_rpm=body.memory_write_rpm)

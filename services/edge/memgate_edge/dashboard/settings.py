@@ -25,13 +25,12 @@ from litestar.response import Redirect, Template
 from memgate_core.encryption import SecretBox, SecretUnreadable
 from memgate_edge.dashboard.pages import SESSION_COOKIE, DashboardPages, same_origin
 from memgate_edge.deps import EdgeDeps
-from memgate_store.keys import ApiKey, limits_error
+from memgate_store.keys import ApiKey, limits_error, name_error
 from memgate_store.tenant_settings import BUDGET_RANGE, THRESHOLD_RANGE, TenantSettings, settings_error
 
 Requested = Request[Any, Any, Any]
 NEW_KEY_COOKIE = "memgate_new_key"  # the key just created, sealed, until the next page shows it
 NEW_KEY_SECONDS = 120
-NAME_CHARS = 100
 # What a redirect after a saved form says (`?saved=...`): fixed texts, nothing from the request.
 DONE = {
     "memory": "Memory settings saved. The observer uses them from its next batch, chat within a few seconds.",
@@ -143,8 +142,8 @@ class SettingsPages(DashboardPages):
         posted = {name: str(form.get(name, "")) for name in ("name", *LIMIT_FIELDS)}
         try:
             name = posted["name"].strip()
-            if len(name) > NAME_CHARS or not name.isprintable():
-                raise FormError(f"A key's name is at most {NAME_CHARS} printable characters.")
+            if problem := name_error(name or None):
+                raise FormError(f"{problem[0].upper()}{problem[1:]}.")
             limits = _limits(form)
         except FormError as exc:
             return await self._settings(request, deps, tenant, status=400, errors={"api_keys": str(exc)}, form=posted)
