@@ -18,6 +18,10 @@ from memgate_core.encryption import MIN_SECRET_CHARS
 class Settings(msgspec.Struct, frozen=True):
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    # Seconds an idle client connection stays open: longer than the idle timeouts of the proxies
+    # and load balancers in front (60 s on common ones), so they close first. A server that
+    # closes first races their next request on that connection: a 502 at the proxy.
+    http_keepalive_seconds: int = 75
     data_dir: Path = Path(".memgate")
     database_url: str | None = None  # unset: embedded Postgres under data_dir
     nats_url: str | None = None  # unset: embedded nats-server under data_dir
@@ -78,7 +82,7 @@ def _path(kind: type, value: object) -> object:
 
 # Settings where 0 (or nothing) means "not set": no limit, a free port, what the budget leaves.
 _ZERO_IS_UNSET = ("default_rpm", "memory_read_rpm", "memory_write_rpm", "nats_port", "related_budget_tokens")
-_AT_LEAST_ONE = ("observer_max_batch", "observer_concurrency")
+_AT_LEAST_ONE = ("observer_max_batch", "observer_concurrency", "http_keepalive_seconds")
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

@@ -171,10 +171,12 @@ class _Server(uvicorn.Server):
 
 
 class HttpServer:
-    def __init__(self, app: Litestar, host: str, port: int) -> None:
-        config = uvicorn.Config(app, host=host, port=port, lifespan="off", access_log=False, log_level="warning",
-                                loop="none", http="httptools" if _has("httptools") else "h11",
-                                timeout_graceful_shutdown=5)
+    """`app` served on `port` of the settings' host."""
+
+    def __init__(self, app: Litestar, settings: Settings, port: int) -> None:
+        config = uvicorn.Config(app, host=settings.http_host, port=port, lifespan="off", access_log=False,
+                                log_level="warning", loop="none", http="httptools" if _has("httptools") else "h11",
+                                timeout_graceful_shutdown=5, timeout_keep_alive=settings.http_keepalive_seconds)
         self.server = _Server(config)
         self._task: asyncio.Task[None] | None = None
 

@@ -44,7 +44,7 @@ async def run_service(settings: Settings, which: str, *, database_url: str, nats
             for part in edge.parts:
                 await part.start()
                 started.append(part)
-            http = HttpServer(edge.app, settings.http_host, settings.http_port)
+            http = HttpServer(edge.app, settings, settings.http_port)
         else:
             service = (ContextService(runtime.bus, runtime.stores, runtime.index, runtime.embedder)
                        if which == "context" else
@@ -54,7 +54,7 @@ async def run_service(settings: Settings, which: str, *, database_url: str, nats
             started.append(service)
             if getattr(service, "notice", None):
                 log.warning(service.notice)  # e.g. the observer fell back to `local`
-            http = HttpServer(health_app(runtime), settings.http_host, settings.health_port)
+            http = HttpServer(health_app(runtime), settings, settings.health_port)
         await http.start()
         started.append(http)
         settle_heap()

@@ -80,7 +80,7 @@ async def run_up(settings: Settings) -> int:
         notices = [observer.notice] if observer.notice else []
         # The edge asks the context service in this process directly: no NATS hop per request.
         edge = build_edge(runtime, notices=notices, observer_name=observer.observer_name, local_context=context)
-        http = HttpServer(edge.app, settings.http_host, settings.http_port)
+        http = HttpServer(edge.app, settings, settings.http_port)
         # Stopped in reverse: requests drain first, then what they left in the background.
         for service in (context, observer, *edge.parts, http):
             await service.start()

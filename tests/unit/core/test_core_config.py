@@ -13,6 +13,7 @@ def test_defaults_from_empty_env() -> None:
     s = load_settings({})
     assert s.http_host == "127.0.0.1"
     assert s.http_port == 8080
+    assert s.http_keepalive_seconds == 75  # above common load balancers' 60 s idle timeout
     assert s.data_dir == Path(".memgate").resolve()
     assert s.database_url is None and s.nats_url is None and s.qdrant_url is None
     assert s.bootstrap_key is None
@@ -88,7 +89,8 @@ def test_settings_are_frozen() -> None:
 
 
 def test_zero_means_unset_and_counts_stay_positive() -> None:
-    s = load_settings({"MEMGATE_DEFAULT_RPM": "0", "MEMGATE_OBSERVER_MAX_BATCH": "0", "MEMGATE_LOG_LEVEL": "debug"})
-    assert (s.default_rpm, s.observer_max_batch, s.log_level) == (None, 1, "DEBUG")
+    s = load_settings({"MEMGATE_DEFAULT_RPM": "0", "MEMGATE_OBSERVER_MAX_BATCH": "0", "MEMGATE_LOG_LEVEL": "debug",
+                       "MEMGATE_HTTP_KEEPALIVE_SECONDS": "0"})
+    assert (s.default_rpm, s.observer_max_batch, s.log_level, s.http_keepalive_seconds) == (None, 1, "DEBUG", 1)
     with pytest.raises(SettingsError, match="MEMGATE_AUTH_CACHE_SECONDS"):
         load_settings({"MEMGATE_AUTH_CACHE_SECONDS": "-1"})

@@ -1,0 +1,30 @@
+"""How `memgate up` treats a client's connections: an idle kept-alive connection stays open
+longer than a proxy's or a client pool's idle timeout, so the client side closes it first."""
+
+from __future__ import annotations
+
+import http.client
+import time
+from urllib.parse import urlsplit
+
+from memgate_testing.gateway import GatewayProcess
+
+IDLE_SECONDS = 6  # past uvicorn's own default (5 s), which raced clients that keep 5 s or more
+
+
+def test_an_idle_connection_is_served_again(gateway: GatewayProcess) -> None:
+    url = urlsplit(gateway.url)
+    connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=30)
+    try:
+        connection.request("GET", "/healthz")
+        first = connection.getresponse()
+        first.read()
+        assert first.status == 200 and not first.will_close
+        socket_before = connection.sock
+        time.sleep(IDLE_SECONDS)
+        connection.request("GET", "/healthz")  # on the same socket: raises if memgate closed it
+        second = connection.getresponse()
+        second.read()
+        assert second.status == 200 and connection.sock is socket_before
+    finally:
+        connection.close()
