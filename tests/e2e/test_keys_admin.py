@@ -81,6 +81,8 @@ def test_admin_api_rejects_bad_input(gw: GatewayProcess) -> None:
     # One rule for a key's name, whoever creates the key.
     assert _error(_admin(gw, "POST", "/keys", json={"tenant": "acme", "name": "n" * 101}), 400,
                   "invalid_request_error")["param"] == "name"
+    unnamed = _admin(gw, "POST", "/keys", json={"tenant": "acme", "name": ""})
+    assert unnamed.status_code == 201 and unnamed.json()["name"] is None, unnamed.text
     bad = gw.memgate("keys", "create", "--tenant", "acme", "--name", "n" * 101)
     assert bad.returncode == 1 and "--name" in bad.stderr and "Traceback" not in bad.stderr
 

@@ -36,10 +36,11 @@ class AdminService:
                                memory_write_rpm=body.memory_write_rpm)
         if problem:
             raise InvalidRequest(f"Invalid limits: {problem}.", code="invalid_value", param=problem.split()[0])
-        if problem := name_error(body.name):
+        name = body.name or None  # (as on the dashboard: an empty name is none)
+        if problem := name_error(name):
             raise InvalidRequest(f"Invalid name: {problem}.", code="invalid_value", param="name")
         key, plaintext = await self.stores.keys.create(
-            validate_id(body.tenant, "tenant"), body.name, is_admin=body.admin, rpm_limit=body.rpm, burst=body.burst,
+            validate_id(body.tenant, "tenant"), name, is_admin=body.admin, rpm_limit=body.rpm, burst=body.burst,
             memory_read_rpm=body.memory_read_rpm, memory_write_rpm=body.memory_write_rpm)
         return CreatedKey(**msgspec.structs.asdict(KeyView.of(key)), key=plaintext)
 
