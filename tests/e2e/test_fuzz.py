@@ -130,7 +130,7 @@ times = mostly(st.sampled_from(["2023-06-01T00:00:00", "2023-06-01T00:00:00Z", "
                texts | values)
 message_ids = st.lists(ids | st.sampled_from(["a\x00b", "m" * 200]), min_size=1, max_size=3) | values
 thresholds = st.integers(-5, 2**64) | values
-# The thread routes that take a body: (method, path after /memory/threads, fields). Most go
+# The thread routes that take a body: (method, path after /memory/threads, fields). Half go
 # to SOURCE, which exists from the start: a body must reach a thread to be checked in full.
 # A clone names its messages (random ids copy none; null copies all): copying whole fuzzed
 # threads each time would only give the observer work.
@@ -146,9 +146,9 @@ thread_writes = st.sampled_from([
 ])
 ADMIN_KEY = "msk_fuzz_admin_key_0123456789abcdef"
 limits = st.integers(-5, 2**64) | values
-key_bodies = st.fixed_dictionaries({}, optional={
-    "tenant": ids | values, "name": texts | values, "admin": st.booleans() | values,
-    **{field: limits for field in ("rpm", "burst", "memory_read_rpm", "memory_write_rpm")},
+key_bodies = st.fixed_dictionaries({"tenant": mostly(good_ids, ids | values)}, optional={
+    "name": mostly(st.just("fuzz key"), texts | values), "admin": st.booleans() | values,
+    **{field: mostly(st.integers(0, 1000), limits) for field in ("rpm", "burst", "memory_read_rpm", "memory_write_rpm")},
 }).map(msgspec.json.encode) | st.binary(max_size=32)
 ages = st.integers(-5, 2**64).map(lambda n: f"{n}{'mhd'[n % 3]}") | times | texts
 numbers = st.integers(-5, 2**64).map(str) | st.sampled_from(["", "x", "1e3", "-0", "9" * 30])
