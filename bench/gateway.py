@@ -8,8 +8,8 @@ fourth row asks a question about another such thread's past ("recall").
 For each: p50/p99 latency at a fixed moderate rate (open loop), streaming time to first
 byte at the same rate, and throughput at saturation (wrk). Added = via memgate - direct.
 The fixed-rate, streaming and saturation runs are repeated (--repeat, in turn with the
-other gateway's) and the tables show the medians: on a small shared machine one run's p99 moves
-by milliseconds, and one saturation figure by 10-15%, from run to run. Each run's figures
+other gateway's) and the tables show the medians: on a small shared machine one run's p99
+moves by milliseconds, and one saturation figure by 10-15%, from run to run. Each run's figures
 are printed too. After each saturation run its gateway, Postgres included, is left to finish
 the work it put off (the comparison prints how long that took) before anything else runs: a
 backlog clearing beside the other gateway's run would be counted against that one.
