@@ -56,7 +56,7 @@ run: install
 # Lint first (rules in pyproject.toml), then the suite.
 test: install-test browser clients-node
 	$(BIN)/ruff check libs services tests bench
-	$(BIN)/mypy libs
+	$(BIN)/mypy libs services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install-test

@@ -70,4 +70,4 @@ def message_fingerprint(role: str, text: str) -> str:
 
 lookup_encoder = msgspec.json.Encoder()
 lookup_decoder = msgspec.json.Decoder(ContextLookup)
-block_decoder = msgspec.json.Decoder(ContextBlock | ContextFailure)
+block_decoder: msgspec.json.Decoder[ContextBlock | ContextFailure] = msgspec.json.Decoder(ContextBlock | ContextFailure)

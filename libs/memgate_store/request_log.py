@@ -137,10 +137,11 @@ class RequestLogRepository:
             kept["block"], kept["thread_observations"], kept["recent_messages"],
             [msgspec.structs.replace(i, text=texts.get(i.id, "")) for i in recalled])
 
-    async def models(self, tenant: str, since: datetime) -> list[str]:
-        """The models the tenant asked for since then (the Logs page's filter choices)."""
+    async def models(self, tenant: str, since: datetime | None) -> list[str]:
+        """The models the tenant asked for since then, or ever (the Logs page's filter choices)."""
         rows = await self.db.pool.fetch(
-            "SELECT DISTINCT model FROM usage_events WHERE tenant = $1 AND created_at >= $2 ORDER BY model LIMIT 200",
+            "SELECT DISTINCT model FROM usage_events WHERE tenant = $1 AND ($2::timestamptz IS NULL OR created_at >= $2) "
+            "ORDER BY model LIMIT 200",
             tenant, since)
         return [r["model"] for r in rows]
 

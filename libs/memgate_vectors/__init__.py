@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from memgate_vectors.factory import open_vector_index
 from memgate_vectors.points import KEYWORD_TEXT, MESSAGE_KIND, Rankings, VectorHit, VectorPoint, message_point_id
-from memgate_vectors.port import VectorIndex
+from memgate_vectors.port import TextEmbedder, VectorIndex
 from memgate_vectors.remote import RemoteEmbedder
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ __all__ = [
     "Rankings",
     "RemoteEmbedder",
     "ServerVectorIndex",
+    "TextEmbedder",
     "VectorHit",
     "VectorIndex",
     "VectorPoint",

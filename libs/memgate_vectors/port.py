@@ -29,6 +29,15 @@ def prefetch_limit(limit: int) -> int:
     return max(limit * PREFETCH_FACTOR, MIN_PREFETCH)
 
 
+class TextEmbedder(Protocol):
+    """Texts to dense vectors: the local model (`Embedder`) or a provider's endpoint
+    (`RemoteEmbedder`). The vector index is made with its `dim`."""
+
+    dim: int
+
+    async def embed_async(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
 @runtime_checkable
 class VectorIndex(Protocol):
     """Observations and messages as dense + sparse vectors, always searched within one tenant and resource."""

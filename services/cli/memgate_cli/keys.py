@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import msgspec
 
@@ -88,11 +89,12 @@ def format_report(report: UsageReport) -> str:
                 f"{r.avg_latency_ms:>8.1f} {r.p95_latency_ms:>8.1f} {r.cost_usd:>12.6f}")
 
     lines += [header, row("total", report.totals)]
-    for title, rows, label in (
+    sections: list[tuple[str, list[UsageRow], Callable[[UsageRow], str]]] = [
         ("by model", report.by_model, lambda r: r.model or "-"),
         ("by provider", report.by_provider, lambda r: r.provider or "-"),
         ("by key", report.by_key, lambda r: f"{r.key_id or '-'} ({r.tenant or '-'}, {r.key_name or r.key_prefix or '-'})"),
-    ):
+    ]
+    for title, rows, label in sections:
         if rows:
             lines.append(f"{title}:")
             lines += [row(label(r), r) for r in rows]

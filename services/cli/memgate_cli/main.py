@@ -6,7 +6,8 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from memgate_core.config import Settings, SettingsError, load_settings
 
@@ -20,7 +21,7 @@ def _setup_logging(settings: Settings) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _run(main: Callable[[], Awaitable[int]]) -> int:
+def _run(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
     import uvloop
 
     return uvloop.run(main())

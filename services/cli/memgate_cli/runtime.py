@@ -25,7 +25,7 @@ from memgate_core.tokens import count_tokens
 from memgate_providers import ConfigError, ProviderClient
 from memgate_store import Stores
 from memgate_telemetry.health import Readiness, health_routes
-from memgate_vectors import Embedder, RemoteEmbedder, VectorIndex, open_vector_index
+from memgate_vectors import Embedder, RemoteEmbedder, TextEmbedder, VectorIndex, open_vector_index
 
 if TYPE_CHECKING:
     from memgate_context import ContextService
@@ -37,7 +37,7 @@ class Runtime:
     """One Postgres pool, one NATS connection, one vector index, one embedder, one HTTP client."""
 
     def __init__(self, settings: Settings, stores: Stores, bus: Bus, index: VectorIndex,
-                 embedder: Embedder | RemoteEmbedder,
+                 embedder: TextEmbedder,
                  providers: ProviderClient) -> None:
         self.settings = settings
         self.stores = stores
@@ -100,7 +100,7 @@ class Edge(NamedTuple):
     parts: list[Service]
 
 
-async def _embedder(model: str, providers: ProviderClient) -> Embedder | RemoteEmbedder:
+async def _embedder(model: str, providers: ProviderClient) -> TextEmbedder:
     if model == "local":
         embedder = Embedder()
         await embedder.embed_async(["warm up"])  # load the model now, not on the first request

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from memgate_cli.runtime import HttpServer, Runtime, build_edge, health_app, settle_heap
+from memgate_cli.runtime import HttpServer, Runtime, Service, build_edge, health_app, settle_heap
 from memgate_cli.up import _wait_for_signal, bootstrap_key
 from memgate_context import ContextService
 from memgate_core.config import Settings
@@ -26,7 +26,7 @@ async def run_service(settings: Settings, which: str, *, database_url: str, nats
         )
     setup_tracing(f"memgate-{which}", settings.traces_file)
     runtime = await Runtime.open(settings, database_url=database_url, nats_url=nats_url, name=f"memgate-{which}")
-    started: list = []  # type: ignore[type-arg]
+    started: list[Service] = []
     try:
         if which == "edge":
             # Idempotent: every edge replica makes sure the configured keys exist (and never
@@ -52,7 +52,7 @@ async def run_service(settings: Settings, which: str, *, database_url: str, nats
                                        runtime.providers))
             await service.start()
             started.append(service)
-            if getattr(service, "notice", None):
+            if isinstance(service, ObserverService) and service.notice:
                 log.warning(service.notice)  # e.g. the observer fell back to `local`
             http = HttpServer(health_app(runtime), settings, settings.health_port)
         await http.start()
@@ -62,7 +62,7 @@ async def run_service(settings: Settings, which: str, *, database_url: str, nats
         await _wait_for_signal()
         return 0
     finally:
-        for service in reversed(started):
-            await service.stop()
+        for part in reversed(started):
+            await part.stop()
         await runtime.close()
         shutdown_tracing()

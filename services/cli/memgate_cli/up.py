@@ -13,7 +13,7 @@ import signal
 import time
 
 from memgate_cli.embedded import DataDirLock, EmbeddedNats, EmbeddedPostgres, EngineSupervisor, write_runtime_file
-from memgate_cli.runtime import HttpServer, Runtime, build_edge, settle_heap
+from memgate_cli.runtime import HttpServer, Runtime, Service, build_edge, settle_heap
 from memgate_context import ContextService
 from memgate_core.config import Settings
 from memgate_observer.service import ObserverService
@@ -59,9 +59,11 @@ async def run_up(settings: Settings) -> int:
     pg = EmbeddedPostgres(settings.data_dir)
     nats = EmbeddedNats(settings.data_dir, port=settings.nats_port)
     runtime = None
-    services: list = []  # type: ignore[type-arg]
+    services: list[Service] = []
     try:
-        database_url = settings.database_url or await asyncio.to_thread(pg.start)
+        database_url = settings.database_url
+        if not database_url:
+            database_url = await asyncio.to_thread(pg.start)
         if settings.nats_url:
             nats_url = settings.nats_url
         else:
@@ -82,7 +84,8 @@ async def run_up(settings: Settings) -> int:
         edge = build_edge(runtime, notices=notices, observer_name=observer.observer_name, local_context=context)
         http = HttpServer(edge.app, settings, settings.http_port)
         # Stopped in reverse: requests drain first, then what they left in the background.
-        for service in (context, observer, *edge.parts, http):
+        in_order: list[Service] = [context, observer, *edge.parts, http]
+        for service in in_order:
             await service.start()
             services.append(service)
 

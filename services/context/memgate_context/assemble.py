@@ -39,7 +39,7 @@ from memgate_core.context import ContextBlock, ContextLookup, MessageItem, Obser
 from memgate_core.text import few_words
 from memgate_core.tokens import count_joined
 from memgate_store import Stores
-from memgate_vectors import Embedder, VectorIndex
+from memgate_vectors import TextEmbedder, VectorIndex
 
 THREAD_OBSERVATION_SHARE = 0.3
 RECENT_SHARE = 0.1
@@ -76,7 +76,7 @@ L = TypeVar("L", bound=HasLine)
 
 
 class ContextAssembler:
-    def __init__(self, stores: Stores, index: VectorIndex, embedder: Embedder) -> None:
+    def __init__(self, stores: Stores, index: VectorIndex, embedder: TextEmbedder) -> None:
         self.views = ThreadViews(stores)
         self.recall = Recall(index, embedder)
 

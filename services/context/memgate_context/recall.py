@@ -27,7 +27,7 @@ import numpy as np
 
 from memgate_core.context import ContextLookup
 from memgate_core.text import slight
-from memgate_vectors import MESSAGE_KIND, Embedder, Rankings, VectorHit, VectorIndex, message_point_id
+from memgate_vectors import MESSAGE_KIND, Rankings, TextEmbedder, VectorHit, VectorIndex, message_point_id
 
 MESSAGE_CANDIDATES = 128  # per ranking
 OBSERVATION_CANDIDATES = 32  # per ranking
@@ -69,7 +69,7 @@ class Recalled(msgspec.Struct):
 
 
 class Recall:
-    def __init__(self, index: VectorIndex, embedder: Embedder) -> None:
+    def __init__(self, index: VectorIndex, embedder: TextEmbedder) -> None:
         self.index = index
         self.embedder = embedder
 

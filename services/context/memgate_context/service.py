@@ -19,13 +19,13 @@ from memgate_context.assemble import ContextAssembler
 from memgate_context.handler import LookupHandler
 from memgate_core.context import ContextBlock, ContextLookup
 from memgate_store import Stores
-from memgate_vectors import Embedder, VectorIndex
+from memgate_vectors import TextEmbedder, VectorIndex
 
 tracer = trace.get_tracer("memgate.context")
 
 
 class ContextService:
-    def __init__(self, bus: Bus, stores: Stores, index: VectorIndex, embedder: Embedder) -> None:
+    def __init__(self, bus: Bus, stores: Stores, index: VectorIndex, embedder: TextEmbedder) -> None:
         self.bus = bus
         self.assembler = ContextAssembler(stores, index, embedder)
         self.handler = LookupHandler(self.assembler)

@@ -13,7 +13,7 @@ from memgate_edge.ratelimit import RateLimiter
 from memgate_edge.usage import UsageRecorder
 from memgate_store import Stores
 from memgate_telemetry.health import Readiness
-from memgate_vectors import Embedder, VectorIndex
+from memgate_vectors import TextEmbedder, VectorIndex
 
 
 class EdgeDeps(msgspec.Struct):
@@ -24,7 +24,7 @@ class EdgeDeps(msgspec.Struct):
     recorder: ExchangeRecorder  # chat's and the memory import's one way to store an exchange
     bindings: ThreadBindings  # which resource each thread belongs to (cached)
     index: VectorIndex
-    embedder: Embedder
+    embedder: TextEmbedder
     # Checks /readyz runs, by name (database, nats, vectors...).
     readiness: Readiness
     limiter: RateLimiter  # per-key limits, shared by every replica

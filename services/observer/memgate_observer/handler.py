@@ -33,7 +33,7 @@ from memgate_observer.reflector import LocalReflector, reflect_safely
 from memgate_store import Observation, Stores
 from memgate_store.observations import MemoryLimits, text_key
 from memgate_telemetry.metrics import EXCHANGES_OBSERVED, OBSERVATIONS_WRITTEN
-from memgate_vectors import Embedder, VectorIndex, VectorPoint
+from memgate_vectors import TextEmbedder, VectorIndex, VectorPoint
 
 log = logging.getLogger("memgate.observer")
 tracer = trace.get_tracer("memgate.observer")
@@ -55,7 +55,7 @@ class BatchResult(msgspec.Struct, frozen=True):
 
 class ExchangeHandler:
     def __init__(
-        self, stores: Stores, index: VectorIndex, embedder: Embedder, observer: Observer,
+        self, stores: Stores, index: VectorIndex, embedder: TextEmbedder, observer: Observer,
         reflector: Reflector | None = None, *, activation_tokens: int, keep_raw_tokens: int,
         observation_budget_tokens: int = 40_000,
     ) -> None:
@@ -114,9 +114,9 @@ class ExchangeHandler:
                 with tracer.start_as_current_span("observer.observe"):
                     result = await self.observer.observe(batch)
             except ObserverFailed as failure:
-                result = await self._record_failure(batch, failure)
+                failed = await self._record_failure(batch, failure)
                 await self.index.upsert(message_points)  # its messages stay recallable
-                return result
+                return failed
 
             drafts = await self._new_facts(tenant, thread_id, result.drafts)
             stored = self._observations(batch, drafts)

@@ -23,7 +23,7 @@ from memgate_core.text import slight
 from memgate_core.tokens import count_tokens
 from memgate_store import Observation
 from memgate_store.threads import ThreadRepository
-from memgate_vectors import KEYWORD_TEXT, MESSAGE_KIND, Embedder, VectorPoint, message_point_id
+from memgate_vectors import KEYWORD_TEXT, MESSAGE_KIND, TextEmbedder, VectorPoint, message_point_id
 
 OBSERVATION_KIND = "observation"
 CONTEXT_CHARS = 1_000  # of the previous message, keyword-indexed with a message
@@ -43,7 +43,7 @@ class MessageIndexer:
     """Builds the points of a batch's messages (the embedding is the expensive part: one per
     message, and one for the message the batch follows)."""
 
-    def __init__(self, threads: ThreadRepository, embedder: Embedder) -> None:
+    def __init__(self, threads: ThreadRepository, embedder: TextEmbedder) -> None:
         self.threads = threads
         self.embedder = embedder
 
@@ -64,10 +64,10 @@ class MessageIndexer:
             before[0] = 0.0
         vectors = own[: len(messages)] + PREVIOUS_WEIGHT * before
         vectors /= np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
-        contexts, before = [], previous.content if previous is not None else ""
+        contexts, said = [], previous.content if previous is not None else ""
         for m in messages:
-            contexts.append(f"{before[-CONTEXT_CHARS:]}\n{m.content}" if before else m.content)
-            before = m.content
+            contexts.append(f"{said[-CONTEXT_CHARS:]}\n{m.content}" if said else m.content)
+            said = m.content
         return [_message_point(first, m, context, vector.tolist())
                 for m, context, vector in zip(messages, contexts, vectors)]
 

@@ -11,12 +11,12 @@ from memgate_observer.consumer import ExchangeConsumer
 from memgate_observer.handler import ExchangeHandler
 from memgate_providers import ProviderClient
 from memgate_store import Stores
-from memgate_vectors import Embedder, VectorIndex
+from memgate_vectors import TextEmbedder, VectorIndex
 
 
 class ObserverService:
     def __init__(
-        self, settings: Settings, bus: Bus, stores: Stores, index: VectorIndex, embedder: Embedder,
+        self, settings: Settings, bus: Bus, stores: Stores, index: VectorIndex, embedder: TextEmbedder,
         providers: ProviderClient,
     ) -> None:
         observer, self.notice = choose_observer(settings.observer_model, providers)

@@ -48,7 +48,8 @@ class ChatRequest(msgspec.Struct):
 
     @property
     def messages(self) -> list[dict[str, Any]]:
-        return self.body["messages"]
+        messages: list[dict[str, Any]] = self.body["messages"]  # (checked by `chat_request`)
+        return messages
 
 
 def parse_chat_request(raw: bytes, headers: dict[str, str]) -> ChatRequest:

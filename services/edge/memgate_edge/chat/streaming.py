@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import Any, Protocol
 
 import msgspec
@@ -189,7 +189,7 @@ async def relay(
 async def _relay(
     upstream: http.Response, pending: PendingExchange | None, recorder: ExchangeRecorder, deadline: float,
     form: StreamFormat,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     held_end = b""
     completed = interrupted = False
     buffer = b""

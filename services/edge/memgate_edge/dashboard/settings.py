@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from typing import Any, TypedDict
 
 from litestar import Request, get, post
 from litestar.datastructures import Cookie
@@ -67,8 +67,17 @@ def _number(form: Any, field: str, label: str) -> int | None:
     return int(raw)
 
 
-def _limits(form: Any) -> dict[str, int | None]:
-    """A key's limits from the form (keyword arguments of KeyRepository.create/set_limits)."""
+class KeyLimits(TypedDict):
+    """Keyword arguments of KeyRepository.create and set_limits."""
+
+    rpm_limit: int | None
+    burst: int | None
+    memory_read_rpm: int | None
+    memory_write_rpm: int | None
+
+
+def _limits(form: Any) -> KeyLimits:
+    """A key's limits from the form."""
     rpm, burst, read, write = (_number(form, field, label) for field, label in LIMIT_FIELDS.items())
     problem = limits_error(rpm, burst, memory_read_rpm=read, memory_write_rpm=write)
     if problem:

@@ -23,7 +23,7 @@ from memgate_edge.memory.threads import (
 from memgate_store import Stores
 from memgate_store.observations import Generation, MemoryLimits, Observation, ObservationRecord
 from memgate_store.threads import ResourceSummary, StoredMessage, ThreadSummary
-from memgate_vectors import Embedder, VectorHit, VectorIndex
+from memgate_vectors import TextEmbedder, VectorHit, VectorIndex
 from memgate_vectors.points import message_point_id
 
 SEARCHED_RESOURCES = 20  # a search of all the tenant's memory looks into this many resources, newest first
@@ -40,7 +40,7 @@ class MemorySearch(msgspec.Struct, frozen=True):
 
 
 class MemoryService:
-    def __init__(self, stores: Stores, index: VectorIndex, embedder: Embedder, recorder: ExchangeRecorder,
+    def __init__(self, stores: Stores, index: VectorIndex, embedder: TextEmbedder, recorder: ExchangeRecorder,
                  bindings: ThreadBindings, *, defaults: MemoryLimits) -> None:
         self.stores = stores
         self.defaults = defaults  # the process's observational-memory thresholds
