@@ -15,6 +15,14 @@ class MessageRecord(msgspec.Struct, frozen=True):
     name: str | None = None
 
 
+def stored_time(at: float, *, after: float | None = None) -> float:
+    """`at` on the microsecond grid Postgres stores, and at least a microsecond later than
+    `after` (the message before): messages of one time sort by their random ids, so each
+    keeps its own time and the order with it."""
+    at = round(at * 1_000_000) / 1_000_000
+    return at if after is None else max(at, round(after * 1_000_000 + 1) / 1_000_000)
+
+
 class Usage(msgspec.Struct, frozen=True):
     prompt_tokens: int = 0
     completion_tokens: int = 0

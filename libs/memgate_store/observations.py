@@ -137,8 +137,12 @@ class ObservationRepository:
         return {r["exchange_id"] for r in rows}
 
     async def lock_thread(self, conn: asyncpg.Connection, tenant: str, thread_id: str) -> None:
-        """Serialise writers of one thread's memory (across processes) until the transaction ends."""
+        """Serialise writers of one thread's memory (across processes) until the transaction
+        ends; and hold the thread's row, so that a delete of the thread waits for the
+        transaction (whose vectors it then deletes after it) instead of slipping in between.
+        In this order: a delete of messages takes the same two locks in it."""
         await conn.execute("SELECT pg_advisory_xact_lock($1)", thread_lock_key(tenant, thread_id))
+        await conn.execute("SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR KEY SHARE", tenant, thread_id)
 
     async def alive_messages(self, conn: asyncpg.Connection, tenant: str, ids: Sequence[str]) -> set[str]:
         """Which of these messages still exist (in the caller's transaction, under lock_thread:

@@ -328,18 +328,27 @@ class ThreadRepository:
             tenant, thread_id, ids, start, end, limit)
         return [StoredMessage(**dict(r)) for r in rows]
 
+    async def message_ids(self, tenant: str, thread_id: str, ids: Sequence[str]) -> list[str]:
+        """Those of `ids` that are the thread's messages."""
+        rows = await self.db.pool.fetch(
+            "SELECT id FROM messages WHERE tenant = $1 AND thread_id = $2 AND id = ANY($3::text[])",
+            tenant, thread_id, list(ids))
+        return [r["id"] for r in rows]
+
     async def delete_messages(self, tenant: str, thread_id: str,
                               ids: Sequence[str]) -> tuple[list[str], list[str]] | None:
         """Delete those of `ids` that are the thread's messages, and the observations that came
         only from messages no longer there; returns both their ids (None: no such thread).
         The thread's lookups reload it (its observations version moves)."""
         async with self.db.pool.acquire() as conn, conn.transaction():
+            # The observer's lock: a batch it is committing either lands before (and its
+            # observations of these messages are deleted here) or sees them gone. Taken
+            # before the thread's row, as the observer does (it holds this lock while its
+            # writes lock the row): the other order deadlocks with a commit under way.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", thread_lock_key(tenant, thread_id))
             if await conn.fetchval("SELECT true FROM threads WHERE tenant = $1 AND thread_id = $2 FOR UPDATE",
                                    tenant, thread_id) is None:
                 return None
-            # The observer's lock: a batch it is committing either lands before (and its
-            # observations of these messages are deleted here) or sees them gone.
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", thread_lock_key(tenant, thread_id))
             gone = [r["id"] for r in await conn.fetch(
                 "DELETE FROM messages WHERE tenant = $1 AND thread_id = $2 AND id = ANY($3::text[]) RETURNING id",
                 tenant, thread_id, list(ids))]

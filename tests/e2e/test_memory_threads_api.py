@@ -133,6 +133,22 @@ def test_messages_are_paged_in_either_order(api: httpx.Client, other: httpx.Clie
     assert other.get(f"/threads/{thread_id}/messages").status_code == 404
 
 
+def test_a_turn_of_several_messages_keeps_its_order(gateway: GatewayProcess, api: httpx.Client) -> None:
+    """A chat turn's messages arrive in one request: stored, listed and shown to the model in
+    the order sent (with one time for all, they sorted by their random ids: 1 in 720 kept it)."""
+    thread_id, resource = f"t-{_tag()}", f"user-{_tag()}"
+    memory = {**gateway.headers(), "x-thread-id": thread_id, "x-resource-id": resource}
+    said = [f"part {i} of my question" for i in range(6)]
+    chat = httpx.post(f"{gateway.base_url}/chat/completions", headers=memory, timeout=30, json={
+        "model": "fake/x", "messages": [{"role": "user", "content": text} for text in said]})
+    assert chat.status_code == 200, chat.text
+    stored = api.get(f"/threads/{thread_id}/messages").json()["data"]
+    assert [m["content"] for m in stored[:-1]] == said and stored[-1]["role"] == "assistant"
+    assert [m["created_at"] for m in stored] == sorted({m["created_at"] for m in stored})  # each its own time
+    newest = api.get(f"/threads/{thread_id}/messages", params={"order": "desc"}).json()["data"]
+    assert [m["content"] for m in newest[1:]] == said[::-1]
+
+
 HISTORY = [  # two exchanges, months apart
     {"role": "user", "content": "My sister Lena moved to Copenhagen with her two cats.", "created_at": "2023-05-08T09:00:00Z"},
     {"role": "assistant", "content": "Copenhagen has excellent harbour baths.", "created_at": "2023-05-08T09:00:30Z"},
@@ -184,6 +200,25 @@ def test_deleting_messages_takes_the_observations_only_they_made(
     for bad in ({}, {"message_ids": []}, {"message_ids": "msg_1"}, {"message_ids": ["a\x00"]},
                 {"message_ids": ["m" * 129]}, {"message_ids": ["msg 1"]}):
         assert api.request("DELETE", f"/threads/{thread_id}/messages", json=bad).status_code == 400
+
+
+def test_a_message_named_through_another_thread_stays_findable(gateway: GatewayProcess, api: httpx.Client) -> None:
+    """A delete through thread A names a message of thread B: nothing is deleted, and B's
+    message keeps its vector (recall and search find it)."""
+    keeper, resource = f"t-{_tag()}", f"user-{_tag()}"
+    assert api.post(f"/threads/{keeper}/messages", json={"resource_id": resource, "messages": HISTORY}).status_code == 201
+    lena = [m["id"] for m in api.get(f"/threads/{keeper}/messages").json()["data"][:2]]
+
+    def found() -> set[str]:  # (the ids of messages among the hits)
+        hits = api.post("/search", json={"resource_id": resource, "query": "Lena Copenhagen cats", "limit": 20})
+        return {h.get("message_id") for h in hits.json()["data"]} & set(lena)
+    assert wait_for(found, timeout=30) == set(lena)
+    observer_idle(gateway)
+    other_thread = api.post("/threads", json={"resource_id": resource}).json()["id"]
+    response = api.request("DELETE", f"/threads/{other_thread}/messages", json={"message_ids": lena})
+    assert response.status_code == 200 and response.json()["message_ids"] == []
+    assert found() == set(lena)
+    assert [m["id"] for m in api.get(f"/threads/{keeper}/messages").json()["data"][:2]] == lena
 
 
 def test_a_clone_copies_the_chosen_messages_and_is_observed_on_their_dates(

@@ -4,6 +4,7 @@ reflection."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -12,9 +13,11 @@ from itertools import groupby
 from typing import Any
 
 import pytest
+from helpers import backend_waiting_for_a_lock
 
 from memgate_core.events import ExchangeCompleted, MessageRecord
 from memgate_core.tokens import count_tokens
+from memgate_observer.base import ObserverFailed
 from memgate_observer.handler import BatchResult, ExchangeHandler
 from memgate_observer.llm import LLMObserver, LLMReflector
 from memgate_observer.local import LocalObserver
@@ -24,7 +27,7 @@ from memgate_providers import ProviderClient, ProviderRegistry, Timeouts
 from memgate_providers.client import UpstreamStatusError
 from memgate_store import Observation, Stores
 from memgate_store import observations as observations_module
-from memgate_store.observations import MemoryLimits
+from memgate_store.observations import MemoryLimits, thread_lock_key
 from memgate_testing.fake_provider import FakeProvider
 from memgate_vectors import EdgeVectorIndex, Embedder
 
@@ -443,6 +446,52 @@ async def test_a_message_deleted_while_observed_leaves_no_observation_or_vector(
     assert found and all(kept in o.source_message_ids for o in found)  # none made only of the deleted one
     assert not any("Lena" in o.text for o in found) and any("Pixel" in o.text for o in found)
     assert await indexed(index, tenant, thread, "message") == {kept}
+
+
+class FailingAfterADelete(DeletingWhileObserving):
+    """The thread's user deletes the batch's first message; then the observer's output is unusable."""
+
+    async def observe(self, batch: Any) -> Any:
+        await super().observe(batch)
+        raise ObserverFailed("unusable output", raw_output="garbage")
+
+
+async def test_a_message_deleted_while_a_failed_batch_was_observed_gets_no_vector(stores, index, embedder) -> None:  # type: ignore[no-untyped-def]
+    tenant, thread = new_ids()
+    e = exchange(tenant, thread, ("user", "My sister Lena moved to Copenhagen with her cats."),
+                 ("user", "I adopted a greyhound called Pixel."))
+    handler = make_handler(stores, index, embedder, FailingAfterADelete(stores))
+    assert await handler.handle(e) == "failed"
+    assert await indexed(index, tenant, thread, "message") == {e.messages[1].id}  # the kept one stays recallable
+
+
+async def test_a_message_delete_waits_for_an_observer_commit_without_deadlock(stores) -> None:  # type: ignore[no-untyped-def]
+    """The delete takes the observer's lock before the thread's row, as the observer does;
+    in the other order, each waited for the other until Postgres aborted one (40P01)."""
+    tenant, thread = new_ids()
+    e = exchange(tenant, thread, ("user", "one"), ("user", "two"))
+    await stores.threads.record(e)
+    async with stores.db.pool.acquire() as observer, observer.transaction():
+        await observer.execute("SELECT pg_advisory_xact_lock($1)", thread_lock_key(tenant, thread))
+        delete = asyncio.create_task(stores.threads.delete_messages(tenant, thread, [e.messages[0].id]))
+        await backend_waiting_for_a_lock(observer)
+        # What an observer's commit does under its lock: its writes lock the thread's row.
+        await observer.execute("SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR KEY SHARE",
+                               tenant, thread)
+    assert await asyncio.wait_for(delete, 10) == ([e.messages[0].id], [])
+
+
+async def test_a_thread_delete_waits_for_a_commit_under_the_observers_lock(stores) -> None:  # type: ignore[no-untyped-def]
+    """Even a batch that writes no observation (so no row of its own locks the thread) holds
+    the thread until it commits: its vectors are upserted before, the delete's after."""
+    tenant, thread = new_ids()
+    await stores.threads.record(exchange(tenant, thread, ("user", "one")))
+    async with stores.db.pool.acquire() as observer, observer.transaction():
+        await stores.observations.lock_thread(observer, tenant, thread)
+        delete = asyncio.create_task(stores.threads.delete(tenant, thread))
+        await backend_waiting_for_a_lock(observer)
+        assert not delete.done()
+    assert await asyncio.wait_for(delete, 10) is True
 
 
 # ---------------------------------------------------------------------------- reflection

@@ -114,9 +114,7 @@ class ExchangeHandler:
                 with tracer.start_as_current_span("observer.observe"):
                     result = await self.observer.observe(batch)
             except ObserverFailed as failure:
-                failed = await self._record_failure(batch, failure)
-                await self.index.upsert(message_points)  # its messages stay recallable
-                return failed
+                return await self._record_failure(batch, failure, message_points)  # (its messages stay recallable)
 
             drafts = await self._new_facts(tenant, thread_id, result.drafts)
             stored = self._observations(batch, drafts)
@@ -138,9 +136,9 @@ class ExchangeHandler:
                 keep_raw = min(self.keep_raw_tokens, limits.activation_tokens // 2)
                 covered = await observations.activate(conn, tenant, thread_id, threshold=limits.activation_tokens,
                                                       keep_raw=keep_raw)
-                # Vectors last, just before commit: anything above may still roll back, and the
-                # rows written hold a lock on the thread that makes a concurrent delete wait
-                # (the delete then removes these vectors after us).
+                # Vectors last, just before commit: anything above may still roll back, and
+                # `lock_thread` makes a concurrent delete wait (it then removes these vectors
+                # after us).
                 with tracer.start_as_current_span("observer.index"):
                     await self.index.upsert([*message_points,
                                              *(observation_point(o, v) for o, v in zip(stored, vectors))])
@@ -196,12 +194,14 @@ class ExchangeHandler:
             for i, d in enumerate(drafts)
         ]
 
-    async def _record_failure(self, batch: ObserverInput, failure: ObserverFailed) -> BatchResult:
-        """Unusable output: mark the exchanges done (their messages stay raw) and show why."""
+    async def _record_failure(self, batch: ObserverInput, failure: ObserverFailed,
+                              message_points: Sequence[VectorPoint]) -> BatchResult:
+        """Unusable output: mark the exchanges done (their messages stay raw, and recallable:
+        `message_points`) and show why."""
         log.error("observer failed on thread %s (%d exchanges): %s", batch.thread_id, len(batch.exchanges),
                   failure.error)
         if not await self._mark_failed(batch.tenant, batch.thread_id, batch.exchange_ids, failure.error,
-                                       failure.raw_output):
+                                       failure.raw_output, message_points):
             raise ConcurrentlyObserved(f"part of a batch of thread {batch.thread_id} was observed concurrently")
         EXCHANGES_OBSERVED.labels("failed").inc(len(batch.exchanges))
         return BatchResult("failed", len(batch.exchanges))
@@ -216,9 +216,10 @@ class ExchangeHandler:
         return True
 
     async def _mark_failed(self, tenant: str, thread_id: str, exchange_ids: list[str], error: str,
-                           raw_output: str | None = None) -> bool:
-        """Mark the exchanges observed (failed) and record why, in one transaction; False if
-        one of them was observed meanwhile (then nothing is written)."""
+                           raw_output: str | None = None, message_points: Sequence[VectorPoint] = ()) -> bool:
+        """Mark the exchanges observed (failed) and record why, in one transaction, with the
+        vectors of those of `message_points` whose messages are still there; False if one of
+        the exchanges was observed meanwhile (then nothing is written)."""
         observations = self.stores.observations
         async with self.stores.db.pool.acquire() as conn, conn.transaction():
             await observations.lock_thread(conn, tenant, thread_id)
@@ -227,6 +228,10 @@ class ExchangeHandler:
                 return False
             await observations.record_failure(conn, tenant, thread_id, kind="observer", observer=self.observer.name,
                                               error=error, raw_output=raw_output, exchange_ids=exchange_ids)
+            if message_points:  # (as for an observed batch: of messages not deleted meanwhile, before commit)
+                alive = await observations.alive_messages(conn, tenant, [str(p.payload["message_id"])
+                                                                         for p in message_points])
+                await self.index.upsert([p for p in message_points if p.payload.get("message_id") in alive])
         return True
 
     # ------------------------------------------------------------------ reflection

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, TypeVar
 import msgspec
 
 from memgate_bus import inject_headers
-from memgate_core.events import ExchangeCompleted, MessageRecord, Usage
+from memgate_core.events import ExchangeCompleted, MessageRecord, Usage, stored_time
 from memgate_core.ids import new_id
 from memgate_edge.auth import Principal
 from memgate_edge.chat.request import ChatRequest, storable
@@ -52,11 +52,11 @@ class PendingExchange(msgspec.Struct):
     def begin(cls, request: ChatRequest, principal: Principal, provider: str) -> PendingExchange:
         assert request.memory is not None
         now = time.time()
-        turn = [
-            MessageRecord(id=new_id("msg"), role=m["role"], content=text, created_at=now,
-                          name=m.get("name") if isinstance(m.get("name"), str) else None)
-            for m, text in request.turn
-        ]
+        turn: list[MessageRecord] = []
+        for m, text in request.turn:  # (a microsecond apart: the turn keeps its order)
+            turn.append(MessageRecord(id=new_id("msg"), role=m["role"], content=text,
+                                      created_at=stored_time(now, after=turn[-1].created_at if turn else None),
+                                      name=m.get("name") if isinstance(m.get("name"), str) else None))
         return cls(new_id("exc"), principal.tenant, request.memory.thread_id, request.memory.resource_id,
                    request.model, provider, turn, now)
 
@@ -90,8 +90,8 @@ class ExchangeRecorder:
     ) -> None:
         now = time.time()
         # The answer must sort after the question even when both share a clock tick.
-        answer_record = MessageRecord(new_id("msg"), "assistant", storable(answer),
-                                      max(now, pending.started_at + 1e-6))
+        answer_record = MessageRecord(new_id("msg"), "assistant", storable(answer), stored_time(
+            now, after=pending.turn[-1].created_at if pending.turn else pending.started_at))
         await self.record([ExchangeCompleted(
             exchange_id=pending.exchange_id, tenant=pending.tenant, resource_id=pending.resource_id,
             thread_id=pending.thread_id, model=pending.model, provider=pending.provider,

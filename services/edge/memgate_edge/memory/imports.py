@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import msgspec
 
 from memgate_core.errors import InvalidRequest
-from memgate_core.events import ExchangeCompleted, MessageRecord
+from memgate_core.events import ExchangeCompleted, MessageRecord, stored_time
 from memgate_core.ids import new_id, validate_id
 from memgate_edge.body import decode_body
 from memgate_edge.chat.request import MAX_CONTENT_BYTES, MAX_MESSAGES, storable
@@ -85,11 +85,7 @@ def parse_import(raw: bytes, *, now: float | None = None) -> tuple[str | None, l
             raise InvalidRequest(f"{param}.created_at is earlier than the message before it: messages must be "
                                  "in time order.", param=f"{param}.created_at")
         previous = at
-        # On the microsecond grid Postgres stores: a nudge between two floats that round to
-        # the same microsecond would be lost there, and the order with it.
-        at = round(at * 1_000_000) / 1_000_000
-        if records:
-            at = max(at, round(records[-1].created_at * 1_000_000 + 1) / 1_000_000)
+        at = stored_time(at, after=records[-1].created_at if records else None)
         records.append(MessageRecord(new_id("msg"), message.role, storable(message.content), at))
     return request.resource_id, records
 

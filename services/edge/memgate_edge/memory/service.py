@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 
 from memgate_core.errors import Conflict, InvalidRequest, NotFound
-from memgate_core.events import MessageRecord
+from memgate_core.events import MessageRecord, stored_time
 from memgate_core.ids import new_id
 from memgate_edge.bindings import ThreadBindings
 from memgate_edge.chat.exchange import ExchangeRecorder
@@ -118,7 +118,10 @@ class MemoryService:
         created = await self.create_thread(tenant, ThreadCreate(
             source.resource_id, clone.new_thread_id, source.title if clone.title is None else clone.title,
             source.metadata))
-        records = [MessageRecord(new_id("msg"), m.role, m.content, m.created_at.timestamp()) for m in messages]
+        records: list[MessageRecord] = []
+        for m in messages:  # (a clone of messages that share a time keeps the order it read them in)
+            records.append(MessageRecord(new_id("msg"), m.role, m.content, stored_time(
+                m.created_at.timestamp(), after=records[-1].created_at if records else None)))
         exchanges = group_exchanges(records)
         try:
             await self.recorder.record([exchange_event(tenant, created.id, source.resource_id, group)
@@ -131,15 +134,17 @@ class MemoryService:
 
     async def delete_messages(self, tenant: str, thread_id: str, ids: list[str]) -> dict[str, Any]:
         """Delete messages, the observations that came only from them, and the vectors of both."""
-        # Vectors first, and again after, as for a thread (an observer commit in flight).
-        points = [message_point_id(tenant, i) for i in ids]
+        # Vectors first (a crash after the rows go must not leave them searchable), and again
+        # after, as for a thread (an observer commit in flight). Only the thread's own: an id
+        # of another thread's message names a point of that thread, which stays.
         await self.thread(tenant, thread_id)
-        await self.index.delete(points)
+        await self.index.delete([message_point_id(tenant, i)
+                                 for i in await self.stores.threads.message_ids(tenant, thread_id, ids)])
         deleted = await self.stores.threads.delete_messages(tenant, thread_id, ids)
         if deleted is None:
             raise thread_not_found(thread_id)
         messages, observations = deleted
-        await self.index.delete([*points, *observations])
+        await self.index.delete([*(message_point_id(tenant, i) for i in messages), *observations])
         return {"object": "thread.messages.deleted", "thread_id": thread_id, "deleted": True,
                 "message_ids": messages, "observation_ids": observations}
 
