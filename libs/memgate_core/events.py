@@ -28,6 +28,18 @@ class Usage(msgspec.Struct, frozen=True):
     completion_tokens: int = 0
 
 
+MAX_TOKEN_COUNT = 2**31 - 1  # (what the usage table's integer columns hold)
+
+
+def token_count(value: object) -> int | None:
+    """A provider's token count as memgate takes it: a whole number from 0 to MAX_TOKEN_COUNT;
+    anything else (negative, a float, a bool, a string) is none. Usage is informational: an
+    odd count must not break an answer, nor the pricing and storing of usage after it."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKEN_COUNT:
+        return value
+    return None
+
+
 class ExchangeCompleted(msgspec.Struct, frozen=True):
     """One finished exchange on a memory thread with its messages: what the edge stores
     and the Observer observes (read back from the store; it never crosses the bus)."""

@@ -43,7 +43,10 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
     except ValueError:
         raise ValueError(f"expected an ISO 8601 time (2026-01-31T12:00:00Z), a date, or an age (30m, 24h, 7d); "
                          f"got {value!r}") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+    try:  # (in range with its offset is not always in range in UTC: 0001-01-01T00:00+05:00)
+        return when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ValueError(f"{value!r} lies outside the years 1 to 9999 in UTC") from None
 
 
 class RecalledItem(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -43,6 +43,18 @@ def test_what_would_fail_after_storing_is_refused_before(gateway: GatewayProcess
     assert httpx.get(f"{gateway.base_url}/memory/threads/bad-input-t", headers=gateway.headers()).status_code == 404
 
 
+def test_what_the_stores_cannot_hold_is_kept_as_text_does(gateway: GatewayProcess, provider: FakeProvider) -> None:
+    """A message's `name` with a NUL reaches the provider untouched and is remembered with
+    U+FFFD, as content is (it was a 500 after the provider had answered, and nothing kept)."""
+    memory = {**gateway.headers(), "x-thread-id": "nul-name-t", "x-resource-id": "nul-name-r"}
+    response = httpx.post(f"{gateway.base_url}/chat/completions", headers=memory, timeout=30, json={
+        "model": "fake/m", "messages": [{"role": "user", "name": "bob\x00", "content": "hi\x00"}]})
+    assert response.status_code == 200, response.text
+    assert provider.requests[-1]["body"]["messages"][-1]["name"] == "bob\x00"
+    stored = httpx.get(f"{gateway.base_url}/memory/threads/nul-name-t/messages", headers=gateway.headers()).json()
+    assert stored["data"][0]["content"] == "hi\ufffd" and stored["total"] == 2
+
+
 def test_ids_and_offsets_the_stores_cannot_take_are_400(gateway: GatewayProcess) -> None:
     base, auth = gateway.base_url, gateway.headers()
     for response in (httpx.get(f"{base}/memory/threads/a%00b", headers=auth),

@@ -73,6 +73,9 @@ def test_admin_api_rejects_bad_input(gw: GatewayProcess) -> None:
     assert _error(_admin(gw, "DELETE", "/keys/key%00x"), 400, "invalid_request_error")["param"] == "key_id"
     assert "year 1" in _error(_admin(gw, "GET", "/usage", params={"since": "9999999999d"}), 400,
                               "invalid_request_error")["message"]
+    for when in ({"since": "0001-01-01T00:00:00+05:00"}, {"until": "9999-12-31T23:59:59-05:00"}):
+        assert "9999 in UTC" in _error(_admin(gw, "GET", "/usage", params=when), 400,
+                                       "invalid_request_error")["message"]
     error = _error(_admin(gw, "GET", "/usage", params={"since": "2026-02-01", "until": "2026-01-01"}), 400,
                    "invalid_request_error")
     assert error["param"] == "since"

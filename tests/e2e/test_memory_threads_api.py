@@ -251,7 +251,8 @@ def test_a_clone_copies_the_chosen_messages_and_is_observed_on_their_dates(
     assert other.post(f"/threads/{thread_id}/clone", json={}).status_code == 404
     for bad in ({"start": "2023-08-01T00:00:00Z", "end": "2023-06-01T00:00:00Z"}, {"message_ids": []},
                 {"new_thread_id": "bad id"}, {"start": "yesterday"}, {"colour": "red"},
-                {"message_ids": ["a\x00"]}, {"message_ids": ["m" * 129]}):
+                {"message_ids": ["a\x00"]}, {"message_ids": ["m" * 129]},
+                {"start": "0001-01-01T00:00:00+05:00"}, {"end": "9999-12-31T23:59:59-05:00"}):  # (were 500s)
         assert api.post(f"/threads/{thread_id}/clone", json=bad).status_code == 400, bad
 
 

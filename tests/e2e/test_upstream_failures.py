@@ -193,6 +193,28 @@ def test_streaming_request_failing_upstream_gets_a_json_error(gateway: GatewayPr
     _assert_nothing_remembered(gateway, ids)
 
 
+def test_a_stream_whose_last_event_lacks_its_blank_line_still_ends_whole(gateway: GatewayProcess,
+                                                                        provider: FakeProvider) -> None:
+    """The upstream's `data: [DONE]` ends the stream without its blank line: it is still the
+    end, held back until the exchange is recorded, and translated for the Messages API."""
+    provider.set_behavior(unterminated_end=True, reply="Unterminated but whole.")
+    ids = _ids("unterminated")
+    with httpx.stream("POST", f"{gateway.base_url}/chat/completions", headers={**gateway.headers(), **ids},
+                      json={"model": "fake/gpt-test", "stream": True,
+                            "messages": [{"role": "user", "content": "Say something."}]}, timeout=30) as response:
+        raw = response.read()
+    assert response.status_code == 200 and raw.endswith(b"data: [DONE]\n\n"), raw[-200:]
+    stored = httpx.get(f"{gateway.base_url}/memory/threads/{ids['x-thread-id']}/messages", headers=gateway.headers(),
+                       timeout=10).json()["data"]
+    assert [(m["role"], m["content"]) for m in stored] == [("user", "Say something."),
+                                                           ("assistant", "Unterminated but whole.")]
+    with httpx.stream("POST", f"{gateway.base_url}/messages", headers=gateway.headers(), timeout=30, json={
+            "model": "fake/gpt-test", "max_tokens": 50, "stream": True,
+            "messages": [{"role": "user", "content": "Say something."}]}) as response:
+        raw = response.read()
+    assert raw.rstrip().endswith(b'"type":"message_stop"}') and b"[DONE]" not in raw, raw[-300:]
+
+
 # --------------------------------------------------------------------------- timeouts, unreachable, Retry-After
 
 

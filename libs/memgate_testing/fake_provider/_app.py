@@ -353,6 +353,8 @@ class FakeProviderApp:
                 if gone.is_set():
                     self.state.record_stream_outcome("client_disconnected")
                     return
+                if behavior.unterminated_end and index == len(events) - 1:
+                    event = event.rstrip(b"\n")
                 await send({"type": "http.response.body", "body": event, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
             self.state.record_stream_outcome("completed")

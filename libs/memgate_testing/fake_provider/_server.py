@@ -111,7 +111,7 @@ class FakeProvider:
         self._state.reset()
 
     def set_behavior(self, **changes: Any) -> Behavior:
-        """Merge behaviour fields (headers_delay_ms, delay_ms, chunk_delay_ms, fail_status, fail_times, reply)."""
+        """Merge behaviour fields (`Behavior`'s: delays, failures, reply, unterminated_end)."""
         return self._state.update_behavior(changes)
 
     def start(self, timeout: float = 5.0) -> FakeProvider:

@@ -30,6 +30,8 @@ class Behavior(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Fail only the next N chat or messages requests (with `fail_status`, or 500 if unset)."""
     reply: str | None = None
     """Fixed reply text instead of the default answer."""
+    unterminated_end: bool = False
+    """A stream's last event without the blank line that ends an event (the stream just stops)."""
 
 
 class FakeState:

@@ -119,7 +119,10 @@ class UsageRecorder:
                 pass
             self._wake.clear()
             if not self._stopping:
-                await self.flush()
+                try:
+                    await self.flush()
+                except Exception:  # the writer goes on: rows after this tick's still get written
+                    log.exception("usage: writing a batch failed")
                 await self._prune()
 
     async def _prune(self) -> None:
@@ -136,7 +139,11 @@ class UsageRecorder:
 def _priced(record: UsageRecord) -> UsageRecord:
     if record.cost_usd is not None or record.status >= 400:
         return record  # (priced already: a batch kept for a retry; a failed request cost nothing)
-    cost = cost_usd(record.provider, record.route_model, record.input_tokens, record.output_tokens)
+    try:
+        cost = cost_usd(record.provider, record.route_model, record.input_tokens, record.output_tokens)
+    except Exception as exc:  # (a price table's surprise costs this row its price, not the batch)
+        log.warning("usage: no price for %s/%s: %r", record.provider, record.route_model[:80], exc)
+        cost = None
     if not record.byok:  # (a bring-your-own-key request is billed to its caller)
         count_usage(record.provider, 0, 0, cost_usd=cost)
     return msgspec.structs.replace(record, cost_usd=cost) if cost is not None else record

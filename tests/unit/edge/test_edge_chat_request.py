@@ -8,6 +8,8 @@ import msgspec
 import pytest
 
 from memgate_core.errors import InvalidRequest
+from memgate_core.events import Usage
+from memgate_edge.chat.exchange import usage_of
 from memgate_edge.chat.request import (
     BUDGET_HEADER,
     MAX_CONTENT_BYTES,
@@ -22,6 +24,7 @@ from memgate_edge.chat.request import (
     parse_memory_scope,
     text_of,
 )
+from memgate_edge.messages.translate import messages_usage
 
 USER = {"role": "user", "content": "hi"}
 
@@ -107,7 +110,7 @@ def test_a_request_may_set_its_own_memory_budget() -> None:
     headers = {THREAD_HEADER: "t1", RESOURCE_HEADER: "u1"}
     assert parse_memory_scope(headers) == MemoryScope("t1", "u1", None)
     assert parse_memory_scope({**headers, BUDGET_HEADER: "1500"}) == MemoryScope("t1", "u1", 1500)
-    for bad in ("0", "-5", "1e3", "abc", "", "100001"):
+    for bad in ("0", "-5", "1e3", "abc", "", "100001", "\u00b2", "\u0663", "1" * 5000):  # (², Arabic-Indic 3)
         with pytest.raises(InvalidRequest) as info:
             parse_memory_scope({**headers, BUDGET_HEADER: bad})
         assert info.value.code == "invalid_memory_budget" and info.value.param == BUDGET_HEADER
@@ -234,3 +237,12 @@ def test_recall_reads_the_end_of_a_long_message() -> None:
     long = "background " * 2000 + "So what is my sister's name?"
     query = latest_user_text([USER, {"role": "assistant", "content": "ok"}, {"role": "user", "content": long}])
     assert len(query) == QUERY_CHARS and query.endswith("So what is my sister's name?")
+
+
+@pytest.mark.parametrize("odd", [-5, True, 1.5, "12", None, 2**31, 10**30])
+def test_a_providers_odd_token_counts_count_as_none(odd: Any) -> None:
+    """Usage is informational: an odd count is 0 (chat) or the stream's earlier count
+    (Messages), never a negative or oversized number handed on to pricing and storage."""
+    assert usage_of({"usage": {"prompt_tokens": odd, "completion_tokens": 7}}) == Usage(0, 7)
+    assert messages_usage({"input_tokens": odd, "output_tokens": 7}, Usage(3, 1)) == Usage(3, 7)
+    assert usage_of({"usage": {"prompt_tokens": 2**31 - 1, "completion_tokens": 0}}) == Usage(2**31 - 1, 0)

@@ -114,3 +114,20 @@ async def test_beyond_max_blocks_rows_wait_without_their_memory_block() -> None:
         recorder.record(msgspec.structs.replace(_record(n), injected=block))
     assert [r.injected is not None for r in recorder._buffer] == [True, True, False, False]
     assert [r.input_tokens for r in recorder._buffer] == [0, 1, 2, 3]  # (the rows all wait)
+
+
+async def test_a_count_the_price_tables_refuse_costs_its_row_the_price_not_the_writer() -> None:
+    """Tiered prices (Gemini's past 200k tokens) refuse a negative count; the row is written
+    unpriced, and the rows after it are written and priced."""
+    sink = Sink()
+    recorder = UsageRecorder(sink, block_days=30, flush_interval=0.05)
+    await recorder.start()
+    odd, fine = (msgspec.structs.replace(_record(n), provider="google", model="google/gemini-2.5-pro",
+                                         route_model="gemini-2.5-pro") for n in (-5, 1000))
+    recorder.record(odd)
+    await asyncio.sleep(0.2)
+    recorder.record(fine)
+    await asyncio.sleep(0.2)
+    await recorder.stop()
+    written = [r for b in sink.batches for r in b]
+    assert [(r.input_tokens, r.cost_usd is None) for r in written] == [(-5, True), (1000, False)]

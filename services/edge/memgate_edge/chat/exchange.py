@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, TypeVar
 import msgspec
 
 from memgate_bus import inject_headers
-from memgate_core.events import ExchangeCompleted, MessageRecord, Usage, stored_time
+from memgate_core.events import ExchangeCompleted, MessageRecord, Usage, stored_time, token_count
 from memgate_core.ids import new_id
 from memgate_edge.auth import Principal
 from memgate_edge.chat.request import ChatRequest, storable
@@ -56,7 +56,7 @@ class PendingExchange(msgspec.Struct):
         for m, text in request.turn:  # (a microsecond apart: the turn keeps its order)
             turn.append(MessageRecord(id=new_id("msg"), role=m["role"], content=text,
                                       created_at=stored_time(now, after=turn[-1].created_at if turn else None),
-                                      name=m.get("name") if isinstance(m.get("name"), str) else None))
+                                      name=storable(m["name"]) if isinstance(m.get("name"), str) else None))
         return cls(new_id("exc"), principal.tenant, request.memory.thread_id, request.memory.resource_id,
                    request.model, provider, turn, now)
 
@@ -65,9 +65,7 @@ def usage_of(data: Any) -> Usage | None:
     usage = data.get("usage") if isinstance(data, dict) else None
     if not isinstance(usage, dict):
         return None
-    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
-    # Usage is informational: a provider sending odd values must not break the answer.
-    return Usage(prompt if isinstance(prompt, int) else 0, completion if isinstance(completion, int) else 0)
+    return Usage(token_count(usage.get("prompt_tokens")) or 0, token_count(usage.get("completion_tokens")) or 0)
 
 
 class _Waiting(NamedTuple):

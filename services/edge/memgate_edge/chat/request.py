@@ -140,7 +140,10 @@ def parse_memory_scope(headers: dict[str, str]) -> MemoryScope | None:
 def _budget(value: str | None) -> int | None:
     if value is None:
         return None
-    if not value.strip().isdigit() or not 1 <= int(value) <= MAX_BUDGET_TOKENS:
+    digits = value.strip()
+    # (ASCII digits, few: "²" is a digit to isdigit but not to int(), and 5,000 digits pass
+    # isdigit but not int())
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= 9) or not 1 <= int(digits) <= MAX_BUDGET_TOKENS:
         raise InvalidRequest(f"{BUDGET_HEADER} must be a whole number of tokens from 1 to {MAX_BUDGET_TOKENS}.",
                              code="invalid_memory_budget", param=BUDGET_HEADER)
     return int(value)

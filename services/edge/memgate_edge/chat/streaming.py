@@ -156,6 +156,20 @@ def _split_events(buffer: bytes) -> tuple[list[bytes], bytes]:
     return [e + b"\n\n" for e in events], rest
 
 
+def _translated(form: StreamFormat, events: list[bytes], *, hold_end: bool) -> tuple[bytes, bytes]:
+    """What goes out now for these upstream events, and the end marker if `hold_end` (it
+    waits for the exchange to be recorded) and one came."""
+    out, held = [], b""
+    for event in events:
+        now, end = form.translate(event)
+        out.append(now)
+        if end and hold_end:
+            held = end
+        elif end:
+            out.append(end)
+    return b"".join(out), held
+
+
 def data_of(event: bytes) -> bytes | None:
     lines = [line[5:].lstrip() for line in event.split(b"\n") if line.startswith(b"data:")]
     return b"\n".join(lines) if lines else None
@@ -204,22 +218,19 @@ async def _relay(
                     break
                 buffer += chunk
                 events, buffer = _split_events(buffer)
-                out = []
-                for event in events:
-                    now, end = form.translate(event)
-                    out.append(now)
-                    if end and pending is not None:
-                        held_end = end
-                    elif end:
-                        out.append(end)
-                if any(out):
-                    yield b"".join(out)
+                out, end = _translated(form, events, hold_end=pending is not None)
+                held_end = end or held_end
+                if out:
+                    yield out
         except http.HTTPError as exc:
             yield form.error_event(f"The upstream stream broke off ({type(exc).__name__}).", "upstream_error",
                                    "upstream_error")
             interrupted = True
-        if buffer.strip() and not interrupted:
-            yield buffer
+        if buffer.strip() and not interrupted:  # a last event without its blank line: an event all the same
+            out, end = _translated(form, [buffer.rstrip(b"\n") + b"\n\n"], hold_end=pending is not None)
+            held_end = end or held_end
+            if out:
+                yield out
         completed = True
     finally:
         if not completed:

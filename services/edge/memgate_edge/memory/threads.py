@@ -70,7 +70,7 @@ def parse_clone(raw: bytes) -> ThreadClone:
     _check(clone.title, None)
     if clone.message_ids is not None:
         _check_message_ids(clone.message_ids, MAX_CLONED_MESSAGES)
-    start, end = (_utc(t) for t in (clone.start, clone.end))
+    start, end = _utc(clone.start, "start"), _utc(clone.end, "end")
     if start is not None and end is not None and start >= end:
         raise InvalidRequest("'start' must be earlier than 'end'.", code="invalid_value", param="start")
     return msgspec.structs.replace(clone, start=start, end=end)
@@ -91,8 +91,15 @@ def _check_message_ids(ids: list[str], most: int) -> None:
         validate_id(message_id, "message_ids")
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+def _utc(value: datetime | None, param: str) -> datetime | None:
+    """In UTC (a time without an offset is UTC already): a time in range with its offset
+    can be out of it in UTC (0001-01-01T00:00+05:00), which the stores cannot take."""
+    if value is None:
+        return None
+    try:
+        return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    except OverflowError:
+        raise InvalidRequest(f"'{param}' lies outside the years 1 to 9999 in UTC.", param=param) from None
 
 
 def parse_create(raw: bytes) -> ThreadCreate:

@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from memgate_core.errors import InvalidRequest, UpstreamError
-from memgate_core.events import Usage
+from memgate_core.events import Usage, token_count
 from memgate_core.ids import new_id
 from memgate_edge.chat.request import describe_tool_calls, storable, text_of
 
@@ -198,7 +198,7 @@ def messages_usage(usage: Any, earlier: Usage | None = None) -> Usage | None:
     """Usage from the Messages API's `usage` (a stream's later counts update its earlier ones)."""
     if not isinstance(usage, dict):
         return earlier
-    counts = [usage.get(name) for name in ("input_tokens", "output_tokens")]
+    prompt, completion = (token_count(usage.get(name)) for name in ("input_tokens", "output_tokens"))
     base = earlier or Usage(0, 0)
-    return Usage(counts[0] if isinstance(counts[0], int) else base.prompt_tokens,
-                 counts[1] if isinstance(counts[1], int) else base.completion_tokens)
+    return Usage(base.prompt_tokens if prompt is None else prompt,
+                 base.completion_tokens if completion is None else completion)
