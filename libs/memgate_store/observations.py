@@ -297,10 +297,12 @@ class ObservationRepository:
         )
         cover: list[str] = []
         for exchange in exchanges:
-            if len(cover) >= ACTIVATION_MESSAGES or not exchange["observed"] or raw - exchange["tokens"] < keep_raw:
+            if len(cover) >= ACTIVATION_MESSAGES or not exchange["observed"]:
                 break
-            if exchange["failed"]:
+            if exchange["failed"]:  # (before the tail's check: it stays raw, so it costs the tail nothing)
                 continue
+            if raw - exchange["tokens"] < keep_raw:
+                break
             cover.extend(exchange["ids"])
             raw -= exchange["tokens"]
         if not cover:

@@ -376,6 +376,17 @@ async def test_keep_raw_tail_and_no_cover_past_unobserved_or_failed(stores) -> N
     assert await covered(stores, tenant, thread) == [True, False, True, False, False]
 
 
+async def test_a_large_failed_exchange_does_not_hold_back_the_others(stores) -> None:  # type: ignore[no-untyped-def]
+    """It stays raw, and counts in the raw tail kept: the observed exchanges after it are
+    covered (it stopped them all: 1,200 - 900 < 400)."""
+    tenant, thread = new_ids()
+    await observed_exchange(stores, tenant, thread, 900, MAY_1, failed=True)
+    for i in range(1, 4):
+        await observed_exchange(stores, tenant, thread, 100, MAY_1 + i)
+    assert await activate(stores, tenant, thread, threshold=1000, keep_raw=400) == 3
+    assert await covered(stores, tenant, thread) == [False, True, True, True]
+
+
 async def test_a_long_tail_is_covered_a_bounded_step_at_a_time(stores, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(observations_module, "ACTIVATION_MESSAGES", 2)
     tenant, thread = new_ids()

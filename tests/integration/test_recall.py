@@ -68,3 +68,36 @@ async def test_the_threads_own_messages_do_not_crowd_out_other_threads(stores: S
         ContextLookup(tenant, "res", asking, "Which colour is item number 7 painted?", 2000))
     assert len(block.recent_messages) == 85  # the whole thread
     assert "My item number 7 is painted purple." in [m.content for m in block.recalled_messages]
+
+
+async def test_a_block_stays_within_its_budget_when_the_thread_grows_during_recall(
+        stores: Stores, index: EdgeVectorIndex) -> None:
+    """A lookup works on the view as it read it: another lookup of the thread appending a new
+    exchange while this one awaits recall does not put that exchange in (uncounted)."""
+    embedder = Embedder()
+    tenant, _ = await _long_thread(stores, index, embedder)  # another thread of the resource: recall runs
+    asking = "asking"
+    await stores.threads.bind(tenant, asking, "res")
+
+    async def say(n: int, at: float) -> None:
+        records = [MessageRecord(new_id("msg"), "user", f"Note {at + i}: " + "the quick brown fox jumps " * 10, at + i)
+                   for i in range(n)]
+        await stores.threads.record(ExchangeCompleted(new_id("exc"), tenant, "res", asking, "fake/m", "fake", records,
+                                                      records[0].created_at, records[-1].created_at))
+
+    await say(20, time.time() - 3600)
+    assembler = ContextAssembler(stores, index, embedder)
+    search = assembler.recall.search
+    grown: list[int] = []
+
+    async def search_while_the_thread_grows(q: ContextLookup, *, skip: set[str]) -> list:  # type: ignore[type-arg]
+        if not grown:
+            grown.append(1)
+            await say(20, time.time())
+            other = await assembler.lookup(ContextLookup(tenant, "res", asking, "ok", 2000))
+            assert len(other.recent_messages) > 20  # the view grew
+        return await search(q, skip=skip)
+
+    assembler.recall.search = search_while_the_thread_grows  # type: ignore[method-assign]
+    block = await assembler.lookup(ContextLookup(tenant, "res", asking, "Which colour is item number 7 painted?", 2000))
+    assert grown and block.tokens <= 2000, block.tokens

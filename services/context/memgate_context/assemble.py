@@ -31,7 +31,6 @@ from memgate_context.view import (
     Line,
     MessageLine,
     ObservationLine,
-    ThreadView,
     ThreadViews,
     clean,
 )
@@ -85,16 +84,19 @@ class ContextAssembler:
         view = await self.views.get(q.tenant, q.thread_id, q.resource_id)
         if view is None:
             return ContextBlock([], [], [], "", 0, lookup_ms=(time.perf_counter() - started) * 1000)
-        known = view.messages
+        # The view as read, with its token totals: another lookup of the thread may append to
+        # it while this one awaits recall, and what it appends is not counted here.
+        observations, known = view.observations, list(view.messages)
+        whole = view.observation_tokens + view.message_tokens + 2 * SECTION_TOKENS  # (of these two)
         held = set(q.client_messages)  # the client resent these itself
         raw = [m for m in known if m.fingerprint not in held] if held else known
+        own = whole if raw is known else own_tokens(observations, raw)
         # Recall is for what the block cannot hold otherwise (other threads, or a thread too
         # long for the budget), asked by a query with something to rank by (Recall.search).
-        own = view_tokens(view, raw)
         needed = (view.related or own > q.budget_tokens - FRAME_TOKENS) and not few_words(q.query)
-        skip = in_block_anyway(q, view.observations, known, raw, own) if needed else set()
+        skip = in_block_anyway(q, observations, known, raw, own) if needed else set()
         recalled = await self.recall.search(q, skip=skip) if needed else []
-        block = choose(q, view.observations, raw, recalled, own=own)
+        block = choose(q, observations, raw, recalled, own=own)
         return ContextBlock(
             thread_observations=[o.item for o in block.observations],
             related_observations=[_observation_item(r) for r in block.recalled if r.kind == "observation"],
@@ -123,14 +125,6 @@ class Chosen:
 def own_tokens(observations: Sequence[ObservationLine], raw: Sequence[MessageLine]) -> int:
     """What the thread's whole memory costs in the block."""
     return sum(o.line.tokens for o in observations) + sum(m.line.tokens for m in raw) + 2 * SECTION_TOKENS
-
-
-def view_tokens(view: ThreadView, raw: Sequence[MessageLine]) -> int:
-    """`own_tokens` from the view's running totals (every lookup of a long thread asks), unless
-    the client resent some of its messages."""
-    if raw is not view.messages:
-        return own_tokens(view.observations, raw)
-    return view.observation_tokens + view.message_tokens + 2 * SECTION_TOKENS
 
 
 def in_block_anyway(q: ContextLookup, observations: Sequence[ObservationLine], known: Sequence[MessageLine],
