@@ -551,6 +551,31 @@ async def test_llm_reflection_shrinks_keeps_generations_and_unions_provenance(  
     assert await handler.reflect_if_needed(tenant, thread) is None  # under budget now
 
 
+async def test_a_reflection_of_a_reflection_read_at_the_same_version_keeps_its_own(  # type: ignore[no-untyped-def]
+    stores, index, embedder, providers, script, monkeypatch
+) -> None:
+    """Two observers reflect one thread: B read the thread's state before A's reflection
+    committed and its inputs after (A's output). B's reflection replaces A's with its own;
+    their ids were made of the version read, the same for both, so B's rows were dropped as
+    A's and the thread was left with no active observation."""
+    handler = make_handler(stores, index, embedder, reflector=LLMReflector(providers, "fake/reflector"), budget=20)
+    tenant, thread, _ = await active_thread(stores, handler, FACTS)
+    read_before = await stores.observations.reflection_state(tenant, thread)
+    script.answer = lambda body: ("## 2024-05-01\n- [high] 09:15 User is Dana Smith, lives in Berlin with her "
+                                  "husband, allergic to peanuts. {O1, O2, O3, O5}\n- [low] Likes green tea. {O4}")
+    assert await handler.reflect_if_needed(tenant, thread) == "reflected"  # A
+    first = await stores.observations.for_thread(tenant, thread, active_only=True)
+
+    async def as_read_before(*args: Any) -> Any:
+        return read_before
+    monkeypatch.setattr(stores.observations, "reflection_state", as_read_before)
+    script.answer = lambda body: "## 2024-05-01\n- [high] Dana Smith of Berlin. {O1, O2}"
+    assert await handler.reflect_if_needed(tenant, thread) == "reflected"  # B
+    [current] = await stores.observations.for_thread(tenant, thread, active_only=True)
+    assert current.text == "Dana Smith of Berlin." and current.derived_from == [o.id for o in first]
+    assert await indexed(index, tenant, thread, "observation") == {current.id}
+
+
 async def test_empty_reflection_is_rejected_and_not_retried_in_a_loop(  # type: ignore[no-untyped-def]
     stores, index, embedder, providers, script
 ) -> None:

@@ -267,9 +267,13 @@ class ExchangeHandler:
             span.set_attribute("memgate.reflection.output_tokens", outcome.output_tokens)
             generation = max(o.generation for o in inputs) + 1
             by_id = {o.id: o for o in inputs}
+            # Ids made of what was reflected: a retry makes the same ones, a reflection of
+            # these (by another observer, which read the thread's version before they were
+            # committed) other ones.
+            reflection = stable_uuid(tenant, thread_id, "reflection", *sorted(by_id))
             reflected = [
                 Observation(
-                    id=stable_uuid(tenant, thread_id, "reflection", str(state.observations_version), str(i)),
+                    id=stable_uuid(reflection, str(i)),
                     tenant=tenant, thread_id=thread_id, resource_id=inputs[0].resource_id,
                     exchange_id=max((by_id[x] for x in d.derived_from), key=lambda o: o.exchange_id).exchange_id,
                     text=d.text, priority=d.priority, observed_on=d.observed_on, tokens=count_tokens(d.text),
