@@ -76,7 +76,7 @@ async def seed_messages(stores: Stores, index: EdgeVectorIndex, embedder: Embedd
             exchange = ExchangeCompleted(f"x-{t}-{chunk}", TENANT, RESOURCE, f"t{t}", "bench", "bench", part,
                                          part[0].created_at, part[-1].created_at)
             await stores.threads.record(exchange)
-            await index.upsert(await indexer.points([exchange]))
+            await index.upsert((await indexer.points([exchange])).points)
 
 
 async def seed(stores: Stores, index: EdgeVectorIndex, embedder: Embedder, n: int, threads: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import msgspec
@@ -28,6 +28,12 @@ class ThreadSummary(msgspec.Struct, frozen=True):
     message_count: int
     observation_count: int
     object: str = "thread"
+
+
+class MessagesDeleted(NamedTuple):
+    message_ids: list[str]
+    observation_ids: list[str]  # those that came only from deleted messages
+    sent_at: list[datetime]  # the deleted messages' times (what followed them is indexed with them)
 
 
 class StoredMessage(msgspec.Struct, frozen=True):
@@ -335,11 +341,10 @@ class ThreadRepository:
             tenant, thread_id, list(ids))
         return [r["id"] for r in rows]
 
-    async def delete_messages(self, tenant: str, thread_id: str,
-                              ids: Sequence[str]) -> tuple[list[str], list[str]] | None:
+    async def delete_messages(self, tenant: str, thread_id: str, ids: Sequence[str]) -> MessagesDeleted | None:
         """Delete those of `ids` that are the thread's messages, and the observations that came
-        only from messages no longer there; returns both their ids (None: no such thread).
-        The thread's lookups reload it (its observations version moves)."""
+        only from messages no longer there (None: no such thread). The thread's lookups
+        reload it (its observations version moves)."""
         async with self.db.pool.acquire() as conn, conn.transaction():
             # The observer's lock: a batch it is committing either lands before (and its
             # observations of these messages are deleted here) or sees them gone. Taken
@@ -349,9 +354,10 @@ class ThreadRepository:
             if await conn.fetchval("SELECT true FROM threads WHERE tenant = $1 AND thread_id = $2 FOR UPDATE",
                                    tenant, thread_id) is None:
                 return None
-            gone = [r["id"] for r in await conn.fetch(
-                "DELETE FROM messages WHERE tenant = $1 AND thread_id = $2 AND id = ANY($3::text[]) RETURNING id",
-                tenant, thread_id, list(ids))]
+            deleted = await conn.fetch(
+                "DELETE FROM messages WHERE tenant = $1 AND thread_id = $2 AND id = ANY($3::text[]) "
+                "RETURNING id, created_at", tenant, thread_id, list(ids))
+            gone = [r["id"] for r in deleted]
             orphaned = [r["id"] for r in await conn.fetch(
                 "DELETE FROM observations o WHERE o.tenant = $1 AND o.thread_id = $2 AND o.source_message_ids && $3 "
                 "AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.tenant = o.tenant AND m.id = ANY(o.source_message_ids)) "
@@ -362,7 +368,27 @@ class ThreadRepository:
                 "UPDATE threads SET observations_version = observations_version + 1, updated_at = now() "
                 "WHERE tenant = $1 AND thread_id = $2",
                 tenant, thread_id)
-        return gone, orphaned
+        return MessagesDeleted(gone, orphaned, [r["created_at"] for r in deleted])
+
+    async def followers(self, tenant: str, thread_id: str,
+                        times: Sequence[datetime]) -> list[tuple[StoredMessage, str | None]]:
+        """Each message of the thread that is the first after one of `times` (once each), with
+        the text of the message it now follows (None: it opens the thread)."""
+        rows = await self.db.pool.fetch(
+            f"""
+            SELECT DISTINCT ON (f.id) f.*, p.content AS follows FROM unnest($3::timestamptz[]) AS d(at)
+            CROSS JOIN LATERAL (
+                SELECT {_MESSAGE_COLUMNS} FROM messages
+                WHERE tenant = $1 AND thread_id = $2 AND created_at > d.at ORDER BY created_at, id LIMIT 1
+            ) f
+            LEFT JOIN LATERAL (
+                SELECT content FROM messages
+                WHERE tenant = $1 AND thread_id = $2 AND created_at < f.created_at ORDER BY created_at DESC, id DESC
+                LIMIT 1
+            ) p ON true
+            """,
+            tenant, thread_id, list(times))
+        return [(StoredMessage(*(r[c] for c in _MESSAGE_FIELDS)), r["follows"]) for r in rows]
 
     async def previous_message(self, tenant: str, thread_id: str, before: datetime) -> StoredMessage | None:
         """The thread's newest message sent before `before` (what a new message follows)."""

@@ -192,6 +192,11 @@ def test_deleting_messages_takes_the_observations_only_they_made(
     remaining = api.get(f"/threads/{thread_id}/observations").json()["data"]
     assert not from_lena & {o["id"] for o in remaining} and any("Pixel" in o["text"] for o in remaining)
     assert not any("Lena" in t or "Copenhagen" in t for t in _search(api, resource, "Lena Copenhagen cats"))
+    # The message after them was indexed with the text it followed ("...harbour baths."):
+    # indexed again, no point has those words. A hit ranked by the words as well as by
+    # meaning would score up to 2/60 (reciprocal rank fusion); by meaning alone 1/60 at most.
+    hits = api.post("/search", json={"resource_id": resource, "query": "harbour baths", "limit": 20}).json()["data"]
+    assert hits and max(h["score"] for h in hits) <= 1 / 60 + 1e-9, hits
     chat = httpx.post(f"{gateway.base_url}/chat/completions", timeout=30,
                       headers={**gateway.headers(), "x-thread-id": thread_id, "x-resource-id": resource},
                       json={"model": "fake/x", "messages": [{"role": "user", "content": "Where does Lena live?"}]})

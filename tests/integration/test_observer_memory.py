@@ -457,6 +457,11 @@ async def test_a_message_deleted_while_observed_leaves_no_observation_or_vector(
     assert found and all(kept in o.source_message_ids for o in found)  # none made only of the deleted one
     assert not any("Lena" in o.text for o in found) and any("Pixel" in o.text for o in found)
     assert await indexed(index, tenant, thread, "message") == {kept}
+    # Its point was made with the deleted message as the one it follows: made again, no
+    # point has that message's words.
+    words = await index.rankings([1.0] + [0.0] * 383, tenant=tenant, resource_id="res-1",
+                                 query_text="Lena Copenhagen cats", limit=10)
+    assert words.keyword == []
 
 
 class FailingAfterADelete(DeletingWhileObserving):
@@ -489,7 +494,8 @@ async def test_a_message_delete_waits_for_an_observer_commit_without_deadlock(st
         # What an observer's commit does under its lock: its writes lock the thread's row.
         await observer.execute("SELECT 1 FROM threads WHERE tenant = $1 AND thread_id = $2 FOR KEY SHARE",
                                tenant, thread)
-    assert await asyncio.wait_for(delete, 10) == ([e.messages[0].id], [])
+    deleted = await asyncio.wait_for(delete, 10)
+    assert deleted is not None and (deleted.message_ids, deleted.observation_ids) == ([e.messages[0].id], [])
 
 
 async def test_a_thread_delete_waits_for_a_commit_under_the_observers_lock(stores) -> None:  # type: ignore[no-untyped-def]

@@ -27,7 +27,7 @@ async def _long_thread(stores: Stores, index: EdgeVectorIndex, embedder: Embedde
     exchange = ExchangeCompleted(new_id("exc"), tenant, "res", thread, "fake/m", "fake", records,
                                  records[0].created_at, records[-1].created_at)
     await stores.threads.record(exchange)
-    await index.upsert(await MessageIndexer(stores.threads, embedder).points([exchange]))
+    await index.upsert((await MessageIndexer(stores.threads, embedder).points([exchange])).points)
     return tenant, thread
 
 
@@ -62,7 +62,7 @@ async def test_the_threads_own_messages_do_not_crowd_out_other_threads(stores: S
     exchange = ExchangeCompleted(new_id("exc"), tenant, "res", asking, "fake/m", "fake", records,
                                  records[0].created_at, records[-1].created_at)
     await stores.threads.record(exchange)
-    await index.upsert(await MessageIndexer(stores.threads, embedder).points([exchange]))
+    await index.upsert((await MessageIndexer(stores.threads, embedder).points([exchange])).points)
 
     block = await ContextAssembler(stores, index, embedder).lookup(
         ContextLookup(tenant, "res", asking, "Which colour is item number 7 painted?", 2000))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 from opentelemetry import trace
@@ -28,7 +29,7 @@ from memgate_core.events import ExchangeCompleted, ExchangeRecorded
 from memgate_core.ids import stable_uuid
 from memgate_core.tokens import count_tokens
 from memgate_observer.base import ObservationDraft, Observer, ObserverFailed, ObserverInput, Reflector
-from memgate_observer.indexing import MessageIndexer, observation_point
+from memgate_observer.indexing import IndexedMessages, MessageIndexer, observation_point
 from memgate_observer.reflector import LocalReflector, reflect_safely
 from memgate_store import Observation, Stores
 from memgate_store.observations import MemoryLimits, text_key
@@ -103,7 +104,7 @@ class ExchangeHandler:
                 return BatchResult("deleted")
 
             with tracer.start_as_current_span("observer.embed_messages"):
-                message_points = await self.messages.points(exchanges)
+                indexed = await self.messages.points(exchanges)
             memory = await observations.thread_memory(tenant, thread_id)
             batch = ObserverInput(
                 tenant, thread_id, resource_id, exchanges,
@@ -114,7 +115,7 @@ class ExchangeHandler:
                 with tracer.start_as_current_span("observer.observe"):
                     result = await self.observer.observe(batch)
             except ObserverFailed as failure:
-                return await self._record_failure(batch, failure, message_points)  # (its messages stay recallable)
+                return await self._record_failure(batch, failure, indexed)  # (its messages stay recallable)
 
             drafts = await self._new_facts(tenant, thread_id, result.drafts)
             stored = self._observations(batch, drafts)
@@ -123,9 +124,9 @@ class ExchangeHandler:
             async with self.stores.db.pool.acquire() as conn, conn.transaction():
                 await observations.lock_thread(conn, tenant, thread_id)
                 # Messages deleted while this batch was observed: nothing of them is kept.
-                alive = await observations.alive_messages(conn, tenant, [m.id for m in batch.messages])
+                alive, message_points = await self._alive_points(conn, batch, indexed)
                 if len(alive) < len(batch.messages):
-                    stored, vectors, message_points = _of_alive(alive, stored, vectors, message_points)
+                    stored, vectors = _of_alive(alive, stored, vectors)
                 if not await observations.record_batch(conn, tenant, thread_id, batch.exchange_ids,
                                                        self.observer.name, stored):
                     raise ConcurrentlyObserved(f"part of a batch of thread {thread_id} was observed concurrently")
@@ -195,13 +196,13 @@ class ExchangeHandler:
         ]
 
     async def _record_failure(self, batch: ObserverInput, failure: ObserverFailed,
-                              message_points: Sequence[VectorPoint]) -> BatchResult:
+                              indexed: IndexedMessages) -> BatchResult:
         """Unusable output: mark the exchanges done (their messages stay raw, and recallable:
-        `message_points`) and show why."""
+        `indexed`) and show why."""
         log.error("observer failed on thread %s (%d exchanges): %s", batch.thread_id, len(batch.exchanges),
                   failure.error)
         if not await self._mark_failed(batch.tenant, batch.thread_id, batch.exchange_ids, failure.error,
-                                       failure.raw_output, message_points):
+                                       failure.raw_output, batch, indexed):
             raise ConcurrentlyObserved(f"part of a batch of thread {batch.thread_id} was observed concurrently")
         EXCHANGES_OBSERVED.labels("failed").inc(len(batch.exchanges))
         return BatchResult("failed", len(batch.exchanges))
@@ -216,10 +217,11 @@ class ExchangeHandler:
         return True
 
     async def _mark_failed(self, tenant: str, thread_id: str, exchange_ids: list[str], error: str,
-                           raw_output: str | None = None, message_points: Sequence[VectorPoint] = ()) -> bool:
+                           raw_output: str | None = None, batch: ObserverInput | None = None,
+                           indexed: IndexedMessages | None = None) -> bool:
         """Mark the exchanges observed (failed) and record why, in one transaction, with the
-        vectors of those of `message_points` whose messages are still there; False if one of
-        the exchanges was observed meanwhile (then nothing is written)."""
+        vectors of the `batch`'s messages still there (`indexed`); False if one of the
+        exchanges was observed meanwhile (then nothing is written)."""
         observations = self.stores.observations
         async with self.stores.db.pool.acquire() as conn, conn.transaction():
             await observations.lock_thread(conn, tenant, thread_id)
@@ -228,11 +230,22 @@ class ExchangeHandler:
                 return False
             await observations.record_failure(conn, tenant, thread_id, kind="observer", observer=self.observer.name,
                                               error=error, raw_output=raw_output, exchange_ids=exchange_ids)
-            if message_points:  # (as for an observed batch: of messages not deleted meanwhile, before commit)
-                alive = await observations.alive_messages(conn, tenant, [str(p.payload["message_id"])
-                                                                         for p in message_points])
-                await self.index.upsert([p for p in message_points if p.payload.get("message_id") in alive])
+            if batch is not None and indexed is not None:  # (as for an observed batch: last, before commit)
+                await self.index.upsert((await self._alive_points(conn, batch, indexed))[1])
         return True
+
+    async def _alive_points(self, conn: Any, batch: ObserverInput,
+                            indexed: IndexedMessages) -> tuple[set[str], list[VectorPoint]]:
+        """Under the thread's lock: which of the batch's messages are still there, and their
+        points. A point holds the text of the message it follows: when one of the batch's
+        messages, or the one the batch follows, was deleted meanwhile, they are made again."""
+        ids = [m.id for m in batch.messages]
+        alive = await self.stores.observations.alive_messages(
+            conn, batch.tenant, [*ids, *([indexed.follows] if indexed.follows else [])])
+        if len(alive) < len(ids) + bool(indexed.follows):
+            indexed = await self.messages.points([msgspec.structs.replace(e, messages=[
+                m for m in e.messages if m.id in alive]) for e in batch.exchanges])
+        return alive & set(ids), indexed.points
 
     # ------------------------------------------------------------------ reflection
 
@@ -301,11 +314,9 @@ class ExchangeHandler:
             await self.index.upsert([observation_point(o, v) for o, v in zip(current, vectors)])
 
 
-def _of_alive(alive: set[str], stored: list[Observation], vectors: list[list[float]],
-              message_points: list[VectorPoint]) -> tuple[list[Observation], list[list[float]], list[VectorPoint]]:
-    """The observations with a source message still there (with their vectors), and the
-    points of those messages."""
+def _of_alive(alive: set[str], stored: list[Observation],
+              vectors: list[list[float]]) -> tuple[list[Observation], list[list[float]]]:
+    """The observations with a source message still there, with their vectors."""
     kept = [(o, v) for o, v in zip(stored, vectors, strict=True)
             if not o.source_message_ids or alive & set(o.source_message_ids)]
-    return ([o for o, _ in kept], [v for _, v in kept],
-            [p for p in message_points if p.payload.get("message_id") in alive])
+    return [o for o, _ in kept], [v for _, v in kept]

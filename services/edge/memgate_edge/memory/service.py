@@ -24,6 +24,7 @@ from memgate_store import Stores
 from memgate_store.observations import Generation, MemoryLimits, Observation, ObservationRecord
 from memgate_store.threads import ResourceSummary, StoredMessage, ThreadSummary
 from memgate_vectors import TextEmbedder, VectorHit, VectorIndex
+from memgate_vectors.messages import ThreadOf, message_points
 from memgate_vectors.points import message_point_id
 
 SEARCHED_RESOURCES = 20  # a search of all the tenant's memory looks into this many resources, newest first
@@ -133,20 +134,27 @@ class MemoryService:
                 "exchanges": len(exchanges)}
 
     async def delete_messages(self, tenant: str, thread_id: str, ids: list[str]) -> dict[str, Any]:
-        """Delete messages, the observations that came only from them, and the vectors of both."""
+        """Delete messages, the observations that came only from them, and the vectors of both;
+        the messages that followed them are indexed again (each point holds the text of the
+        message it follows)."""
         # Vectors first (a crash after the rows go must not leave them searchable), and again
         # after, as for a thread (an observer commit in flight). Only the thread's own: an id
         # of another thread's message names a point of that thread, which stays.
-        await self.thread(tenant, thread_id)
+        thread = await self.thread(tenant, thread_id)
         await self.index.delete([message_point_id(tenant, i)
                                  for i in await self.stores.threads.message_ids(tenant, thread_id, ids)])
         deleted = await self.stores.threads.delete_messages(tenant, thread_id, ids)
         if deleted is None:
             raise thread_not_found(thread_id)
-        messages, observations = deleted
-        await self.index.delete([*(message_point_id(tenant, i) for i in messages), *observations])
+        await self.index.delete([*(message_point_id(tenant, i) for i in deleted.message_ids),
+                                 *deleted.observation_ids])
+        where = ThreadOf(tenant, thread.resource_id, thread_id)
+        for follower, follows in await self.stores.threads.followers(tenant, thread_id, deleted.sent_at):
+            if follower.content.strip():  # (as the observer indexes them: blank ones have no point)
+                record = MessageRecord(follower.id, follower.role, follower.content, follower.created_at.timestamp())
+                await self.index.upsert(await message_points(self.embedder, where, [record], follows))
         return {"object": "thread.messages.deleted", "thread_id": thread_id, "deleted": True,
-                "message_ids": messages, "observation_ids": observations}
+                "message_ids": deleted.message_ids, "observation_ids": deleted.observation_ids}
 
     async def observations(self, tenant: str, thread_id: str) -> list[Observation]:
         await self.thread(tenant, thread_id)
