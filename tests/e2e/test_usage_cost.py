@@ -67,3 +67,24 @@ def test_requests_are_priced_and_byok_ones_marked(gw: GatewayProcess, provider: 
     assert by_model["fake/x"]["cost_usd"] == 0 and by_model["fake/x"]["unpriced"] == 1
     text = gw.memgate("usage", "--tenant", tenant)
     assert text.returncode == 0 and "cost USD" in text.stdout
+
+
+def test_a_stream_the_client_left_is_logged_as_it_ended(gw: GatewayProcess, provider: FakeProvider) -> None:
+    """The headers said 200 before the stream began; the usage row says how it ended: a
+    stream whose client went away mid-way counts as an error (499), a whole one does not."""
+    tenant = f"ended-{uuid.uuid4().hex[:8]}"
+    key = gw.memgate("keys", "create", "--tenant", tenant, "--quiet").stdout.strip()
+    provider.set_behavior(reply=" ".join(f"word{i}" for i in range(200)), chunk_delay_ms=30)
+    body = {"model": "fake/x", "stream": True, "messages": [{"role": "user", "content": "Tell me a long story."}]}
+    with httpx.Client(timeout=30) as client:
+        with client.stream("POST", f"{gw.base_url}/chat/completions", headers=gw.headers(key), json=body) as left:
+            assert left.status_code == 200
+            for line in left.iter_lines():
+                if line.startswith("data: {"):
+                    break  # leave mid-stream
+        provider.set_behavior(chunk_delay_ms=0)
+        with client.stream("POST", f"{gw.base_url}/chat/completions", headers=gw.headers(key), json=body) as whole:
+            assert whole.read().endswith(b"data: [DONE]\n\n")
+    totals = wait_for(lambda: (lambda r: r if r["totals"]["requests"] == 2 else None)(_report(gw, tenant)),
+                      timeout=15)["totals"]
+    assert totals["errors"] == 1

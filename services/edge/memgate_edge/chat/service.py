@@ -133,7 +133,7 @@ class ChatService:
             headers = {**memory_headers, "x-memgate-route": answered.name, "x-request-id": account.request_id}
             pending = PendingExchange.begin(request, principal, answered.provider) if request.memory else None
             if request.stream:
-                on_done = partial(account.record, answered, 200)
+                on_done = partial(account.record, answered)
                 events = relay(upstream, pending, self.recorder, span, deadline=deadline, on_done=on_done,
                                form=api.stream(request, native=native))
                 return Stream(events, media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"})

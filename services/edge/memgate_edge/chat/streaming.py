@@ -19,6 +19,7 @@ import msgspec
 from opentelemetry import trace
 
 from memgate_core.events import Usage
+from memgate_edge.chat.account import CLIENT_CLOSED
 from memgate_edge.chat.exchange import ExchangeRecorder, PendingExchange, usage_of
 from memgate_edge.chat.request import describe_tool_calls
 from memgate_providers import http
@@ -177,32 +178,41 @@ def data_of(event: bytes) -> bytes | None:
 
 async def relay(
     upstream: http.Response, pending: PendingExchange | None, recorder: ExchangeRecorder, span: trace.Span,
-    *, deadline: float, on_done: Callable[[Usage | None, float | None], None], form: StreamFormat,
+    *, deadline: float, on_done: Callable[[int, Usage | None, float | None], None], form: StreamFormat,
 ) -> AsyncIterator[bytes]:
     """Yield the upstream's SSE events as `form` has them; record the exchange before the
-    end marker. Ends `span`. `on_done` gets the usage the provider reported (if any) and
-    when (`time.perf_counter()`) the first piece went out, once the stream is over.
+    end marker. Ends `span`. `on_done` gets, once the stream is over, how it ended as a
+    status (the headers said 200 long before), the usage the provider reported (if any) and
+    when (`time.perf_counter()`) the first piece went out.
     """
     first_at: float | None = None
+    ending = StreamEnding()
     try:
         with trace.use_span(span, end_on_exit=False):
             # `aclosing`: if this generator is closed at a yield, the inner one is closed
             # now (recording the exchange), not whenever it is garbage-collected.
-            async with contextlib.aclosing(_relay(upstream, pending, recorder, deadline, form)) as events:
+            async with contextlib.aclosing(_relay(upstream, pending, recorder, deadline, form, ending)) as events:
                 async for piece in events:
                     if first_at is None:
                         first_at = time.perf_counter()
                     yield piece
     finally:
         try:
-            on_done(form.usage, first_at)  # (before the span ends: the usage goes on it)
+            on_done(ending.status, form.usage, first_at)  # (before the span ends: the usage goes on it)
         finally:
             span.end()
 
 
+class StreamEnding:
+    """How a stream ended, as the status the request log keeps: 200 (whole), 504 (past the
+    total time limit), 502 (the upstream broke off), 503 (not recorded), 499 (client gone)."""
+
+    status = 200
+
+
 async def _relay(
     upstream: http.Response, pending: PendingExchange | None, recorder: ExchangeRecorder, deadline: float,
-    form: StreamFormat,
+    form: StreamFormat, ending: StreamEnding,
 ) -> AsyncGenerator[bytes, None]:
     held_end = b""
     completed = interrupted = False
@@ -214,7 +224,7 @@ async def _relay(
                     # The headers are long gone: an error event is the only way left to say it.
                     yield form.error_event("The upstream stream exceeded the total time limit (MEMGATE_TIMEOUT_TOTAL).",
                                            "upstream_timeout", "upstream_error")
-                    interrupted = True
+                    interrupted, ending.status = True, 504
                     break
                 buffer += chunk
                 events, buffer = _split_events(buffer)
@@ -225,7 +235,7 @@ async def _relay(
         except http.HTTPError as exc:
             yield form.error_event(f"The upstream stream broke off ({type(exc).__name__}).", "upstream_error",
                                    "upstream_error")
-            interrupted = True
+            interrupted, ending.status = True, 502
         if buffer.strip() and not interrupted:  # a last event without its blank line: an event all the same
             out, end = _translated(form, [buffer.rstrip(b"\n") + b"\n\n"], hold_end=pending is not None)
             held_end = end or held_end
@@ -237,6 +247,7 @@ async def _relay(
             # The client went away: this generator is being cancelled, so nothing here may
             # await. Record what was produced and close the upstream connection (which
             # cancels the provider's work) in background tasks.
+            ending.status = CLIENT_CLOSED
             if pending is not None:
                 recorder.finish_in_background(pending, form.text, form.usage)
             recorder.close_in_background(upstream)
@@ -247,6 +258,7 @@ async def _relay(
             await recorder.finish_shielded(pending, form.text, form.usage, interrupted=interrupted)
         except Exception as exc:
             log.error("recording exchange %s failed: %r", pending.exchange_id, exc)
+            ending.status = 503
             yield form.error_event("memgate could not store this exchange in memory (its database is unreachable "
                                    "just now); the answer above is not remembered.", "memory_not_recorded",
                                    "server_error")
