@@ -162,7 +162,10 @@ class HTTPClient:
         proxy = self._proxy(request.url)
         if proxy and proxy.authorization and request.url.startswith("http:"):
             headers["proxy-authorization"] = proxy.authorization  # (forwarded, not tunnelled: it goes with the request)
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout or self.connect_timeout,
+        # `connect` bounds the wait for a free connection to the origin (all of them busy
+        # streaming) and the connection's opening together: without it, the wait had none.
+        connect = connect_timeout or self.connect_timeout
+        timeout = aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect,
                                         sock_read=read_timeout or self.read_timeout)
         for attempt in (1, 2):
             reuse = SimpleNamespace(reused=False)

@@ -202,6 +202,10 @@ class EdgeVectorIndex:
         hybrid = qe.EdgeConfig(vectors=dense, sparse_vectors={SPARSE_VECTOR_NAME: _sparse_params()})
         # edge_config.json is written at creation; passing the config to load()
         # makes a shard of another dimension fail here rather than on first write.
+        # Its payloads are the text of every message and observation: its owner's only,
+        # whatever the umask and the data dir's mode (also for a shard made before this).
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path.chmod(0o700)
         if not (self.path / "edge_config.json").exists():
             return qe.EdgeShard.create(str(self.path), hybrid), True
         try:

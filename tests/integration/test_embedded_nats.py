@@ -12,7 +12,8 @@ import nats
 import pytest
 from nats.errors import NoServersError
 
-from memgate_cli.embedded import EmbeddedNats, write_runtime_file
+from memgate_cli.embedded import DataDirLock, EmbeddedNats, write_runtime_file
+from memgate_vectors import open_vector_index
 
 
 async def test_only_the_credentials_it_made_get_in(tmp_path: Path) -> None:
@@ -35,6 +36,23 @@ async def test_only_the_credentials_it_made_get_in(tmp_path: Path) -> None:
         assert EmbeddedNats(tmp_path)._password != password  # a new one at each start
     finally:
         server.stop()
+
+
+async def test_the_data_dir_and_the_vector_index_are_their_owners_only(tmp_path: Path) -> None:
+    """The index's payloads hold every conversation's text: its directory is 0700 even in a
+    data dir others may enter (one made before, or given), and a new data dir is 0700."""
+    lock = DataDirLock(tmp_path / "new")
+    lock.acquire()
+    lock.release()
+    assert stat.S_IMODE((tmp_path / "new").stat().st_mode) == 0o700
+    (tmp_path / "old" / "qdrant").mkdir(parents=True, mode=0o755)
+    (tmp_path / "old" / "qdrant").chmod(0o755)
+    index = open_vector_index(qdrant_url=None, data_dir=tmp_path / "old", dim=384)
+    await index.ensure()
+    try:
+        assert stat.S_IMODE((tmp_path / "old" / "qdrant").stat().st_mode) == 0o700
+    finally:
+        await index.close()
 
 
 def test_the_runtime_file_is_its_owners_only(tmp_path: Path) -> None:

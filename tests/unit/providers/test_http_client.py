@@ -12,6 +12,7 @@ import pytest
 
 from memgate_providers.http import (
     ConnectError,
+    ConnectTimeout,
     HTTPClient,
     InvalidHeader,
     ReadTimeout,
@@ -263,6 +264,28 @@ async def test_read_timeouts_for_headers_and_for_body(client: HTTPClient) -> Non
         with pytest.raises(ReadTimeout):
             await response.aread()
         await response.aclose()
+
+
+async def test_waiting_for_a_free_connection_is_bounded_by_the_connect_timeout() -> None:
+    """Every connection to the origin is busy (a stream): the next request waits for one no
+    longer than the connect timeout, then fails as a connect timeout (was: for ever)."""
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nhi\r\n")
+        await writer.drain()
+        await reader.read()  # a stream that goes on
+
+    one = HTTPClient(connect_timeout=0.3, read_timeout=5, connections_per_origin=1)
+    try:
+        async with ScriptedServer(handler) as server:
+            busy = await one.send(post(server.url))
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(ConnectTimeout):
+                await asyncio.wait_for(one.send(post(server.url)), 5)
+            assert asyncio.get_running_loop().time() - started < 2
+            await busy.aclose()
+    finally:
+        await one.aclose()
 
 
 async def test_connection_refused_is_a_connect_error(client: HTTPClient) -> None:
