@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from collections.abc import Callable
 
 import httpx
@@ -61,3 +62,29 @@ def test_a_killed_memgate_up_leaves_no_engine_behind(make_gateway: Callable[...,
     wait_for(lambda: not _alive(postmaster), timeout=20)  # its watchdog stopped it
     gateway.start()  # and the next start on the same data dir works
     assert httpx.get(f"{gateway.url}/readyz").status_code == 200
+
+
+def test_a_nats_server_that_fails_to_restart_is_tried_again(make_gateway: Callable[..., GatewayProcess]) -> None:
+    """The restarted nats-server cannot listen (its port taken meanwhile): memgate up goes on
+    answering and tries again until it can (a failed restart ended the whole process)."""
+    gateway = make_gateway().start()
+    port = int((gateway.data_dir / "nats" / "nats-server.conf").read_text().split('listen: "127.0.0.1:')[1].split('"')[0])
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        os.kill(_nats_pid(gateway), signal.SIGKILL)
+        wait_for(lambda: _bound(taken, port), timeout=5)
+        taken.listen()
+        wait_for(lambda: "restarting an embedded engine failed" in gateway.log(), timeout=30)
+        answer = httpx.post(f"{gateway.base_url}/chat/completions", headers=gateway.headers(), timeout=30,
+                            json={"model": "fake/m", "messages": [{"role": "user", "content": "still there?"}]})
+        assert answer.status_code == 200 and gateway.proc is not None and gateway.proc.poll() is None
+    wait_for(lambda: 'memgate_engine_restarts_total{engine="nats"} 1.0' in httpx.get(f"{gateway.url}/metrics").text,
+             timeout=30)
+
+
+def _bound(sock: socket.socket, port: int) -> bool:
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        return False
+    return True

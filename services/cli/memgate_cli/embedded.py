@@ -34,6 +34,11 @@ class DataDirLocked(SystemExit):
     pass
 
 
+class EngineFailed(RuntimeError):
+    """An embedded engine would not start. At `memgate up`'s start that ends it (the message
+    says why); its supervisor tries again later."""
+
+
 class DataDirLock:
     """An exclusive lock on the data dir: two `memgate up` on one dir would corrupt it."""
 
@@ -194,13 +199,15 @@ class EmbeddedNats:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise SystemExit(f"memgate: nats-server exited at start; see {self.store_dir / 'nats-server.log'}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self.url
+                raise EngineFailed(f"nats-server exited at start; see {self.store_dir / 'nats-server.log'}")
+            try:  # ready when it greets (INFO): another program may listen on the port meanwhile
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as probe:
+                    if probe.recv(4) == b"INFO":
+                        return self.url
             except OSError:
-                time.sleep(0.02)
-        raise SystemExit(f"memgate: nats-server did not start within {timeout:.0f}s")
+                pass
+            time.sleep(0.02)
+        raise EngineFailed(f"nats-server did not start within {timeout:.0f}s")
 
     @property
     def pid_file(self) -> Path:

@@ -36,9 +36,13 @@ def _require(value: str | None, name: str) -> str:
 
 
 def cmd_up(settings: Settings) -> int:
+    from memgate_cli.embedded import EngineFailed
     from memgate_cli.up import run_up
 
-    return _run(lambda: run_up(settings))
+    try:
+        return _run(lambda: run_up(settings))
+    except EngineFailed as exc:  # (at the start: later, its supervisor tries again)
+        raise SystemExit(f"memgate: {exc}") from None
 
 
 def cmd_service(settings: Settings, which: str) -> int:

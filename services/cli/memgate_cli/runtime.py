@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import socket
 from collections.abc import Iterator
 from functools import partial
 from typing import TYPE_CHECKING, NamedTuple, Protocol
@@ -178,10 +179,27 @@ class HttpServer:
                                 log_level="warning", loop="none", http="httptools" if _has("httptools") else "h11",
                                 timeout_graceful_shutdown=5, timeout_keep_alive=settings.http_keepalive_seconds)
         self.server = _Server(config)
+        self.host, self.port = settings.http_host, port
+        self.port_setting = "MEMGATE_HTTP_PORT" if port == settings.http_port else "MEMGATE_HEALTH_PORT"
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self.server.serve())
+        # Bound here, not by uvicorn: its bind error is a sys.exit inside its task, which
+        # left the loop as a traceback.
+        try:
+            family, kind, proto, _, address = socket.getaddrinfo(
+                self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+            listening = socket.socket(family, kind, proto)
+        except OSError as exc:
+            raise SystemExit(f"memgate: cannot listen on {self.host}:{self.port}: {exc}") from None
+        try:
+            listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listening.bind(address)
+        except OSError as exc:
+            listening.close()
+            raise SystemExit(f"memgate: cannot listen on {self.host}:{self.port}: {exc.strerror} (another server "
+                             f"may be using the port: set {self.port_setting} to another)") from None
+        self._task = asyncio.create_task(self.server.serve(sockets=[listening]))
         while not self.server.started:
             if self._task.done():
                 self._task.result()  # raises the bind error, e.g. port in use
