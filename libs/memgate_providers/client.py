@@ -23,7 +23,7 @@ from memgate_providers import http
 from memgate_providers.base import Provider
 from memgate_providers.config import Timeouts, config_from_env
 from memgate_providers.providers import canonical_name
-from memgate_providers.registry import ProviderRegistry, Route
+from memgate_providers.registry import ProviderRegistry, Route, key_settings
 
 __all__ = ["Completion", "ProviderClient", "Timeouts", "UpstreamAuthError", "UpstreamStatusError"]
 
@@ -319,8 +319,8 @@ def _not_configured(model: str, chain: list[tuple[Provider, Route]]) -> InvalidR
     name = chain[0][1].provider
     others = "" if len(chain) == 1 else " (nor do its fallbacks' providers)"
     return InvalidRequest(
-        f"Provider '{name}' of model '{model}' has no API key{others}: set {spec.key_env or 'its key'} (or "
-        f"MEMGATE_PROVIDER_{name.upper()}_API_KEY), or send your own key with X-Memory-Gateway-Authorization.",
+        f"Provider '{name}' of model '{model}' has no API key{others}: set {key_settings(name, spec)}, or send "
+        "your own key with X-Memory-Gateway-Authorization.",
         code="provider_not_configured", param="model",
     )
 

@@ -192,6 +192,11 @@ def _env_name(name: str) -> str:
     return re.sub(r"[^A-Z0-9]", "_", name.upper())
 
 
+def key_settings(name: str, spec: ProviderSpec) -> str:
+    """Where provider `name`'s key is set, as an error message names it."""
+    return f"{spec.key_env or 'its key'} (or MEMGATE_PROVIDER_{_env_name(name)}_API_KEY)"
+
+
 def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
     """MEMGATE_PROVIDER_<NAME>_BASE_URL / _API_KEY by <NAME>; an alias's (GEMINI) count for
     the canonical provider (GOOGLE), which wins when both are set."""

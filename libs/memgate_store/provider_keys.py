@@ -57,7 +57,7 @@ class ProviderKeyRepository:
         self.db = db
         self.box = box
         self.cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, dict[str, str]]] = {}
+        self._cache: dict[str, tuple[float, dict[str, str | None]]] = {}
 
     def _box(self) -> SecretBox:
         if self.box is None:
@@ -93,9 +93,10 @@ class ProviderKeyRepository:
         return [SavedProviderKey(r["provider"], r["last4"], r["saved_at"],
                                  readable=self._open(tenant, r["provider"], r["sealed"]) is not None) for r in rows]
 
-    async def for_tenant(self, tenant: str) -> dict[str, str]:
+    async def for_tenant(self, tenant: str) -> dict[str, str | None]:
         """provider -> the tenant's plaintext key, for the chat path (cached: see the module).
-        A key that cannot be opened is left out (and logged, without the key)."""
+        None for a key saved that cannot be opened (logged, without the key): the caller must
+        not send the gateway's own key in its place."""
         now = time.monotonic()
         hit = self._cache.get(tenant)
         if hit is not None and hit[0] > now:
@@ -106,7 +107,7 @@ class ProviderKeyRepository:
             if hit is None:
                 raise
             return dict(hit[1])  # Postgres away: the keys last read (never the gateway's key instead)
-        keys = {r["provider"]: key for r in rows if (key := self._open(tenant, r["provider"], r["sealed"])) is not None}
+        keys = {r["provider"]: self._open(tenant, r["provider"], r["sealed"]) for r in rows}
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[tenant] = (now + self.cache_seconds, keys)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -78,3 +78,28 @@ def test_the_tenants_memory_budget_bounds_the_block(gw: GatewayProcess, provider
         assert http.post("/dashboard/settings/memory", data={"context_budget_tokens": "120"}).status_code == 303
     tight = chat(gw, key, "What are my locker numbers?", **memory)  # (the page's own replica: at once)
     assert 0 < int(tight.headers["x-memory-tokens"]) <= 120
+
+
+def test_a_saved_key_memgate_cannot_read_is_not_replaced_by_its_own(
+        make_gateway: Callable[..., GatewayProcess], provider: FakeProvider) -> None:
+    """The secret the saved keys are sealed with changed: a request that would have used the
+    tenant's key gets a 503 saying so, and is not sent upstream with the gateway's own key
+    (which the operator pays for)."""
+    gw = make_gateway(env={"MEMGATE_PROVIDER_OPENAI_BASE_URL": provider.base_url, "OPENAI_API_KEY": "sk-gateways-own",
+                           "MEMGATE_SECRET_KEY": "first-secret-" + "x" * 40})
+    gw.start()
+    tenant = f"sealed-{uuid.uuid4().hex[:6]}"
+    key = gw.memgate("keys", "create", "--tenant", tenant, "--quiet").stdout.strip()
+    with dashboard(gw, key) as http:
+        assert http.post("/dashboard/settings/provider-keys", data={"provider": "openai", "provider_key": "sk-tenants"}
+                         ).status_code == 303
+    assert chat(gw, key, "hello").status_code == 200 and provider.requests[-1]["api_key"] == "sk-tenants"
+    gw.stop()
+    gw.env["MEMGATE_SECRET_KEY"] = "second-secret-" + "y" * 40
+    gw.start()
+    sent = len(provider.requests)
+    refused = chat(gw, key, "hello")
+    assert refused.status_code == 503 and refused.json()["error"]["code"] == "provider_key_unreadable", refused.text
+    assert len(provider.requests) == sent
+    other = gw.memgate("keys", "create", "--tenant", f"plain-{uuid.uuid4().hex[:6]}", "--quiet").stdout.strip()
+    assert chat(gw, other, "hello").status_code == 200 and provider.requests[-1]["api_key"] == "sk-gateways-own"

@@ -9,7 +9,7 @@ import pytest
 from memgate_core.errors import InvalidRequest
 from memgate_providers import ProviderClient
 from memgate_providers.config import ConfigError, GatewayConfig, Timeouts, load_config, parse_config
-from memgate_providers.registry import ProviderRegistry, Route
+from memgate_providers.registry import ProviderRegistry, Route, key_settings
 
 EXAMPLE = """
 [providers.mycorp]            # custom or override of a known one
@@ -129,6 +129,8 @@ def test_custom_provider_from_the_file(tmp_path: Path) -> None:
 def test_custom_provider_whose_key_variable_is_unset_is_not_configured(tmp_path: Path) -> None:
     spec = registry_for(tmp_path, EXAMPLE).providers["mycorp"].spec
     assert spec.api_key is None and not spec.configured
+    # An error names variables that can be set: a provider "my-corp" reads MEMGATE_PROVIDER_MY_CORP_*.
+    assert key_settings("my-corp", spec) == "MYCORP_KEY (or MEMGATE_PROVIDER_MY_CORP_API_KEY)"
 
 
 def test_keyless_custom_provider_and_literal_key(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from litestar.response import Stream
 from opentelemetry import trace
 
 from memgate_core.context import ContextLookup
-from memgate_core.errors import GatewayError, InvalidRequest, UpstreamError, UpstreamTimeout
+from memgate_core.errors import GatewayError, InvalidRequest, ServiceUnavailable, UpstreamError, UpstreamTimeout
 from memgate_edge.auth import Principal
 from memgate_edge.bindings import ThreadBindings
 from memgate_edge.chat.account import CLIENT_CLOSED, RequestAccount
@@ -24,6 +24,7 @@ from memgate_edge.chat.streaming import relay
 from memgate_edge.context_client import ContextClient, ContextResult
 from memgate_edge.usage import UsageRecorder
 from memgate_providers import ProviderClient, http
+from memgate_providers.registry import key_settings
 from memgate_store import unreachable
 from memgate_store.provider_keys import ProviderKeyRepository
 from memgate_store.tenant_settings import TenantSettingsRepository
@@ -85,14 +86,21 @@ class ChatService:
         _, route = registry.route(request.model)  # unknown provider or alias: 400 before any work
         genai.set_request(span, operation=genai.CHAT, provider=route.provider, model=route.model)
         # The caller's own provider key, else the one its tenant saved (BYOK either way).
-        provider_key = principal.provider_key or (await self.provider_keys.for_tenant(principal.tenant)).get(route.provider)
+        provider_key = principal.provider_key
+        if not provider_key:
+            saved = await self.provider_keys.for_tenant(principal.tenant)
+            provider_key = saved.get(route.provider)
+            if provider_key is None and route.provider in saved:  # (never the gateway's own key in its place)
+                raise ServiceUnavailable(
+                    f"The key this tenant saved for provider '{route.provider}' cannot be read by memgate (was its "
+                    "secret key changed?): save it again on the dashboard's Settings page, or send your own key "
+                    "with X-Memory-Gateway-Authorization.", code="provider_key_unreadable")
         account.route, account.keyed_provider = route, route.provider if provider_key else None
         if not provider_key and not registry.is_configured(request.model):
-            provider = registry.providers[route.provider]
             raise InvalidRequest(
-                f"Provider '{route.provider}' has no API key: set {provider.spec.key_env} (or "
-                f"MEMGATE_PROVIDER_{route.provider.upper()}_API_KEY), or send your own key with "
-                "X-Memory-Gateway-Authorization.", code="provider_not_configured", param="model",
+                f"Provider '{route.provider}' has no API key: set "
+                f"{key_settings(route.provider, registry.providers[route.provider].spec)}, or send your own key "
+                "with X-Memory-Gateway-Authorization.", code="provider_not_configured", param="model",
             )
         span.set_attribute("memgate.stream", request.stream)
 
