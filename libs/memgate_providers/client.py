@@ -231,15 +231,21 @@ class ProviderClient:
                     await asyncio.sleep(CONNECT_RETRY_DELAY)
                     continue
                 raise _RouteFailed(UpstreamError(
-                    f"Upstream provider '{name}' is unreachable ({type(exc).__name__})."), fallback=True) from exc
+                    f"Upstream provider '{name}' is unreachable: {exc}."), fallback=True) from exc
             except http.TimeoutException as exc:
                 raise _RouteFailed(UpstreamTimeout(
                     f"Upstream provider '{name}' timed out ({type(exc).__name__})."), fallback=True) from exc
             except http.HTTPError as exc:
                 raise _RouteFailed(UpstreamError(
                     f"Upstream provider '{name}' is unreachable ({type(exc).__name__})."), fallback=True) from exc
-            if response.status_code < 400:
+            if response.status_code < 300:
                 return response
+            if response.status_code < 400:  # (not followed: a request with a key goes where it was configured)
+                await response.aclose()
+                location = response.headers.get("location", "")[:200]
+                raise _RouteFailed(UpstreamError(
+                    f"Upstream provider '{name}' answered with a redirect (HTTP {response.status_code})"
+                    f"{f' to {location}' if location else ''}: is its base URL right (https)?"), fallback=True)
             try:
                 raw = await response.aread()
             except http.HTTPError:

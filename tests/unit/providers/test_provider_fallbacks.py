@@ -216,7 +216,7 @@ async def test_connect_error_is_retried_once_then_falls_back(primary: FakeProvid
     assert attempts == [dead + "/chat/completions"] * 2 + [backup.base_url + "/chat/completions"]
 
 
-async def test_unreachable_everywhere_is_a_502(primary: FakeProvider) -> None:
+async def test_unreachable_everywhere_is_a_502(primary: FakeProvider, monkeypatch: pytest.MonkeyPatch) -> None:
     client = make_client({"MEMGATE_PROVIDER_DEAD_BASE_URL": closed_port_url()})
     try:
         with pytest.raises(UpstreamError) as info:
@@ -224,7 +224,15 @@ async def test_unreachable_everywhere_is_a_502(primary: FakeProvider) -> None:
     finally:
         await client.close()
     assert not isinstance(info.value, UpstreamTimeout)
-    assert info.value.status == 502 and "unreachable" in info.value.message
+    assert info.value.status == 502 and "unreachable: could not connect" in info.value.message  # (and why)
+    monkeypatch.setenv("HTTPS_PROXY", "https://proxy.example:3128")
+    proxied = make_client({"MEMGATE_PROVIDER_FAR_BASE_URL": "https://llm.example/v1", "MEMGATE_PROVIDER_FAR_API_KEY": "k"})
+    try:
+        with pytest.raises(UpstreamError) as info:
+            await proxied.open_chat("far/m", BODY, api_key=None)
+    finally:
+        await proxied.close()
+    assert "only http:// proxies" in info.value.message, info.value.message
 
 
 # ------------------------------------------------------------------ bring your own key
@@ -327,6 +335,37 @@ async def test_retry_after_of_a_429_is_kept() -> None:
         server.close()
     assert info.value.status == 429 and info.value.type == "rate_limit_error"
     assert info.value.headers == {"retry-after": "7"} and "slow down" in info.value.message
+
+
+async def test_a_redirect_is_a_failure_that_says_where_and_falls_back(backup: FakeProvider) -> None:
+    """A base URL on http:// where the provider redirects to https:// (a 301 with a body
+    that is no answer): a 502 naming the redirect, and the fallback answers (it was passed
+    on as a 200 with the redirect's body)."""
+    reply = (b"HTTP/1.1 301 Moved Permanently\r\nlocation: https://llm.example/v1/chat/completions\r\n"
+             b"content-length: 0\r\nconnection: close\r\n\r\n")
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(reply)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    env = {"MEMGATE_PROVIDER_X_BASE_URL": f"http://127.0.0.1:{port}/v1", "MEMGATE_PROVIDER_X_API_KEY": "k",
+           "MEMGATE_PROVIDER_TWO_BASE_URL": backup.base_url, "MEMGATE_PROVIDER_TWO_API_KEY": "key-two"}
+    try:
+        alone = make_client(env)
+        with pytest.raises(UpstreamError) as info:
+            await alone.open_chat("x/m", BODY, api_key=None)
+        await alone.close()
+        assert info.value.status == 502 and "redirect (HTTP 301) to https://llm.example/v1" in info.value.message
+        chained = make_client(env, {"fallbacks": {"x/m": ["two/model-b"]}})
+        response, route = await chained.open_chat("x/m", BODY, api_key=None)
+        assert route == Route("two", "model-b") and (await answer(response))["model"] == "model-b"
+        await chained.close()
+    finally:
+        server.close()
 
 
 async def test_fetch_models(primary: FakeProvider, backup: FakeProvider) -> None:
