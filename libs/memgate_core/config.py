@@ -6,6 +6,8 @@ One immutable `Settings` per process; every service receives it, nothing reads
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -105,8 +107,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         # (never the value itself in the message)
         raise SettingsError(f"MEMGATE_SECRET_KEY must be at least {MIN_SECRET_CHARS} characters long "
                             "(e.g. the output of `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
-    if settings.auth_cache_seconds < 0:
-        raise SettingsError(f"MEMGATE_AUTH_CACHE_SECONDS must not be negative, got {settings.auth_cache_seconds!r}")
+    for field in msgspec.structs.fields(Settings):  # (every number is a count, a size or a time)
+        value = getattr(settings, field.name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not 0 <= value < math.inf:
+            raise SettingsError(f"{env_name(field.name)} must be a number from 0 up, got {given.get(field.name)!r}")
+    for name in ("http_port", "health_port", "nats_port"):
+        if (getattr(settings, name) or 0) > 65535:
+            raise SettingsError(f"{env_name(name)} must be a port (up to 65535), got {given.get(name)!r}")
+    if settings.log_level.upper() not in logging.getLevelNamesMapping():
+        raise SettingsError(f"MEMGATE_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, got {settings.log_level[:40]!r}")
     changes: dict[str, object] = {
         "data_dir": settings.data_dir.resolve(),
         "log_level": settings.log_level.upper(),

@@ -18,10 +18,11 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 
 T = TypeVar("T")
-Seconds = Annotated[float, msgspec.Meta(gt=0)]
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=1e9)]  # (finite: `inf` is valid TOML)
 
 CONFIG_ENV = "MEMGATE_CONFIG"
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 
 
 class ConfigError(ValueError):
@@ -84,6 +85,9 @@ def parse_config(data: Mapping[str, Any], source: str = "memgate config") -> Gat
         headers = entry.get("headers") if isinstance(entry, dict) else None
         for header, value in (headers or {}).items() if isinstance(headers, dict) else ():
             _convert(value, str, f"{path}.headers.{toml_key(header)}", source)  # names the header, unlike msgspec
+            if not _HEADER_VALUE.fullmatch(value):  # (an HTTP header's value: Latin-1, no line breaks)
+                raise ConfigError(f"{source}: {path}.headers.{toml_key(header)} cannot be sent as an HTTP header "
+                                  "(line breaks, control or non-Latin-1 characters).")
         providers[name] = _convert(entry, ProviderConfig, path, source)
     aliases: dict[str, str] = {
         name: _convert(target, str, f"aliases.{toml_key(name)}", source)

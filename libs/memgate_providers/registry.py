@@ -102,12 +102,20 @@ class ProviderRegistry:
                                   f"(or set MEMGATE_PROVIDER_{_env_name(name)}_BASE_URL).")
             providers[name] = build_provider(_spec(name, base, entry, over, env), env)
         for env_name, over in overrides.items():
+            if not over.get("BASE_URL", "https://").startswith(("http://", "https://")):
+                raise ConfigError(f"MEMGATE_PROVIDER_{env_name}_BASE_URL must start with http:// or https://, "
+                                  f"got {over['BASE_URL'][:200]!r}.")
+        for env_name, over in overrides.items():
             if "BASE_URL" not in over:
                 continue  # a key for an unknown provider without a base URL: nothing to route to
             name = env_name.lower()  # a custom OpenAI-compatible provider (vLLM, LM Studio, a company proxy...)
             providers[name] = build_provider(_spec(name, None, ProviderConfig(), over, env), env)
 
-        default = canonical_name(env.get("MEMGATE_DEFAULT_PROVIDER", "openai"))
+        default = canonical_name(env.get("MEMGATE_DEFAULT_PROVIDER") or "openai")  # (empty: unset, as for every MEMGATE_*)
+        if default not in providers:  # (a typo here made every unprefixed model a 400 naming no cause)
+            where = (f"; it needs MEMGATE_PROVIDER_{_env_name(default)}_BASE_URL first" if default in KNOWN_SPECS
+                     else f" (known: {', '.join(sorted(providers))})")
+            raise ConfigError(f"MEMGATE_DEFAULT_PROVIDER names no configured provider: {default[:100]!r}{where}.")
         try:
             return cls(providers, default_provider=default, aliases=config.aliases, fallbacks=config.fallbacks)
         except ConfigError as exc:

@@ -94,3 +94,17 @@ def test_zero_means_unset_and_counts_stay_positive() -> None:
     assert (s.default_rpm, s.observer_max_batch, s.log_level, s.http_keepalive_seconds) == (None, 1, "DEBUG", 1)
     with pytest.raises(SettingsError, match="MEMGATE_AUTH_CACHE_SECONDS"):
         load_settings({"MEMGATE_AUTH_CACHE_SECONDS": "-1"})
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("MEMGATE_AUTH_CACHE_SECONDS", "inf"),  # (a revoked key would never leave another replica's cache)
+    ("MEMGATE_AUTH_CACHE_SECONDS", "nan"),
+    ("MEMGATE_DEFAULT_RPM", "-5"),  # (the limiter took it as no limit)
+    ("MEMGATE_CONTEXT_BUDGET_TOKENS", "-1"),
+    ("MEMGATE_HTTP_PORT", "70000"),
+    ("MEMGATE_LOG_LEVEL", "verbose"),  # (logging.basicConfig raised a traceback at start)
+])
+def test_values_no_setting_can_mean_are_refused_naming_the_variable(name: str, value: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings({name: value})
+    assert name in str(info.value) and repr(value) in str(info.value)

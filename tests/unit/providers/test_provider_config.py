@@ -78,6 +78,9 @@ def test_empty_file_is_an_empty_config(tmp_path: Path) -> None:
         ("providers = 3\n", "providers must be a table"),
         ("[providers.x]\napi_key = 'a'\napi_key_env = 'B'\nbase_url = 'http://h'\n", "not both"),
         ("[providers.x]\nbase_url = 'h/v1'\n", "providers.x.base_url must start with http:// or https://"),
+        ("[timeouts]\ntotal = inf\n", "timeouts.total: Expected `float` <= 1000000000.0"),  # (was a 500 per request)
+        ("[providers.mycorp]\nheaders = {team = \"\u56e2\u961f\"}\n", "providers.mycorp.headers.team cannot be sent"),
+        ("[providers.mycorp]\nheaders = {team = \"a\\nb\"}\n", "providers.mycorp.headers.team cannot be sent"),
         ("a = \n", "invalid TOML"),
     ],
 )

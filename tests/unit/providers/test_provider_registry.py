@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from memgate_core.errors import InvalidRequest
-from memgate_providers.config import GatewayConfig, ProviderConfig
+from memgate_providers.config import ConfigError, GatewayConfig, ProviderConfig
 from memgate_providers.providers import KNOWN_SPECS
 from memgate_providers.registry import ProviderRegistry, Route
 
@@ -120,13 +120,19 @@ def test_unprefixed_model_goes_to_the_default_provider() -> None:
     assert route == Route("groq", "llama-3.1-8b-instant")
 
 
-def test_missing_default_provider_is_an_invalid_request() -> None:
-    registry = ProviderRegistry.from_env({"MEMGATE_DEFAULT_PROVIDER": "nowhere"})
-    with pytest.raises(InvalidRequest) as info:
-        registry.route("some-model")
-    assert info.value.code == "unknown_provider"
-    # Prefixed models still route.
-    assert registry.route("openai/gpt-4o")[1] == Route("openai", "gpt-4o")
+def test_a_default_provider_that_does_not_exist_is_refused_at_start() -> None:
+    """(It was accepted, and every model name without a prefix was then a 400.)"""
+    with pytest.raises(ConfigError, match="MEMGATE_DEFAULT_PROVIDER names no configured provider: 'nowhere'"):
+        ProviderRegistry.from_env({"MEMGATE_DEFAULT_PROVIDER": "nowhere"})
+    with pytest.raises(ConfigError, match="needs MEMGATE_PROVIDER_OLLAMA_BASE_URL"):
+        ProviderRegistry.from_env({"MEMGATE_DEFAULT_PROVIDER": "ollama"})
+    assert ProviderRegistry.from_env({"MEMGATE_DEFAULT_PROVIDER": ""}).default_provider == "openai"  # (empty: unset)
+
+
+@pytest.mark.parametrize("url", ["llm.corp.example/v1", "ftp://llm.corp.example"])
+def test_a_base_url_from_the_environment_must_be_http(url: str) -> None:
+    with pytest.raises(ConfigError, match="MEMGATE_PROVIDER_CORP_BASE_URL must start with http:// or https://"):
+        ProviderRegistry.from_env({"MEMGATE_PROVIDER_CORP_BASE_URL": url})
 
 
 def test_default_provider_accepts_an_alias() -> None:
