@@ -140,6 +140,11 @@ class ExchangeConsumer:
                 log.warning("fetch failed: %r", exc)
                 await asyncio.sleep(1)
                 continue
+            if self._stopping.is_set():  # fetched as stop began: redelivered at once, elsewhere or later
+                for msg in messages:
+                    with contextlib.suppress(Exception):
+                        await msg.nak(delay=0.1)
+                return
             for msg in messages:
                 try:
                     await self._accept(msg)
@@ -311,6 +316,10 @@ class ExchangeConsumer:
         """Stop fetching, observe what is buffered now (within `timeout`), nak whatever is left."""
         self._stopping.set()
         self._room.set()
+        # The fetch loop ends first (within its fetch's second): what it fetched meanwhile
+        # starts no flusher after those awaited below.
+        if self._tasks:
+            await asyncio.wait(self._tasks[:1], timeout=2)
         for buffer in self._buffers.values():
             buffer.changed.set()
         flushers = list(self._flushers.values())
