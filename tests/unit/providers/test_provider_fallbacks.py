@@ -313,11 +313,8 @@ async def test_open_still_sends_to_one_provider(client: ProviderClient, primary:
     assert (await answer(response))["model"] == "model-a"
 
 
-async def test_retry_after_of_a_429_is_kept() -> None:
-    body = b'{"error": {"message": "slow down", "type": "rate_limit_error"}}'
-    reply = (b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 7\r\ncontent-type: application/json\r\n"
-             b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
-
+async def answering(reply: bytes) -> tuple[asyncio.Server, int]:
+    """A server on a free port that answers every request with `reply`, then closes; and its port."""
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(reply)
@@ -325,7 +322,14 @@ async def test_retry_after_of_a_429_is_kept() -> None:
         writer.close()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_retry_after_of_a_429_is_kept() -> None:
+    body = b'{"error": {"message": "slow down", "type": "rate_limit_error"}}'
+    server, port = await answering(
+        b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 7\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(body), body))
     client = make_client({"MEMGATE_PROVIDER_X_BASE_URL": f"http://127.0.0.1:{port}/v1"})
     try:
         with pytest.raises(UpstreamStatusError) as info:
@@ -341,17 +345,8 @@ async def test_a_redirect_is_a_failure_that_says_where_and_falls_back(backup: Fa
     """A base URL on http:// where the provider redirects to https:// (a 301 with a body
     that is no answer): a 502 naming the redirect, and the fallback answers (it was passed
     on as a 200 with the redirect's body)."""
-    reply = (b"HTTP/1.1 301 Moved Permanently\r\nlocation: https://llm.example/v1/chat/completions\r\n"
-             b"content-length: 0\r\nconnection: close\r\n\r\n")
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(reply)
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    server, port = await answering(b"HTTP/1.1 301 Moved Permanently\r\nlocation: https://llm.example/v1/chat/"
+                                   b"completions\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
     env = {"MEMGATE_PROVIDER_X_BASE_URL": f"http://127.0.0.1:{port}/v1", "MEMGATE_PROVIDER_X_API_KEY": "k",
            "MEMGATE_PROVIDER_TWO_BASE_URL": backup.base_url, "MEMGATE_PROVIDER_TWO_API_KEY": "key-two"}
     try:
