@@ -10,8 +10,9 @@ The algorithm is GCRA (the "generic cell rate algorithm", a token bucket that st
 number per key): a key with `rpm` requests per minute earns one request every
 `interval = 60 s / rpm`, and may send up to `burst` requests at once. Its state, the
 *theoretical arrival time* (tat), lives in Postgres (`memgate_store.ratelimits`) and is
-updated by one atomic statement per request, so the limit holds however many replicas
-serve the key. Times are integer microseconds: the comparisons are exact.
+updated by one atomic statement, so the limit holds however many replicas
+serve the key (a busy key leases several requests per statement: see below). Times are
+integer microseconds: the comparisons are exact.
 
     decision = await deps.limiter.check(principal, "chat")   # no I/O for an unlimited scope
     decision.raise_if_denied()                       # 429 rate_limit_error + Retry-After
