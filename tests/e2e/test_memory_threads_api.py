@@ -252,7 +252,7 @@ def test_a_clone_copies_the_chosen_messages_and_is_observed_on_their_dates(
     assert api.get(f"/threads/{thread_id}/messages").json()["total"] == 4  # the source is untouched
 
     taken = api.post(f"/threads/{thread_id}/clone", json={"new_thread_id": f"{thread_id}-july"})
-    assert taken.status_code == 409
+    assert taken.status_code == 409 and taken.json()["error"]["param"] == "new_thread_id"
     assert other.post(f"/threads/{thread_id}/clone", json={}).status_code == 404
     for bad in ({"start": "2023-08-01T00:00:00Z", "end": "2023-06-01T00:00:00Z"}, {"message_ids": []},
                 {"new_thread_id": "bad id"}, {"start": "yesterday"}, {"colour": "red"},

@@ -65,12 +65,13 @@ class MemoryService:
         return await self.stores.threads.page(tenant, resource_id=resource_id, matching=matching, limit=limit,
                                               offset=offset)
 
-    async def create_thread(self, tenant: str, details: ThreadCreate) -> ThreadSummary:
+    async def create_thread(self, tenant: str, details: ThreadCreate, *, param: str = "id") -> ThreadSummary:
+        """`param`: the field that named the thread's id (for a 409)."""
         thread_id = details.id or new_id("thread")
         created = await self.stores.threads.create(tenant, thread_id, details.resource_id, title=details.title,
                                                    metadata=details.metadata)
         if created is None:
-            raise Conflict(f"Thread '{thread_id}' exists already.", code="thread_exists", param="id")
+            raise Conflict(f"Thread '{thread_id}' exists already.", code="thread_exists", param=param)
         return created
 
     async def describe_thread(self, tenant: str, thread_id: str, changes: ThreadUpdate) -> ThreadSummary:
@@ -118,7 +119,7 @@ class MemoryService:
                                  "'message_ids' or 'start' and 'end'.", code="too_many_messages", param="message_ids")
         created = await self.create_thread(tenant, ThreadCreate(
             source.resource_id, clone.new_thread_id, source.title if clone.title is None else clone.title,
-            source.metadata))
+            source.metadata), param="new_thread_id")
         records: list[MessageRecord] = []
         for m in messages:  # (a clone of messages that share a time keeps the order it read them in)
             records.append(MessageRecord(new_id("msg"), m.role, m.content, stored_time(
