@@ -230,8 +230,12 @@ class ProviderClient:
                     log.info("connecting to '%s' failed (%s); retrying once", name, type(exc).__name__)
                     await asyncio.sleep(CONNECT_RETRY_DELAY)
                     continue
+                # The reason (refused, DNS, TLS, proxy) names hosts and addresses: the operator's
+                # log has it, a caller gets its kind.
+                log.warning("provider '%s' is unreachable: %s", name, exc)
                 raise _RouteFailed(UpstreamError(
-                    f"Upstream provider '{name}' is unreachable: {exc}."), fallback=True) from exc
+                    f"Upstream provider '{name}' is unreachable ({type(exc).__name__}; memgate's log says why)."),
+                    fallback=True) from exc
             except http.TimeoutException as exc:
                 raise _RouteFailed(UpstreamTimeout(
                     f"Upstream provider '{name}' timed out ({type(exc).__name__})."), fallback=True) from exc

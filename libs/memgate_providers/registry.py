@@ -87,6 +87,10 @@ class ProviderRegistry:
                                   f"provider ({name}).")
             files[name] = (raw_name, entry)
         overrides = _env_overrides(env)
+        for env_name, over in overrides.items():  # (known providers' too: each is checked once, here)
+            if not over.get("BASE_URL", "https://").startswith(("http://", "https://")):
+                raise ConfigError(f"MEMGATE_PROVIDER_{env_name}_BASE_URL must start with http:// or https://, "
+                                  f"got {over['BASE_URL'][:200]!r}.")
 
         providers: dict[str, Provider] = {}
         for name in [*KNOWN_SPECS, *(n for n in files if n not in KNOWN_SPECS)]:
@@ -101,10 +105,6 @@ class ProviderRegistry:
                 raise ConfigError(f"{source}: providers.{raw_name}.base_url is required for a custom provider "
                                   f"(or set MEMGATE_PROVIDER_{_env_name(name)}_BASE_URL).")
             providers[name] = build_provider(_spec(name, base, entry, over, env), env)
-        for env_name, over in overrides.items():
-            if not over.get("BASE_URL", "https://").startswith(("http://", "https://")):
-                raise ConfigError(f"MEMGATE_PROVIDER_{env_name}_BASE_URL must start with http:// or https://, "
-                                  f"got {over['BASE_URL'][:200]!r}.")
         for env_name, over in overrides.items():
             if "BASE_URL" not in over:
                 continue  # a key for an unknown provider without a base URL: nothing to route to

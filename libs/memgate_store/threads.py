@@ -33,7 +33,7 @@ class ThreadSummary(msgspec.Struct, frozen=True):
 class MessagesDeleted(NamedTuple):
     message_ids: list[str]
     observation_ids: list[str]  # those that came only from deleted messages
-    sent_at: list[datetime]  # the deleted messages' times (what followed them is indexed with them)
+    keys: list[tuple[datetime, str]]  # the deleted messages' (time, id): what followed each was indexed with it
 
 
 class StoredMessage(msgspec.Struct, frozen=True):
@@ -368,26 +368,29 @@ class ThreadRepository:
                 "UPDATE threads SET observations_version = observations_version + 1, updated_at = now() "
                 "WHERE tenant = $1 AND thread_id = $2",
                 tenant, thread_id)
-        return MessagesDeleted(gone, orphaned, [r["created_at"] for r in deleted])
+        return MessagesDeleted(gone, orphaned, [(r["created_at"], r["id"]) for r in deleted])
 
     async def followers(self, tenant: str, thread_id: str,
-                        times: Sequence[datetime]) -> list[tuple[StoredMessage, str | None]]:
-        """Each message of the thread that is the first after one of `times` (once each), with
-        the text of the message it now follows (None: it opens the thread)."""
+                        keys: Sequence[tuple[datetime, str]]) -> list[tuple[StoredMessage, str | None]]:
+        """Each message of the thread that is the first after one of `keys` (time, id: the
+        order of a thread's messages, ties included), once each, with the text of the message
+        it now follows (None: it opens the thread)."""
         rows = await self.db.pool.fetch(
             f"""
-            SELECT DISTINCT ON (f.id) f.*, p.content AS follows FROM unnest($3::timestamptz[]) AS d(at)
+            SELECT DISTINCT ON (f.id) f.*, p.content AS follows
+            FROM unnest($3::timestamptz[], $4::text[]) AS d(at, id)
             CROSS JOIN LATERAL (
                 SELECT {_MESSAGE_COLUMNS} FROM messages
-                WHERE tenant = $1 AND thread_id = $2 AND created_at > d.at ORDER BY created_at, id LIMIT 1
+                WHERE tenant = $1 AND thread_id = $2 AND (created_at, id) > (d.at, d.id)
+                ORDER BY created_at, id LIMIT 1
             ) f
             LEFT JOIN LATERAL (
                 SELECT content FROM messages
-                WHERE tenant = $1 AND thread_id = $2 AND created_at < f.created_at ORDER BY created_at DESC, id DESC
-                LIMIT 1
+                WHERE tenant = $1 AND thread_id = $2 AND (created_at, id) < (f.created_at, f.id)
+                ORDER BY created_at DESC, id DESC LIMIT 1
             ) p ON true
             """,
-            tenant, thread_id, list(times))
+            tenant, thread_id, [at for at, _ in keys], [i for _, i in keys])
         return [(StoredMessage(*(r[c] for c in _MESSAGE_FIELDS)), r["follows"]) for r in rows]
 
     async def previous_message(self, tenant: str, thread_id: str, before: datetime) -> StoredMessage | None:

@@ -205,7 +205,10 @@ class EdgeVectorIndex:
         # Its payloads are the text of every message and observation: its owner's only,
         # whatever the umask and the data dir's mode (also for a shard made before this).
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.path.chmod(0o700)
+        try:
+            self.path.chmod(0o700)
+        except PermissionError:  # (not ours to change: a volume mounted so; the engine may still open it)
+            log.warning("could not make %s its owner's only (mode 0700)", self.path)
         if not (self.path / "edge_config.json").exists():
             return qe.EdgeShard.create(str(self.path), hybrid), True
         try:

@@ -464,6 +464,21 @@ async def test_a_message_deleted_while_observed_leaves_no_observation_or_vector(
     assert words.keyword == []
 
 
+async def test_what_follows_a_deleted_message_is_found_among_messages_of_one_time(stores) -> None:  # type: ignore[no-untyped-def]
+    """Turns stored before each message had its own time share one: their order is by id,
+    and the message after a deleted one is found in that order (it is indexed again)."""
+    tenant, thread = new_ids()
+    ids = sorted(f"msg_{uuid.uuid4().hex[:12]}" for _ in range(3))
+    await stores.threads.record(ExchangeCompleted(
+        exchange_id=f"exc_{uuid.uuid4().hex[:12]}", tenant=tenant, resource_id="res-1", thread_id=thread, model="fake/x",
+        provider="fake", messages=[MessageRecord(i, "user", f"part {n}", MAY_1) for n, i in enumerate(ids)],
+        started_at=MAY_1, completed_at=MAY_1 + 1))
+    deleted = await stores.threads.delete_messages(tenant, thread, [ids[1]])
+    assert deleted is not None
+    [(follower, follows)] = await stores.threads.followers(tenant, thread, deleted.keys)
+    assert (follower.id, follows) == (ids[2], "part 0")
+
+
 class FailingAfterADelete(DeletingWhileObserving):
     """The thread's user deletes the batch's first message; then the observer's output is unusable."""
 

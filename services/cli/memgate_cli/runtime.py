@@ -184,27 +184,32 @@ class HttpServer:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        # Bound here, not by uvicorn: its bind error is a sys.exit inside its task, which
-        # left the loop as a traceback.
-        try:
-            family, kind, proto, _, address = socket.getaddrinfo(
-                self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-            listening = socket.socket(family, kind, proto)
-        except OSError as exc:
-            raise SystemExit(f"memgate: cannot listen on {self.host}:{self.port}: {exc}") from None
-        try:
-            listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listening.bind(address)
-        except OSError as exc:
-            listening.close()
-            raise SystemExit(f"memgate: cannot listen on {self.host}:{self.port}: {exc.strerror} (another server "
-                             f"may be using the port: set {self.port_setting} to another)") from None
-        self._task = asyncio.create_task(self.server.serve(sockets=[listening]))
+        self._check_port()
+        self._task = asyncio.create_task(self.server.serve())
         while not self.server.started:
             if self._task.done():
                 self._task.result()  # raises the bind error, e.g. port in use
                 raise SystemExit("memgate: the HTTP server stopped at start")
             await asyncio.sleep(0.01)
+
+    def _check_port(self) -> None:
+        """Every address uvicorn will bind is free: its own bind error is a sys.exit inside its
+        task, which left the loop as a traceback."""
+        try:
+            addresses = {(a[0], a[4]) for a in socket.getaddrinfo(
+                self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)}
+        except OSError as exc:
+            raise SystemExit(f"memgate: cannot listen on {self.host}:{self.port}: {exc}") from None
+        for family, address in addresses:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # (as uvicorn's: TIME_WAIT is no obstacle)
+                if family == socket.AF_INET6:  # (as the loop's own: IPv6 apart from IPv4)
+                    probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                try:
+                    probe.bind(address)
+                except OSError as exc:
+                    raise SystemExit(f"memgate: cannot listen on {self.host}:{self.port}: {exc.strerror} (another "
+                                     f"server may be using the port: set {self.port_setting} to another)") from None
 
     async def stop(self) -> None:
         self.server.should_exit = True

@@ -137,8 +137,10 @@ class UsageRecorder:
 
 
 def _priced(record: UsageRecord) -> UsageRecord:
-    if record.cost_usd is not None or record.status >= 400:
-        return record  # (priced already: a batch kept for a retry; a failed request cost nothing)
+    if record.cost_usd is not None or (record.status >= 400 and not (record.input_tokens or record.output_tokens)):
+        # (priced already: a batch kept for a retry; a failed request cost nothing, unless it
+        # reported tokens: a stream that broke off, or whose exchange was not stored)
+        return record
     try:
         cost = cost_usd(record.provider, record.route_model, record.input_tokens, record.output_tokens)
     except Exception as exc:  # (a price table's surprise costs this row its price, not the batch)

@@ -239,13 +239,13 @@ class ExchangeHandler:
         """Under the thread's lock: which of the batch's messages are still there, and their
         points. A point holds the text of the message it follows: when one of the batch's
         messages, or the one the batch follows, was deleted meanwhile, they are made again."""
-        ids = [m.id for m in batch.messages]
-        alive = await self.stores.observations.alive_messages(
-            conn, batch.tenant, [*ids, *([indexed.follows] if indexed.follows else [])])
-        if len(alive) < len(ids) + bool(indexed.follows):
+        ids = {m.id for m in batch.messages}
+        used = {*ids, *([indexed.follows] if indexed.follows else [])}  # (it may be one of them: a blank one)
+        alive = await self.stores.observations.alive_messages(conn, batch.tenant, list(used))
+        if len(alive) < len(used):
             indexed = await self.messages.points([msgspec.structs.replace(e, messages=[
                 m for m in e.messages if m.id in alive]) for e in batch.exchanges])
-        return alive & set(ids), indexed.points
+        return alive & ids, indexed.points
 
     # ------------------------------------------------------------------ reflection
 

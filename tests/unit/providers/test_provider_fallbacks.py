@@ -216,7 +216,8 @@ async def test_connect_error_is_retried_once_then_falls_back(primary: FakeProvid
     assert attempts == [dead + "/chat/completions"] * 2 + [backup.base_url + "/chat/completions"]
 
 
-async def test_unreachable_everywhere_is_a_502(primary: FakeProvider, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_unreachable_everywhere_is_a_502(primary: FakeProvider, monkeypatch: pytest.MonkeyPatch,
+                                               caplog: pytest.LogCaptureFixture) -> None:
     client = make_client({"MEMGATE_PROVIDER_DEAD_BASE_URL": closed_port_url()})
     try:
         with pytest.raises(UpstreamError) as info:
@@ -224,7 +225,8 @@ async def test_unreachable_everywhere_is_a_502(primary: FakeProvider, monkeypatc
     finally:
         await client.close()
     assert not isinstance(info.value, UpstreamTimeout)
-    assert info.value.status == 502 and "unreachable: could not connect" in info.value.message  # (and why)
+    assert info.value.status == 502 and "unreachable (ConnectError" in info.value.message
+    assert "127.0.0.1" not in info.value.message and "could not connect" in caplog.text  # (why: in the log)
     monkeypatch.setenv("HTTPS_PROXY", "https://proxy.example:3128")
     proxied = make_client({"MEMGATE_PROVIDER_FAR_BASE_URL": "https://llm.example/v1", "MEMGATE_PROVIDER_FAR_API_KEY": "k"})
     try:
@@ -232,7 +234,7 @@ async def test_unreachable_everywhere_is_a_502(primary: FakeProvider, monkeypatc
             await proxied.open_chat("far/m", BODY, api_key=None)
     finally:
         await proxied.close()
-    assert "only http:// proxies" in info.value.message, info.value.message
+    assert "only http:// proxies" in caplog.text and "proxy.example" not in info.value.message
 
 
 # ------------------------------------------------------------------ bring your own key

@@ -129,10 +129,11 @@ def test_a_default_provider_that_does_not_exist_is_refused_at_start() -> None:
     assert ProviderRegistry.from_env({"MEMGATE_DEFAULT_PROVIDER": ""}).default_provider == "openai"  # (empty: unset)
 
 
+@pytest.mark.parametrize("name", ["CORP", "OPENAI", "OLLAMA"])  # a custom provider, a known one, a keyless one
 @pytest.mark.parametrize("url", ["llm.corp.example/v1", "ftp://llm.corp.example"])
-def test_a_base_url_from_the_environment_must_be_http(url: str) -> None:
-    with pytest.raises(ConfigError, match="MEMGATE_PROVIDER_CORP_BASE_URL must start with http:// or https://"):
-        ProviderRegistry.from_env({"MEMGATE_PROVIDER_CORP_BASE_URL": url})
+def test_a_base_url_from_the_environment_must_be_http(name: str, url: str) -> None:
+    with pytest.raises(ConfigError, match=f"MEMGATE_PROVIDER_{name}_BASE_URL must start with http:// or https://"):
+        ProviderRegistry.from_env({f"MEMGATE_PROVIDER_{name}_BASE_URL": url})
 
 
 def test_default_provider_accepts_an_alias() -> None:

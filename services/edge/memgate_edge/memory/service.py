@@ -147,15 +147,30 @@ class MemoryService:
         deleted = await self.stores.threads.delete_messages(tenant, thread_id, ids)
         if deleted is None:
             raise thread_not_found(thread_id)
+        # The messages that followed them go too (their points hold the deleted text), then
+        # come back indexed with what they follow now: should that fail, none still holds it.
+        followers = await self.stores.threads.followers(tenant, thread_id, deleted.keys)
         await self.index.delete([*(message_point_id(tenant, i) for i in deleted.message_ids),
-                                 *deleted.observation_ids])
-        where = ThreadOf(tenant, thread.resource_id, thread_id)
-        for follower, follows in await self.stores.threads.followers(tenant, thread_id, deleted.sent_at):
-            if follower.content.strip():  # (as the observer indexes them: blank ones have no point)
-                record = MessageRecord(follower.id, follower.role, follower.content, follower.created_at.timestamp())
-                await self.index.upsert(await message_points(self.embedder, where, [record], follows))
+                                 *deleted.observation_ids, *(message_point_id(tenant, f.id) for f, _ in followers)])
+        await self._index_again(ThreadOf(tenant, thread.resource_id, thread_id), followers)
         return {"object": "thread.messages.deleted", "thread_id": thread_id, "deleted": True,
                 "message_ids": deleted.message_ids, "observation_ids": deleted.observation_ids}
+
+    async def _index_again(self, thread: ThreadOf, followers: list[tuple[StoredMessage, str | None]]) -> None:
+        """Index these messages again, each following the text given (blank ones have no point,
+        as the observer indexes them); those deleted meanwhile stay out."""
+        points = []
+        for follower, follows in followers:
+            if follower.content.strip():
+                record = MessageRecord(follower.id, follower.role, follower.content, follower.created_at.timestamp())
+                points += await message_points(self.embedder, thread, [record], follows)
+        if not points:
+            return
+        observations = self.stores.observations
+        async with self.stores.db.pool.acquire() as conn, conn.transaction():
+            await observations.lock_thread(conn, thread.tenant, thread.thread_id)  # (a delete of them waits)
+            alive = await observations.alive_messages(conn, thread.tenant, [str(p.payload["message_id"]) for p in points])
+            await self.index.upsert([p for p in points if p.payload["message_id"] in alive])
 
     async def observations(self, tenant: str, thread_id: str) -> list[Observation]:
         await self.thread(tenant, thread_id)
