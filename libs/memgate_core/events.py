@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import msgspec
 
 
@@ -21,6 +23,14 @@ def stored_time(at: float, *, after: float | None = None) -> float:
     keeps its own time and the order with it."""
     at = round(at * 1_000_000) / 1_000_000
     return at if after is None else max(at, round(after * 1_000_000 + 1) / 1_000_000)
+
+
+def stored_times(times: Iterable[float]) -> list[float]:
+    """`stored_time` of each, after the one before: messages written together keep their order."""
+    kept: list[float] = []
+    for at in times:
+        kept.append(stored_time(at, after=kept[-1] if kept else None))
+    return kept
 
 
 class Usage(msgspec.Struct, frozen=True):

@@ -179,7 +179,6 @@ class HttpServer:
                                 log_level="warning", loop="none", http="httptools" if _has("httptools") else "h11",
                                 timeout_graceful_shutdown=5, timeout_keep_alive=settings.http_keepalive_seconds)
         self.server = _Server(config)
-        self.host, self.port = settings.http_host, port
         self.port_setting = "MEMGATE_HTTP_PORT" if port == settings.http_port else "MEMGATE_HEALTH_PORT"
         self._task: asyncio.Task[None] | None = None
 
@@ -188,18 +187,19 @@ class HttpServer:
         self._task = asyncio.create_task(self.server.serve())
         while not self.server.started:
             if self._task.done():
-                self._task.result()  # raises the bind error, e.g. port in use
+                self._task.result()  # raises what stopped it (a bind error the probe missed exits here too)
                 raise SystemExit("memgate: the HTTP server stopped at start")
             await asyncio.sleep(0.01)
 
     def _check_port(self) -> None:
         """Every address uvicorn will bind is free: its own bind error is a sys.exit inside its
         task, which left the loop as a traceback."""
+        host, port = self.server.config.host, self.server.config.port
         try:
             addresses = {(a[0], a[4]) for a in socket.getaddrinfo(
-                self.host, self.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)}
+                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)}
         except OSError as exc:
-            raise SystemExit(f"memgate: cannot listen on {self.host}:{self.port}: {exc}") from None
+            raise SystemExit(f"memgate: cannot listen on {host}:{port}: {exc}") from None
         for family, address in addresses:
             with socket.socket(family, socket.SOCK_STREAM) as probe:
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # (as uvicorn's: TIME_WAIT is no obstacle)
@@ -208,7 +208,7 @@ class HttpServer:
                 try:
                     probe.bind(address)
                 except OSError as exc:
-                    raise SystemExit(f"memgate: cannot listen on {self.host}:{self.port}: {exc.strerror} (another "
+                    raise SystemExit(f"memgate: cannot listen on {host}:{port}: {exc.strerror} (another "
                                      f"server may be using the port: set {self.port_setting} to another)") from None
 
     async def stop(self) -> None:

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, TypeVar
 import msgspec
 
 from memgate_bus import inject_headers
-from memgate_core.events import ExchangeCompleted, MessageRecord, Usage, stored_time, token_count
+from memgate_core.events import ExchangeCompleted, MessageRecord, Usage, stored_time, stored_times, token_count
 from memgate_core.ids import new_id
 from memgate_edge.auth import Principal
 from memgate_edge.chat.request import ChatRequest, storable
@@ -52,11 +52,11 @@ class PendingExchange(msgspec.Struct):
     def begin(cls, request: ChatRequest, principal: Principal, provider: str) -> PendingExchange:
         assert request.memory is not None
         now = time.time()
-        turn: list[MessageRecord] = []
-        for m, text in request.turn:  # (a microsecond apart: the turn keeps its order)
-            turn.append(MessageRecord(id=new_id("msg"), role=m["role"], content=text,
-                                      created_at=stored_time(now, after=turn[-1].created_at if turn else None),
-                                      name=storable(m["name"]) if isinstance(m.get("name"), str) else None))
+        turn = [  # (a microsecond apart: the turn keeps its order)
+            MessageRecord(id=new_id("msg"), role=m["role"], content=text, created_at=at,
+                          name=storable(m["name"]) if isinstance(m.get("name"), str) else None)
+            for (m, text), at in zip(request.turn, stored_times([now] * len(request.turn)), strict=True)
+        ]
         return cls(new_id("exc"), principal.tenant, request.memory.thread_id, request.memory.resource_id,
                    request.model, provider, turn, now)
 

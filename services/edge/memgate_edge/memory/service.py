@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 
 from memgate_core.errors import Conflict, InvalidRequest, NotFound
-from memgate_core.events import MessageRecord, stored_time
+from memgate_core.events import MessageRecord, stored_times
 from memgate_core.ids import new_id
 from memgate_edge.bindings import ThreadBindings
 from memgate_edge.chat.exchange import ExchangeRecorder
@@ -120,10 +120,8 @@ class MemoryService:
         created = await self.create_thread(tenant, ThreadCreate(
             source.resource_id, clone.new_thread_id, source.title if clone.title is None else clone.title,
             source.metadata), param="new_thread_id")
-        records: list[MessageRecord] = []
-        for m in messages:  # (a clone of messages that share a time keeps the order it read them in)
-            records.append(MessageRecord(new_id("msg"), m.role, m.content, stored_time(
-                m.created_at.timestamp(), after=records[-1].created_at if records else None)))
+        times = stored_times(m.created_at.timestamp() for m in messages)  # (messages of one time keep their order)
+        records = [MessageRecord(new_id("msg"), m.role, m.content, at) for m, at in zip(messages, times, strict=True)]
         exchanges = group_exchanges(records)
         try:
             await self.recorder.record([exchange_event(tenant, created.id, source.resource_id, group)
