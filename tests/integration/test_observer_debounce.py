@@ -254,3 +254,34 @@ async def test_a_poison_exchange_is_set_aside_and_holds_back_nothing(bus, stores
                      "User said: Good fact number 2."]
     assert await ack_pending(bus) == (0, 0)
 
+
+
+async def test_an_exchange_the_provider_always_refuses_is_set_aside(bus, stores, handler, model,  # type: ignore[no-untyped-def]
+                                                                   monkeypatch) -> None:
+    """A provider that answers 5xx for one exchange while others are observed is not down:
+    that exchange is set aside like any other that cannot be observed (it was retried for ever)."""
+    answer = Model.__call__
+
+    def refusing(self: Model, body: dict[str, Any]) -> str:
+        if "Poisonous words" in body["messages"][1]["content"]:
+            raise RuntimeError("the provider fails on this text")  # the fake provider answers 500
+        return answer(self, body)
+
+    monkeypatch.setattr(Model, "__call__", refusing)
+    monkeypatch.setattr("memgate_observer.consumer.RETRY_DELAYS", (0.2,))
+    good = [exchange("refused", f"Good fact number {i}.", NOW + i) for i in range(2)]
+    poison = exchange("refused", "Poisonous words.", NOW + 0.5)
+    consumer = RecordingConsumer(bus, handler, debounce=0.3, max_deliveries=2, set_aside_after=0, stores=stores)
+    await consumer.start()
+    try:
+        await publish(bus, stores, good[0], poison, good[1])
+        # Tried together three times (a provider outage is waited out), then one at a time:
+        # the good ones are observed, the poison is refused again and set aside.
+        await eventually(lambda: _no_pending(bus), timeout=20)
+    finally:
+        await consumer.stop()
+    assert await stores.observations.observed("t-debounce", [e.exchange_id for e in good]) == {
+        e.exchange_id for e in good}
+    [failure] = await stores.observations.failures("t-debounce", "refused")
+    assert failure.exchange_ids == [poison.exchange_id] and "set aside after 2 failures" in failure.error
+    assert await ack_pending(bus) == (0, 0)

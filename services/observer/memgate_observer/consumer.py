@@ -14,7 +14,10 @@ too big for the provider) holds back none of the others. An exchange that fails 
 for an outage, `max_deliveries` times (counted by this process) and at least
 `set_aside_after` seconds after it was published, is set aside: recorded as an observer
 failure (its messages stay in memory, raw), then terminated; the event stays in the
-stream (limits retention) for a week. Outages never set anything aside.
+stream (limits retention) for a week. Outages never set anything aside. A provider's 5xx
+counts as an outage only while nothing else is observed: one that answers 5xx to this
+exchange while other observations commit (within `PROVIDER_UP_WINDOW`) is refusing the
+exchange, and that failure counts.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ RETRY_DELAYS = (2.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0)  # by delivery attempt
 MAX_DELIVERIES = 10  # the tenth failure not caused by an outage (19+ minutes of retries) sets an exchange aside
 SET_ASIDE_AFTER_SECONDS = 15 * 60  # ... if it was published at least this long ago
 SPLIT_AFTER_DELIVERIES = 3  # a batch failing for an outage this often is tried one exchange at a time
+PROVIDER_UP_WINDOW = 60.0  # seconds: an observation committed this recently shows the provider was up
 
 Msg = Any  # nats.aio.msg.Msg
 
@@ -105,6 +109,7 @@ class ExchangeConsumer:
         self.max_deliveries = max_deliveries
         self.set_aside_after = set_aside_after
         self._failures: dict[str, int] = {}  # exchange id -> failures not caused by an outage, here
+        self._last_commit = float("-inf")  # (monotonic) when a batch last committed here
         self._slots = asyncio.Semaphore(concurrency)
         self._buffers: dict[tuple[str, str], _Buffer] = {}
         self._flushers: dict[tuple[str, str], asyncio.Task[None]] = {}
@@ -207,6 +212,7 @@ class ExchangeConsumer:
 
     async def _process(self, batch: list[_Delivery]) -> None:
         first = batch[0].event
+        started = time.monotonic()
         error = await self._observe(batch)
         if error is None:
             await self._reflect(batch[0])
@@ -215,15 +221,16 @@ class ExchangeConsumer:
             log.error("observing %d exchange(s) of thread %s failed; will retry", len(batch), first.thread_id,
                       exc_info=error)
             for delivery in batch:
-                await self._retry_or_set_aside(delivery, error)
+                await self._retry_or_set_aside(delivery, error, started)
         else:  # one bad exchange must not hold back the others: one at a time
             log.warning("observing %d exchanges of thread %s together failed (%r); observing them one by one",
                         len(batch), first.thread_id, error)
+            started = time.monotonic()
             failures = [(d, alone) for d in batch if (alone := await self._observe([d])) is not None]
             for delivery, alone in failures:
                 log.error("observing exchange %s of thread %s failed", delivery.event.exchange_id,
                           first.thread_id, exc_info=alone)
-                await self._retry_or_set_aside(delivery, alone)
+                await self._retry_or_set_aside(delivery, alone, started)
             if len(failures) < len(batch):
                 await self._reflect(batch[0])
 
@@ -250,10 +257,10 @@ class ExchangeConsumer:
         except Exception:
             log.exception("reflecting thread %s failed", event.thread_id)
 
-    async def _retry_or_set_aside(self, delivery: _Delivery, error: Exception) -> None:
+    async def _retry_or_set_aside(self, delivery: _Delivery, error: Exception, started: float) -> None:
         meta = delivery.msg.metadata
         event = delivery.event
-        if transient(error):
+        if transient(error) and not self._refused(error, started):
             await self._settle([delivery], ok=False)
             return
         if len(self._failures) > 10_000:  # (exchanges another replica took over)
@@ -276,10 +283,19 @@ class ExchangeConsumer:
         self._failures.pop(event.exchange_id, None)
         await self._settle([delivery], ok=False, terminate=True)
 
+    def _refused(self, error: Exception, started: float) -> bool:
+        """A provider's 5xx for an attempt begun at `started` (monotonic) while other
+        observations committed: the provider is up and refuses this exchange (one that makes
+        it fail every time would otherwise be retried for ever, never set aside)."""
+        return (isinstance(error, GatewayError) and error.status >= 500
+                and self._last_commit >= started - PROVIDER_UP_WINDOW)
+
     async def _settle(self, batch: Iterable[_Delivery], *, ok: bool, delay: float | None = None,
                       terminate: bool = False) -> None:
         """Ack (after the commit), nak (with a growing delay) or terminate each delivery; end its span."""
         now = time.time()
+        if ok:
+            self._last_commit = time.monotonic()
         for d in batch:
             self._unacked.pop(id(d.msg), None)
             if ok:
