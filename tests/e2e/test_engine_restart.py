@@ -6,10 +6,14 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import openai
+import pytest
 from helpers import observations, observer_idle, wait_for
 
 from memgate_testing.gateway import GatewayProcess
@@ -88,3 +92,41 @@ def _bound(sock: socket.socket, port: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def _engines_of(data_dir: Path) -> list[int]:
+    """Live processes whose command line names this data dir (its postgres, nats-server)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if str(data_dir) in cmdline and "pytest" not in cmdline and _alive(int(entry.name)):
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_the_start_stops_what_had_started(make_gateway: Callable[..., GatewayProcess],
+                                                          sig: signal.Signals) -> None:
+    """A SIGTERM while Postgres was starting ended the process there and left Postgres running;
+    a Ctrl-C printed a traceback. Either now stops the start, and what had started with it."""
+    gateway = make_gateway()
+    gateway.data_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(gateway.log_path, "wb") as log:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "memgate"), "up"], env=gateway.env,
+                                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: (gateway.data_dir / "postgres").exists(), timeout=30)  # the database is starting
+        proc.send_signal(sig)
+        code = proc.wait(60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    output = gateway.log()
+    assert "memgate is up" not in output, "the signal came too late to test the start"
+    assert code == 0 and "Traceback" not in output, output
+    wait_for(lambda: not _engines_of(gateway.data_dir), timeout=20)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from memgate_cli.runtime import HttpServer, Runtime, Service, build_edge, health_app, settle_heap
-from memgate_cli.up import _wait_for_signal, bootstrap_key
+from memgate_cli.up import StopSignals, bootstrap_key
 from memgate_context import ContextService
 from memgate_core.config import Settings
 from memgate_observer.choose import choose_observer
@@ -24,10 +25,13 @@ async def run_service(settings: Settings, which: str, *, database_url: str, nats
             "server (and MEMGATE_QDRANT_API_KEY if it needs one). For one process with the in-process "
             "index, run `memgate up`."
         )
+    signals = StopSignals()
     setup_tracing(f"memgate-{which}", settings.traces_file)
-    runtime = await Runtime.open(settings, database_url=database_url, nats_url=nats_url, name=f"memgate-{which}")
+    runtime: Runtime | None = None
     started: list[Service] = []
     try:
+        runtime = await Runtime.open(settings, database_url=database_url, nats_url=nats_url,
+                                     name=f"memgate-{which}")
         if which == "edge":
             # Idempotent: every edge replica makes sure the configured keys exist (and never
             # creates or logs one of its own: `memgate keys create` does that).
@@ -59,10 +63,16 @@ async def run_service(settings: Settings, which: str, *, database_url: str, nats
         started.append(http)
         settle_heap()
         log.info("memgate %s running", which)
-        await _wait_for_signal()
+        signals.up = True
+        await signals.received.wait()
         return 0
+    except asyncio.CancelledError:
+        if not signals.received.is_set():
+            raise
+        return 0  # stopped while starting: what started stops below
     finally:
         for part in reversed(started):
             await part.stop()
-        await runtime.close()
+        if runtime is not None:
+            await runtime.close()
         shutdown_tracing()

@@ -7,10 +7,13 @@ is left running after Ctrl-C.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from memgate_cli.embedded import DataDirLock, EmbeddedNats, EmbeddedPostgres, EngineSupervisor, write_runtime_file
 from memgate_cli.runtime import HttpServer, Runtime, Service, build_edge, settle_heap
@@ -22,6 +25,8 @@ from memgate_store.keys import KEY_PREFIX
 from memgate_telemetry import setup_tracing, shutdown_tracing
 
 log = logging.getLogger("memgate")
+
+T = TypeVar("T")
 
 
 async def bootstrap_key(runtime: Runtime, *, create_first: bool = True) -> str:
@@ -55,6 +60,7 @@ async def run_up(settings: Settings) -> int:
     started = time.perf_counter()
     lock = DataDirLock(settings.data_dir)
     lock.acquire()
+    signals = StopSignals()
     setup_tracing("memgate", settings.traces_file)
     pg = EmbeddedPostgres(settings.data_dir)
     nats = EmbeddedNats(settings.data_dir, port=settings.nats_port)
@@ -63,12 +69,12 @@ async def run_up(settings: Settings) -> int:
     try:
         database_url = settings.database_url
         if not database_url:
-            database_url = await asyncio.to_thread(pg.start)
+            database_url = await _to_thread_to_the_end(pg.start)
         if settings.nats_url:
             nats_url = settings.nats_url
         else:
             nats.spawn()  # on the main thread: the server stops when this process dies
-            nats_url = await asyncio.to_thread(nats.wait_ready)
+            nats_url = await _to_thread_to_the_end(nats.wait_ready)
         supervisor = EngineSupervisor(None if settings.database_url else pg, None if settings.nats_url else nats)
         await supervisor.start()
         services.append(supervisor)  # stopped after every service, before the engines
@@ -106,8 +112,14 @@ async def run_up(settings: Settings) -> int:
         print("\n".join(lines), flush=True)
         settle_heap()
 
-        await _wait_for_signal()
+        signals.up = True
+        await signals.received.wait()
         print("memgate: stopping...", flush=True)
+        return 0
+    except asyncio.CancelledError:
+        if not signals.received.is_set():
+            raise
+        print("memgate: stopping before it was up...", flush=True)
         return 0
     finally:
         for service in reversed(services):
@@ -126,9 +138,32 @@ async def run_up(settings: Settings) -> int:
         lock.release()
 
 
-async def _wait_for_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+class StopSignals:
+    """SIGINT and SIGTERM stop `memgate up` from its first step on. Before it is up, a signal
+    cancels the start and the clean-up stops what had started (a SIGTERM there used to end
+    the process at once, leaving a starting Postgres behind; a Ctrl-C, a traceback)."""
+
+    def __init__(self) -> None:
+        self.received = asyncio.Event()
+        self.up = False
+        self._start = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal)
+
+    def _on_signal(self) -> None:
+        if not self.up and not self.received.is_set() and self._start is not None:
+            self._start.cancel()
+        self.received.set()
+
+
+async def _to_thread_to_the_end(call: Callable[[], T]) -> T:
+    """`call` in a worker thread; cancelled, it still waits for the call to return (an engine
+    half started when the stop began must be there for the stop to find)."""
+    work = asyncio.ensure_future(asyncio.to_thread(call))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await work
+        raise
