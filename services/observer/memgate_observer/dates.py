@@ -14,6 +14,22 @@ _DAY = "|".join(WEEKDAYS)
 _ABBREVIATED = {"mon": 0, "tue": 1, "tues": 1, "wed": 2, "thu": 3, "thur": 3, "thurs": 3, "fri": 4, "sat": 5, "sun": 6}
 _SEASONS = {"spring": (3, 5), "summer": (6, 8), "fall": (9, 11), "autumn": (9, 11)}  # first and last month
 
+# "on Friday" is the coming Friday unless the words before it in the sentence tell of the past
+# ("I won a tournament on Friday"): a past form of a common irregular verb, or an "-ed" verb
+# after its subject ("we finally painted", "Joanna finished"), not an adjective after a form
+# of "be" ("I'm excited", "it is scheduled"); a word of the future ("will", "going to") wins.
+_FUTURE = re.compile(r"\b(?:will|shall|gonna|going to|plan(?:ning)? to|hope to|can't wait|upcoming|soon)\b|\w'll\b",
+                     re.IGNORECASE)
+_PAST = re.compile(
+    r"\b(?:was|were|had|did|went|got|saw|met|made|took|came|ran|won|lost|bought|ate|drank|told|said|felt|found|"
+    r"gave|left|spent|began|brought|caught|drove|flew|heard|kept|knew|paid|sat|sold|sent|slept|spoke|stood|"
+    r"thought|wrote|became|built|chose|fell|forgot|grew|held|led|rode|sang|swam|taught|threw|wore|"
+    r"ago|yesterday)\b"
+    r"|\b(?!(?:am|is|are|be|been|being|get|gets|getting|feel|feels|seem|seems|so|very|too|really|more|most|"
+    r"a|an|the|m|s|re|d)\b)[a-z]+\s+(?:\w+ly\s+|just\s+|also\s+)?(?!hundred\b)\w{2,}(?<!e)ed\b",
+    re.IGNORECASE,
+)
+
 _PATTERNS = re.compile(
     rf"\b(?P<phrase>"
     rf"(?P<dat>the day after tomorrow)|(?P<dby>the day before yesterday)"
@@ -65,7 +81,8 @@ def _resolve(m: re.Match[str], on: date) -> str | None:
         return (on - timedelta(days=1)).isoformat()
     if g["wd"] or g["abbr"]:
         target = WEEKDAYS.index(g["wd"].lower()) if g["wd"] else _ABBREVIATED[g["abbr"].lower()]
-        if (g["wd_rel"] or g["abbr_rel"]).lower() == "last":
+        rel = (g["wd_rel"] or g["abbr_rel"]).lower()
+        if rel == "last" or (rel == "on" and _told_of_the_past(m.string[:m.start()])):
             return (on - timedelta(days=(on.weekday() - target - 1) % 7 + 1)).isoformat()
         return (on + timedelta(days=(target - on.weekday() - 1) % 7 + 1)).isoformat()
     saturday = on - timedelta(days=on.weekday()) + timedelta(days=5)  # this week's
@@ -90,6 +107,12 @@ def _resolve(m: re.Match[str], on: date) -> str | None:
     if g["season"]:
         return _season(g["season"].lower(), g["season_rel"].lower(), on)
     return None
+
+
+def _told_of_the_past(before: str) -> bool:
+    """Whether the sentence up to a phrase speaks of the past."""
+    sentence = re.split(r"[.!?]\s", before)[-1]
+    return _PAST.search(sentence) is not None and _FUTURE.search(sentence) is None
 
 
 def _season(season: str, rel: str, on: date) -> str:
