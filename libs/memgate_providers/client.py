@@ -33,6 +33,7 @@ class BuildRequest(Protocol):
     def __call__(self, body: bytes, *, api_key: str | None) -> http.Request: ...
 
 
+NO_KEYS: Mapping[str, str | None] = {}  # memgate's own keys for every provider
 CONNECT_RETRY_DELAY = 0.05  # seconds before the one retry of a connection that failed to open
 
 
@@ -105,36 +106,38 @@ class ProviderClient:
 
     # ------------------------------------------------------------------ chat
 
-    async def open_chat(self, model: str, body: dict[str, Any], *, api_key: str | None) -> tuple[http.Response, Route]:
+    async def open_chat(self, model: str, body: dict[str, Any], *,
+                        api_keys: Mapping[str, str | None] = NO_KEYS) -> tuple[http.Response, Route]:
         """Send a chat completion along the model's chain; return the first good response
         (its body not yet read: streaming-safe) and the route that gave it.
 
         `body` is the client's request; `model` is replaced by each route's upstream name.
-        A bring-your-own `api_key` is used only for routes of the primary's provider; other
-        routes use memgate's keys and are skipped when their provider has none.
+        `api_keys`: the caller's own keys by provider (bring your own): a route of a provider
+        in it goes out with that key (None: the caller has one that cannot be read, and the
+        route is skipped rather than sent with memgate's key); other routes use memgate's
+        keys and are skipped when their provider has none.
         Raises the last route's UpstreamStatusError / UpstreamError / UpstreamTimeout, or
         InvalidRequest when no route has a key.
         """
-        response, route, _ = await self._open_chain(model, body, None, api_key=api_key)
+        response, route, _ = await self._open_chain(model, body, None, api_keys=api_keys)
         return response, route
 
     async def open_messages(self, model: str, messages: dict[str, Any], chat: dict[str, Any], *,
-                            api_key: str | None) -> tuple[http.Response, Route, bool]:
+                            api_keys: Mapping[str, str | None] = NO_KEYS) -> tuple[http.Response, Route, bool]:
         """`open_chat` for an Anthropic Messages request: `messages` goes to routes whose
         provider speaks that API, `chat` (its translation) to the others. The flag says
         which of the two the response answers (True: the Messages API's)."""
-        return await self._open_chain(model, chat, messages, api_key=api_key)
+        return await self._open_chain(model, chat, messages, api_keys=api_keys)
 
     async def _open_chain(self, model: str, chat: dict[str, Any], messages: dict[str, Any] | None, *,
-                          api_key: str | None) -> tuple[http.Response, Route, bool]:
+                          api_keys: Mapping[str, str | None]) -> tuple[http.Response, Route, bool]:
         chain = self.registry.chain(model)
-        primary = chain[0][1].provider
         deadline = time.monotonic() + self.timeouts.total
         encoded: dict[tuple[str, bool], bytes] = {}
         failure: _RouteFailed | None = None
         for index, (provider, route) in enumerate(chain):
-            key = api_key if api_key and route.provider == primary else None
-            if key is None and not provider.spec.configured:
+            key = api_keys.get(route.provider)
+            if key is None and (route.provider in api_keys or not provider.spec.configured):
                 continue
             if failure is not None and time.monotonic() >= deadline:
                 break  # the total time is spent: report the last real failure
@@ -166,7 +169,7 @@ class ProviderClient:
     async def complete(self, model: str, messages: list[dict[str, Any]], **params: Any) -> Completion:
         """A non-streaming completion for memgate's own agents (the Observer): the text, the
         route that answered, and what the provider said about its answer."""
-        response, route = await self.open_chat(model, {"model": model, "messages": messages, **params}, api_key=None)
+        response, route = await self.open_chat(model, {"model": model, "messages": messages, **params})
         try:
             data = msgspec.json.decode(await response.aread())
         finally:

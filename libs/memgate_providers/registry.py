@@ -171,10 +171,13 @@ class ProviderRegistry:
                 chain.append(candidate)
         return chain
 
-    def is_configured(self, model: str) -> bool:
-        """Whether some route of the model can be used with memgate's own keys."""
+    def is_configured(self, model: str, api_keys: Mapping[str, str | None] | None = None) -> bool:
+        """Whether some route of the model can be used: with the caller's key for its
+        provider (`api_keys`, as `ProviderClient.open_chat` takes them), or memgate's own."""
+        keys = api_keys or {}
         try:
-            return any(provider.spec.configured for provider, _ in self.chain(model))
+            return any(keys[route.provider] is not None if route.provider in keys else provider.spec.configured
+                       for provider, route in self.chain(model))
         except InvalidRequest:
             return False
 

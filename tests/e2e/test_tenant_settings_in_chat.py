@@ -17,9 +17,13 @@ from memgate_testing.gateway import GatewayProcess
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, fake_provider: FakeProvider) -> Iterator[GatewayProcess]:
-    # `openai/...` goes to the fake provider, but the gateway has no OpenAI key of its own.
-    process = GatewayProcess(tmp_path_factory.mktemp("tenant-settings") / "data", provider_url=fake_provider.base_url,
-                             env={"MEMGATE_PROVIDER_OPENAI_BASE_URL": fake_provider.base_url, "OPENAI_API_KEY": ""})
+    # `openai/...` goes to the fake provider, but the gateway has no OpenAI key of its own;
+    # `fake/...` (with a key of memgate's) falls back to it.
+    root = tmp_path_factory.mktemp("tenant-settings")
+    (root / "memgate.toml").write_text('[fallbacks]\n"fake/primary" = ["openai/gpt-4o-mini"]\n')
+    process = GatewayProcess(root / "data", provider_url=fake_provider.base_url,
+                             env={"MEMGATE_PROVIDER_OPENAI_BASE_URL": fake_provider.base_url, "OPENAI_API_KEY": "",
+                                  "MEMGATE_CONFIG": str(root / "memgate.toml")})
     process.start()
     yield process
     process.stop()
@@ -60,6 +64,24 @@ def test_a_saved_provider_key_is_used_upstream_and_marked_byok(gw: GatewayProces
     with dashboard(gw, key) as http:
         page = wait_for(lambda: (lambda p: p if p.count("BYOK") >= 2 else None)(http.get("/dashboard/logs").text))
     assert saved not in page
+
+
+def test_a_fallback_goes_out_with_the_key_the_tenant_saved_for_its_provider(
+        gw: GatewayProcess, provider: FakeProvider) -> None:
+    """The model's provider fails; its fallback's provider, for which memgate has no key, is
+    used with the tenant's saved one (it was skipped, and the client got the first one's 502)."""
+    tenant = f"byok-{uuid.uuid4().hex[:6]}"
+    key = gw.memgate("keys", "create", "--tenant", tenant, "--quiet").stdout.strip()
+    saved = f"sk-tenant-{uuid.uuid4().hex}"
+    with dashboard(gw, key) as http:
+        assert http.post("/dashboard/settings/provider-keys", data={"provider": "openai", "provider_key": saved}
+                         ).status_code == 303
+    provider.set_behavior(fail_status=503, fail_times=1)
+    answer = httpx.post(f"{gw.base_url}/chat/completions", timeout=30, headers={"Authorization": f"Bearer {key}"},
+                        json={"model": "fake/primary", "messages": [{"role": "user", "content": "hello"}]})
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-memgate-route"] == "openai/gpt-4o-mini"
+    assert [r["api_key"] for r in provider.requests[-2:]] == ["fake-provider-key", saved]
 
 
 def test_the_tenants_memory_budget_bounds_the_block(gw: GatewayProcess, provider: FakeProvider) -> None:

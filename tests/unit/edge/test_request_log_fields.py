@@ -57,13 +57,13 @@ def _account(rows: Rows) -> RequestAccount:
 def test_an_account_is_recorded_once_and_byok_only_for_the_keyed_provider() -> None:
     rows = Rows()
     account = _account(rows)
-    account.route, account.keyed_provider = Route("openai", "gpt-4o-mini"), "openai"
+    account.route, account.keyed_providers = Route("openai", "gpt-4o-mini"), {"openai"}
     account.record(Route("anthropic", "claude-x"), 200, Usage(10, 5))  # a fallback answered, with memgate's key
     account.record(None, 500, None)  # (a later failure does not write a second row)
     assert [(r.provider, r.status, r.byok, r.input_tokens) for r in rows.rows] == [("anthropic", 200, False, 10)]
 
     keyed = _account(rows)
-    keyed.route, keyed.keyed_provider = Route("openai", "gpt-4o-mini"), "openai"
+    keyed.route, keyed.keyed_providers = Route("openai", "gpt-4o-mini"), {"openai"}
     keyed.record(None, 200, Usage(1, 1))  # (the route known so far)
     assert (rows.rows[-1].provider, rows.rows[-1].byok) == ("openai", True)
 

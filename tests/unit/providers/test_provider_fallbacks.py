@@ -86,7 +86,7 @@ async def answer(response: http.Response) -> dict[str, Any]:
 
 
 async def test_healthy_primary_answers(client: ProviderClient, primary: FakeProvider, backup: FakeProvider) -> None:
-    response, route = await client.open_chat("fast", BODY, api_key=None)
+    response, route = await client.open_chat("fast", BODY)
     assert route == Route("one", "model-a")
     assert (await answer(response))["model"] == "model-a"
     assert primary.requests[-1]["body"]["model"] == "model-a"
@@ -100,7 +100,7 @@ async def test_429_and_5xx_fall_back(
     client: ProviderClient, primary: FakeProvider, backup: FakeProvider, status: int
 ) -> None:
     primary.set_behavior(fail_status=status)
-    response, route = await client.open_chat("fast", BODY, api_key=None)
+    response, route = await client.open_chat("fast", BODY)
     assert route == Route("two", "model-b") and route.name == "two/model-b"
     data = await answer(response)
     assert data["model"] == "model-b"
@@ -115,7 +115,7 @@ async def test_slow_primary_times_out_and_falls_back(
 ) -> None:
     primary.set_behavior(delay_ms=30_000)  # far past first_byte (1 s)
     started = time.monotonic()
-    response, route = await client.open_chat("fast", BODY, api_key=None)
+    response, route = await client.open_chat("fast", BODY)
     assert time.monotonic() - started < 15  # the timeout moved on, not the answer
     assert route == Route("two", "model-b")
     assert (await answer(response))["model"] == "model-b"
@@ -126,7 +126,7 @@ async def test_streaming_falls_back_before_any_byte(
     client: ProviderClient, primary: FakeProvider, backup: FakeProvider
 ) -> None:
     primary.set_behavior(fail_status=503)
-    response, route = await client.open_chat("fast", {**BODY, "stream": True}, api_key=None)
+    response, route = await client.open_chat("fast", {**BODY, "stream": True})
     try:
         assert route == Route("two", "model-b")
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -143,7 +143,7 @@ async def test_other_4xx_do_not_fall_back(
 ) -> None:
     primary.set_behavior(fail_status=status)
     with pytest.raises((UpstreamStatusError, UpstreamAuthError)) as info:
-        await client.open_chat("fast", BODY, api_key=None)
+        await client.open_chat("fast", BODY)
     if status == 401:  # memgate's own provider key was refused: a gateway problem, a 502
         assert isinstance(info.value, UpstreamAuthError) and info.value.status == 502
     else:
@@ -159,7 +159,7 @@ async def test_all_routes_fail_raises_the_last_error(
     primary.set_behavior(fail_status=503)
     backup.set_behavior(fail_status=429)
     with pytest.raises(UpstreamStatusError) as info:
-        await client.open_chat("fast", BODY, api_key=None)
+        await client.open_chat("fast", BODY)
     assert info.value.status == 429 and "'two'" in info.value.message
     assert len(primary.requests) == 1 and len(backup.requests) == 1
 
@@ -169,11 +169,11 @@ async def test_failure_without_fallbacks_is_not_retried(
 ) -> None:
     primary.set_behavior(fail_status=503)
     with pytest.raises(UpstreamStatusError) as info:
-        await client.open_chat("one/model-a", BODY, api_key=None)
+        await client.open_chat("one/model-a", BODY)
     assert info.value.status == 502
     primary.set_behavior(fail_status=None, delay_ms=30_000)
     with pytest.raises(UpstreamTimeout):
-        await client.open_chat("one/model-a", BODY, api_key=None)
+        await client.open_chat("one/model-a", BODY)
     assert len(primary.requests) == 2  # one per call: never repeated after it may have arrived
     assert backup.requests == []
 
@@ -184,7 +184,7 @@ async def test_total_deadline_stops_the_chain(primary: FakeProvider, backup: Fak
     started = time.monotonic()
     try:
         with pytest.raises(UpstreamTimeout) as info:
-            await client.open_chat("fast", BODY, api_key=None)
+            await client.open_chat("fast", BODY)
     finally:
         await client.close()
     assert time.monotonic() - started < 4  # the 0.3 s total, well before first_byte (5 s) would
@@ -208,7 +208,7 @@ async def test_connect_error_is_retried_once_then_falls_back(primary: FakeProvid
 
     client.http.send = counting_send  # type: ignore[method-assign]
     try:
-        response, route = await client.open_chat("dead/m", BODY, api_key=None)
+        response, route = await client.open_chat("dead/m", BODY)
         await response.aclose()
     finally:
         await client.close()
@@ -221,7 +221,7 @@ async def test_unreachable_everywhere_is_a_502(primary: FakeProvider, monkeypatc
     client = make_client({"MEMGATE_PROVIDER_DEAD_BASE_URL": closed_port_url()})
     try:
         with pytest.raises(UpstreamError) as info:
-            await client.open_chat("dead/m", BODY, api_key=None)
+            await client.open_chat("dead/m", BODY)
     finally:
         await client.close()
     assert not isinstance(info.value, UpstreamTimeout)
@@ -231,7 +231,7 @@ async def test_unreachable_everywhere_is_a_502(primary: FakeProvider, monkeypatc
     proxied = make_client({"MEMGATE_PROVIDER_FAR_BASE_URL": "https://llm.example/v1", "MEMGATE_PROVIDER_FAR_API_KEY": "k"})
     try:
         with pytest.raises(UpstreamError) as info:
-            await proxied.open_chat("far/m", BODY, api_key=None)
+            await proxied.open_chat("far/m", BODY)
     finally:
         await proxied.close()
     assert "only http:// proxies" in caplog.text and "proxy.example" not in info.value.message
@@ -240,12 +240,12 @@ async def test_unreachable_everywhere_is_a_502(primary: FakeProvider, monkeypatc
 # ------------------------------------------------------------------ bring your own key
 
 
-async def test_byok_key_only_for_the_primary_provider(primary: FakeProvider, backup: FakeProvider) -> None:
+async def test_a_callers_key_only_for_its_provider(primary: FakeProvider, backup: FakeProvider) -> None:
     config = {"fallbacks": {"one/model-a": ["one/model-c", "two/model-b"]}}
     client = make_client(two_providers(primary, backup), config)
     primary.set_behavior(fail_status=503)
     try:
-        response, route = await client.open_chat("one/model-a", BODY, api_key="sk-byok")
+        response, route = await client.open_chat("one/model-a", BODY, api_keys={"one": "sk-byok"})
         await response.aclose()
     finally:
         await client.close()
@@ -267,20 +267,42 @@ async def test_byok_skips_other_providers_without_a_key(primary: FakeProvider, b
     try:
         # BYOK for "two": "three" has no key (skipped); "one" has no key (skipped): two's error.
         with pytest.raises(UpstreamStatusError) as info:
-            await client.open_chat("two/model-b", BODY, api_key="sk-byok")
+            await client.open_chat("two/model-b", BODY, api_keys={"two": "sk-byok"})
         assert info.value.status == 502 and "'two'" in info.value.message
         assert [r["api_key"] for r in backup.requests] == ["sk-byok"]
         assert primary.requests == []
         # Without BYOK, a chain none of whose providers has a key is a clear 400.
         with pytest.raises(InvalidRequest) as missing:
-            await client.open_chat("one/model-a", BODY, api_key=None)
+            await client.open_chat("one/model-a", BODY)
         assert missing.value.code == "provider_not_configured" and "ONE_KEY" in missing.value.message
         # With BYOK the unconfigured primary is used with the client's key.
-        response, route = await client.open_chat("one/model-a", BODY, api_key="sk-client")
+        response, route = await client.open_chat("one/model-a", BODY, api_keys={"one": "sk-client"})
         await response.aclose()
         assert route == Route("one", "model-a") and primary.requests[-1]["api_key"] == "sk-client"
     finally:
         await client.close()
+
+
+async def test_each_route_goes_out_with_its_providers_key(primary: FakeProvider, backup: FakeProvider) -> None:
+    """A tenant's keys for several providers: a fallback to another of them uses the tenant's
+    key for it (it went out with memgate's), and one whose key cannot be read is skipped."""
+    config = {"fallbacks": {"one/model-a": ["two/model-b"]}}
+    client = make_client(two_providers(primary, backup), config)
+    primary.set_behavior(fail_status=503)
+    try:
+        response, route = await client.open_chat("one/model-a", BODY, api_keys={"one": "sk-one", "two": "sk-two"})
+        await response.aclose()
+        assert route == Route("two", "model-b") and backup.requests[-1]["api_key"] == "sk-two"
+        sent = len(backup.requests)
+        with pytest.raises(UpstreamStatusError):  # (the primary's 503: the unreadable fallback is not tried)
+            await client.open_chat("one/model-a", BODY, api_keys={"one": "sk-one", "two": None})
+        assert len(backup.requests) == sent  # never memgate's key in place of the tenant's
+    finally:
+        await client.close()
+    registry = client.registry
+    assert registry.is_configured("one/model-a", {"two": None})  # (memgate's key for "one")
+    assert not ProviderRegistry.from_env({"MEMGATE_PROVIDER_TWO_BASE_URL": backup.base_url}).is_configured(
+        "two/model-b", {"two": None})
 
 
 async def test_unconfigured_primary_is_skipped_for_a_configured_fallback(
@@ -335,7 +357,7 @@ async def test_retry_after_of_a_429_is_kept() -> None:
     client = make_client({"MEMGATE_PROVIDER_X_BASE_URL": f"http://127.0.0.1:{port}/v1"})
     try:
         with pytest.raises(UpstreamStatusError) as info:
-            await client.open_chat("x/m", BODY, api_key=None)
+            await client.open_chat("x/m", BODY)
     finally:
         await client.close()
         server.close()
@@ -354,11 +376,11 @@ async def test_a_redirect_is_a_failure_that_says_where_and_falls_back(backup: Fa
     try:
         alone = make_client(env)
         with pytest.raises(UpstreamError) as info:
-            await alone.open_chat("x/m", BODY, api_key=None)
+            await alone.open_chat("x/m", BODY)
         await alone.close()
         assert info.value.status == 502 and "redirect (HTTP 301) to https://llm.example/v1" in info.value.message
         chained = make_client(env, {"fallbacks": {"x/m": ["two/model-b"]}})
-        response, route = await chained.open_chat("x/m", BODY, api_key=None)
+        response, route = await chained.open_chat("x/m", BODY)
         assert route == Route("two", "model-b") and (await answer(response))["model"] == "model-b"
         await chained.close()
     finally:

@@ -37,7 +37,7 @@ class RequestAccount:
         self.request_id = new_id("req")
         self.request: ChatRequest | None = None  # once parsed
         self.route: Route | None = None  # the route asked (then the one that answered)
-        self.keyed_provider: str | None = None  # the provider the caller's (or its tenant's) own key is for
+        self.keyed_providers: set[str] = set()  # the providers the caller's (or its tenant's) own keys are for
         self.memory: ContextResult | None = None  # the memory lookup's, once done
         self.recorded = False
 
@@ -55,8 +55,8 @@ class RequestAccount:
             provider=provider, status=status, stream=stream, memory=scope is not None,
             input_tokens=usage.prompt_tokens if usage else 0, output_tokens=usage.completion_tokens if usage else 0,
             latency_ms=(now - self.started) * 1000, route_model=route.model if route else "",
-            # (a fallback to another provider went out with memgate's key: not BYOK)
-            byok=route is not None and route.provider == self.keyed_provider,
+            # (a fallback to a provider the tenant has no key for went out with memgate's: not BYOK)
+            byok=route is not None and route.provider in self.keyed_providers,
             request_id=self.request_id, trace_id=trace_id(self.span),
             ttft_ms=(first_byte_at - self.started) * 1000 if first_byte_at is not None else None,
             **request_memory(scope, self.memory, keep_block=self.keep_block),

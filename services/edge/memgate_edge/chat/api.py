@@ -8,7 +8,7 @@ it, and what its answer and its stream look like. Chat completions is the first;
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import msgspec
@@ -34,7 +34,7 @@ class Api(Protocol):
     def parse(self, raw: bytes, headers: dict[str, str]) -> ChatRequest: ...
 
     async def open(self, providers: ProviderClient, request: ChatRequest, memory: str, *,
-                   api_key: str | None) -> tuple[http.Response, Route, bool]:
+                   api_keys: Mapping[str, str | None]) -> tuple[http.Response, Route, bool]:
         """Send the request with `memory` (the block, or "") to the model's chain; the
         flag: whether the provider answered in this API's own format (else chat completions)."""
         ...
@@ -53,8 +53,8 @@ class ChatCompletions:
         return parse_chat_request(raw, headers)
 
     async def open(self, providers: ProviderClient, request: ChatRequest, memory: str, *,
-                   api_key: str | None) -> tuple[http.Response, Route, bool]:
-        upstream, route = await providers.open_chat(request.model, chat_with_memory(request, memory), api_key=api_key)
+                   api_keys: Mapping[str, str | None]) -> tuple[http.Response, Route, bool]:
+        upstream, route = await providers.open_chat(request.model, chat_with_memory(request, memory), api_keys=api_keys)
         return upstream, route, False
 
     def answer(self, raw: bytes, request: ChatRequest, *, native: bool, media_type: str) -> Answer:

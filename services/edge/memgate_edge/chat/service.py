@@ -85,18 +85,18 @@ class ChatService:
         registry = self.providers.registry
         _, route = registry.route(request.model)  # unknown provider or alias: 400 before any work
         genai.set_request(span, operation=genai.CHAT, provider=route.provider, model=route.model)
-        # The caller's own provider key, else the one its tenant saved (BYOK either way).
-        provider_key = principal.provider_key
-        if not provider_key:
-            saved = await self.provider_keys.for_tenant(principal.tenant)
-            provider_key = saved.get(route.provider)
-            if provider_key is None and route.provider in saved:  # (never the gateway's own key in its place)
-                raise ServiceUnavailable(
-                    f"The key this tenant saved for provider '{route.provider}' cannot be read by memgate (was its "
-                    "secret key changed?): save it again on the dashboard's Settings page, or send your own key "
-                    "with X-Memory-Gateway-Authorization.", code="provider_key_unreadable")
-        account.route, account.keyed_provider = route, route.provider if provider_key else None
-        if not provider_key and not registry.is_configured(request.model):
+        # The keys its tenant saved, by provider, and the caller's own for the model's provider
+        # (BYOK either way): each route of the chain, fallbacks too, goes out with its provider's.
+        keys = await self.provider_keys.for_tenant(principal.tenant)
+        if principal.provider_key:
+            keys[route.provider] = principal.provider_key
+        if route.provider in keys and keys[route.provider] is None:  # (never the gateway's own key in its place)
+            raise ServiceUnavailable(
+                f"The key this tenant saved for provider '{route.provider}' cannot be read by memgate (was its "
+                "secret key changed?): save it again on the dashboard's Settings page, or send your own key "
+                "with X-Memory-Gateway-Authorization.", code="provider_key_unreadable")
+        account.route, account.keyed_providers = route, {provider for provider, key in keys.items() if key}
+        if not registry.is_configured(request.model, keys):
             raise InvalidRequest(
                 f"Provider '{route.provider}' has no API key: set "
                 f"{key_settings(route.provider, registry.providers[route.provider].spec)}, or send your own key "
@@ -127,7 +127,7 @@ class ChatService:
 
         try:
             # Aliases and fallbacks are resolved here: `answered` is the route that took the request.
-            upstream, answered, native = await api.open(self.providers, request, memory, api_key=provider_key)
+            upstream, answered, native = await api.open(self.providers, request, memory, api_keys=keys)
         except GatewayError as exc:
             genai.set_error(span, str(exc.status))
             account.record(route, exc.status, None)

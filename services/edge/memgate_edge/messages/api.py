@@ -6,6 +6,8 @@ get its chat completion translation (`translate`), and their answers come back t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import msgspec
 
 from memgate_edge.chat.api import Answer, chat_answer, chat_with_memory, decode_or_none, translated_request
@@ -24,10 +26,10 @@ class Messages:
         return translated_request(raw, headers, translate.check, translate.chat_body)
 
     async def open(self, providers: ProviderClient, request: ChatRequest, memory: str, *,
-                   api_key: str | None) -> tuple[http.Response, Route, bool]:
+                   api_keys: Mapping[str, str | None]) -> tuple[http.Response, Route, bool]:
         assert request.native is not None
         return await providers.open_messages(request.model, translate.with_memory(request.native, memory),
-                                             chat_with_memory(request, memory), api_key=api_key)
+                                             chat_with_memory(request, memory), api_keys=api_keys)
 
     def answer(self, raw: bytes, request: ChatRequest, *, native: bool, media_type: str) -> Answer:
         if native:
