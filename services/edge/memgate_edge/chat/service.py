@@ -87,7 +87,12 @@ class ChatService:
         genai.set_request(span, operation=genai.CHAT, provider=route.provider, model=route.model)
         # The keys its tenant saved, by provider, and the caller's own for the model's provider
         # (BYOK either way): each route of the chain, fallbacks too, goes out with its provider's.
-        keys = await self.provider_keys.for_tenant(principal.tenant)
+        try:
+            keys = await self.provider_keys.for_tenant(principal.tenant)
+        except Exception as exc:
+            if not (principal.provider_key and unreachable(exc)):
+                raise
+            keys = {}  # (Postgres away, nothing cached: the caller's own key still answers)
         if principal.provider_key:
             keys[route.provider] = principal.provider_key
         if route.provider in keys and keys[route.provider] is None:  # (never the gateway's own key in its place)
