@@ -89,7 +89,9 @@ def test_another_site_cannot_sign_a_visitor_in(gateway: GatewayProcess, browser,
 
 def test_no_other_site_can_frame_the_dashboard(gateway: GatewayProcess, browser, tmp_path) -> None:  # type: ignore[no-untyped-def]
     # Clickjacking: another site (localhost) frames the sign-in page under its own content.
-    (tmp_path / "frame.html").write_text(f'<iframe id="f" src="{gateway.url}/dashboard/login"></iframe>')
+    (tmp_path / "frame.html").write_text(f'<iframe id="f" src="{gateway.url}/dashboard/login"></iframe>'
+                                         '<iframe id="g" src="own.html"></iframe>')
+    (tmp_path / "own.html").write_text('<input id="api_key">')  # (a page that may be framed: the control)
     site = ThreadingHTTPServer(("127.0.0.1", 0), partial(SimpleHTTPRequestHandler, directory=str(tmp_path)))
     threading.Thread(target=site.serve_forever, daemon=True).start()
     context = browser.new_context()
@@ -102,10 +104,10 @@ def test_no_other_site_can_frame_the_dashboard(gateway: GatewayProcess, browser,
         assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
         assert page.locator("#api_key").count() == 1 and violations == []  # the page itself is unharmed
 
-        page.goto(f"http://localhost:{site.server_port}/frame.html")
-        page.wait_for_timeout(500)
-        frame = page.frame_locator("#f")
-        assert frame.locator("#api_key").count() == 0  # the browser refused to show it framed
+        page.goto(f"http://localhost:{site.server_port}/frame.html", wait_until="load")  # (frames loaded too)
+        assert page.locator("#f").count() == 1
+        assert page.frame_locator("#g").locator("#api_key").count() == 1  # a framed page's field is seen ...
+        assert page.frame_locator("#f").locator("#api_key").count() == 0  # ... the dashboard's is not: refused
     finally:
         context.close()
         site.shutdown()

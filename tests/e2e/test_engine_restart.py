@@ -3,6 +3,7 @@ nothing answered meanwhile is lost; a killed `memgate up` leaves no engine behin
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -11,6 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import asyncpg
 import httpx
 import openai
 import pytest
@@ -21,6 +23,21 @@ from memgate_testing.gateway import GatewayProcess
 
 def _nats_pid(gateway: GatewayProcess) -> int:
     return int((gateway.data_dir / "nats" / "nats-server.pid").read_text().split()[0])
+
+
+def _nats_port(gateway: GatewayProcess) -> int:
+    return int((gateway.data_dir / "nats" / "nats-server.conf").read_text().split('listen: "127.0.0.1:')[1].split('"')[0])
+
+
+def _outbox_rows(gateway: GatewayProcess) -> int:
+    async def count() -> int:
+        db = await asyncpg.connect(gateway.runtime()["database_url"])
+        try:
+            return int(await db.fetchval("SELECT count(*) FROM outbox"))
+        finally:
+            await db.close()
+
+    return asyncio.run(count())
 
 
 def _alive(pid: int) -> bool:
@@ -42,9 +59,14 @@ def test_a_killed_nats_server_is_restarted_and_nothing_is_lost(make_gateway: Cal
 
     say("My sister is called Ines.")
     first = _nats_pid(gateway)
-    os.kill(first, signal.SIGKILL)
-    say("My brother is called Tomas.")  # answered while NATS is gone: waits in the outbox
-    wait_for(lambda: _nats_pid(gateway) != first and _alive(_nats_pid(gateway)), timeout=20)
+    with socket.socket() as taken:  # (its port held: NATS stays down until this answer is in)
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: _bound(taken, _nats_port(gateway)), timeout=5)
+        taken.listen()
+        say("My brother is called Tomas.")  # answered while NATS is gone: waits in the outbox
+        assert _outbox_rows(gateway) >= 1
+    wait_for(lambda: _nats_pid(gateway) != first and _alive(_nats_pid(gateway)), timeout=30)
     say("My cousin is called Rui.")
     observer_idle(gateway, timeout=60)
     texts = " ".join(o["text"] for o in observations(gateway, "through-outage"))
@@ -72,7 +94,7 @@ def test_a_nats_server_that_fails_to_restart_is_tried_again(make_gateway: Callab
     """The restarted nats-server cannot listen (its port taken meanwhile): memgate up goes on
     answering and tries again until it can (a failed restart ended the whole process)."""
     gateway = make_gateway().start()
-    port = int((gateway.data_dir / "nats" / "nats-server.conf").read_text().split('listen: "127.0.0.1:')[1].split('"')[0])
+    port = _nats_port(gateway)
     with socket.socket() as taken:
         taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         os.kill(_nats_pid(gateway), signal.SIGKILL)
@@ -130,3 +152,15 @@ def test_a_signal_during_the_start_stops_what_had_started(make_gateway: Callable
     assert "memgate is up" not in output, "the signal came too late to test the start"
     assert code == 0 and "Traceback" not in output, output
     wait_for(lambda: not _engines_of(gateway.data_dir), timeout=20)
+
+
+def test_a_second_signal_stops_at_once_and_leaves_no_engine(make_gateway: Callable[..., GatewayProcess]) -> None:
+    gateway = make_gateway().start()
+    assert gateway.proc is not None
+    gateway.proc.send_signal(signal.SIGINT)  # stopping, in order ...
+    wait_for(lambda: "memgate: stopping..." in gateway.log(), timeout=10)
+    gateway.proc.send_signal(signal.SIGINT)  # ... no: now
+    code = gateway.proc.wait(10)
+    gateway.proc = None
+    assert code == 1 and "stopping at once" in gateway.log()
+    wait_for(lambda: not _engines_of(gateway.data_dir), timeout=20)  # (they watch memgate, and stop with it)

@@ -32,10 +32,15 @@ def test_recall_across_threads_with_provider_embeddings(make_gateway: Callable[.
     second = {"x-thread-id": f"other-{uuid.uuid4().hex[:6]}", "x-resource-id": resource}
     client.chat.completions.create(model="fake/chat", extra_headers=second,
                                    messages=[{"role": "user", "content": "Which tea is my favourite tea?"}])
-    chat = [r for r in provider.requests if r["path"] == "/v1/chat/completions"][-1]
+    paths = [r["path"] for r in provider.requests]
+    chat = provider.requests[paths.index("/v1/chat/completions")]
     block = chat["body"]["messages"][0]["content"]
     assert "lapsang souchong" in block and "## Recalled from memory" in block
-    assert any(r["path"] == "/v1/embeddings" for r in provider.requests)  # the query was embedded remotely
+    # The query was embedded remotely, before the chat went upstream (not only the exchange's
+    # indexing afterwards).
+    asked = [i for i, r in enumerate(provider.requests) if r["path"] == "/v1/embeddings"
+             and "Which tea is my favourite tea?" in r["body"]["input"]]
+    assert asked and asked[0] < paths.index("/v1/chat/completions")
 
 
 def test_an_index_built_with_another_model_is_refused(make_gateway: Callable[..., GatewayProcess]) -> None:

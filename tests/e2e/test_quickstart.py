@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
+import asyncpg
 import openai
 import pytest
 from helpers import memory_text
@@ -92,8 +94,18 @@ async def test_async_client_remembers(gateway: GatewayProcess, provider: FakePro
 
 def test_without_memory_headers_nothing_is_injected_or_stored(gateway: GatewayProcess, provider: FakeProvider) -> None:
     client = openai.OpenAI(base_url=gateway.base_url, api_key=gateway.api_key, max_retries=0)
+    text = f"{TURN_1} ({uuid.uuid4().hex})"
     raw = client.chat.completions.with_raw_response.create(
-        model="fake/gpt-test", messages=[{"role": "user", "content": TURN_1}]
+        model="fake/gpt-test", messages=[{"role": "user", "content": text}]
     )
     assert raw.headers["x-memory"] == "off"
-    assert provider.requests[0]["body"]["messages"] == [{"role": "user", "content": TURN_1}]
+    assert provider.requests[0]["body"]["messages"] == [{"role": "user", "content": text}]
+
+    async def stored() -> int:
+        db = await asyncpg.connect(gateway.runtime()["database_url"])
+        try:
+            return int(await db.fetchval("SELECT count(*) FROM messages WHERE content = $1", text))
+        finally:
+            await db.close()
+
+    assert asyncio.run(stored()) == 0  # (a turn is stored with its outbox row, in one transaction)

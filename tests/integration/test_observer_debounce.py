@@ -155,24 +155,42 @@ async def test_what_is_fetched_while_stopping_is_left_for_redelivery(bus, stores
     _, script = model
     release = threading.Event()
     script.hold = lambda: release.wait(10)
-    consumer = RecordingConsumer(bus, handler, debounce=0.05, stores=stores)
+    consumer = FetchWatchingConsumer(bus, handler, debounce=0.05, stores=stores)
     await consumer.start()
     try:
         await publish(bus, stores, exchange("under-way", "I am observed as the stop begins.", NOW))
         await eventually(lambda: script.bodies)  # its observer call is under way (held)
+        consumer.fetch_began.clear()
+        await asyncio.wait_for(consumer.fetch_began.wait(), 5)  # a fetch has just begun: it waits up to 1 s
         stopping = asyncio.create_task(consumer.stop())
         await asyncio.sleep(0)
         await publish(bus, stores, exchange("late", "I arrive while the observer stops.", NOW + 1))
-        # (Fetched by the fetch under way; unless that one ran out just before: then none is.)
-        await eventually(lambda: _delivered(bus, 2) or consumer._tasks[0].done())
+        await eventually(lambda: _delivered(bus, 2))  # to that fetch
     finally:
         release.set()
     await stopping
-    await asyncio.sleep(0.5)  # (what a stray flusher would have done by now)
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("observer-thread:")]  # no stray flusher
     assert consumer.deliveries == 1 and len(script.bodies) == 1  # the late one: not handled here
     assert [len(ids) for ids, _ in consumer.acks] == [1]
-    if await _delivered(bus, 2):
-        assert (await ack_pending(bus))[0] == 1  # the late one: nakked, waiting for its redelivery
+    assert (await ack_pending(bus))[0] == 1  # the late one: nakked, waiting for its redelivery
+
+
+class FetchWatchingConsumer(RecordingConsumer):
+    """Says when each fetch begins."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.fetch_began = asyncio.Event()
+
+    async def _run(self, sub):  # type: ignore[no-untyped-def]
+        began = self.fetch_began
+
+        class Watched:
+            async def fetch(self, *args: Any, **kw: Any) -> Any:
+                began.set()
+                return await sub.fetch(*args, **kw)
+
+        await super()._run(Watched())
 
 
 async def _delivered(bus: Bus, count: int) -> bool:

@@ -63,14 +63,16 @@ async def run_service(settings: Settings, which: str, *, database_url: str, nats
         started.append(http)
         settle_heap()
         log.info("memgate %s running", which)
-        signals.up = True
+        signals.starting = False
         await signals.received.wait()
         return 0
     except asyncio.CancelledError:
+        signals.starting = False
         if not signals.received.is_set():
             raise
         return 0  # stopped while starting: what started stops below
     finally:
+        signals.starting = False  # (a signal now must not cancel the clean-up)
         for part in reversed(started):
             await part.stop()
         if runtime is not None:

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -112,16 +113,18 @@ async def run_up(settings: Settings) -> int:
         print("\n".join(lines), flush=True)
         settle_heap()
 
-        signals.up = True
+        signals.starting = False
         await signals.received.wait()
         print("memgate: stopping...", flush=True)
         return 0
     except asyncio.CancelledError:
+        signals.starting = False
         if not signals.received.is_set():
             raise
         print("memgate: stopping before it was up...", flush=True)
         return 0
     finally:
+        signals.starting = False  # (a signal now must not cancel the clean-up)
         for service in reversed(services):
             try:
                 log.debug("stopping %s", type(service).__name__)
@@ -139,20 +142,25 @@ async def run_up(settings: Settings) -> int:
 
 
 class StopSignals:
-    """SIGINT and SIGTERM stop `memgate up` from its first step on. Before it is up, a signal
-    cancels the start and the clean-up stops what had started (a SIGTERM there used to end
-    the process at once, leaving a starting Postgres behind; a Ctrl-C, a traceback)."""
+    """SIGINT and SIGTERM stop memgate from the first step of its start on. While `starting`,
+    a signal cancels the start, and the clean-up stops what had started (a SIGTERM there used
+    to end the process at once, leaving a starting Postgres behind; a Ctrl-C, a traceback).
+    A second signal ends the process at once (what it started stops with it: the engines
+    watch this process)."""
 
     def __init__(self) -> None:
         self.received = asyncio.Event()
-        self.up = False
+        self.starting = True
         self._start = asyncio.current_task()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_signal)
 
     def _on_signal(self) -> None:
-        if not self.up and not self.received.is_set() and self._start is not None:
+        if self.received.is_set():
+            print("memgate: a second signal: stopping at once", file=sys.stderr, flush=True)
+            os._exit(1)
+        if self.starting and self._start is not None:
             self._start.cancel()
         self.received.set()
 

@@ -14,10 +14,11 @@ too big for the provider) holds back none of the others. An exchange that fails 
 for an outage, `max_deliveries` times (counted by this process) and at least
 `set_aside_after` seconds after it was published, is set aside: recorded as an observer
 failure (its messages stay in memory, raw), then terminated; the event stays in the
-stream (limits retention) for a week. Outages never set anything aside. A provider's 5xx
-counts as an outage only while nothing else is observed: one that answers 5xx to this
-exchange while other observations commit (within `PROVIDER_UP_WINDOW`) is refusing the
-exchange, and that failure counts.
+stream (limits retention) for a week. Outages never set anything aside. A 5xx from the
+observer's model is an outage unless the model is answering the others: when at least half
+of its recent calls (within `PROVIDER_UP_WINDOW`) for other exchanges got an answer, it is
+refusing this one, and that failure counts (else an exchange that makes it fail every time
+was retried, and paid for, for ever).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -40,6 +42,7 @@ from memgate_bus.subjects import EXCHANGE_STREAM, EXCHANGE_SUBJECT, OBSERVER_DUR
 from memgate_core.errors import GatewayError
 from memgate_core.events import ExchangeRecorded, exchange_decoder
 from memgate_observer.handler import ExchangeHandler
+from memgate_providers import UpstreamStatusError
 from memgate_telemetry.metrics import OBSERVER_LAG
 
 log = logging.getLogger("memgate.observer.consumer")
@@ -50,7 +53,7 @@ RETRY_DELAYS = (2.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0)  # by delivery attempt
 MAX_DELIVERIES = 10  # the tenth failure not caused by an outage (19+ minutes of retries) sets an exchange aside
 SET_ASIDE_AFTER_SECONDS = 15 * 60  # ... if it was published at least this long ago
 SPLIT_AFTER_DELIVERIES = 3  # a batch failing for an outage this often is tried one exchange at a time
-PROVIDER_UP_WINDOW = 60.0  # seconds: an observation committed this recently shows the provider was up
+PROVIDER_UP_WINDOW = 300.0  # seconds: the model's calls for other exchanges this recent tell whether it is up
 
 Msg = Any  # nats.aio.msg.Msg
 
@@ -68,6 +71,11 @@ def transient(error: BaseException) -> bool:
                               asyncpg.exceptions.OperatorInterventionError,
                               asyncpg.exceptions.InsufficientResourcesError,
                               asyncpg.exceptions.TransactionRollbackError))
+
+
+def _model_5xx(error: BaseException) -> bool:
+    """The observer's model answered with a 5xx status (not a timeout or a failed connection)."""
+    return isinstance(error, UpstreamStatusError) and error.upstream_status >= 500
 
 
 class _Delivery:
@@ -109,7 +117,8 @@ class ExchangeConsumer:
         self.max_deliveries = max_deliveries
         self.set_aside_after = set_aside_after
         self._failures: dict[str, int] = {}  # exchange id -> failures not caused by an outage, here
-        self._last_commit = float("-inf")  # (monotonic) when a batch last committed here
+        # The observer model's recent calls: (monotonic time, the batch's exchange ids, whether it answered).
+        self._model_calls: deque[tuple[float, frozenset[str], bool]] = deque(maxlen=64)
         self._slots = asyncio.Semaphore(concurrency)
         self._buffers: dict[tuple[str, str], _Buffer] = {}
         self._flushers: dict[tuple[str, str], asyncio.Task[None]] = {}
@@ -212,7 +221,6 @@ class ExchangeConsumer:
 
     async def _process(self, batch: list[_Delivery]) -> None:
         first = batch[0].event
-        started = time.monotonic()
         error = await self._observe(batch)
         if error is None:
             await self._reflect(batch[0])
@@ -221,16 +229,15 @@ class ExchangeConsumer:
             log.error("observing %d exchange(s) of thread %s failed; will retry", len(batch), first.thread_id,
                       exc_info=error)
             for delivery in batch:
-                await self._retry_or_set_aside(delivery, error, started)
+                await self._retry_or_set_aside(delivery, error)
         else:  # one bad exchange must not hold back the others: one at a time
             log.warning("observing %d exchanges of thread %s together failed (%r); observing them one by one",
                         len(batch), first.thread_id, error)
-            started = time.monotonic()
             failures = [(d, alone) for d in batch if (alone := await self._observe([d])) is not None]
             for delivery, alone in failures:
                 log.error("observing exchange %s of thread %s failed", delivery.event.exchange_id,
                           first.thread_id, exc_info=alone)
-                await self._retry_or_set_aside(delivery, alone, started)
+                await self._retry_or_set_aside(delivery, alone)
             if len(failures) < len(batch):
                 await self._reflect(batch[0])
 
@@ -238,12 +245,17 @@ class ExchangeConsumer:
         """Observe and ack the batch; the error if it failed (nothing acked then)."""
         links = [trace.Link(d.span.get_span_context()) for d in batch[1:]]
         parent = trace.set_span_in_context(batch[0].span)
+        ids = frozenset(d.event.exchange_id for d in batch)
         try:
             with tracer.start_as_current_span("observer.batch", context=parent, links=links) as span:
                 span.set_attribute("memgate.exchanges", len(batch))
-                await self.handler.handle_batch([d.event for d in batch])
+                result = await self.handler.handle_batch([d.event for d in batch])
         except Exception as exc:
+            if _model_5xx(exc):
+                self._model_calls.append((time.monotonic(), ids, False))
             return exc
+        if result.outcome in ("observed", "failed"):  # (the model answered: it was asked, and it is up)
+            self._model_calls.append((time.monotonic(), ids, True))
         await self._settle(batch, ok=True)
         return None
 
@@ -257,10 +269,10 @@ class ExchangeConsumer:
         except Exception:
             log.exception("reflecting thread %s failed", event.thread_id)
 
-    async def _retry_or_set_aside(self, delivery: _Delivery, error: Exception, started: float) -> None:
+    async def _retry_or_set_aside(self, delivery: _Delivery, error: Exception) -> None:
         meta = delivery.msg.metadata
         event = delivery.event
-        if transient(error) and not self._refused(error, started):
+        if transient(error) and not self._refused(error, event.exchange_id):
             await self._settle([delivery], ok=False)
             return
         if len(self._failures) > 10_000:  # (exchanges another replica took over)
@@ -283,19 +295,18 @@ class ExchangeConsumer:
         self._failures.pop(event.exchange_id, None)
         await self._settle([delivery], ok=False, terminate=True)
 
-    def _refused(self, error: Exception, started: float) -> bool:
-        """A provider's 5xx for an attempt begun at `started` (monotonic) while other
-        observations committed: the provider is up and refuses this exchange (one that makes
-        it fail every time would otherwise be retried for ever, never set aside)."""
-        return (isinstance(error, GatewayError) and error.status >= 500
-                and self._last_commit >= started - PROVIDER_UP_WINDOW)
+    def _refused(self, error: Exception, exchange_id: str) -> bool:
+        """The observer's model answered 5xx for this exchange while answering most others."""
+        if not _model_5xx(error):
+            return False
+        since = time.monotonic() - PROVIDER_UP_WINDOW
+        others = [answered for at, ids, answered in self._model_calls if at >= since and exchange_id not in ids]
+        return bool(others) and 2 * sum(others) >= len(others)
 
     async def _settle(self, batch: Iterable[_Delivery], *, ok: bool, delay: float | None = None,
                       terminate: bool = False) -> None:
         """Ack (after the commit), nak (with a growing delay) or terminate each delivery; end its span."""
         now = time.time()
-        if ok:
-            self._last_commit = time.monotonic()
         for d in batch:
             self._unacked.pop(id(d.msg), None)
             if ok:

@@ -14,21 +14,30 @@ _DAY = "|".join(WEEKDAYS)
 _ABBREVIATED = {"mon": 0, "tue": 1, "tues": 1, "wed": 2, "thu": 3, "thur": 3, "thurs": 3, "fri": 4, "sat": 5, "sun": 6}
 _SEASONS = {"spring": (3, 5), "summer": (6, 8), "fall": (9, 11), "autumn": (9, 11)}  # first and last month
 
-# "on Friday" is the coming Friday unless the words before it in the sentence tell of the past
-# ("I won a tournament on Friday"): a past form of a common irregular verb, or an "-ed" verb
-# after its subject ("we finally painted", "Joanna finished"), not an adjective after a form
-# of "be" ("I'm excited", "it is scheduled"); a word of the future ("will", "going to") wins.
-_FUTURE = re.compile(r"\b(?:will|shall|gonna|going to|plan(?:ning)? to|hope to|can't wait|upcoming|soon)\b|\w'll\b",
-                     re.IGNORECASE)
+# "on Friday" is the coming Friday unless its clause tells of the past: a past form of a
+# common irregular verb ("I won a tournament on Friday", "it was fun on Friday"), or an
+# "-ed" verb after its subject pronoun ("we finally painted it on Friday"). Any sign of a
+# plan wins: a future or present form ("will", "I'm meeting", "my exam is", "I've booked"),
+# a wish or request ("I wanted to go", "he asked me to work"), "was wondering"; so does a
+# question. Unsure, the coming day stays (as before this rule).
+_FUTURE = re.compile(
+    r"\b(?:will|shall|gonna|going|plan|plans|planning|hope|hoping|soon|upcoming|next|tomorrow|"
+    r"am|is|are|have|has|'m|'re|'s|'ve|'ll|'d)\b|\w'(?:m|re|s|ve|ll|d)\b"
+    r"|\b(?:was|were)\s+\w+ing\b"
+    r"|\b(?:want|wanted|ask|asked|tell|told|plan|planned|decide|decided|need|needed|hope|hoped|agree|agreed|"
+    r"promise|promised|invite|invited|like|love|would)\b.*\bto\b",
+    re.IGNORECASE,
+)
 _PAST = re.compile(
     r"\b(?:was|were|had|did|went|got|saw|met|made|took|came|ran|won|lost|bought|ate|drank|told|said|felt|found|"
     r"gave|left|spent|began|brought|caught|drove|flew|heard|kept|knew|paid|sat|sold|sent|slept|spoke|stood|"
     r"thought|wrote|became|built|chose|fell|forgot|grew|held|led|rode|sang|swam|taught|threw|wore|"
-    r"ago|yesterday)\b"
-    r"|\b(?!(?:am|is|are|be|been|being|get|gets|getting|feel|feels|seem|seems|so|very|too|really|more|most|"
-    r"a|an|the|m|s|re|d)\b)[a-z]+\s+(?:\w+ly\s+|just\s+|also\s+)?(?!hundred\b)\w{2,}(?<!e)ed\b",
+    r"ago|yesterday|last)\b"
+    r"|\b(?:i|we|he|she|they)\s+(?:\w+ly\s+|just\s+|also\s+)?\w{2,}(?<!e)ed\b",
     re.IGNORECASE,
 )
+_CLAUSE_BREAK = re.compile(r"[.!?;,:]\s|\s(?:and|but|because|while|though|although)\s", re.IGNORECASE)
+
 
 _PATTERNS = re.compile(
     rf"\b(?P<phrase>"
@@ -82,7 +91,7 @@ def _resolve(m: re.Match[str], on: date) -> str | None:
     if g["wd"] or g["abbr"]:
         target = WEEKDAYS.index(g["wd"].lower()) if g["wd"] else _ABBREVIATED[g["abbr"].lower()]
         rel = (g["wd_rel"] or g["abbr_rel"]).lower()
-        if rel == "last" or (rel == "on" and _told_of_the_past(m.string[:m.start()])):
+        if rel == "last" or (rel == "on" and _told_of_the_past(m)):
             return (on - timedelta(days=(on.weekday() - target - 1) % 7 + 1)).isoformat()
         return (on + timedelta(days=(target - on.weekday() - 1) % 7 + 1)).isoformat()
     saturday = on - timedelta(days=on.weekday()) + timedelta(days=5)  # this week's
@@ -109,10 +118,14 @@ def _resolve(m: re.Match[str], on: date) -> str | None:
     return None
 
 
-def _told_of_the_past(before: str) -> bool:
-    """Whether the sentence up to a phrase speaks of the past."""
-    sentence = re.split(r"[.!?]\s", before)[-1]
-    return _PAST.search(sentence) is not None and _FUTURE.search(sentence) is None
+def _told_of_the_past(m: re.Match[str]) -> bool:
+    """Whether the clause before a phrase speaks of the past (see `_PAST`), in a sentence
+    that is no question."""
+    clause = _CLAUSE_BREAK.split(m.string[:m.start()])[-1]
+    end = re.search(r"[.!?]", m.string[m.end():])
+    if end is not None and end.group() == "?":
+        return False
+    return _PAST.search(clause) is not None and _FUTURE.search(clause) is None
 
 
 def _season(season: str, rel: str, on: date) -> str:

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import msgspec
 
 from memgate_edge.usage import UsageRecord, UsageRecorder
 from memgate_store.usage import InjectedMemory, UsageNotWritten
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait for the recorder's task to get there (a fixed sleep was a guess on a busy machine)."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.005)
 
 
 def _record(n: int = 0) -> UsageRecord:
@@ -20,9 +28,11 @@ class Sink:
         self.batches: list[list[UsageRecord]] = []
         self.pruned: list[int] = []
         self.fail = False
+        self.failed = 0  # writes refused while `fail`
 
     async def insert_many(self, records: list[UsageRecord]) -> list[UsageRecord]:
         if self.fail:
+            self.failed += 1
             raise ConnectionError("database down")
         self.batches.append(list(records))
         return []
@@ -44,7 +54,7 @@ async def test_flushes_on_the_interval_and_on_stop() -> None:
     recorder = UsageRecorder(sink, block_days=30, flush_interval=0.05)
     await recorder.start()
     recorder.record(_record(1))
-    await asyncio.sleep(0.2)
+    await until(lambda: bool(sink.batches))
     assert [[r.input_tokens for r in b] for b in sink.batches] == [[1]]
     recorder.record(_record(2))
     await recorder.stop()  # stop writes what is left, without waiting for the interval
@@ -58,7 +68,7 @@ async def test_a_full_batch_is_written_at_once_in_batches() -> None:
     await recorder.start()
     for n in range(25):
         recorder.record(_record(n))
-    await asyncio.sleep(0.05)
+    await until(lambda: sum(map(len, sink.batches)) == 25)  # (long before the 60 s interval)
     assert [len(b) for b in sink.batches] == [10, 10, 5]
     await recorder.stop()
 
@@ -70,10 +80,10 @@ async def test_rows_survive_a_database_outage() -> None:
     await recorder.start()
     for n in range(3):
         recorder.record(_record(n))
-    await asyncio.sleep(0.1)
+    await until(lambda: sink.failed >= 2)  # written and refused, twice
     assert sink.batches == [] and recorder.pending == 3
     sink.fail = False
-    await asyncio.sleep(0.1)
+    await until(lambda: bool(sink.batches))
     assert [r.input_tokens for b in sink.batches for r in b] == [0, 1, 2]
     await recorder.stop()
 

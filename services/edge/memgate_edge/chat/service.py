@@ -4,6 +4,7 @@ for every API a chat comes in by (`memgate_edge.chat.api`)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from functools import partial
 from typing import Any
@@ -22,6 +23,7 @@ from memgate_edge.chat.exchange import ExchangeRecorder, PendingExchange
 from memgate_edge.chat.request import client_fingerprints, latest_user_text
 from memgate_edge.chat.streaming import relay
 from memgate_edge.context_client import ContextClient, ContextResult
+from memgate_edge.errors import RateLimitedLog
 from memgate_edge.usage import UsageRecorder
 from memgate_providers import ProviderClient, http
 from memgate_providers.registry import key_settings
@@ -29,6 +31,10 @@ from memgate_store import unreachable
 from memgate_store.provider_keys import ProviderKeyRepository
 from memgate_store.tenant_settings import TenantSettingsRepository
 from memgate_telemetry import genai
+
+log = logging.getLogger("memgate.edge.chat")
+SAVED_KEYS_TIMEOUT = 1.0  # seconds a request with its own provider key waits for its tenant's saved ones
+_keys_log = RateLimitedLog(every=10.0)
 
 tracer = trace.get_tracer("memgate.edge")
 
@@ -87,14 +93,18 @@ class ChatService:
         genai.set_request(span, operation=genai.CHAT, provider=route.provider, model=route.model)
         # The keys its tenant saved, by provider, and the caller's own for the model's provider
         # (BYOK either way): each route of the chain, fallbacks too, goes out with its provider's.
-        try:
-            keys = await self.provider_keys.for_tenant(principal.tenant)
-        except Exception as exc:
-            if not (principal.provider_key and unreachable(exc)):
-                raise
-            keys = {}  # (Postgres away, nothing cached: the caller's own key still answers)
         if principal.provider_key:
+            try:  # (only for fallbacks: Postgres away or slow, the caller's own key still answers)
+                async with asyncio.timeout(SAVED_KEYS_TIMEOUT):
+                    keys = await self.provider_keys.for_tenant(principal.tenant)
+            except Exception as exc:
+                if _keys_log.allow():
+                    log.warning("saved provider keys could not be read (fallbacks use memgate's keys): %r%s",
+                                exc, _keys_log.suppressed_note())
+                keys = {}
             keys[route.provider] = principal.provider_key
+        else:
+            keys = await self.provider_keys.for_tenant(principal.tenant)
         if route.provider in keys and keys[route.provider] is None:  # (never the gateway's own key in its place)
             raise ServiceUnavailable(
                 f"The key this tenant saved for provider '{route.provider}' cannot be read by memgate (was its "
