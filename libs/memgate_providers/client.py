@@ -23,7 +23,7 @@ from memgate_providers import http
 from memgate_providers.base import Provider
 from memgate_providers.config import Timeouts, config_from_env
 from memgate_providers.providers import canonical_name
-from memgate_providers.registry import ProviderRegistry, Route, key_settings
+from memgate_providers.registry import NO_KEYS, ProviderRegistry, Route, key_settings, usable
 
 __all__ = ["Completion", "ProviderClient", "Timeouts", "UpstreamAuthError", "UpstreamStatusError"]
 
@@ -33,7 +33,6 @@ class BuildRequest(Protocol):
     def __call__(self, body: bytes, *, api_key: str | None) -> http.Request: ...
 
 
-NO_KEYS: Mapping[str, str | None] = {}  # memgate's own keys for every provider
 CONNECT_RETRY_DELAY = 0.05  # seconds before the one retry of a connection that failed to open
 
 
@@ -136,8 +135,7 @@ class ProviderClient:
         encoded: dict[tuple[str, bool], bytes] = {}
         failure: _RouteFailed | None = None
         for index, (provider, route) in enumerate(chain):
-            key = api_keys.get(route.provider)
-            if key is None and (route.provider in api_keys or not provider.spec.configured):
+            if not usable(provider, route, api_keys):
                 continue
             if failure is not None and time.monotonic() >= deadline:
                 break  # the total time is spent: report the last real failure
@@ -146,6 +144,7 @@ class ProviderClient:
                 body = messages if native and messages is not None else chat
                 encoded[route.model, native] = msgspec.json.encode({**body, "model": route.model})
             build = _messages_request(provider) if native else provider.build_request
+            key = api_keys.get(route.provider)  # (None: memgate's)
             try:
                 return await self._send(provider, encoded[route.model, native], key, deadline, build=build), route, native
             except _RouteFailed as failed:

@@ -32,6 +32,18 @@ class Route(msgspec.Struct, frozen=True):
         return f"{self.provider}/{self.model}"
 
 
+NO_KEYS: Mapping[str, str | None] = {}  # memgate's own keys for every provider
+
+
+def usable(provider: Provider, route: Route, api_keys: Mapping[str, str | None]) -> bool:
+    """Whether `route` can go out: with the caller's key for its provider (`api_keys`: by
+    provider; None, a key the caller has but that cannot be read: never memgate's in its
+    place), else with memgate's own."""
+    if route.provider in api_keys:
+        return api_keys[route.provider] is not None
+    return provider.spec.configured
+
+
 class ProviderRegistry:
     def __init__(
         self,
@@ -171,13 +183,10 @@ class ProviderRegistry:
                 chain.append(candidate)
         return chain
 
-    def is_configured(self, model: str, api_keys: Mapping[str, str | None] | None = None) -> bool:
-        """Whether some route of the model can be used: with the caller's key for its
-        provider (`api_keys`, as `ProviderClient.open_chat` takes them), or memgate's own."""
-        keys = api_keys or {}
+    def is_configured(self, model: str, api_keys: Mapping[str, str | None] = NO_KEYS) -> bool:
+        """Whether some route of the model can be used (`usable`)."""
         try:
-            return any(keys[route.provider] is not None if route.provider in keys else provider.spec.configured
-                       for provider, route in self.chain(model))
+            return any(usable(provider, route, api_keys) for provider, route in self.chain(model))
         except InvalidRequest:
             return False
 

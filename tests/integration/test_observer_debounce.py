@@ -36,6 +36,12 @@ class Model:
         self.bodies: list[dict[str, Any]] = []
         self.hold: Callable[[], None] = lambda: None
 
+    def held(self) -> threading.Event:
+        """From now on each call waits (up to 10 s) until the returned event is set."""
+        release = threading.Event()
+        self.hold = lambda: release.wait(10)
+        return release
+
     def __call__(self, body: dict[str, Any]) -> str:
         if body["messages"][0]["content"] == TITLE_PROMPT:  # a thread's title: not an observer call
             return "A title"
@@ -121,8 +127,7 @@ async def publish(bus: Bus, stores: Stores, *events: ExchangeCompleted, gap: flo
 
 async def test_a_burst_is_observed_in_one_call_and_acked_only_after_commit(bus, stores, handler, model) -> None:  # type: ignore[no-untyped-def]
     _, script = model
-    release = threading.Event()
-    script.hold = lambda: release.wait(10)
+    release = script.held()
     # A debounce far longer than the 0.05 s gaps, so a loaded machine does not split the burst.
     consumer = RecordingConsumer(bus, handler, debounce=1.5, stores=stores)
     await consumer.start()
@@ -153,8 +158,7 @@ async def test_what_is_fetched_while_stopping_is_left_for_redelivery(bus, stores
     """A stop waits for the batch under way; a delivery fetched meanwhile is nakked for
     redelivery, not handled by a flusher nobody waits for (it ran on past the stop)."""
     _, script = model
-    release = threading.Event()
-    script.hold = lambda: release.wait(10)
+    release = script.held()
     consumer = FetchWatchingConsumer(bus, handler, debounce=0.05, stores=stores)
     await consumer.start()
     try:
